@@ -1,0 +1,154 @@
+"""Typed run configuration: dataclasses with every default written out, YAML in and out, overrides.
+
+A config is validated before any work starts: unknown keys are named with the closest valid key,
+and values of the wrong type say which type was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import yaml
+
+from transferkit.errors import ConfigError
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class ModelConfig:
+    """Step 1: which pretrained model to start from."""
+
+    name: str = "efficientnet_lite0"
+    pretrained: bool = True  # False: random init, for tests and controls
+
+
+@dataclass
+class DataConfig:
+    """Step 2: which dataset, and how to split it when the source defines no split."""
+
+    name: str = "elpv"
+    val_fraction: float = 0.1  # carved from train, stratified
+    test_fraction: float = 0.25  # only for sources without a test split of their own
+    cache: bool = True  # decode and resize every image once, keep it in memory
+
+
+@dataclass
+class PreprocessConfig:
+    """Step 3: input size and augmentation; normalization always comes from the model."""
+
+    image_size: int | None = None  # None: the size the pretrained weights expect
+    augment: str = "auto"  # auto: what the dataset recommends (d4 for ELPV cells), else "light"
+    tta: bool = True  # average predictions over the deterministic transforms of `augment`
+
+
+@dataclass
+class TrainConfig:
+    """Step 4: the fine-tuning strategy and its optimisation."""
+
+    strategy: str = "fine-tune"
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 1e-3  # peak rate of the top layer group; lower groups get lr * lr_decay**depth
+    lr_decay: float = 0.7
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    label_smoothing: float = 0.1
+    precision: str = "32-true"
+    devices: int = 1
+    num_workers: int = 0  # the decoded cache lives in memory: worker processes would copy it
+
+
+@dataclass
+class FitConfig:
+    """Everything `transferkit fit` needs; written to `config.yaml` in the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    out: str = "runs"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        return _build(cls, values, prefix="")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Self:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"Cannot read config file {path}: {err}") from err
+        if not isinstance(values, dict):
+            raise ConfigError(f"Config file {path} must hold a mapping of keys, not {type(values).__name__}.")
+        return cls.from_dict(values)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Self:
+        """Returns a copy with dotted keys replaced, e.g. ``{"train.lr": 3e-4}``."""
+        values = self.to_dict()
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = values
+            for key in parents:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    raise ConfigError(_unknown_key_message(dotted, key, node))
+                node = child
+            if leaf not in node:
+                raise ConfigError(_unknown_key_message(dotted, leaf, node))
+            node[leaf] = value
+        return type(self).from_dict(values)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parses ``key.sub=value``; the value is read as YAML, so numbers and booleans keep their type."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"Override {text!r} must look like key=value, e.g. train.lr=3e-4.")
+    return key.strip(), yaml.safe_load(raw)
+
+
+def _unknown_key_message(dotted: str, key: str, valid: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown config key {dotted!r}.{hint} Valid keys here: {', '.join(valid)}."
+
+
+def _build(cls: type[_T], values: Any, prefix: str) -> _T:
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config section {prefix or '<root>'!r} must be a mapping, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in values:
+        if key not in known:
+            raise ConfigError(_unknown_key_message(prefix + key, key, dict.fromkeys(known)))
+    kwargs = {key: _coerce(hints[key], value, prefix + key) for key, value in values.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=key + ".")  # type: ignore[arg-type]
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if kind is not type(None) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+    names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+    raise ConfigError(f"Config key {key!r} must be {names}, got {value!r} ({type(value).__name__}).")

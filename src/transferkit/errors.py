@@ -1,0 +1,44 @@
+"""Exceptions whose messages say what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TransferkitError(Exception):
+    """Base class for every error transferkit raises on purpose."""
+
+
+class ConfigError(TransferkitError, ValueError):
+    """A config key, value or type is invalid."""
+
+
+class DataError(TransferkitError, ValueError):
+    """A dataset cannot be used as given."""
+
+
+class ModelError(TransferkitError, ValueError):
+    """A model or its weights cannot be loaded as given."""
+
+
+class UnknownNameError(TransferkitError, KeyError):
+    """A name looked up in a registry does not exist."""
+
+    def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
+        valid = sorted(valid)
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        message = f"Unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(valid)}."
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # KeyError would otherwise print the message in quotes
+        return self.message
+
+
+class MissingDependencyError(TransferkitError, ImportError):
+    """An optional package is needed for the requested feature."""
+
+    def __init__(self, package: str, feature: str) -> None:
+        super().__init__(f"{feature} needs the package {package!r}. Install it with: pip install {package}")

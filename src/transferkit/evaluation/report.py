@@ -1,0 +1,355 @@
+"""Markdown and self-contained HTML reports of one training run.
+
+The report is assembled once as a list of blocks (heading, paragraph, table, image, code) and then rendered
+twice, so the Markdown and HTML versions cannot drift apart in content.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import yaml
+
+from transferkit.evaluation.metrics import headline_metrics
+
+_IMAGE_MIME_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+}
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; line-height: 1.5;
+       color: #1f2328; background: #fff; margin: 0; }
+main { max-width: 1000px; margin: 0 auto; padding: 1.5rem; }
+h1 { font-size: 1.6rem; border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
+h2 { font-size: 1.25rem; margin-top: 2rem; }
+.table-wrap { overflow-x: auto; margin: .75rem 0; }
+table { border-collapse: collapse; font-size: .9rem; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; white-space: nowrap; }
+th { background: #f6f8fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1rem 0; }
+figcaption { font-size: .9rem; color: #59636e; }
+img { max-width: 100%; height: auto; }
+pre { background: #f6f8fa; padding: .75rem; overflow-x: auto; font-size: .85rem; }
+"""
+
+
+@dataclass
+class ReportContext:
+    """Everything a run report shows.
+
+    Attributes:
+        title: Report title, e.g. ``"elpv · efficientnet_lite0 · fine-tune"``.
+        run_dir: Directory the reports are written into; plot links are made relative to it.
+        metrics: Output of :func:`transferkit.evaluation.compute_metrics` on the test split.
+        data_summary: Split name -> class name -> sample count.
+        strategy: Name of the transfer-learning strategy.
+        phases: One mapping per training phase, e.g. ``{"name": "head", "epochs": 1, "description": ...}``.
+        config: Resolved configuration as a nested dict.
+        plots: Caption -> PNG path, normally inside ``run_dir/plots``.
+        notes: Extra lines shown under the headline metrics, e.g. published reference numbers.
+        wall_time_s: Total run time in seconds, if known.
+    """
+
+    title: str
+    run_dir: Path
+    metrics: dict[str, Any]
+    data_summary: dict[str, dict[str, int]]
+    strategy: str
+    phases: list[dict[str, Any]]
+    config: dict[str, Any]
+    plots: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+    wall_time_s: float | None = None
+
+
+def write_reports(context: ReportContext) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` into ``context.run_dir``.
+
+    Both files are written atomically, so a crash never leaves a half-written report behind. The HTML embeds
+    every image as a base64 data URI and uses inline CSS only, so it can be mailed or archived on its own.
+
+    Args:
+        context: Content of the report.
+
+    Returns:
+        Paths of the Markdown and HTML reports.
+    """
+    run_dir = Path(context.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    blocks = _build_blocks(context, run_dir)
+    markdown_path = _write_atomically(run_dir / "report.md", _render_markdown(context.title, blocks))
+    html_path = _write_atomically(run_dir / "report.html", _render_html(context.title, blocks))
+    return markdown_path, html_path
+
+
+class _Block(Protocol):
+    def markdown(self) -> str: ...
+
+    def html(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class _Heading:
+    text: str
+
+    def markdown(self) -> str:
+        return f"## {self.text}"
+
+    def html(self) -> str:
+        return f"<h2>{html.escape(self.text)}</h2>"
+
+
+@dataclass(frozen=True)
+class _Paragraph:
+    text: str
+
+    def markdown(self) -> str:
+        return self.text
+
+    def html(self) -> str:
+        return f"<p>{html.escape(self.text)}</p>"
+
+
+@dataclass(frozen=True)
+class _Bullets:
+    items: Sequence[str]
+
+    def markdown(self) -> str:
+        return "\n".join(f"- {item}" for item in self.items)
+
+    def html(self) -> str:
+        return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in self.items) + "</ul>"
+
+
+@dataclass(frozen=True)
+class _Table:
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    numeric_from: int = 1  # columns at or after this index are right-aligned numbers
+
+    def markdown(self) -> str:
+        align = ["---" if i < self.numeric_from else "--:" for i in range(len(self.header))]
+        lines = [_markdown_row(self.header), _markdown_row(align)]
+        return "\n".join(lines + [_markdown_row(row) for row in self.rows])
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(cell)}</th>" for cell in self.header)
+        body = "".join(f"<tr>{self._html_cells(row)}</tr>" for row in self.rows)
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f'<div class="table-wrap">{table}</div>'
+
+    def _html_cells(self, row: Sequence[str]) -> str:
+        return "".join(
+            f'<td class="num">{html.escape(c)}</td>'
+            if i >= self.numeric_from
+            else f"<td>{html.escape(c)}</td>"
+            for i, c in enumerate(row)
+        )
+
+
+@dataclass(frozen=True)
+class _Image:
+    caption: str
+    path: Path
+    link: str  # path relative to the run directory, as written in Markdown
+
+    def markdown(self) -> str:
+        if not self.path.is_file():
+            return f"*{self.caption}: plot not found at `{self.link}`*"
+        # Angle brackets keep a link containing spaces in one piece.
+        target = f"<{self.link}>" if " " in self.link else self.link
+        return f"![{self.caption}]({target})\n\n*{self.caption}*"
+
+    def html(self) -> str:
+        if not self.path.is_file():
+            return f"<p><em>{html.escape(f'{self.caption}: plot not found at {self.link}')}</em></p>"
+        mime = _IMAGE_MIME_TYPES.get(self.path.suffix.lower(), "application/octet-stream")
+        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
+        alt = html.escape(self.caption)
+        return (
+            f'<figure><img src="data:{mime};base64,{data}" alt="{alt}">'
+            f"<figcaption>{alt}</figcaption></figure>"
+        )
+
+
+@dataclass(frozen=True)
+class _Code:
+    text: str
+    language: str
+
+    def markdown(self) -> str:
+        return f"```{self.language}\n{self.text.rstrip()}\n```"
+
+    def html(self) -> str:
+        return f"<pre><code>{html.escape(self.text)}</code></pre>"
+
+
+def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
+    return [
+        *_headline_blocks(context),
+        *_data_blocks(context.data_summary),
+        *_strategy_blocks(context.strategy, context.phases),
+        *_plot_blocks(context.plots, run_dir),
+        *_per_class_blocks(context.metrics),
+        *_grouping_blocks(context.metrics),
+        _Heading("Configuration"),
+        _Code(yaml.safe_dump(_plain(context.config), sort_keys=False, allow_unicode=True), "yaml"),
+    ]
+
+
+def _headline_blocks(context: ReportContext) -> list[_Block]:
+    labels = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+    rows = [
+        [labels.get(key, key.replace("_", " ")), _percent(value)]
+        for key, value in headline_metrics(context.metrics).items()
+    ]
+    rows.append(["test samples (N)", str(int(context.metrics["num_samples"]))])
+    if "log_loss" in context.metrics:
+        rows.append(["log-loss", f"{float(context.metrics['log_loss']):.4f}"])
+    if context.wall_time_s is not None:
+        rows.append(["wall time", _duration(context.wall_time_s)])
+    blocks: list[_Block] = [_Heading("Headline metrics (test split)"), _Table(["metric", "value"], rows)]
+    if context.notes:
+        blocks.append(_Bullets(context.notes))
+    return blocks
+
+
+def _data_blocks(data_summary: dict[str, dict[str, int]]) -> list[_Block]:
+    splits = list(data_summary)
+    # Classes in first-seen order, so a class missing from one split still gets a row.
+    classes = list(dict.fromkeys(name for counts in data_summary.values() for name in counts))
+    rows = [[name, *(str(data_summary[s].get(name, 0)) for s in splits)] for name in classes]
+    rows.append(["total", *(str(sum(data_summary[s].values())) for s in splits)])
+    return [_Heading("Data"), _Table(["class", *splits], rows)]
+
+
+def _strategy_blocks(strategy: str, phases: list[dict[str, Any]]) -> list[_Block]:
+    blocks: list[_Block] = [_Heading("Strategy"), _Paragraph(f"Strategy: {strategy}")]
+    if phases:
+        columns = list(dict.fromkeys(key for phase in phases for key in phase))
+        rows = [[_cell(phase.get(key, "")) for key in columns] for phase in phases]
+        blocks.append(_Table(columns, rows, numeric_from=len(columns)))
+    return blocks
+
+
+def _plot_blocks(plots: dict[str, Path], run_dir: Path) -> list[_Block]:
+    if not plots:
+        return []
+    images = [
+        _Image(caption, Path(path), _relative_link(Path(path), run_dir)) for caption, path in plots.items()
+    ]
+    return [_Heading("Plots"), *images]
+
+
+def _per_class_blocks(metrics: dict[str, Any]) -> list[_Block]:
+    rows = [
+        [
+            str(c["class"]),
+            _percent(c["precision"]),
+            _percent(c["recall"]),
+            _percent(c["f1"]),
+            str(c["support"]),
+        ]
+        for c in metrics.get("per_class", [])
+    ]
+    header = ["class", "precision", "recall", "F1", "support"]
+    return [_Heading("Per-class metrics (test split)"), _Table(header, rows)]
+
+
+def _grouping_blocks(metrics: dict[str, Any]) -> list[_Block]:
+    blocks: list[_Block] = []
+    for name, grouped in metrics.get("groupings", {}).items():
+        summary = (
+            f"accuracy {_percent(grouped['accuracy'])}, balanced accuracy "
+            f"{_percent(grouped['balanced_accuracy'])}, macro-F1 {_percent(grouped['macro_f1'])}. "
+            "Group probabilities are sums of member-class probabilities; rows are true, columns predicted."
+        )
+        names = [str(n) for n in grouped["group_names"]]
+        rows = [
+            [true, *(str(v) for v in counts)]
+            for true, counts in zip(names, grouped["confusion_matrix"], strict=True)
+        ]
+        blocks += [
+            _Heading(f"Grouped task: {name}"),
+            _Paragraph(summary),
+            _Table(["true \\ predicted", *names], rows),
+        ]
+    return blocks
+
+
+def _render_markdown(title: str, blocks: Sequence[_Block]) -> str:
+    return "\n\n".join([f"# {title}", *(block.markdown() for block in blocks)]) + "\n"
+
+
+def _render_html(title: str, blocks: Sequence[_Block]) -> str:
+    body = "\n".join(block.html() for block in blocks)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body>\n<main>\n<h1>{html.escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    # Same directory as the target so os.replace is a rename within one filesystem, hence atomic.
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    # A literal "|" would split the cell; newlines would end the table.
+    escaped = (cell.replace("|", "\\|").replace("\n", " ") for cell in cells)
+    return "| " + " | ".join(escaped) + " |"
+
+
+def _relative_link(path: Path, run_dir: Path) -> str:
+    try:
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(path.resolve(), run_dir.resolve())).as_posix()
+
+
+def _percent(value: float) -> str:
+    return f"{float(value) * 100:.2f} %"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _plain(value: Any) -> Any:
+    """Convert a config tree into types ``yaml.safe_dump`` accepts; Paths, tuples, numpy scalars are not."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -1,0 +1,123 @@
+"""Metrics are checked against scikit-learn and against hand-computed grouped results."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from transferkit.evaluation import LabelGrouping, compute_metrics, headline_metrics
+
+CLASS_NAMES = ("a", "b", "c", "d", "e")
+
+
+def _random_case(seed: int, num_samples: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Random labels and probabilities where class 4 has support but is never predicted."""
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, len(CLASS_NAMES), size=num_samples)
+    probs = rng.dirichlet(np.ones(len(CLASS_NAMES)), size=num_samples)
+    probs[:, 4] *= 0.01  # never the argmax
+    probs /= probs.sum(axis=1, keepdims=True)
+    return y_true, probs
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_summary_metrics_match_sklearn(seed: int) -> None:
+    y_true, probs = _random_case(seed)
+    y_pred = probs.argmax(axis=1)
+    result = compute_metrics(y_true, probs, CLASS_NAMES)
+
+    assert 4 not in y_pred
+    assert result["num_samples"] == len(y_true)
+    assert result["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert result["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
+    assert result["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+    assert result["log_loss"] == pytest.approx(skm.log_loss(y_true, probs, labels=range(len(CLASS_NAMES))))
+    expected_confusion = skm.confusion_matrix(y_true, y_pred, labels=range(len(CLASS_NAMES)))
+    assert result["confusion_matrix"] == expected_confusion.tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_class_matches_sklearn(seed: int) -> None:
+    y_true, probs = _random_case(seed)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, probs.argmax(axis=1), labels=range(len(CLASS_NAMES)), zero_division=0
+    )
+    per_class = compute_metrics(y_true, probs, CLASS_NAMES)["per_class"]
+
+    assert [row["class"] for row in per_class] == list(CLASS_NAMES)
+    assert [row["precision"] for row in per_class] == pytest.approx(precision.tolist())
+    assert [row["recall"] for row in per_class] == pytest.approx(recall.tolist())
+    assert [row["f1"] for row in per_class] == pytest.approx(f1.tolist())
+    assert [row["support"] for row in per_class] == support.tolist()
+
+
+def test_class_without_support_or_predictions_is_left_out_of_averages() -> None:
+    y_true = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.3, 0.7, 0.0], [0.4, 0.6, 0.0]])
+    result = compute_metrics(y_true, probs, ("x", "y", "unused"))
+
+    assert result["balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    assert result["macro_f1"] == pytest.approx(skm.f1_score(y_true, probs.argmax(axis=1), average="macro"))
+
+
+def test_grouping_sums_member_probabilities() -> None:
+    # Fine classes 0,1 -> group 0 ("ok"); 2,3 -> group 1 ("bad").
+    grouping = LabelGrouping("binary", ("ok", "bad"), (0, 0, 1, 1))
+    y_true = np.array([0, 1, 2, 3, 3])
+    probs = np.array(
+        [
+            [0.30, 0.30, 0.40, 0.00],  # fine argmax 2 (bad), but ok sums to 0.6 -> ok: correct
+            [0.10, 0.20, 0.70, 0.00],  # bad 0.7 -> wrong
+            [0.00, 0.10, 0.45, 0.45],  # bad 0.9 -> correct
+            [0.35, 0.35, 0.00, 0.30],  # ok 0.7 -> wrong
+            [0.00, 0.00, 0.20, 0.80],  # bad -> correct
+        ]
+    )
+    grouped = compute_metrics(y_true, probs, ("a", "b", "c", "d"), [grouping])["groupings"]["binary"]
+
+    # By hand: 3 of 5 right; recall ok = 1/2, recall bad = 2/3.
+    assert grouped["accuracy"] == pytest.approx(3 / 5)
+    assert grouped["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert grouped["confusion_matrix"] == [[1, 1], [1, 2]]
+    assert grouped["group_names"] == ["ok", "bad"]
+
+
+def test_output_is_json_serialisable_and_headline_is_flat() -> None:
+    y_true, probs = _random_case(0)
+    grouping = LabelGrouping("binary", ("low", "high"), (0, 0, 1, 1, 1))
+    result = compute_metrics(y_true, probs, CLASS_NAMES, [grouping])
+
+    assert json.loads(json.dumps(result)) == result
+    headline = headline_metrics(result)
+    assert set(headline) == {"accuracy", "balanced_accuracy", "macro_f1", "binary_accuracy"}
+    assert headline["binary_accuracy"] == result["groupings"]["binary"]["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("y_true", "probs", "message"),
+    [
+        (np.array([0, 1]), np.full((2, 2), 0.5), "shape"),
+        (np.array([[0, 1]]), np.full((2, 3), 1 / 3), "1-D"),
+        (np.array([0, 3]), np.full((2, 3), 1 / 3), "outside"),
+        (np.array([0, -1]), np.full((2, 3), 1 / 3), "outside"),
+        (np.array([0.0, 1.0]), np.full((2, 3), 1 / 3), "integer"),
+        (np.array([0, 1]), np.array([[2.0, -1.0, 0.0], [1.0, 0.0, 0.0]]), "non-negative"),
+        (np.array([0, 1]), np.array([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]]), "sum to 1"),
+        (np.array([], dtype=int), np.zeros((0, 3)), "non-empty"),
+    ],
+)
+def test_invalid_inputs_raise(y_true: np.ndarray, probs: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compute_metrics(y_true, probs, ("a", "b", "c"))
+
+
+def test_invalid_groupings_raise() -> None:
+    with pytest.raises(ValueError, match="group indices"):
+        LabelGrouping("binary", ("ok", "bad"), (0, 2))
+    with pytest.raises(ValueError, match="one group index per class"):
+        compute_metrics(
+            np.array([0]), np.array([[1.0, 0.0, 0.0]]), "abc", [LabelGrouping("g", ("x", "y"), (0, 1))]
+        )

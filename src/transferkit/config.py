@@ -36,7 +36,7 @@ class DataConfig:
     name: str = "elpv"
     val_fraction: float = 0.1  # carved from train, stratified
     test_fraction: float = 0.25  # only for sources without a test split of their own
-    cache: bool = True  # decode and resize every image once, keep it in memory
+    split_seed: int = 0  # fixed apart from `seed`, so runs with different seeds share one test set
 
 
 @dataclass
@@ -53,10 +53,11 @@ class TrainConfig:
     """Step 4: the fine-tuning strategy and its optimisation."""
 
     strategy: str = "fine-tune"
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 1e-3  # peak rate of the top layer group; lower groups get lr * lr_decay**depth
+    epochs: int = 7
+    batch_size: int = 16
+    lr: float = 5e-4  # peak rate of the top layer group; lower groups get lr * lr_decay**depth
     lr_decay: float = 0.7
+    frozen_groups: int = 3  # lowest layer groups kept frozen: generic features, and no backward through them
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
@@ -152,3 +153,29 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return value
     names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
     raise ConfigError(f"Config key {key!r} must be {names}, got {value!r} ({type(value).__name__}).")
+
+
+# Keyword arguments of `transferkit.fit` and flags of `transferkit fit`, as dotted config keys.
+SHORTCUTS = {
+    "model": "model.name",
+    "pretrained": "model.pretrained",
+    "data": "data.name",
+    "image_size": "preprocess.image_size",
+    "augment": "preprocess.augment",
+    "strategy": "train.strategy",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "seed": "seed",
+    "out": "out",
+}
+
+
+def resolve_config(config: FitConfig | str | Path | None = None, **options: Any) -> FitConfig:
+    """A FitConfig from an object or YAML file, then shortcut (``epochs=3``) or dotted (``train.lr``) options."""
+    if config is None:
+        config = FitConfig()
+    elif not isinstance(config, FitConfig):
+        config = FitConfig.from_yaml(config)
+    dotted = {SHORTCUTS.get(key, key): value for key, value in options.items() if value is not None}
+    return config.with_overrides(dotted)

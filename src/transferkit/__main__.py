@@ -1,0 +1,5 @@
+import sys
+
+from transferkit.cli.main import main
+
+sys.exit(main())

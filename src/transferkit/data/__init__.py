@@ -1,0 +1,24 @@
+"""Step 2: datasets from folders and packages, split, decoded once and cached."""
+
+from transferkit.data import packaged as _packaged  # noqa: F401  (registers the packaged datasets)
+from transferkit.data.cache import CachedImages, SplitImages, decode_resized, decode_splits
+from transferkit.data.decode import decode_image
+from transferkit.data.folder import load_image_folder
+from transferkit.data.source import ImageRecord, ImageSource, data_sources, resolve_data
+from transferkit.data.splits import Splits, class_counts, make_splits
+
+__all__ = [
+    "CachedImages",
+    "ImageRecord",
+    "ImageSource",
+    "SplitImages",
+    "Splits",
+    "class_counts",
+    "data_sources",
+    "decode_image",
+    "decode_resized",
+    "decode_splits",
+    "load_image_folder",
+    "make_splits",
+    "resolve_data",
+]

@@ -1,0 +1,43 @@
+"""One image decoder for training, evaluation and prediction alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from transferkit.errors import DataError
+
+# Refuse decompression bombs instead of only warning about them.
+Image.MAX_IMAGE_PIXELS = 89_478_485
+_MODES = {1: "L", 3: "RGB"}
+
+
+def decode_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Opens an image file with its EXIF orientation applied, as "L" (1 channel) or "RGB" (3 channels)."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return to_channels(image, channels)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
+        raise DataError(f"Cannot decode image {path}: {err}") from err
+
+
+def to_channels(image: Image.Image, channels: int) -> Image.Image:
+    """Converts any PIL mode to 1 or 3 channels, compositing transparency on black."""
+    if channels not in _MODES:
+        raise DataError(f"Images can be decoded to 1 or 3 channels, not {channels}.")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = _scale_to_8bit(image)
+    return image.convert(_MODES[channels])
+
+
+def _scale_to_8bit(image: Image.Image) -> Image.Image:
+    # 16-bit and float images span their own range; scale it to 0..255 instead of clipping.
+    low, high = image.convert("F").getextrema()
+    scale = 255.0 / (float(high) - float(low)) if high > low else 0.0
+    return image.convert("F").point(lambda v: (v - low) * scale).convert("L")

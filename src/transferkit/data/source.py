@@ -1,0 +1,78 @@
+"""Data sources: one spec parser and one registry, all resolving to an ImageSource."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from transferkit.data.decode import decode_image
+from transferkit.errors import UnknownNameError
+from transferkit.evaluation import LabelGrouping
+from transferkit.registry import Registry
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One labelled image.
+
+    Attributes:
+        path: file path, or a stable reference for images that live in memory (``digits/0042``).
+        label: index into the source's class names.
+        split: the split the source assigns it to ("train", "val", "test"), or "" to let transferkit split.
+        group: extra stratification key, e.g. ELPV's module type, so splits keep its proportions.
+    """
+
+    path: str
+    label: int
+    split: str = ""
+    group: str = ""
+
+
+@dataclass
+class ImageSource:
+    """A labelled image set as a data source describes it.
+
+    Attributes:
+        name: the spec it came from.
+        class_names: label names, indexed by `ImageRecord.label`.
+        records: every image.
+        channels: channels the images carry (1 for grayscale sets); the model may want more.
+        augment: the augmentation preset that suits the images (e.g. "d4" when orientation is arbitrary).
+        groupings: coarser tasks evaluated as well, e.g. ELPV's functional/defective.
+        notes: facts for the report, e.g. a published result on this data.
+        loader: how to open one record; files by default.
+    """
+
+    name: str
+    class_names: list[str]
+    records: list[ImageRecord]
+    channels: int = 3
+    augment: str = "light"
+    groupings: tuple[LabelGrouping, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    loader: Callable[[ImageRecord, int], Image.Image] | None = None
+
+    def open(self, record: ImageRecord) -> Image.Image:
+        if self.loader is not None:
+            return self.loader(record, self.channels)
+        return decode_image(record.path, self.channels)
+
+
+DataLoaderFn = Callable[[str], ImageSource]
+data_sources: Registry[DataLoaderFn] = Registry("dataset")
+
+
+def resolve_data(spec: str) -> ImageSource:
+    """Resolves ``elpv``, ``elpv:binary``, ``digits`` or a folder path to an ImageSource."""
+    if spec in data_sources:
+        return data_sources.get(spec)(spec)
+    if Path(spec).is_dir():
+        from transferkit.data.folder import load_image_folder
+
+        return load_image_folder(spec)
+    raise UnknownNameError("dataset", spec, [*data_sources.names(), "<folder of class subfolders>"])

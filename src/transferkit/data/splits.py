@@ -1,0 +1,74 @@
+"""Train/val/test splits: a source's own split is respected, the rest is split seeded and stratified."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from transferkit.data.source import SPLIT_NAMES, ImageSource
+from transferkit.errors import DataError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Indices into `ImageSource.records` for each split."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+    def items(self) -> list[tuple[str, list[int]]]:
+        return [("train", self.train), ("val", self.val), ("test", self.test)]
+
+
+def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    """Assigns every record to a split.
+
+    Records the source placed stay where they are. Unplaced records form the test split when the source
+    has none (`test_fraction` of them), and validation is carved out of train when the source has none.
+    Both are stratified by label and by the record's group.
+    """
+    by_split: dict[str, list[int]] = {name: [] for name in ("", *SPLIT_NAMES)}
+    for index, record in enumerate(source.records):
+        if record.split not in by_split:
+            raise DataError(f"Record {record.path} has split {record.split!r}; valid: {SPLIT_NAMES}.")
+        by_split[record.split].append(index)
+    train, val, test = by_split["train"] + by_split[""], by_split["val"], by_split["test"]
+    if not test:
+        train, test = stratified_split(source, train, test_fraction, seed)
+    if not val and val_fraction > 0:
+        train, val = stratified_split(source, train, val_fraction, seed)
+    return Splits(sorted(train), sorted(val), sorted(test))
+
+
+def stratified_split(
+    source: ImageSource, indices: Sequence[int], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Splits `indices` into (rest, `fraction` of them), keeping class and group proportions."""
+    if not 0 < fraction < 1:
+        raise DataError(f"A split fraction must lie between 0 and 1, got {fraction}.")
+    keys = _strata(source, indices)
+    rest, part = train_test_split(np.asarray(indices), test_size=fraction, stratify=keys, random_state=seed)
+    return rest.tolist(), part.tolist()
+
+
+def _strata(source: ImageSource, indices: Sequence[int]) -> list[str] | None:
+    # Fall back from (label, group) to label to none when a stratum is too small to be split.
+    records = [source.records[i] for i in indices]
+    for keys in ([f"{r.label}/{r.group}" for r in records], [str(r.label) for r in records]):
+        if min(Counter(keys).values()) >= 2:
+            return keys
+    return None
+
+
+def class_counts(source: ImageSource, splits: Splits) -> dict[str, dict[str, int]]:
+    """Images per class for each split, for reports."""
+    counts = {}
+    for name, indices in splits.items():
+        per_class = Counter(source.records[i].label for i in indices)
+        counts[name] = {c: per_class.get(k, 0) for k, c in enumerate(source.class_names)}
+    return counts

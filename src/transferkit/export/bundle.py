@@ -1,0 +1,79 @@
+"""The model bundle: weights as safetensors plus a config.json holding everything needed to use them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from transferkit.models.backbone import Backbone
+from transferkit.training.callbacks import write_atomic
+
+BUNDLE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What a bundle says about its model, besides the weights."""
+
+    class_names: list[str]
+    image_size: int
+    metrics: dict[str, float]
+    data: str
+
+
+def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
+    """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors.tmp"))
+    (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
+    config = bundle_config(backbone, info)
+    write_atomic(directory / "config.json", json.dumps(config, indent=2).encode())
+    write_atomic(directory / "README.md", model_card(config).encode())
+    return directory
+
+
+def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
+    preprocessing = backbone.preprocessing.to_dict()
+    channels = preprocessing["input_size"][0]
+    preprocessing["input_size"] = [channels, info.image_size, info.image_size]
+    preprocessing["resize"] = "whole image to input_size, no crop"
+    return {
+        "format": BUNDLE_FORMAT,
+        "architecture": backbone.architecture,
+        "num_classes": len(info.class_names),
+        "label_names": info.class_names,
+        "preprocessing": preprocessing,
+        "source_model": {"spec": backbone.spec, "weights_sha256": backbone.weights_sha256},
+        "data": info.data,
+        "metrics": info.metrics,
+    }
+
+
+def model_card(config: dict[str, Any]) -> str:
+    metrics = "\n".join(f"| {name} | {value:.4f} |" for name, value in config["metrics"].items())
+    prep = config["preprocessing"]
+    return f"""# {config["architecture"]} fine-tuned on {config["data"]}
+
+Fine-tuned with transferkit from `{config["source_model"]["spec"]}`.
+
+## Intended use
+Classifies images into: {", ".join(config["label_names"])}. Use it on images like the training data;
+it has not been evaluated on anything else.
+
+## Input
+{prep["input_size"][1]} x {prep["input_size"][2]} px, {prep["interpolation"]} resize of the whole image,
+mean {prep["mean"]}, std {prep["std"]}.
+
+## Test metrics
+| metric | value |
+| --- | --- |
+{metrics}
+
+## Files
+`model.safetensors` (weights, no pickle) and `config.json` (labels, preprocessing, provenance).
+"""

@@ -1,0 +1,97 @@
+"""The uniform interface every model source resolves to."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.models import group_parameters
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the pretrained weights expect as input, read from the source, never restated."""
+
+    input_size: tuple[int, int, int]  # channels, height, width
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str
+    crop_pct: float
+
+    @classmethod
+    def from_timm(cls, model: nn.Module) -> Preprocessing:
+        cfg = timm.data.resolve_model_data_config(model)
+        return cls(
+            input_size=tuple(cfg["input_size"]),  # type: ignore[arg-type]
+            mean=tuple(cfg["mean"]),
+            std=tuple(cfg["std"]),
+            interpolation=str(cfg["interpolation"]),
+            crop_pct=float(cfg["crop_pct"]),
+        )
+
+    @property
+    def channels(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def image_size(self) -> int:
+        return self.input_size[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Backbone:
+    """A pretrained timm-style network with its preprocessing and provenance.
+
+    Attributes:
+        spec: the model spec it was resolved from, e.g. ``efficientnet_lite0``.
+        architecture: the timm architecture name, used to rebuild it from a bundle.
+        model: the network; its classifier is replaced by `reset_head`.
+        preprocessing: input size, mean, std and interpolation the weights expect.
+        weights_sha256: hash of the weights file, or None for random init.
+    """
+
+    spec: str
+    architecture: str
+    model: nn.Module
+    preprocessing: Preprocessing
+    weights_sha256: str | None
+
+    @property
+    def num_features(self) -> int:
+        return int(self.model.num_features)  # type: ignore[arg-type]
+
+    def reset_head(self, num_classes: int) -> None:
+        self.model.reset_classifier(num_classes)  # type: ignore[operator]
+
+    def head(self) -> nn.Module:
+        return self.model.get_classifier()  # type: ignore[operator,no-any-return]
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled pre-logit features, shape (N, num_features)."""
+        features = self.model.forward_features(images)  # type: ignore[operator]
+        return self.model.forward_head(features, pre_logits=True)  # type: ignore[operator,no-any-return]
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped from input to output with the model's own `group_matcher`; head last."""
+        head_ids = {id(p) for p in self.head().parameters()}
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))  # type: ignore[operator]
+        named = dict(self.model.named_parameters())
+        ordered = [[named[name] for name in names] for _, names in sorted(groups.items())]
+        body = [[p for p in group if id(p) not in head_ids] for group in ordered]
+        return [group for group in body if group] + [list(self.head().parameters())]
+
+
+def sha256_of_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

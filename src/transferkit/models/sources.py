@@ -1,0 +1,43 @@
+"""Model sources: one spec parser, one registry of sources, one `resolve_model`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import timm
+
+from transferkit.errors import ModelError, UnknownNameError
+from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.registry import Registry
+
+ModelLoader = Callable[[str, bool], Backbone]
+"""Builds a Backbone from the part of the spec after the prefix and the `pretrained` flag."""
+
+model_sources: Registry[ModelLoader] = Registry("model source")
+packaged_models: Registry[ModelLoader] = Registry("packaged model")
+
+
+def resolve_model(spec: str, pretrained: bool = True) -> Backbone:
+    """Resolves a model spec such as ``efficientnet_lite0`` or ``timm:resnet18`` to a Backbone."""
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in model_sources:
+        return model_sources.get(prefix)(rest, pretrained)
+    if spec in packaged_models:
+        return packaged_models.get(spec)(spec, pretrained)
+    valid = [*packaged_models.names(), *(f"{name}:<name>" for name in model_sources.names())]
+    raise UnknownNameError("model", spec, valid)
+
+
+@model_sources.register("timm")
+def load_timm(name: str, pretrained: bool) -> Backbone:
+    """Any timm architecture; pretrained weights come from timm's hub (network needed)."""
+    try:
+        model = timm.create_model(name, pretrained=pretrained)
+    except RuntimeError as err:  # timm raises RuntimeError for unknown architectures
+        raise UnknownNameError("timm architecture", name, timm.list_models()) from err
+    except OSError as err:
+        raise ModelError(
+            f"Could not fetch pretrained weights for timm:{name} ({err}). Without a network, use a "
+            f"packaged model ({', '.join(packaged_models.names())}) or pretrained=False."
+        ) from err
+    return Backbone(f"timm:{name}", name, model, Preprocessing.from_timm(model), weights_sha256=None)

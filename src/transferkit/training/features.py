@@ -1,0 +1,58 @@
+"""Frozen-backbone features, computed once per image and reused by linear heads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transferkit.models.backbone import Backbone
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: Backbone,
+    normalize: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Pooled features of uint8 images (N, C, H, W) with the backbone in inference mode; (N, num_features)."""
+    was_training = backbone.model.training
+    backbone.model.eval()
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        chunks.append(backbone.forward_features(normalize(batch)))
+        if on_batch is not None:
+            on_batch(len(batch))
+    backbone.model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0, backbone.num_features)
+
+
+def fit_linear_head(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float, max_iter: int = 300
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression on fixed features, solved to convergence with L-BFGS.
+
+    Objective: mean cross-entropy(features @ W.T + b, labels) + l2 * ||W||^2.
+
+    Shape:
+        features: (N, D); labels: (N,). Returns W: (num_classes, D), b: (num_classes,).
+    """
+    weight = torch.zeros(num_classes, features.shape[1], requires_grad=True)
+    bias = torch.zeros(num_classes, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(features @ weight.T + bias, labels) + l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()

@@ -1,0 +1,76 @@
+"""Augmentation presets on cached uint8 image tensors (C, H, W), with their test-time views."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+from transferkit.registry import Registry
+
+ImageTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AugmentPreset:
+    """A training augmentation and the deterministic views averaged at test time.
+
+    Attributes:
+        name: the preset's name in configs.
+        train: applied to each training image (uint8, C x H x W), or None.
+        tta_views: deterministic transforms of a whole batch (N x C x H x W) whose predictions are
+            averaged; they must be invariances the training augmentation taught the model.
+    """
+
+    name: str
+    train: ImageTransform | None
+    tta_views: tuple[ImageTransform, ...]
+
+
+augment_presets: Registry[Callable[[int], AugmentPreset]] = Registry("augmentation preset")
+
+
+def identity(images: torch.Tensor) -> torch.Tensor:
+    return images
+
+
+def hflip(images: torch.Tensor) -> torch.Tensor:
+    return images.flip(-1)
+
+
+def random_d4(image: torch.Tensor) -> torch.Tensor:
+    """One of the 8 symmetries of the square: a random quarter turn, then a random mirror."""
+    turns = int(torch.randint(4, ()))
+    image = torch.rot90(image, turns, dims=(-2, -1))
+    return image.flip(-1) if torch.rand(()) < 0.5 else image
+
+
+@augment_presets.register("none")
+def no_augmentation(image_size: int) -> AugmentPreset:
+    return AugmentPreset("none", None, (identity,))
+
+
+@augment_presets.register("crop")
+def crop_augmentation(image_size: int) -> AugmentPreset:
+    """Random resized crops of 80 to 100 % of the image; no flips, for images with a handedness."""
+    crop = v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), antialias=True)
+    return AugmentPreset("crop", crop, (identity,))
+
+
+@augment_presets.register("light")
+def light_augmentation(image_size: int) -> AugmentPreset:
+    """Random resized crops and horizontal flips: the usual choice for photos."""
+    train = v2.Compose([v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+    return AugmentPreset("light", train, (identity, hflip))
+
+
+@augment_presets.register("d4")
+def d4_augmentation(image_size: int) -> AugmentPreset:
+    """Quarter turns and mirrors, for images with no natural orientation (solar cells, micrographs)."""
+    return AugmentPreset("d4", random_d4, (identity, hflip))
+
+
+def create_augmentation(name: str, image_size: int) -> AugmentPreset:
+    return augment_presets.get(name)(image_size)

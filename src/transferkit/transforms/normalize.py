@@ -1,0 +1,33 @@
+"""The model's input normalization, as a module so it travels with the weights' preprocessing config."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from transferkit.models.backbone import Preprocessing
+
+
+class Normalize(nn.Module):
+    """uint8 or [0, 1] images with 1 or C channels -> float, normalized with the weights' mean and std.
+
+    Shape:
+        input: (N, 1 or C, H, W), uint8 or float in [0, 1].
+        output: (N, C, H, W), float32, channels-last memory (faster convolutions on CPU).
+    """
+
+    def __init__(self, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        shape = (1, preprocessing.channels, 1, 1)
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(shape), persistent=False)
+        self.channels = preprocessing.channels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        if images.shape[1] != self.channels:
+            # Grayscale data into an RGB network: the same intensity on every channel.
+            images = images.expand(-1, self.channels, -1, -1)
+        images = (images - self.mean) / self.std
+        return images.contiguous(memory_format=torch.channels_last)

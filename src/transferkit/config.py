@@ -6,6 +6,7 @@ and values of the wrong type say which type was expected.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -147,9 +148,14 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if value is None and type(None) in allowed:
         return None
     for kind in allowed:
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if kind is not type(None) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):  # YAML reads 3e-4 (no dot) as a string
+                return float(value)
+        if (
+            kind is not type(None)
+            and isinstance(value, kind)
+            and not (kind is int and isinstance(value, bool))
+        ):
             return value
     names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
     raise ConfigError(f"Config key {key!r} must be {names}, got {value!r} ({type(value).__name__}).")
@@ -172,7 +178,7 @@ SHORTCUTS = {
 
 
 def resolve_config(config: FitConfig | str | Path | None = None, **options: Any) -> FitConfig:
-    """A FitConfig from an object or YAML file, then shortcut (``epochs=3``) or dotted (``train.lr``) options."""
+    """A FitConfig from an object or a YAML file, then shortcut (``epochs=3``) or dotted options."""
     if config is None:
         config = FitConfig()
     elif not isinstance(config, FitConfig):

@@ -14,4 +14,8 @@ def progress_task(description: str, total: int) -> Iterator[Callable[[int], None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda steps=1: progress.advance(task, steps)
+
+        def advance(steps: int = 1) -> None:
+            progress.advance(task, steps)
+
+        yield advance

@@ -121,7 +121,11 @@ def _version(package: str) -> str | None:
 def _git_commit() -> str | None:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
             cwd=Path(__file__).parent,
         )
     except (OSError, subprocess.SubprocessError):

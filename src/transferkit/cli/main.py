@@ -35,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lr", type=float, help="learning rate of the top layer group")
     fit.add_argument("--seed", type=int)
     fit.add_argument("--out", help="folder for run directories (default: runs)")
-    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. train.lr_decay=0.5")
+    fit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config key, e.g. train.lr_decay=0.5",
+    )
     fit.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transferkit.errors import DataError
@@ -16,9 +17,8 @@ _MODES = {1: "L", 3: "RGB"}
 def decode_image(path: str | Path, channels: int = 3) -> Image.Image:
     """Opens an image file with its EXIF orientation applied, as "L" (1 channel) or "RGB" (3 channels)."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return to_channels(image, channels)
+        with Image.open(path) as opened:
+            return to_channels(ImageOps.exif_transpose(opened), channels)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
         raise DataError(f"Cannot decode image {path}: {err}") from err
 
@@ -38,6 +38,7 @@ def to_channels(image: Image.Image, channels: int) -> Image.Image:
 
 def _scale_to_8bit(image: Image.Image) -> Image.Image:
     # 16-bit and float images span their own range; scale it to 0..255 instead of clipping.
-    low, high = image.convert("F").getextrema()
-    scale = 255.0 / (float(high) - float(low)) if high > low else 0.0
-    return image.convert("F").point(lambda v: (v - low) * scale).convert("L")
+    values = np.asarray(image, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return Image.fromarray(((values - low) * scale).round().astype(np.uint8), mode="L")

@@ -17,7 +17,7 @@ def load_image_folder(root: str | Path) -> ImageSource:
     if split_dirs and "train" not in {d.name for d in split_dirs}:
         raise DataError(f"{root} has {[d.name for d in split_dirs]} but no train/ folder; add one.")
     layout = {d.name: _class_files(d) for d in split_dirs} if split_dirs else {"": _class_files(root)}
-    class_names = sorted(layout.get("train", layout.get("")).keys())
+    class_names = sorted(layout["train" if split_dirs else ""])
     _check_classes(root, layout, class_names)
     records = [
         ImageRecord(str(path), class_names.index(name), split)

@@ -31,7 +31,12 @@ def load_elpv(spec: str) -> ImageSource:
     """ELPV: 2,624 electroluminescence images of solar cells, 4 classes of defect probability."""
     records = _elpv_records(binary=False)
     return ImageSource(
-        spec, list(ELPV_CLASS_NAMES), records, channels=1, augment="d4", groupings=(ELPV_BINARY,),
+        spec,
+        list(ELPV_CLASS_NAMES),
+        records,
+        channels=1,
+        augment="d4",
+        groupings=(ELPV_BINARY,),
         notes=[ELPV_NOTE],
     )
 
@@ -66,7 +71,7 @@ def _read_elpv_labels() -> list[tuple[str, float, str]]:
         package = importlib.import_module("elpv_dataset")
     except ImportError as err:
         raise MissingDependencyError("elpv-dataset", "The packaged dataset elpv") from err
-    root = Path(package.__file__).parent / "data"
+    root = Path(str(package.__file__)).parent / "data"
     with open(root / "labels.csv", newline="") as handle:
         rows = [line.split() for line in handle if line.strip()]
     return [(str(root / path), float(probability), module) for path, probability, module in rows]

@@ -5,38 +5,59 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from transferkit.config import FitConfig
+from transferkit.data.cache import SplitImages
 from transferkit.data.source import ImageSource
-from transferkit.evaluation.metrics import headline_metrics
+from transferkit.evaluation.metrics import compute_metrics, headline_metrics
 from transferkit.evaluation.plots import plot_confusion_matrix, plot_learning_curves
 from transferkit.evaluation.report import ReportContext, write_reports
 from transferkit.export.bundle import BundleInfo, save_bundle
 from transferkit.run_dir import RunPaths, write_json
 from transferkit.training.callbacks import write_atomic
 from transferkit.training.module import TransferModule
+from transferkit.transforms.augment import ImageTransform
+
+
+@dataclass(frozen=True)
+class TestEvaluation:
+    """Predictions on the test split and the metrics computed from them."""
+
+    source: ImageSource
+    indices: list[int]
+    probabilities: np.ndarray
+    metrics: dict[str, Any]
+
+
+def evaluate_test(
+    module: TransferModule, source: ImageSource, test: SplitImages, views: Sequence[ImageTransform]
+) -> TestEvaluation:
+    """Class probabilities of every test image (averaged over `views`) and the metrics they give."""
+    probabilities = module.predict_proba(test.images, views).numpy()
+    metrics = compute_metrics(test.labels.numpy(), probabilities, source.class_names, source.groupings)
+    return TestEvaluation(source, test.indices, probabilities, metrics)
 
 
 def write_run_outputs(
     paths: RunPaths,
     config: FitConfig,
-    source: ImageSource,
-    test_indices: Sequence[int],
-    probabilities: np.ndarray,
-    metrics: dict[str, Any],
-    history: list[dict[str, Any]],
+    evaluation: TestEvaluation,
+    *,
     module: TransferModule,
+    history: list[dict[str, Any]],
     counts: dict[str, dict[str, int]],
-    image_size: int,
     wall_time_s: float,
 ) -> None:
-    write_json(paths.metrics, {"test": metrics, "headline": headline_metrics(metrics), "wall_time_s": wall_time_s})
-    write_predictions(paths, source, test_indices, probabilities)
-    info = BundleInfo(source.class_names, image_size, headline_metrics(metrics), config.data.name)
-    save_bundle(module.backbone, info, paths.model)
+    """metrics.json, predictions.csv, the model bundle, plots and both reports."""
+    source, metrics = evaluation.source, evaluation.metrics
+    headline = headline_metrics(metrics)
+    write_json(paths.metrics, {"test": metrics, "headline": headline, "wall_time_s": wall_time_s})
+    write_predictions(paths, evaluation)
+    save_bundle(module.backbone, BundleInfo(source.class_names, headline, config.data.name), paths.model)
     plots = {
         "Confusion matrix (test)": plot_confusion_matrix(
             metrics["confusion_matrix"], source.class_names, paths.plots / "confusion_matrix.png"
@@ -58,15 +79,14 @@ def write_run_outputs(
     write_reports(context)
 
 
-def write_predictions(
-    paths: RunPaths, source: ImageSource, indices: Sequence[int], probabilities: np.ndarray
-) -> None:
+def write_predictions(paths: RunPaths, evaluation: TestEvaluation) -> None:
     """predictions.csv: one row per test image with its true and predicted label and every probability."""
+    names = evaluation.source.class_names
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(["path", "true", "predicted", *(f"p_{name}" for name in source.class_names)])
-    for index, row in zip(indices, probabilities, strict=True):
-        record = source.records[index]
-        predicted = source.class_names[int(np.argmax(row))]
-        writer.writerow([record.path, source.class_names[record.label], predicted, *(f"{p:.6f}" for p in row)])
+    writer.writerow(["path", "true", "predicted", *(f"p_{name}" for name in names)])
+    for index, row in zip(evaluation.indices, evaluation.probabilities, strict=True):
+        record = evaluation.source.records[index]
+        predicted = names[int(np.argmax(row))]
+        writer.writerow([record.path, names[record.label], predicted, *(f"{p:.6f}" for p in row)])
     write_atomic(paths.predictions, text.getvalue().encode())

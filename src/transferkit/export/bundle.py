@@ -20,7 +20,6 @@ class BundleInfo:
     """What a bundle says about its model, besides the weights."""
 
     class_names: list[str]
-    image_size: int
     metrics: dict[str, float]
     data: str
 
@@ -39,8 +38,7 @@ def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
 
 def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
     preprocessing = backbone.preprocessing.to_dict()
-    channels = preprocessing["input_size"][0]
-    preprocessing["input_size"] = [channels, info.image_size, info.image_size]
+    preprocessing["input_size"] = list(preprocessing["input_size"])
     preprocessing["resize"] = "whole image to input_size, no crop"
     return {
         "format": BUNDLE_FORMAT,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ class Preprocessing:
     def from_timm(cls, model: nn.Module) -> Preprocessing:
         cfg = timm.data.resolve_model_data_config(model)
         return cls(
-            input_size=tuple(cfg["input_size"]),  # type: ignore[arg-type]
+            input_size=tuple(cfg["input_size"]),
             mean=tuple(cfg["mean"]),
             std=tuple(cfg["std"]),
             interpolation=str(cfg["interpolation"]),
@@ -44,6 +44,10 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def resized(self, image_size: int) -> Preprocessing:
+        """The same preprocessing at another square input size."""
+        return replace(self, input_size=(self.channels, image_size, image_size))
 
 
 @dataclass
@@ -72,12 +76,12 @@ class Backbone:
         self.model.reset_classifier(num_classes)  # type: ignore[operator]
 
     def head(self) -> nn.Module:
-        return self.model.get_classifier()  # type: ignore[operator,no-any-return]
+        return self.model.get_classifier()  # type: ignore[operator]
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled pre-logit features, shape (N, num_features)."""
         features = self.model.forward_features(images)  # type: ignore[operator]
-        return self.model.forward_head(features, pre_logits=True)  # type: ignore[operator,no-any-return]
+        return self.model.forward_head(features, pre_logits=True)  # type: ignore[operator]
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters grouped from input to output with the model's own `group_matcher`; head last."""

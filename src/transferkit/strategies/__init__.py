@@ -4,4 +4,12 @@ from transferkit.strategies.base import FinetuneStrategy, HeadData, Phase, creat
 from transferkit.strategies.fine_tune import FineTune
 from transferkit.strategies.linear_probe import LinearProbe
 
-__all__ = ["FineTune", "FinetuneStrategy", "HeadData", "LinearProbe", "Phase", "create_strategy", "strategies"]
+__all__ = [
+    "FineTune",
+    "FinetuneStrategy",
+    "HeadData",
+    "LinearProbe",
+    "Phase",
+    "create_strategy",
+    "strategies",
+]

@@ -28,14 +28,23 @@ def run_phases(
         return history
     phase = strategy.phases()[-1].name
     has_val = len(data["val"].labels) > 0
-    trainer = create_trainer(config, run_dir, history, phase, strategy.train_epochs, has_val)
+    trainer = create_trainer(
+        config, run_dir, history=history, phase=phase, epochs=strategy.train_epochs, has_val=has_val
+    )
     train = CachedImages(data["train"].images, data["train"].labels.tolist(), augment.train)
     val = CachedImages(data["val"].images, data["val"].labels.tolist())
     trainer.fit(
         module,
-        DataLoader(train, batch_size=config.batch_size, shuffle=True, num_workers=config.num_workers,
-                   drop_last=len(train) > config.batch_size),
-        DataLoader(val, batch_size=config.batch_size * 2, num_workers=config.num_workers) if has_val else None,
+        DataLoader(
+            train,
+            batch_size=config.batch_size,
+            shuffle=True,
+            num_workers=config.num_workers,
+            drop_last=len(train) > config.batch_size,
+        ),
+        DataLoader(val, batch_size=config.batch_size * 2, num_workers=config.num_workers)
+        if has_val
+        else None,
     )
     torch.set_grad_enabled(True)
     return history

@@ -35,7 +35,7 @@ class TransferModule(L.LightningModule):
         keep_frozen_batchnorm_in_eval(self.model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(images))  # type: ignore[no-any-return]
+        return self.model(self.normalize(images))
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -58,7 +58,9 @@ class TransferModule(L.LightningModule):
         self.log("val_accuracy", accuracy, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(self.strategy.param_groups(self.backbone), weight_decay=self.config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.strategy.param_groups(self.backbone), weight_decay=self.config.weight_decay
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = warmup_cosine(total, warmup=int(total * self.config.warmup_fraction))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -81,7 +83,11 @@ def keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:
     """Frozen BatchNorm layers keep their pretrained statistics instead of drifting to the new data."""
     for layer in model.modules():
         params = list(layer.parameters(recurse=False))
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
+        if (
+            isinstance(layer, nn.modules.batchnorm._BatchNorm)
+            and params
+            and not any(p.requires_grad for p in params)
+        ):
             layer.eval()
 
 

@@ -15,7 +15,13 @@ from transferkit.training.callbacks import AtomicCheckpointIO, EpochHistory, Pha
 
 
 def create_trainer(
-    config: TrainConfig, run_dir: Path, history: list[dict[str, Any]], phase: str, epochs: int, has_val: bool
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    history: list[dict[str, Any]],
+    phase: str,
+    epochs: int,
+    has_val: bool,
 ) -> L.Trainer:
     """A Trainer that writes `metrics.csv` and `checkpoints/{best,last}.ckpt` into `run_dir`."""
     quiet_lightning()
@@ -33,7 +39,11 @@ def create_trainer(
         devices=config.devices,
         precision=config.precision,  # type: ignore[arg-type]
         logger=False,
-        callbacks=[checkpoint, EpochHistory(run_dir / "metrics.csv", history, phase), PhaseProgressBar(phase)],
+        callbacks=[
+            checkpoint,
+            EpochHistory(run_dir / "metrics.csv", history, phase),
+            PhaseProgressBar(phase),
+        ],
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
         enable_model_summary=False,

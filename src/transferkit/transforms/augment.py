@@ -62,7 +62,9 @@ def crop_augmentation(image_size: int) -> AugmentPreset:
 @augment_presets.register("light")
 def light_augmentation(image_size: int) -> AugmentPreset:
     """Random resized crops and horizontal flips: the usual choice for photos."""
-    train = v2.Compose([v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+    train = v2.Compose(
+        [v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+    )
     return AugmentPreset("light", train, (identity, hflip))
 
 

@@ -16,6 +16,9 @@ class Normalize(nn.Module):
         output: (N, C, H, W), float32, channels-last memory (faster convolutions on CPU).
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, preprocessing: Preprocessing) -> None:
         super().__init__()
         shape = (1, preprocessing.channels, 1, 1)

@@ -1,0 +1,103 @@
+"""The embedded default (`transferkit fit` with no arguments) on the ELPV protocol, over several seeds.
+
+Each seed runs as its own process, so wall time and peak memory (RSS) are that run's alone.
+
+    python benchmarks/default_fit.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+ANCHORS = {  # BENCHMARKS.md, section 1: binary and 4-class test accuracy on the same protocol
+    "majority class": (0.687, 0.575),
+    "SVM, hand-crafted features (Deitsch 2019)": (0.8244, None),
+    "linear probe, Lite0 224 px (anchor)": (0.854, 0.771),
+    "naive full fine-tuning, Lite0 224 px, 8 epochs (anchor)": (0.863, 0.780),
+    "fine-tuned VGG-19, 300 px, GPU (Deitsch 2019)": (0.8842, None),
+}
+
+
+def run_seed(seed: int, out: Path, extra: list[str]) -> dict[str, float]:
+    """Runs `transferkit fit` for one seed in a child process; returns its metrics, time and peak RSS."""
+    command = [sys.executable, "-m", "transferkit", "fit", "--seed", str(seed), "--out", str(out), *extra]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = process.stdout.read() if process.stdout else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"seed {seed} failed (status {status}):\n{stdout}")
+    report = Path(stdout.split("report: ")[1].split()[0])
+    headline = json.loads((report.parent / "metrics.json").read_text())["headline"]
+    return {"seed": seed, **headline, "wall_min": wall / 60, "peak_rss_gib": usage.ru_maxrss / 2**20}
+
+
+def write_results(name: str, rows: list[dict[str, float]], command: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / f"{name}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (RESULTS / f"{name}.md").write_text(markdown_table(rows, command))
+    plot(rows, RESULTS / f"{name}.png")
+
+
+def summary(rows: list[dict[str, float]], key: str) -> str:
+    values = [row[key] for row in rows]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+
+
+def markdown_table(rows: list[dict[str, float]], command: str) -> str:
+    keys = ["binary_accuracy", "accuracy", "balanced_accuracy", "macro_f1", "wall_min", "peak_rss_gib"]
+    lines = ["# transferkit fit (embedded default) on ELPV", "", f"Command: `{command}`", ""]
+    lines += ["| seed | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 1)]
+    lines += [f"| {row['seed']} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for row in rows]
+    lines += ["| mean ± sd | " + " | ".join(summary(rows, k) for k in keys) + " |", ""]
+    lines += ["Anchors (BENCHMARKS.md): binary / 4-class accuracy", ""]
+    lines += [f"- {name}: {b:.2%} / {'n/a' if f is None else f'{f:.2%}'}" for name, (b, f) in ANCHORS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, float]], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 4.5), dpi=110)
+    axes = figure.add_subplot()
+    names = [*ANCHORS, "transferkit fit (mean of seeds)"]
+    values = [b for b, _ in ANCHORS.values()] + [statistics.mean(r["binary_accuracy"] for r in rows)]
+    axes.barh(names, values, color=["#bbb"] * len(ANCHORS) + ["#2a7"])
+    axes.scatter([r["binary_accuracy"] for r in rows], [len(names) - 1] * len(rows), color="k", zorder=3)
+    axes.set_xlim(0.6, 0.92)
+    axes.set_xlabel("binary test accuracy (functional vs defective)")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-default"))
+    parser.add_argument("--name", default="default_fit")
+    parser.add_argument("extra", nargs="*", help="extra flags for `transferkit fit`, after --")
+    args = parser.parse_args()
+    rows = []
+    for seed in args.seeds:
+        rows.append(run_seed(seed, args.out, args.extra))
+        print(json.dumps(rows[-1]), flush=True)
+    command = " ".join(["python benchmarks/default_fit.py", "--seeds", *map(str, args.seeds), *args.extra])
+    write_results(args.name, rows, command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transferkit.cli.main import main
+
+
+def test_print_config_shows_every_resolved_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--print-config", "--epochs", "3", "--set", "train.lr_decay=0.5"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["epochs"] == 3
+    assert printed["train"]["lr_decay"] == 0.5
+    assert printed["model"]["name"] == "efficientnet_lite0"
+
+
+def test_config_file_is_read_and_flags_override_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("data:\n  name: digits\ntrain:\n  epochs: 9\n")
+    assert main(["fit", "--config", str(path), "--epochs", "2", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["data"]["name"], printed["train"]["epochs"]) == ("digits", 2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--data", "elvp"], "Did you mean 'elpv'"),
+        (["fit", "--model", "efficientnet_lite", "--data", "digits"], "Did you mean 'efficientnet_lite0'"),
+        (["fit", "--strategy", "fine-tuning"], "Did you mean 'fine-tune'"),
+        (["fit", "--augment", "d8"], "Valid augmentation presets"),
+        (["fit", "--set", "train.lrr=1"], "Did you mean 'lr'"),
+    ],
+)
+def test_bad_names_fail_fast_with_the_valid_ones(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert list(tmp_path.iterdir()) == []  # refused before any run directory was made
+
+
+def test_fit_prints_the_report_path(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "fit",
+        "--data",
+        str(image_folder),
+        "--model",
+        "timm:test_efficientnet",
+        "--set",
+        "model.pretrained=false",
+    ]
+    argv += ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    report = Path(out.split("report: ")[1].split()[0])
+    assert report.is_file()
+    assert report.parent.parent == tmp_path

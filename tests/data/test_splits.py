@@ -1,0 +1,100 @@
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from transferkit.data import class_counts, load_image_folder, make_splits, resolve_data
+from transferkit.errors import DataError, UnknownNameError
+from transferkit.testing import make_image_folder
+
+
+@pytest.fixture(scope="module")
+def elpv():
+    return resolve_data("elpv")
+
+
+def test_elpv_follows_the_deitsch_protocol(elpv) -> None:
+    splits = make_splits(elpv, val_fraction=0.1, test_fraction=0.5, seed=0)  # test_fraction is ignored
+    assert len(elpv.records) == 2624
+    assert len(splits.test) == 656
+    assert len(splits.train) + len(splits.val) == 1968
+    assert elpv.class_names == ["p=0", "p=1/3", "p=2/3", "p=1"]
+
+
+def test_elpv_test_split_is_stratified_by_class_and_module_type(elpv) -> None:
+    splits = make_splits(elpv, 0.1, 0.25, seed=0)
+    everything = Counter((r.label, r.group) for r in elpv.records)
+    test = Counter((elpv.records[i].label, elpv.records[i].group) for i in splits.test)
+    for stratum, count in everything.items():
+        assert abs(test[stratum] - count / 4) <= 1
+
+
+def test_elpv_test_split_is_the_same_for_every_seed(elpv) -> None:
+    first, second = make_splits(elpv, 0.1, 0.25, seed=0), make_splits(elpv, 0.1, 0.25, seed=1)
+    assert first.test == second.test
+    assert first.val != second.val
+
+
+def test_splits_are_disjoint_and_complete(elpv) -> None:
+    splits = make_splits(elpv, 0.1, 0.25, seed=3)
+    indices = splits.train + splits.val + splits.test
+    assert sorted(indices) == list(range(len(elpv.records)))
+
+
+def test_elpv_binary_is_defective_above_one_half() -> None:
+    binary, fine = resolve_data("elpv:binary"), resolve_data("elpv")
+    assert binary.class_names == ["functional", "defective"]
+    for coarse, four in zip(binary.records[:200], fine.records[:200], strict=True):
+        assert coarse.label == int(four.label >= 2)
+
+
+def test_digits_has_ten_classes_and_no_flips() -> None:
+    digits = resolve_data("digits")
+    assert len(digits.records) == 1797
+    assert digits.augment == "crop"
+    assert digits.open(digits.records[0]).size == (8, 8)
+
+
+def test_folder_without_splits_is_split_stratified(image_folder: Path) -> None:
+    source = load_image_folder(image_folder)
+    splits = make_splits(source, val_fraction=0.25, test_fraction=0.25, seed=0)
+    counts = class_counts(source, splits)
+    assert counts["test"] == {"cat": 3, "dog": 3, "fox": 3}
+    assert sum(counts["val"].values()) == 7
+
+
+def test_folder_with_split_folders_is_respected(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, per_class=4, splits=("train", "test"))
+    source = load_image_folder(root)
+    splits = make_splits(source, val_fraction=0.25, test_fraction=0.5, seed=0)
+    assert len(splits.test) == 12
+    assert all("/test/" in source.records[i].path for i in splits.test)
+    assert len(splits.val) == 3
+
+
+def test_hidden_folders_are_ignored(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path, classes=("a", "b"), per_class=3)
+    make_image_folder(root / ".thumbnails", classes=("a",), per_class=2)
+    make_image_folder(root / "a" / ".cache", classes=("x",), per_class=2)
+    source = load_image_folder(root)
+    assert source.class_names == ["a", "b"]
+    assert len(source.records) == 6
+
+
+def test_a_class_missing_from_train_is_named(tmp_path: Path) -> None:
+    make_image_folder(tmp_path, classes=("a", "b"), per_class=2, splits=("train",))
+    make_image_folder(tmp_path, classes=("a", "c"), per_class=2, splits=("test",))
+    with pytest.raises(DataError, match=r"classes \['c'\] that train/ lacks"):
+        load_image_folder(tmp_path)
+
+
+def test_an_empty_class_is_named(tmp_path: Path) -> None:
+    make_image_folder(tmp_path, classes=("a", "b"), per_class=2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"\['empty'\] .* hold no images"):
+        load_image_folder(tmp_path)
+
+
+def test_unknown_dataset_names_the_closest_match() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'elpv'"):
+        resolve_data("elvp")

@@ -1,0 +1,40 @@
+import pytest
+
+from transferkit.errors import UnknownNameError
+from transferkit.models import resolve_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.reset_head(3)
+    return backbone
+
+
+def test_layer_groups_cover_every_parameter_once_head_last(tiny) -> None:
+    groups = tiny.layer_groups()
+    flat = [id(p) for group in groups for p in group]
+    assert len(flat) == len(set(flat)) == len(list(tiny.model.parameters()))
+    assert {id(p) for p in groups[-1]} == {id(p) for p in tiny.head().parameters()}
+    assert len(groups) >= 3
+
+
+def test_reset_head_changes_the_number_of_classes(tiny) -> None:
+    assert tiny.head().out_features == 3
+
+
+def test_random_init_has_no_weights_hash(tiny) -> None:
+    assert tiny.weights_sha256 is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("efficientnet_lite", "Did you mean 'efficientnet_lite0'"),
+        ("timm:resnet_does_not_exist", "Unknown timm architecture"),
+        ("nosuchsource:model", "Valid models"),
+    ],
+)
+def test_unknown_models_list_valid_names(spec: str, message: str) -> None:
+    with pytest.raises(UnknownNameError, match=message):
+        resolve_model(spec, pretrained=False)

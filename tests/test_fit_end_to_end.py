@@ -1,0 +1,105 @@
+"""`fit` on a tiny model and a synthetic folder: every file of the run directory, with real contents."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import yaml
+from safetensors.torch import load_file
+
+import transferkit
+from transferkit.config import FitConfig
+from transferkit.data.source import ImageSource
+from transferkit.testing import tiny_fit_config
+
+RUN_FILES = [
+    "config.yaml",
+    "manifest.json",
+    "metrics.csv",
+    "metrics.json",
+    "predictions.csv",
+    "report.md",
+    "report.html",
+    "checkpoints/last.ckpt",
+    "checkpoints/best.ckpt",
+    "model/model.safetensors",
+    "model/config.json",
+    "model/README.md",
+    "plots/confusion_matrix.png",
+    "plots/learning_curves.png",
+]
+
+
+@pytest.fixture(scope="module")
+def run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> transferkit.Run:
+    return transferkit.fit(tiny_fit_config(image_folder, tmp_path_factory.mktemp("runs"), epochs=2))
+
+
+def test_every_file_of_the_run_directory_exists(run: transferkit.Run) -> None:
+    missing = [name for name in RUN_FILES if not (run.dir / name).is_file()]
+    assert missing == []
+
+
+def test_metrics_are_computed_from_the_real_predictions(run: transferkit.Run) -> None:
+    with open(run.dir / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == run.metrics["num_samples"] == 9
+    accuracy = np.mean([row["true"] == row["predicted"] for row in rows])
+    saved = json.loads((run.dir / "metrics.json").read_text())
+    assert saved["test"]["accuracy"] == pytest.approx(accuracy)
+    assert saved["headline"]["accuracy"] == pytest.approx(run.headline["accuracy"])
+    probabilities = np.array([[float(row[f"p_{c}"]) for c in ("cat", "dog", "fox")] for row in rows])
+    assert np.allclose(probabilities.sum(1), 1.0, atol=1e-4)
+
+
+def test_config_yaml_writes_out_every_default(run: transferkit.Run) -> None:
+    written = yaml.safe_load((run.dir / "config.yaml").read_text())
+    assert FitConfig.from_dict(written) == run.config
+    assert written["train"]["frozen_groups"] == FitConfig().train.frozen_groups
+
+
+def test_manifest_records_versions_seed_and_hashes(run: transferkit.Run) -> None:
+    manifest = json.loads((run.dir / "manifest.json").read_text())
+    assert manifest["seed"] == run.config.seed
+    assert manifest["versions"]["torch"]
+    assert len(manifest["data_sha256"]) == 64
+    assert manifest["data_files"] == 36
+
+
+def test_history_has_the_head_and_every_epoch(run: transferkit.Run) -> None:
+    with open(run.dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["phase"] for row in rows] == ["head", "fine-tune", "fine-tune"]
+    assert all(float(row["train_loss"]) > 0 for row in rows[1:])
+
+
+def test_bundle_loads_into_a_fresh_timm_model(run: transferkit.Run) -> None:
+    config = json.loads((run.dir / "model" / "config.json").read_text())
+    assert config["label_names"] == ["cat", "dog", "fox"]
+    assert config["preprocessing"]["input_size"] == [3, 32, 32]
+    model = timm.create_model(config["architecture"], num_classes=config["num_classes"])
+    model.load_state_dict(load_file(run.dir / "model" / "model.safetensors"))
+
+
+def test_report_embeds_its_plots(run: transferkit.Run) -> None:
+    html = (run.dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "plots/confusion_matrix.png" in (run.dir / "report.md").read_text()
+
+
+def test_images_are_decoded_once_whatever_the_epochs(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    original = ImageSource.open
+
+    def counting_open(self: ImageSource, record):  # type: ignore[no-untyped-def]
+        opened.append(record.path)
+        return original(self, record)
+
+    monkeypatch.setattr(ImageSource, "open", counting_open)
+    transferkit.fit(tiny_fit_config(image_folder, tmp_path, epochs=3))
+    assert sorted(opened) == sorted({str(p) for p in image_folder.rglob("*.png")})

@@ -1,0 +1,55 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from transferkit.training.callbacks import AtomicCheckpointIO, write_atomic
+from transferkit.training.module import warmup_cosine
+from transferkit.transforms.augment import create_augmentation, random_d4
+
+
+def test_warmup_then_cosine_to_zero() -> None:
+    factor = warmup_cosine(total_steps=100, warmup=10)
+    assert factor(0) < factor(5) < factor(9) <= 1.0
+    assert factor(10) == pytest.approx(1.0)
+    assert factor(55) == pytest.approx(0.5)
+    assert factor(100) == pytest.approx(0.0)
+
+
+def test_a_failed_write_leaves_the_old_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "last.ckpt"
+    write_atomic(target, b"old checkpoint")
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, b"new checkpoint")
+    assert target.read_bytes() == b"old checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_checkpoints_round_trip_through_the_atomic_writer(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"weights": torch.arange(3)}, tmp_path / "checkpoints" / "last.ckpt")
+    loaded = io.load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert torch.equal(loaded["weights"], torch.arange(3))
+
+
+def test_d4_reaches_all_eight_symmetries() -> None:
+    torch.manual_seed(0)
+    image = torch.arange(9, dtype=torch.uint8).reshape(1, 3, 3)
+    seen = {tuple(random_d4(image).flatten().tolist()) for _ in range(400)}
+    assert len(seen) == 8
+
+
+@pytest.mark.parametrize("name", ["none", "crop", "light", "d4"])
+def test_presets_keep_shape_and_dtype(name: str) -> None:
+    preset = create_augmentation(name, 24)
+    image = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8)
+    out = preset.train(image) if preset.train else image
+    assert out.shape == image.shape and out.dtype == torch.uint8
+    batch = image[None].repeat(2, 1, 1, 1)
+    assert all(view(batch).shape == batch.shape for view in preset.tta_views)

@@ -9,11 +9,11 @@ from typing import Any
 
 import lightning as L
 
-from transferkit.config import FitConfig, resolve_config
-from transferkit.data import class_counts, decode_splits, make_splits, resolve_data
+from transferkit.config import DataConfig, FitConfig, resolve_config
+from transferkit.data import ImageSource, class_counts, decode_splits, make_splits, resolve_data, subsample
 from transferkit.evaluation import headline_metrics
 from transferkit.evaluation.run_outputs import evaluate_test, write_run_outputs
-from transferkit.models import resolve_model
+from transferkit.models import Backbone, resolve_model
 from transferkit.run_dir import RunPaths, build_manifest, write_json
 from transferkit.strategies import create_strategy
 from transferkit.training.callbacks import write_atomic
@@ -53,26 +53,22 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     """
     started = time.perf_counter()
     config = resolve_config(config, **options)
-    strategy = create_strategy(config.train)  # unknown names fail here, before any work
-    source = resolve_data(config.data.name)
-    augment_name = source.augment if config.preprocess.augment == "auto" else config.preprocess.augment
-    augment_presets.get(augment_name)
+    # Every name is checked before any work: a typo must not cost a model load.
+    strategy = create_strategy(config.train)
+    source = load_source(config.data)
+    augment_name = resolve_augment_name(config.preprocess.augment, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    # 1. the pretrained model
+    # 1. the pretrained model, with a new head
     backbone = resolve_model(config.model.name, config.model.pretrained)
+    backbone.reset_head(len(source.class_names))
     # 2. the new dataset, split
     splits = make_splits(source, config.data.val_fraction, config.data.test_fraction, config.data.split_seed)
-    backbone.reset_head(len(source.class_names))
-    paths = RunPaths.create(config.out, config.data.name, config.model.name)
-    write_atomic(paths.config, config.to_yaml().encode())
-    data_files = [record.path for record in source.records]
-    write_json(paths.manifest, build_manifest(config.seed, data_files, backbone.weights_sha256))
-    # 3. preprocessing: the size and normalization the weights expect, plus augmentation
+    paths = start_run_directory(config, source, backbone)
+    # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
     if config.preprocess.image_size:
         backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
-    image_size = backbone.preprocessing.image_size
-    augment = create_augmentation(augment_name, image_size)
-    data = decode_splits(source, splits, image_size, backbone.preprocessing.interpolation)
+    augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
+    data = decode_splits(source, splits, backbone.preprocessing)
     # 4. fine-tuning
     module = TransferModule(backbone, strategy, config.train)
     history = run_phases(module, data, augment, paths.root)
@@ -85,3 +81,24 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
         paths, config, evaluation, module=module, history=history, counts=counts, wall_time_s=wall_time
     )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+def load_source(config: DataConfig) -> ImageSource:
+    source = resolve_data(config.name)
+    return subsample(source, config.subset, config.split_seed) if config.subset else source
+
+
+def resolve_augment_name(name: str, source: ImageSource) -> str:
+    """`auto` becomes what suits the source's images; any other name must be a registered preset."""
+    resolved = source.augment if name == "auto" else name
+    augment_presets.get(resolved)
+    return resolved
+
+
+def start_run_directory(config: FitConfig, source: ImageSource, backbone: Backbone) -> RunPaths:
+    """Creates the run directory with its config.yaml and manifest.json."""
+    paths = RunPaths.create(config.out, config.data.name, config.model.name)
+    write_atomic(paths.config, config.to_yaml().encode())
+    data_files = [record.path for record in source.records]
+    write_json(paths.manifest, build_manifest(config.seed, data_files, backbone.weights_sha256))
+    return paths

@@ -38,6 +38,7 @@ class DataConfig:
     val_fraction: float = 0.1  # carved from train, stratified
     test_fraction: float = 0.25  # only for sources without a test split of their own
     split_seed: int = 0  # fixed apart from `seed`, so runs with different seeds share one test set
+    subset: int | None = None  # a stratified random subset of this many images, for quick trials
 
 
 @dataclass
@@ -56,8 +57,8 @@ class TrainConfig:
     strategy: str = "fine-tune"
     epochs: int = 7
     batch_size: int = 16
-    lr: float = 5e-4  # peak rate of the top layer group; lower groups get lr * lr_decay**depth
-    lr_decay: float = 0.7
+    lr: float = 1e-3  # peak rate of the top layer group; lower groups get lr * lr_decay**depth
+    lr_decay: float = 0.8
     frozen_groups: int = 3  # lowest layer groups kept frozen: generic features, and no backward through them
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
@@ -147,6 +148,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None and type(None) in allowed:
         return None
+    if str in allowed and isinstance(value, Path):
+        return str(value)
     for kind in allowed:
         if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
             with contextlib.suppress(ValueError):  # YAML reads 3e-4 (no dot) as a string

@@ -32,7 +32,7 @@ def test_chelsea_is_a_cat(lite0) -> None:
     skimage_data = pytest.importorskip("skimage.data")
     photo = Image.fromarray(skimage_data.chelsea())
     source = ImageSource("chelsea", ["photo"], [ImageRecord("chelsea", 0)], loader=lambda r, c: photo)
-    images = decode_resized(source, [0], lite0.preprocessing.image_size, lite0.preprocessing.interpolation)
+    images = decode_resized(source, [0], lite0.preprocessing)
     lite0.model.eval()
     with torch.no_grad():
         top = int(lite0.model(Normalize(lite0.preprocessing)(images)).argmax())

@@ -5,7 +5,7 @@ from transferkit.data.cache import CachedImages, SplitImages, decode_resized, de
 from transferkit.data.decode import decode_image
 from transferkit.data.folder import load_image_folder
 from transferkit.data.source import ImageRecord, ImageSource, data_sources, resolve_data
-from transferkit.data.splits import Splits, class_counts, make_splits
+from transferkit.data.splits import Splits, class_counts, make_splits, subsample
 
 __all__ = [
     "CachedImages",
@@ -21,4 +21,5 @@ __all__ = [
     "load_image_folder",
     "make_splits",
     "resolve_data",
+    "subsample",
 ]

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits
+from transferkit.models.backbone import Preprocessing
 from transferkit.progress import progress_task
 
 _RESAMPLING = {
@@ -25,20 +26,32 @@ _RESAMPLING = {
 def decode_resized(
     source: ImageSource,
     indices: Sequence[int],
-    size: int,
-    interpolation: str = "bicubic",
+    preprocessing: Preprocessing,
     on_image: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """Decodes and resizes the whole image (no crop) to size x size; returns uint8 (N, C, size, size)."""
+    """Decodes, resizes and centre-crops images as timm evaluates; returns uint8 (N, C, size, size).
+
+    The shorter side is resized to ``size / crop_pct``, then the centre ``size`` x ``size`` is kept.
+    """
+    size = preprocessing.image_size
     images = torch.empty((len(indices), source.channels, size, size), dtype=torch.uint8)
-    resample = _RESAMPLING.get(interpolation, Image.Resampling.BICUBIC)
+    resample = _RESAMPLING.get(preprocessing.interpolation, Image.Resampling.BICUBIC)
     for row, index in enumerate(indices):
-        image = source.open(source.records[index]).resize((size, size), resample)
+        image = resize_and_crop(source.open(source.records[index]), size, resample, preprocessing.crop_pct)
         array = np.asarray(image, dtype=np.uint8).reshape(size, size, source.channels)
         images[row] = torch.from_numpy(array.copy()).permute(2, 0, 1)
         if on_image is not None:
             on_image()
     return images
+
+
+def resize_and_crop(
+    image: Image.Image, size: int, resample: Image.Resampling, crop_pct: float
+) -> Image.Image:
+    scale = size / crop_pct / min(image.size)
+    width, height = (max(size, round(side * scale)) for side in image.size)
+    left, top = (width - size) // 2, (height - size) // 2
+    return image.resize((width, height), resample).crop((left, top, left + size, top + size))
 
 
 class CachedImages(Dataset[tuple[torch.Tensor, int]]):
@@ -74,14 +87,14 @@ class SplitImages:
 
 
 def decode_splits(
-    source: ImageSource, splits: Splits, size: int, interpolation: str
+    source: ImageSource, splits: Splits, preprocessing: Preprocessing
 ) -> dict[str, SplitImages]:
     """Decodes every split once, with one progress bar; later epochs read only the memory copy."""
     total = sum(len(indices) for _, indices in splits.items())
     decoded = {}
-    with progress_task(f"decode {total} images at {size} px", total) as advance:
+    with progress_task(f"decode {total} images at {preprocessing.image_size} px", total) as advance:
         for name, indices in splits.items():
-            images = decode_resized(source, indices, size, interpolation, on_image=lambda: advance(1))
+            images = decode_resized(source, indices, preprocessing, on_image=lambda: advance(1))
             labels = torch.tensor([source.records[i].label for i in indices], dtype=torch.long)
             decoded[name] = SplitImages(images, labels, list(indices))
     return decoded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -63,6 +63,17 @@ def _strata(source: ImageSource, indices: Sequence[int]) -> list[str] | None:
         if min(Counter(keys).values()) >= 2:
             return keys
     return None
+
+
+def subsample(source: ImageSource, size: int, seed: int) -> ImageSource:
+    """A stratified random subset of `size` records, keeping each split's and class's share."""
+    if not 0 < size < len(source.records):
+        return source
+    keys = [f"{r.split}/{r.label}" for r in source.records]
+    counts = Counter(keys)
+    stratify = keys if min(counts.values()) >= 2 and size >= len(counts) else None
+    kept, _ = train_test_split(np.arange(len(keys)), train_size=size, stratify=stratify, random_state=seed)
+    return replace(source, records=[source.records[i] for i in sorted(kept.tolist())])
 
 
 def class_counts(source: ImageSource, splits: Splits) -> dict[str, dict[str, int]]:

@@ -39,7 +39,7 @@ def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
 def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
     preprocessing = backbone.preprocessing.to_dict()
     preprocessing["input_size"] = list(preprocessing["input_size"])
-    preprocessing["resize"] = "whole image to input_size, no crop"
+    preprocessing["resize"] = "shorter side to input_size / crop_pct, then the centre input_size crop"
     return {
         "format": BUNDLE_FORMAT,
         "architecture": backbone.architecture,
@@ -64,8 +64,8 @@ Classifies images into: {", ".join(config["label_names"])}. Use it on images lik
 it has not been evaluated on anything else.
 
 ## Input
-{prep["input_size"][1]} x {prep["input_size"][2]} px, {prep["interpolation"]} resize of the whole image,
-mean {prep["mean"]}, std {prep["std"]}.
+{prep["input_size"][1]} x {prep["input_size"][2]} px: {prep["interpolation"]} resize of the shorter side to
+input size / {prep["crop_pct"]}, centre crop; mean {prep["mean"]}, std {prep["std"]}.
 
 ## Test metrics
 | metric | value |

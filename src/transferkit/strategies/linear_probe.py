@@ -14,7 +14,7 @@ from transferkit.strategies.base import FinetuneStrategy, HeadData, Phase, strat
 from transferkit.training.features import extract_features, fit_linear_head
 
 # Candidate L2 strengths; the one with the lowest validation loss wins (cheap on cached features).
-L2_GRID = (1e-4, 1e-3, 1e-2)
+L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_L2 = 1e-3  # when there is no validation split to choose with
 
 

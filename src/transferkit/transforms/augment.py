@@ -40,6 +40,14 @@ def hflip(images: torch.Tensor) -> torch.Tensor:
     return images.flip(-1)
 
 
+def vflip(images: torch.Tensor) -> torch.Tensor:
+    return images.flip(-2)
+
+
+def rot180(images: torch.Tensor) -> torch.Tensor:
+    return images.flip(-2, -1)
+
+
 def random_d4(image: torch.Tensor) -> torch.Tensor:
     """One of the 8 symmetries of the square: a random quarter turn, then a random mirror."""
     turns = int(torch.randint(4, ()))
@@ -70,8 +78,13 @@ def light_augmentation(image_size: int) -> AugmentPreset:
 
 @augment_presets.register("d4")
 def d4_augmentation(image_size: int) -> AugmentPreset:
-    """Quarter turns and mirrors, for images with no natural orientation (solar cells, micrographs)."""
-    return AugmentPreset("d4", random_d4, (identity, hflip))
+    """Quarter turns and mirrors, for images with no natural orientation (solar cells, micrographs).
+
+    Test time averages 4 of the 8 symmetries (both mirrors and the half turn), half the cost of all 8.
+    On one fine-tuned ELPV model: 4-class accuracy 77.0 % with no views, 77.9 % with the mirror pair,
+    78.8 % with these 4, 78.4 % with all 8 (differences within the test split's noise, except none).
+    """
+    return AugmentPreset("d4", random_d4, (identity, hflip, vflip, rot180))
 
 
 def create_augmentation(name: str, image_size: int) -> AugmentPreset:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-ANCHORS = {  # BENCHMARKS.md, section 1: binary and 4-class test accuracy on the same protocol
+ANCHORS = {  # docs/benchmarks.md: binary and 4-class test accuracy on the same protocol
     "majority class": (0.687, 0.575),
     "SVM, hand-crafted features (Deitsch 2019)": (0.8244, None),
     "linear probe, Lite0 224 px (anchor)": (0.854, 0.771),
@@ -64,7 +64,7 @@ def markdown_table(rows: list[dict[str, float]], command: str) -> str:
     lines += ["| seed | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 1)]
     lines += [f"| {row['seed']} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for row in rows]
     lines += ["| mean ± sd | " + " | ".join(summary(rows, k) for k in keys) + " |", ""]
-    lines += ["Anchors (BENCHMARKS.md): binary / 4-class accuracy", ""]
+    lines += ["Reference figures (docs/benchmarks.md): binary / 4-class accuracy", ""]
     lines += [f"- {name}: {b:.2%} / {'n/a' if f is None else f'{f:.2%}'}" for name, (b, f) in ANCHORS.items()]
     return "\n".join(lines) + "\n"
 

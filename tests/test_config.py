@@ -77,3 +77,30 @@ def test_yaml_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 def test_shortcuts_and_dotted_keys_mix() -> None:
     config = resolve_config(None, data="digits", epochs=2, **{"train.lr_decay": 0.5})
     assert (config.data.name, config.train.epochs, config.train.lr_decay) == ("digits", 2, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.epochs": -1}, "'train.epochs' must be 0 or more"),
+        ({"train.batch_size": 0}, "'train.batch_size' must be at least 1"),
+        ({"train.lr_decay": 1.5}, r"'train.lr_decay' must lie in \(0, 1\]"),
+        ({"train.devices": 2}, "multi-device training is not supported yet"),
+        ({"data.val_fraction": 1.0}, "'data.val_fraction' must lie in"),
+        ({"preprocess.image_size": 8}, "at least 16 px"),
+    ],
+)
+def test_out_of_range_values_are_refused_before_any_work(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FitConfig().with_overrides(overrides)
+
+
+def test_unknown_keyword_suggests_the_shortcut() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        resolve_config(None, epoch=3)
+
+
+def test_an_explicit_null_overrides_a_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("preprocess:\n  image_size: 160\n")
+    assert resolve_config(path, **{"preprocess.image_size": None}).preprocess.image_size is None

@@ -10,16 +10,25 @@ from typing import Any
 import lightning as L
 
 from transferkit.config import DataConfig, FitConfig, resolve_config
-from transferkit.data import ImageSource, class_counts, decode_splits, make_splits, resolve_data, subsample
+from transferkit.data import (
+    ImageSource,
+    class_counts,
+    decode_splits,
+    fingerprint,
+    make_splits,
+    resolve_data,
+    subsample,
+)
 from transferkit.evaluation import headline_metrics
 from transferkit.evaluation.run_outputs import evaluate_test, write_run_outputs
+from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone, resolve_model
-from transferkit.run_dir import RunPaths, build_manifest, write_json
+from transferkit.run_dir import RunPaths, build_manifest
 from transferkit.strategies import create_strategy
-from transferkit.training.callbacks import write_atomic
 from transferkit.training.loop import run_phases
 from transferkit.training.module import TransferModule
 from transferkit.transforms import augment_presets, create_augmentation
+from transferkit.transforms.augment import identity
 
 
 @dataclass(frozen=True)
@@ -71,9 +80,9 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     data = decode_splits(source, splits, backbone.preprocessing)
     # 4. fine-tuning
     module = TransferModule(backbone, strategy, config.train)
-    history = run_phases(module, data, augment, paths.root)
+    history = run_phases(module, data, augment, paths)
     # 5. evaluation on the held-out test split, report and export
-    views = augment.tta_views if config.preprocess.tta else augment.tta_views[:1]
+    views = augment.tta_views if config.preprocess.tta else (identity,)
     evaluation = evaluate_test(module, source, data["test"], views)
     wall_time = time.perf_counter() - started
     counts = class_counts(source, splits)
@@ -99,6 +108,5 @@ def start_run_directory(config: FitConfig, source: ImageSource, backbone: Backbo
     """Creates the run directory with its config.yaml and manifest.json."""
     paths = RunPaths.create(config.out, config.data.name, config.model.name)
     write_atomic(paths.config, config.to_yaml().encode())
-    data_files = [record.path for record in source.records]
-    write_json(paths.manifest, build_manifest(config.seed, data_files, backbone.weights_sha256))
+    write_json(paths.manifest, build_manifest(config.seed, fingerprint(source), backbone.weights_sha256))
     return paths

@@ -40,6 +40,13 @@ class DataConfig:
     split_seed: int = 0  # fixed apart from `seed`, so runs with different seeds share one test set
     subset: int | None = None  # a stratified random subset of this many images, for quick trials
 
+    def __post_init__(self) -> None:
+        _require(0 <= self.val_fraction < 1, "data.val_fraction", "must lie in [0, 1)", self.val_fraction)
+        _require(0 < self.test_fraction < 1, "data.test_fraction", "must lie in (0, 1)", self.test_fraction)
+        _require(
+            self.subset is None or self.subset > 0, "data.subset", "must be positive or null", self.subset
+        )
+
 
 @dataclass
 class PreprocessConfig:
@@ -48,6 +55,10 @@ class PreprocessConfig:
     image_size: int | None = None  # None: the size the pretrained weights expect
     augment: str = "auto"  # auto: what the dataset recommends (d4 for ELPV cells), else "light"
     tta: bool = True  # average predictions over the deterministic transforms of `augment`
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        _require(size is None or size >= 16, "preprocess.image_size", "must be at least 16 px or null", size)
 
 
 @dataclass
@@ -66,6 +77,20 @@ class TrainConfig:
     precision: str = "32-true"
     devices: int = 1
     num_workers: int = 0  # the decoded cache lives in memory: worker processes would copy it
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 0, "train.epochs", "must be 0 or more", self.epochs)
+        _require(self.batch_size >= 1, "train.batch_size", "must be at least 1", self.batch_size)
+        _require(self.lr > 0, "train.lr", "must be positive", self.lr)
+        _require(0 < self.lr_decay <= 1, "train.lr_decay", "must lie in (0, 1]", self.lr_decay)
+        _require(self.frozen_groups >= 0, "train.frozen_groups", "must be 0 or more", self.frozen_groups)
+        # Outputs are not yet written by one process only; several would each write a run directory.
+        _require(
+            self.devices == 1,
+            "train.devices",
+            "must be 1 (multi-device training is not supported yet)",
+            self.devices,
+        )
 
 
 @dataclass
@@ -114,6 +139,11 @@ class FitConfig:
                 raise ConfigError(_unknown_key_message(dotted, leaf, node))
             node[leaf] = value
         return type(self).from_dict(values)
+
+
+def _require(condition: bool, key: str, rule: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"Config key {key!r} {rule}, got {value!r}.")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -186,5 +216,8 @@ def resolve_config(config: FitConfig | str | Path | None = None, **options: Any)
         config = FitConfig()
     elif not isinstance(config, FitConfig):
         config = FitConfig.from_yaml(config)
-    dotted = {SHORTCUTS.get(key, key): value for key, value in options.items() if value is not None}
-    return config.with_overrides(dotted)
+    sections = {f.name for f in dataclasses.fields(FitConfig)}
+    for key in options:
+        if "." not in key and key not in SHORTCUTS and key not in sections:
+            raise ConfigError(_unknown_key_message(key, key, dict.fromkeys([*SHORTCUTS, *sections])))
+    return config.with_overrides({SHORTCUTS.get(key, key): value for key, value in options.items()})

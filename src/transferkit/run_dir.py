@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import platform
 import re
 import subprocess
@@ -12,8 +10,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from transferkit.training.callbacks import write_atomic
 
 PACKAGES = ("transferkit", "torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "pillow")
 
@@ -81,11 +77,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(text).name if "/" in text else text).strip("_") or "run"
 
 
-def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
-
-
-def build_manifest(seed: int, data_files: list[str], weights_sha256: str | None) -> dict[str, Any]:
+def build_manifest(seed: int, data_sha256: str, weights_sha256: str | None) -> dict[str, Any]:
     """Versions, seed, git commit and hashes: what is needed to tell whether two runs are comparable."""
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -94,21 +86,9 @@ def build_manifest(seed: int, data_files: list[str], weights_sha256: str | None)
         "platform": platform.platform(),
         "versions": {name: _version(name) for name in PACKAGES},
         "git_commit": _git_commit(),
-        "data_sha256": hash_files(data_files),
-        "data_files": len(data_files),
+        "data_sha256": data_sha256,
         "weights_sha256": weights_sha256,
     }
-
-
-def hash_files(paths: list[str]) -> str:
-    """One SHA-256 over the names and contents of every file (in-memory images hash their names)."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.encode())
-        file = Path(path)
-        if file.is_file():
-            digest.update(file.read_bytes())
-    return digest.hexdigest()
 
 
 def _version(package: str) -> str | None:

@@ -53,3 +53,10 @@ def test_bad_files_raise_a_data_error_naming_the_file(tmp_path: Path, content: b
     path.write_bytes(content)
     with pytest.raises(DataError, match=r"broken\.png"):
         decode_image(path)
+
+
+def test_decompression_bombs_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _save(Image.new("L", (100, 100)), tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6_000)  # 10,000 pixels: between 1x and 2x the limit
+    with pytest.raises(DataError, match=r"bomb\.png"):
+        decode_image(path)

@@ -121,3 +121,32 @@ def test_resize_and_crop_follows_timm_centre_crop() -> None:
     assert whole[0].min() > 200  # the frame survives a plain resize
     assert cropped.max() < 30  # a 0.875 centre crop of 256 px cuts 16 px per side, frame included
     assert resize_and_crop(Image.new("L", (400, 300)), 224, bicubic, 0.875).size == (224, 224)
+
+
+def test_fingerprint_ignores_where_the_data_lives_but_not_its_labels(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from transferkit.data import fingerprint
+
+    first = load_image_folder(make_image_folder(tmp_path / "a", classes=("x", "y"), per_class=3))
+    second = load_image_folder(
+        make_image_folder(tmp_path / "somewhere" / "else", classes=("x", "y"), per_class=3)
+    )
+    assert fingerprint(first) == fingerprint(second)
+    relabelled = [replace(r, label=1 - r.label) if i == 0 else r for i, r in enumerate(first.records)]
+    assert fingerprint(replace(first, records=relabelled)) != fingerprint(first)
+
+
+def test_tiny_classes_fall_back_to_a_coarser_stratification(tmp_path: Path) -> None:
+    source = load_image_folder(make_image_folder(tmp_path, classes=tuple("abcdefghij"), per_class=3))
+    splits = make_splits(source, val_fraction=0.1, test_fraction=0.25, seed=0)
+    assert len(splits.test) == 8  # fewer test images than classes: a plain random split
+    assert sorted(splits.train + splits.val + splits.test) == list(range(30))
+
+
+def test_a_split_that_cannot_be_made_names_the_key(tmp_path: Path) -> None:
+    source = load_image_folder(
+        make_image_folder(tmp_path, classes=("a", "b"), per_class=1, splits=("train", "test"))
+    )
+    with pytest.raises(DataError, match=r"data\.val_fraction"):
+        make_splits(source, val_fraction=0.5, test_fraction=0.25, seed=0)

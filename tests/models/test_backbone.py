@@ -1,6 +1,6 @@
 import pytest
 
-from transferkit.errors import UnknownNameError
+from transferkit.errors import ModelError, TransferkitError
 from transferkit.models import resolve_model
 
 
@@ -23,6 +23,11 @@ def test_reset_head_changes_the_number_of_classes(tiny) -> None:
     assert tiny.head().out_features == 3
 
 
+def test_unknown_timm_model_is_a_model_error() -> None:
+    with pytest.raises(ModelError):
+        resolve_model("timm:not_a_network", pretrained=False)
+
+
 def test_random_init_has_no_weights_hash(tiny) -> None:
     assert tiny.weights_sha256 is None
 
@@ -31,10 +36,11 @@ def test_random_init_has_no_weights_hash(tiny) -> None:
     ("spec", "message"),
     [
         ("efficientnet_lite", "Did you mean 'efficientnet_lite0'"),
-        ("timm:resnet_does_not_exist", "Unknown timm architecture"),
+        ("timm:resnet_does_not_exist", "Unknown timm architecture 'resnet_does_not_exist'"),
+        ("timm:resnet500", "Closest: .*resnet50"),
         ("nosuchsource:model", "Valid models"),
     ],
 )
 def test_unknown_models_list_valid_names(spec: str, message: str) -> None:
-    with pytest.raises(UnknownNameError, match=message):
+    with pytest.raises(TransferkitError, match=message):
         resolve_model(spec, pretrained=False)

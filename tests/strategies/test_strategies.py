@@ -4,8 +4,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from transferkit.config import TrainConfig
+from transferkit.data import SplitImages
+from transferkit.errors import ConfigError
 from transferkit.models import resolve_model
-from transferkit.strategies import HeadData, create_strategy, strategies
+from transferkit.strategies import create_strategy, strategies
 from transferkit.training.features import fit_linear_head
 from transferkit.training.module import keep_frozen_batchnorm_in_eval
 from transferkit.transforms import Normalize
@@ -33,17 +35,19 @@ def tiny():
     return backbone
 
 
-def _head_data(tiny) -> HeadData:
+def _splits() -> tuple[SplitImages, SplitImages]:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.arange(16) % 2
-    return HeadData(images[:12], labels[:12], images[12:], labels[12:])
+    return SplitImages(images[:12], labels[:12], list(range(12))), SplitImages(
+        images[12:], labels[12:], [12, 13]
+    )
 
 
 def test_fine_tune_freezes_the_lowest_groups_and_rates_decay_upwards(tiny) -> None:
     config = TrainConfig(strategy="fine-tune", frozen_groups=2, lr=1e-3, lr_decay=0.5)
     strategy = create_strategy(config)
-    summary = strategy.prepare(tiny, Normalize(tiny.preprocessing), _head_data(tiny))
+    summary = strategy.prepare(tiny, Normalize(tiny.preprocessing), *_splits())
     groups = tiny.layer_groups()
     assert not any(p.requires_grad for group in groups[:2] for p in group)
     assert all(p.requires_grad for group in groups[2:] for p in group)
@@ -58,7 +62,7 @@ def test_fine_tune_freezes_the_lowest_groups_and_rates_decay_upwards(tiny) -> No
 def test_linear_probe_fits_the_head_and_trains_nothing_else(tiny) -> None:
     strategy = create_strategy(TrainConfig(strategy="linear-probe"))
     before = tiny.head().weight.detach().clone()
-    strategy.prepare(tiny, Normalize(tiny.preprocessing), _head_data(tiny))
+    strategy.prepare(tiny, Normalize(tiny.preprocessing), *_splits())
     assert not torch.equal(before, tiny.head().weight)
     assert strategy.param_groups(tiny) == []
     assert strategy.train_epochs == 0
@@ -80,3 +84,9 @@ def test_every_strategy_declares_its_phases() -> None:
         phases = create_strategy(TrainConfig(strategy=name)).phases()
         assert phases[0].name == "head"
         assert all(p.description for p in phases)
+
+
+def test_freezing_every_group_is_refused_by_name(tiny) -> None:
+    strategy = create_strategy(TrainConfig(strategy="fine-tune", frozen_groups=99))
+    with pytest.raises(ConfigError, match=r"train\.frozen_groups=99"):
+        strategy.prepare(tiny, Normalize(tiny.preprocessing), *_splits())

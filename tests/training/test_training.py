@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from transferkit.training.callbacks import AtomicCheckpointIO, write_atomic
+from transferkit.files import write_atomic
+from transferkit.training.callbacks import AtomicCheckpointIO
 from transferkit.training.module import warmup_cosine
 from transferkit.transforms.augment import create_augmentation, random_d4
 

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    options = {key: getattr(args, key) for key in SHORTCUTS if key != "pretrained"}
+    flags = {key: getattr(args, key, None) for key in SHORTCUTS}
+    options = {key: value for key, value in flags.items() if value is not None}  # flags given
     options.update(parse_override(text) for text in args.set)
     config = resolve_config(args.config, **options)
     if args.print_config:

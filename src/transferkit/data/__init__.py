@@ -4,7 +4,7 @@ from transferkit.data import packaged as _packaged  # noqa: F401  (registers the
 from transferkit.data.cache import CachedImages, SplitImages, decode_resized, decode_splits
 from transferkit.data.decode import decode_image
 from transferkit.data.folder import load_image_folder
-from transferkit.data.source import ImageRecord, ImageSource, data_sources, resolve_data
+from transferkit.data.source import ImageRecord, ImageSource, data_sources, fingerprint, resolve_data
 from transferkit.data.splits import Splits, class_counts, make_splits, subsample
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "decode_image",
     "decode_resized",
     "decode_splits",
+    "fingerprint",
     "load_image_folder",
     "make_splits",
     "resolve_data",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -48,8 +49,9 @@ def decode_resized(
 def resize_and_crop(
     image: Image.Image, size: int, resample: Image.Resampling, crop_pct: float
 ) -> Image.Image:
-    scale = size / crop_pct / min(image.size)
-    width, height = (max(size, round(side * scale)) for side in image.size)
+    # As timm: the shorter side becomes floor(size / crop_pct), the longer one keeps the aspect ratio.
+    short = math.floor(size / crop_pct)
+    width, height = (max(size, int(side * short / min(image.size))) for side in image.size)
     left, top = (width - size) // 2, (height - size) // 2
     return image.resize((width, height), resample).crop((left, top, left + size, top + size))
 

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from transferkit.errors import DataError
 
-# Refuse decompression bombs instead of only warning about them.
-Image.MAX_IMAGE_PIXELS = 89_478_485
 _MODES = {1: "L", 3: "RGB"}
+# What PIL raises for truncated, corrupt, non-image and oversized files.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 def decode_image(path: str | Path, channels: int = 3) -> Image.Image:
     """Opens an image file with its EXIF orientation applied, as "L" (1 channel) or "RGB" (3 channels)."""
     try:
-        with Image.open(path) as opened:
-            return to_channels(ImageOps.exif_transpose(opened), channels)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
+        with warnings.catch_warnings():
+            # PIL only warns between 1x and 2x its pixel limit; a decompression bomb is refused outright.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                return to_channels(ImageOps.exif_transpose(opened), channels)
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as err:
         raise DataError(f"Cannot decode image {path}: {err}") from err
 
 

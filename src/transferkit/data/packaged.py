@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from transferkit.data.labels import LabelGrouping
 from transferkit.data.source import ImageRecord, ImageSource, data_sources
 from transferkit.errors import MissingDependencyError
-from transferkit.evaluation import LabelGrouping
 
 ELPV_PROBABILITIES = ("0", "1/3", "2/3", "1")
 ELPV_CLASS_NAMES = [f"p={p}" for p in ELPV_PROBABILITIES]
@@ -52,7 +52,7 @@ def load_elpv_binary(spec: str) -> ImageSource:
 
 def _elpv_records(binary: bool) -> list[ImageRecord]:
     rows = _read_elpv_labels()
-    classes = [ELPV_PROBABILITIES.index(_probability_fraction(p)) for _, p, _ in rows]
+    classes = [round(probability * 3) for _, probability, _ in rows]  # 0, 1/3, 2/3, 1 -> 0..3
     module_types = [module for _, _, module in rows]
     strata = [f"{c}-{m}" for c, m in zip(classes, module_types, strict=True)]
     train, _ = train_test_split(
@@ -75,10 +75,6 @@ def _read_elpv_labels() -> list[tuple[str, float, str]]:
     with open(root / "labels.csv", newline="") as handle:
         rows = [line.split() for line in handle if line.strip()]
     return [(str(root / path), float(probability), module) for path, probability, module in rows]
-
-
-def _probability_fraction(probability: float) -> str:
-    return ELPV_PROBABILITIES[round(probability * 3)]
 
 
 @data_sources.register("digits")

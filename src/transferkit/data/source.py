@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +11,9 @@ from pathlib import Path
 from PIL import Image
 
 from transferkit.data.decode import decode_image
+from transferkit.data.labels import LabelGrouping
 from transferkit.errors import UnknownNameError
-from transferkit.evaluation import LabelGrouping
+from transferkit.files import update_with_file
 from transferkit.registry import Registry
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -61,6 +64,23 @@ class ImageSource:
         if self.loader is not None:
             return self.loader(record, self.channels)
         return decode_image(record.path, self.channels)
+
+
+def fingerprint(source: ImageSource) -> str:
+    """SHA-256 over every record's name, label, split and file bytes.
+
+    Names are taken relative to the files' common folder, so the same data hashes the same on any
+    machine, and relabelling or moving an image between splits changes the hash.
+    """
+    digest = hashlib.sha256()
+    files = [r.path for r in source.records if Path(r.path).is_file()]
+    root = os.path.commonpath(files) if files else ""
+    for record in source.records:
+        name = os.path.relpath(record.path, root) if root and Path(record.path).is_file() else record.path
+        digest.update(f"{name}\t{record.label}\t{record.split}\n".encode())
+        if Path(record.path).is_file():
+            update_with_file(digest, record.path)
+    return digest.hexdigest()
 
 
 DataLoaderFn = Callable[[str], ImageSource]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,28 +40,37 @@ def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, 
         by_split[record.split].append(index)
     train, val, test = by_split["train"] + by_split[""], by_split["val"], by_split["test"]
     if not test:
-        train, test = stratified_split(source, train, test_fraction, seed)
+        train, test = stratified_split(source, train, test_fraction, seed, key="data.test_fraction")
     if not val and val_fraction > 0:
-        train, val = stratified_split(source, train, val_fraction, seed)
+        train, val = stratified_split(source, train, val_fraction, seed, key="data.val_fraction")
     return Splits(sorted(train), sorted(val), sorted(test))
 
 
 def stratified_split(
-    source: ImageSource, indices: Sequence[int], fraction: float, seed: int
+    source: ImageSource, indices: Sequence[int], fraction: float, seed: int, key: str = "fraction"
 ) -> tuple[list[int], list[int]]:
     """Splits `indices` into (rest, `fraction` of them), keeping class and group proportions."""
     if not 0 < fraction < 1:
-        raise DataError(f"A split fraction must lie between 0 and 1, got {fraction}.")
-    keys = _strata(source, indices)
-    rest, part = train_test_split(np.asarray(indices), test_size=fraction, stratify=keys, random_state=seed)
-    return rest.tolist(), part.tolist()
-
-
-def _strata(source: ImageSource, indices: Sequence[int]) -> list[str] | None:
-    # Fall back from (label, group) to label to none when a stratum is too small to be split.
+        raise DataError(f"{key} must lie between 0 and 1, got {fraction}.")
+    part = math.ceil(fraction * len(indices))
+    if part >= len(indices):
+        raise DataError(
+            f"{len(indices)} image(s) cannot be split with {key}={fraction}: add images, or give the "
+            "source its own split (train/ and test/ folders)."
+        )
     records = [source.records[i] for i in indices]
-    for keys in ([f"{r.label}/{r.group}" for r in records], [str(r.label) for r in records]):
-        if min(Counter(keys).values()) >= 2:
+    candidates = ([f"{r.label}/{r.group}" for r in records], [str(r.label) for r in records])
+    keys = _stratification(candidates, smallest_part=min(part, len(indices) - part))
+    rest, chosen = train_test_split(np.asarray(indices), test_size=part, stratify=keys, random_state=seed)
+    return rest.tolist(), chosen.tolist()
+
+
+def _stratification(candidates: Sequence[list[str]], smallest_part: int) -> list[str] | None:
+    # The finest keys that can be honoured: every stratum needs two members, and each part needs room
+    # for one image per stratum. Falls back to coarser keys, then to a plain random split.
+    for keys in candidates:
+        counts = Counter(keys)
+        if min(counts.values()) >= 2 and len(counts) <= smallest_part:
             return keys
     return None
 
@@ -70,8 +80,7 @@ def subsample(source: ImageSource, size: int, seed: int) -> ImageSource:
     if not 0 < size < len(source.records):
         return source
     keys = [f"{r.split}/{r.label}" for r in source.records]
-    counts = Counter(keys)
-    stratify = keys if min(counts.values()) >= 2 and size >= len(counts) else None
+    stratify = _stratification([keys], smallest_part=min(size, len(keys) - size))
     kept, _ = train_test_split(np.arange(len(keys)), train_size=size, stratify=stratify, random_state=seed)
     return replace(source, records=[source.records[i] for i in sorted(kept.tolist())])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import yaml
 
 from transferkit.evaluation.metrics import headline_metrics
+from transferkit.files import write_atomic
 
 _IMAGE_MIME_TYPES = {
     ".png": "image/png",
@@ -89,8 +89,8 @@ def write_reports(context: ReportContext) -> tuple[Path, Path]:
     run_dir = Path(context.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     blocks = _build_blocks(context, run_dir)
-    markdown_path = _write_atomically(run_dir / "report.md", _render_markdown(context.title, blocks))
-    html_path = _write_atomically(run_dir / "report.html", _render_html(context.title, blocks))
+    markdown_path = write_atomic(run_dir / "report.md", _render_markdown(context.title, blocks).encode())
+    html_path = write_atomic(run_dir / "report.html", _render_html(context.title, blocks).encode())
     return markdown_path, html_path
 
 
@@ -301,19 +301,6 @@ def _render_html(title: str, blocks: Sequence[_Block]) -> str:
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body>\n<main>\n<h1>{html.escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
     )
-
-
-def _write_atomically(path: Path, text: str) -> Path:
-    # Same directory as the target so os.replace is a rename within one filesystem, hence atomic.
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _markdown_row(cells: Sequence[str]) -> str:

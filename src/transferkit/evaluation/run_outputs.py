@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,8 @@ from transferkit.evaluation.metrics import compute_metrics, headline_metrics
 from transferkit.evaluation.plots import plot_confusion_matrix, plot_learning_curves
 from transferkit.evaluation.report import ReportContext, write_reports
 from transferkit.export.bundle import BundleInfo, save_bundle
-from transferkit.run_dir import RunPaths, write_json
-from transferkit.training.callbacks import write_atomic
+from transferkit.files import write_atomic, write_json
+from transferkit.run_dir import RunPaths
 from transferkit.training.module import TransferModule
 from transferkit.transforms.augment import ImageTransform
 
@@ -70,7 +70,7 @@ def write_run_outputs(
         metrics=metrics,
         data_summary=counts,
         strategy=config.train.strategy,
-        phases=[vars(p) for p in module.strategy.phases()],
+        phases=[asdict(p) for p in module.strategy.phases()],
         config=config.to_dict(),
         plots=plots,
         notes=list(source.notes),

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from transferkit.files import write_atomic
 from transferkit.models.backbone import Backbone
-from transferkit.training.callbacks import write_atomic
 
 BUNDLE_FORMAT = 1
 
@@ -28,8 +28,7 @@ def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
     """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors.tmp"))
-    (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
+    write_atomic(directory / "model.safetensors", save(state))
     config = bundle_config(backbone, info)
     write_atomic(directory / "config.json", json.dumps(config, indent=2).encode())
     write_atomic(directory / "README.md", model_card(config).encode())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import timm
@@ -91,11 +89,3 @@ class Backbone:
         ordered = [[named[name] for name in names] for _, names in sorted(groups.items())]
         body = [[p for p in group if id(p) not in head_ids] for group in ordered]
         return [group for group in body if group] + [list(self.head().parameters())]
-
-
-def sha256_of_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -8,7 +8,8 @@ import timm
 import torch
 
 from transferkit.errors import MissingDependencyError, ModelError
-from transferkit.models.backbone import Backbone, Preprocessing, sha256_of_file
+from transferkit.files import sha256_of_file
+from transferkit.models.backbone import Backbone, Preprocessing
 from transferkit.models.sources import packaged_models
 
 # The TensorFlow checkpoints need timm's `tf_` variants: "same" padding and BatchNorm eps 1e-3. The

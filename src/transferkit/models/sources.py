@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
 import timm
@@ -31,10 +32,11 @@ def resolve_model(spec: str, pretrained: bool = True) -> Backbone:
 @model_sources.register("timm")
 def load_timm(name: str, pretrained: bool) -> Backbone:
     """Any timm architecture; pretrained weights come from timm's hub (network needed)."""
+    if not timm.is_model(name.split(".", maxsplit=1)[0]):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        raise ModelError(f"Unknown timm architecture {name!r}. Closest: {', '.join(close) or 'none'}.")
     try:
         model = timm.create_model(name, pretrained=pretrained)
-    except RuntimeError as err:  # timm raises RuntimeError for unknown architectures
-        raise UnknownNameError("timm architecture", name, timm.list_models()) from err
     except OSError as err:
         raise ModelError(
             f"Could not fetch pretrained weights for timm:{name} ({err}). Without a network, use a "

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from transferkit.config import TrainConfig
+from transferkit.data.cache import SplitImages
 from transferkit.models.backbone import Backbone
 from transferkit.registry import Registry
 
@@ -20,16 +20,6 @@ class Phase:
     name: str
     epochs: int
     description: str
-
-
-@dataclass
-class HeadData:
-    """Cached, un-augmented images for fitting a head on frozen features."""
-
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    val_images: torch.Tensor
-    val_labels: torch.Tensor
 
 
 class FinetuneStrategy:
@@ -54,7 +44,9 @@ class FinetuneStrategy:
         """Epochs of gradient training through the backbone (the Lightning loop)."""
         return sum(p.epochs for p in self.phases() if p.name != "head")
 
-    def prepare(self, backbone: Backbone, normalize: nn.Module, data: HeadData) -> dict[str, Any]:
+    def prepare(
+        self, backbone: Backbone, normalize: nn.Module, train: SplitImages, val: SplitImages
+    ) -> dict[str, Any]:
         """Runs before the epoch loop; returns facts for the history (e.g. validation accuracy)."""
         return {}
 

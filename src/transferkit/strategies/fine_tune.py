@@ -1,4 +1,4 @@
-"""Fine-tune: fit the head on frozen features first, then train every layer with discriminative rates."""
+"""Fine-tune: fit the head on frozen features first, then train the upper layers with discriminative rates."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Any
 
 from torch import nn
 
+from transferkit.data.cache import SplitImages
+from transferkit.errors import ConfigError
 from transferkit.models.backbone import Backbone
-from transferkit.strategies.base import HeadData, Phase, strategies
+from transferkit.strategies.base import Phase, strategies
 from transferkit.strategies.linear_probe import LinearProbe
 
 
@@ -31,11 +33,20 @@ class FineTune(LinearProbe):
             Phase("fine-tune", self.config.epochs, f"discriminative rates ({rates}), {frozen}"),
         ]
 
-    def prepare(self, backbone: Backbone, normalize: nn.Module, data: HeadData) -> dict[str, Any]:
-        summary = super().prepare(backbone, normalize, data)
+    def prepare(
+        self, backbone: Backbone, normalize: nn.Module, train: SplitImages, val: SplitImages
+    ) -> dict[str, Any]:
+        groups = backbone.layer_groups()
+        if self.config.frozen_groups >= len(groups) - 1:
+            raise ConfigError(
+                f"train.frozen_groups={self.config.frozen_groups} would freeze every layer group of "
+                f"{backbone.spec} ({len(groups) - 1} below the head); use at most {len(groups) - 2}, "
+                "or the linear-probe strategy."
+            )
+        summary = super().prepare(backbone, normalize, train, val)
         # The lowest groups hold generic edges and textures that move least; freezing them also skips
         # their backward pass, the most expensive one at full resolution.
-        for params in backbone.layer_groups()[: self.config.frozen_groups]:
+        for params in groups[: self.config.frozen_groups]:
             for param in params:
                 param.requires_grad_(False)
         return summary

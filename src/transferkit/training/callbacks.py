@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,22 +13,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
+from transferkit.files import write_atomic
+
 HISTORY_FIELDS = ("epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr", "seconds")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes a file so that a crash leaves either the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_history(path: Path, rows: list[dict[str, Any]]) -> None:

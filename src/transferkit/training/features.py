@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.models.backbone import Backbone
+from transferkit.training.inference import inference_device, run_batched
 
 
-@torch.no_grad()
 def extract_features(
     backbone: Backbone,
     normalize: nn.Module,
@@ -20,16 +20,14 @@ def extract_features(
     on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Pooled features of uint8 images (N, C, H, W) with the backbone in inference mode; (N, num_features)."""
-    was_training = backbone.model.training
-    backbone.model.eval()
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        chunks.append(backbone.forward_features(normalize(batch)))
-        if on_batch is not None:
-            on_batch(len(batch))
-    backbone.model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0, backbone.num_features)
+    if not len(images):
+        return torch.empty(0, backbone.num_features)
+    normalize.to(inference_device())
+
+    def features(batch: torch.Tensor) -> torch.Tensor:
+        return backbone.forward_features(normalize(batch))
+
+    return run_batched(backbone.model, features, images, batch_size, on_batch)
 
 
 def fit_linear_head(

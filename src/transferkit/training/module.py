@@ -13,6 +13,7 @@ from torch import nn
 from transferkit.config import TrainConfig
 from transferkit.models.backbone import Backbone
 from transferkit.strategies.base import FinetuneStrategy
+from transferkit.training.inference import run_batched
 from transferkit.transforms import Normalize
 from transferkit.transforms.augment import ImageTransform
 
@@ -66,17 +67,15 @@ class TransferModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    @torch.no_grad()
     def predict_proba(
         self, images: torch.Tensor, views: Sequence[ImageTransform], batch_size: int = 64
     ) -> torch.Tensor:
         """Class probabilities of uint8 images (N, C, H, W), averaged over test-time `views`; (N, classes)."""
-        self.eval()
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            chunks.append(torch.stack([self(view(batch)).softmax(1) for view in views]).mean(0))
-        return torch.cat(chunks)
+
+        def averaged(batch: torch.Tensor) -> torch.Tensor:
+            return torch.stack([self(view(batch)).float().softmax(1) for view in views]).mean(0)
+
+        return run_batched(self, averaged, images, batch_size)
 
 
 def keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:

@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from transferkit.config import TrainConfig
+from transferkit.run_dir import RunPaths
 from transferkit.training.callbacks import AtomicCheckpointIO, EpochHistory, PhaseProgressBar
 
 
 def create_trainer(
     config: TrainConfig,
-    run_dir: Path,
+    paths: RunPaths,
     *,
     history: list[dict[str, Any]],
     phase: str,
     epochs: int,
     has_val: bool,
 ) -> L.Trainer:
-    """A Trainer that writes `metrics.csv` and `checkpoints/{best,last}.ckpt` into `run_dir`."""
-    quiet_lightning()
+    """A Trainer that writes `metrics.csv` and `checkpoints/{best,last}.ckpt` into the run directory."""
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+        dirpath=paths.checkpoints,
         filename="best",
         monitor="val_accuracy" if has_val else None,
         mode="max",
@@ -39,15 +38,11 @@ def create_trainer(
         devices=config.devices,
         precision=config.precision,  # type: ignore[arg-type]
         logger=False,
-        callbacks=[
-            checkpoint,
-            EpochHistory(run_dir / "metrics.csv", history, phase),
-            PhaseProgressBar(phase),
-        ],
+        callbacks=[checkpoint, EpochHistory(paths.history, history, phase), PhaseProgressBar(phase)],
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
         enable_model_summary=False,
-        default_root_dir=run_dir,
+        default_root_dir=paths.root,
         limit_val_batches=None if has_val else 0,
     )
 
@@ -58,3 +53,6 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+quiet_lightning()

@@ -144,9 +144,9 @@ def test_tiny_classes_fall_back_to_a_coarser_stratification(tmp_path: Path) -> N
     assert sorted(splits.train + splits.val + splits.test) == list(range(30))
 
 
-def test_a_split_that_cannot_be_made_names_the_key(tmp_path: Path) -> None:
-    source = load_image_folder(
-        make_image_folder(tmp_path, classes=("a", "b"), per_class=1, splits=("train", "test"))
-    )
-    with pytest.raises(DataError, match=r"data\.val_fraction"):
-        make_splits(source, val_fraction=0.5, test_fraction=0.25, seed=0)
+def test_a_split_that_cannot_be_made_names_the_key() -> None:
+    from transferkit.data import ImageRecord, ImageSource
+
+    records = [ImageRecord("one.png", 0, "train"), ImageRecord("two.png", 1, "test")]
+    with pytest.raises(DataError, match=r"1 image\(s\) cannot be split with data\.val_fraction=0\.1"):
+        make_splits(ImageSource("tiny", ["a", "b"], records), val_fraction=0.1, test_fraction=0.25, seed=0)

@@ -150,3 +150,9 @@ def test_a_split_that_cannot_be_made_names_the_key() -> None:
     records = [ImageRecord("one.png", 0, "train"), ImageRecord("two.png", 1, "test")]
     with pytest.raises(DataError, match=r"1 image\(s\) cannot be split with data\.val_fraction=0\.1"):
         make_splits(ImageSource("tiny", ["a", "b"], records), val_fraction=0.1, test_fraction=0.25, seed=0)
+
+
+@pytest.mark.parametrize("spec", ["/no/such/folder", "relative/missing", "C:\\data\\cells"])
+def test_a_missing_folder_is_named(spec: str) -> None:
+    with pytest.raises(DataError, match="No folder at"):
+        resolve_data(spec)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from transferkit.data.decode import decode_image
 from transferkit.data.labels import LabelGrouping
-from transferkit.errors import UnknownNameError
+from transferkit.errors import DataError, UnknownNameError
 from transferkit.files import update_with_file
 from transferkit.registry import Registry
 
@@ -95,4 +95,8 @@ def resolve_data(spec: str) -> ImageSource:
         from transferkit.data.folder import load_image_folder
 
         return load_image_folder(spec)
+    if "/" in spec or "\\" in spec:
+        raise DataError(
+            f"No folder at {spec}: give an existing folder of class subfolders, or a packaged dataset."
+        )
     raise UnknownNameError("dataset", spec, [*data_sources.names(), "<folder of class subfolders>"])

@@ -42,7 +42,7 @@ class FinetuneStrategy:
     @property
     def train_epochs(self) -> int:
         """Epochs of gradient training through the backbone (the Lightning loop)."""
-        return sum(p.epochs for p in self.phases() if p.name != "head")
+        return sum(p.epochs for p in self.phases())  # phases outside the loop, like the head, have none
 
     def prepare(
         self, backbone: Backbone, normalize: nn.Module, train: SplitImages, val: SplitImages

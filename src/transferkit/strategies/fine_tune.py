@@ -15,7 +15,7 @@ from transferkit.strategies.linear_probe import LinearProbe
 
 @strategies.register("fine-tune")
 class FineTune(LinearProbe):
-    """Linear probe, then full fine-tuning from that head (LP-FT, Kumar et al., ICLR 2022).
+    """Linear probe, then fine-tuning of the upper layer groups from that head (LP-FT, Kumar et al. 2022).
 
     Starting from a converged head keeps the first fine-tuning steps from tearing up pretrained
     features with gradients of a random head. Layer group k below the top trains at

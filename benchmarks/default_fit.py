@@ -60,13 +60,25 @@ def summary(rows: list[dict[str, float]], key: str) -> str:
 
 def markdown_table(rows: list[dict[str, float]], command: str) -> str:
     keys = ["binary_accuracy", "accuracy", "balanced_accuracy", "macro_f1", "wall_min", "peak_rss_gib"]
-    lines = ["# transferkit fit (embedded default) on ELPV", "", f"Command: `{command}`", ""]
+    lines = [
+        "# transferkit fit (embedded default) on ELPV",
+        "",
+        f"Command: `{command}` at commit {_commit()}",
+        "",
+    ]
     lines += ["| seed | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 1)]
     lines += [f"| {row['seed']} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for row in rows]
     lines += ["| mean ± sd | " + " | ".join(summary(rows, k) for k in keys) + " |", ""]
     lines += ["Reference figures (docs/benchmarks.md): binary / 4-class accuracy", ""]
     lines += [f"- {name}: {b:.2%} / {'n/a' if f is None else f'{f:.2%}'}" for name, (b, f) in ANCHORS.items()]
     return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "unknown"
 
 
 def plot(rows: list[dict[str, float]], path: Path) -> None:

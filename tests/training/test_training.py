@@ -54,3 +54,16 @@ def test_presets_keep_shape_and_dtype(name: str) -> None:
     assert out.shape == image.shape and out.dtype == torch.uint8
     batch = image[None].repeat(2, 1, 1, 1)
     assert all(view(batch).shape == batch.shape for view in preset.tta_views)
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(image_folder: Path, tmp_path: Path) -> None:
+    import transferkit
+    from transferkit.testing import tiny_fit_config
+
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides(
+        {"train.lr": 1e30, "train.warmup_fraction": 0.0}
+    )
+    with pytest.raises(FloatingPointError, match=r"at step \d+ .*Lower train\.lr"):
+        transferkit.fit(config)
+    run_dir = next(tmp_path.iterdir())
+    assert (run_dir / "metrics.csv").is_file()  # the head phase's history survives

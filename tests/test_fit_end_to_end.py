@@ -103,3 +103,12 @@ def test_images_are_decoded_once_whatever_the_epochs(
     monkeypatch.setattr(ImageSource, "open", counting_open)
     transferkit.fit(tiny_fit_config(image_folder, tmp_path, epochs=3))
     assert sorted(opened) == sorted({str(p) for p in image_folder.rglob("*.png")})
+
+
+def test_run_directories_never_collide(tmp_path: Path) -> None:
+    from transferkit.run_dir import RunPaths
+
+    first = RunPaths.create(tmp_path, "elpv", "efficientnet_lite0")
+    second = RunPaths.create(tmp_path, "elpv", "efficientnet_lite0")
+    assert first.root != second.root
+    assert first.plots.is_dir() and second.plots.is_dir()

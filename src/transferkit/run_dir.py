@@ -24,12 +24,16 @@ class RunPaths:
     def create(cls, out: str | Path, data: str, model: str) -> RunPaths:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"{stamp}-{_slug(data)}-{_slug(model)}"
-        root = Path(out) / name
-        suffix = 1
-        while root.exists():
-            suffix += 1
-            root = Path(out) / f"{name}-{suffix}"
-        (root / "plots").mkdir(parents=True)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        root, suffix = Path(out) / name, 1
+        while True:
+            try:
+                root.mkdir()  # claims the name atomically, even against a second process
+                break
+            except FileExistsError:
+                suffix += 1
+                root = Path(out) / f"{name}-{suffix}"
+        (root / "plots").mkdir()
         return cls(root)
 
     @property

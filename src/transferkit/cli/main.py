@@ -12,6 +12,8 @@ from rich.table import Table
 from transferkit.api import fit
 from transferkit.config import SHORTCUTS, parse_override, resolve_config
 from transferkit.errors import TransferkitError
+from transferkit.strategies import strategies
+from transferkit.transforms import augment_presets
 
 console = Console(stderr=True)
 
@@ -27,10 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--config", help="YAML config file; flags override it")
     fit.add_argument("--data", help="dataset: elpv, elpv:binary, digits, or a folder of class subfolders")
     fit.add_argument("--model", help="model: efficientnet_lite0 (packaged) or timm:<architecture>")
-    fit.add_argument("--strategy", help="fine-tuning strategy: fine-tune, linear-probe")
+    fit.add_argument("--strategy", help=f"fine-tuning strategy: {', '.join(strategies.names())}")
     fit.add_argument("--epochs", type=int, help="fine-tuning epochs after the head is fitted")
     fit.add_argument("--image-size", type=int, help="input size in px (default: what the weights expect)")
-    fit.add_argument("--augment", help="augmentation preset: auto, none, crop, light, d4")
+    fit.add_argument("--augment", help=f"augmentation preset: auto, {', '.join(augment_presets.names())}")
     fit.add_argument("--batch-size", type=int)
     fit.add_argument("--lr", type=float, help="learning rate of the top layer group")
     fit.add_argument("--seed", type=int)

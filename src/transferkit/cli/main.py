@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--config", help="YAML config file; flags override it")
     fit.add_argument("--data", help="dataset: elpv, elpv:binary, digits, or a folder of class subfolders")
-    fit.add_argument("--model", help="model: efficientnet_lite0 (packaged) or timm:<architecture>")
+    fit.add_argument(
+        "--model", help="model: efficientnet_lite0 (packaged), timm:<architecture>, or run:<run directory>"
+    )
     fit.add_argument("--strategy", help=f"fine-tuning strategy: {', '.join(strategies.names())}")
     fit.add_argument("--epochs", type=int, help="fine-tuning epochs after the head is fitted")
     fit.add_argument("--image-size", type=int, help="input size in px (default: what the weights expect)")

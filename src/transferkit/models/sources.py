@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from pathlib import Path
 
 import timm
 
@@ -25,7 +26,9 @@ def resolve_model(spec: str, pretrained: bool = True) -> Backbone:
         return model_sources.get(prefix)(rest, pretrained)
     if spec in packaged_models:
         return packaged_models.get(spec)(spec, pretrained)
-    valid = [*packaged_models.names(), *(f"{name}:<name>" for name in model_sources.names())]
+    if Path(spec).is_dir():  # a run directory or an exported bundle, without the run: prefix
+        return model_sources.get("run")(spec, pretrained)
+    valid = [*packaged_models.names(), *(f"{name}:<name>" for name in model_sources.names()), "<run folder>"]
     raise UnknownNameError("model", spec, valid)
 
 

@@ -1,0 +1,64 @@
+"""Earlier transferkit runs as sources: a fine-tuned model is the pretrained model of the next transfer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import timm
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from transferkit.errors import ModelError
+from transferkit.files import sha256_of_file
+from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.models.sources import model_sources
+
+
+@model_sources.register("run")
+def load_run(path: str, pretrained: bool) -> Backbone:
+    """``run:RUN_DIR`` or ``run:BUNDLE_DIR``: the fine-tuned network; `fit` gives it a new head."""
+    bundle = find_bundle(Path(path))
+    config = _read_config(bundle / "config.json")
+    model = timm.create_model(config["architecture"], num_classes=config["num_classes"])
+    weights = bundle / "model.safetensors"
+    if pretrained:
+        try:
+            model.load_state_dict(load_file(weights))
+        except (SafetensorError, RuntimeError, OSError) as err:
+            raise ModelError(
+                f"Cannot load {weights}: {err}. Export the run again, or pick another run."
+            ) from err
+    prep = config["preprocessing"]
+    preprocessing = Preprocessing(
+        tuple(prep["input_size"]),
+        tuple(prep["mean"]),
+        tuple(prep["std"]),
+        prep["interpolation"],
+        prep["crop_pct"],
+    )
+    weights_sha256 = sha256_of_file(weights) if pretrained else None
+    return Backbone(f"run:{path}", config["architecture"], model, preprocessing, weights_sha256)
+
+
+def find_bundle(path: Path) -> Path:
+    """The bundle folder of a run directory (``RUN/model``), or `path` itself when it is a bundle."""
+    for candidate in (path / "model", path):
+        if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
+            return candidate
+    raise ModelError(
+        f"{path} is neither a transferkit run directory nor a bundle: neither model/ nor the folder itself "
+        "holds config.json and model.safetensors."
+    )
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config: dict[str, Any] = json.loads(path.read_text())
+        missing = {"architecture", "num_classes", "preprocessing"} - set(config)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"Cannot read {path}: {err}") from err
+    if missing:
+        raise ModelError(f"{path} lacks {sorted(missing)}; it was not written by transferkit's export.")
+    return config

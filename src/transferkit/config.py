@@ -28,6 +28,7 @@ class ModelConfig:
 
     name: str = "efficientnet_lite0"
     pretrained: bool = True  # False: random init, for tests and controls
+    arch: str | None = None  # the timm architecture of a `file:` weights file
 
 
 @dataclass
@@ -198,6 +199,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 SHORTCUTS = {
     "model": "model.name",
     "pretrained": "model.pretrained",
+    "arch": "model.arch",
     "data": "data.name",
     "image_size": "preprocess.image_size",
     "augment": "preprocess.augment",

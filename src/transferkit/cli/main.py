@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--model", help="model: efficientnet_lite0 (packaged), timm:<architecture>, or run:<run directory>"
     )
+    fit.add_argument("--arch", help="timm architecture of a file: weights file, e.g. resnet18")
     fit.add_argument("--strategy", help=f"fine-tuning strategy: {', '.join(strategies.names())}")
     fit.add_argument("--epochs", type=int, help="fine-tuning epochs after the head is fitted")
     fit.add_argument("--image-size", type=int, help="input size in px (default: what the weights expect)")

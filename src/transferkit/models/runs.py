@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import timm
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from transferkit.config import ModelConfig
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.models.files import read_state_dict
 from transferkit.models.sources import model_sources
 
 
@@ -26,19 +25,12 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
     weights = bundle / "model.safetensors"
     if config.pretrained:
         try:
-            model.load_state_dict(load_file(weights))
-        except (SafetensorError, RuntimeError, OSError) as err:
+            model.load_state_dict(read_state_dict(weights))
+        except RuntimeError as err:  # tensors that do not fit the architecture named in config.json
             raise ModelError(
                 f"Cannot load {weights}: {err}. Export the run again, or pick another run."
             ) from err
-    prep = saved["preprocessing"]
-    preprocessing = Preprocessing(
-        tuple(prep["input_size"]),
-        tuple(prep["mean"]),
-        tuple(prep["std"]),
-        prep["interpolation"],
-        prep["crop_pct"],
-    )
+    preprocessing = Preprocessing.from_dict(saved["preprocessing"])
     weights_sha256 = sha256_of_file(weights) if config.pretrained else None
     return Backbone(f"run:{path}", saved["architecture"], model, preprocessing, weights_sha256)
 

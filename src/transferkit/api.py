@@ -68,7 +68,8 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     augment_name = resolve_augment_name(config.preprocess.augment, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # 1. the pretrained model, with a new head
-    backbone = resolve_model(config.model.name, config.model.pretrained, config.model.arch)
+    model = config.model
+    backbone = resolve_model(model.name, model.pretrained, model.arch, model.weights)
     backbone.reset_head(len(source.class_names))
     # 2. the new dataset, split
     splits = make_splits(source, config.data.val_fraction, config.data.test_fraction, config.data.split_seed)

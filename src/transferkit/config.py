@@ -29,6 +29,7 @@ class ModelConfig:
     name: str = "efficientnet_lite0"
     pretrained: bool = True  # False: random init, for tests and controls
     arch: str | None = None  # the timm architecture of a `file:` weights file
+    weights: str | None = None  # a local weights file for a timm: or torchvision: architecture
 
 
 @dataclass
@@ -200,6 +201,7 @@ SHORTCUTS = {
     "model": "model.name",
     "pretrained": "model.pretrained",
     "arch": "model.arch",
+    "weights": "model.weights",
     "data": "data.name",
     "image_size": "preprocess.image_size",
     "augment": "preprocess.augment",

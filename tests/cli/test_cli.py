@@ -28,7 +28,7 @@ def test_config_file_is_read_and_flags_override_it(
     ("argv", "message"),
     [
         (["fit", "--data", "elvp"], "Did you mean 'elpv'"),
-        (["fit", "--model", "efficientnet_lite", "--data", "digits"], "Did you mean 'efficientnet_lite0'"),
+        (["fit", "--model", "efficientnet_lite", "--data", "digits"], "'efficientnet_lite0'?"),
         (["fit", "--strategy", "fine-tuning"], "Did you mean 'fine-tune'"),
         (["fit", "--augment", "d8"], "Valid augmentation presets"),
         (["fit", "--set", "train.lrr=1"], "Did you mean 'lr'"),
@@ -60,3 +60,29 @@ def test_fit_prints_the_report_path(
     report = Path(out.split("report: ")[1].split()[0])
     assert report.is_file()
     assert report.parent.parent == tmp_path
+
+
+def test_models_lists_the_packaged_models_and_every_source(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "76.7 %", "260 px"):
+        assert name in out
+    for prefix in ("timm:", "hf:", "torchvision:", "file:", "run:"):
+        assert prefix in out
+
+
+def test_models_check_loads_a_model_as_fit_would(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("test_resnet").state_dict(), tmp_path / "w.safetensors")
+    assert main(["models", "--check", f"file:{tmp_path / 'w.safetensors'}", "--arch", "test_resnet"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "timm / test_resnet" in out
+    assert "feature dim │ 96" in out
+    assert "weights sha256" in out and "random init" not in out
+
+
+def test_models_check_reports_a_bad_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--check", "timm:resnet_nope"]) == 2
+    assert "Unknown timm architecture" in capsys.readouterr().err

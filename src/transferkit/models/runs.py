@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import timm
-
 from transferkit.config import ModelConfig
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Backbone, Preprocessing
 from transferkit.models.files import read_state_dict
-from transferkit.models.sources import model_sources
+from transferkit.models.sources import model_sources, rebuild_network
 
 
 @model_sources.register("run")
@@ -21,7 +19,9 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
     """``run:RUN_DIR`` or ``run:BUNDLE_DIR``: the fine-tuned network; `fit` gives it a new head."""
     bundle = find_bundle(Path(path))
     saved = _read_config(bundle / "config.json")
-    model = timm.create_model(saved["architecture"], num_classes=saved["num_classes"])
+    family = saved.get("family", "timm")
+    architecture_config = saved.get("architecture_config")
+    model = rebuild_network(family, saved["architecture"], saved["num_classes"], architecture_config)
     weights = bundle / "model.safetensors"
     if config.pretrained:
         try:
@@ -32,7 +32,15 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
             ) from err
     preprocessing = Preprocessing.from_dict(saved["preprocessing"])
     weights_sha256 = sha256_of_file(weights) if config.pretrained else None
-    return Backbone(f"run:{path}", saved["architecture"], model, preprocessing, weights_sha256)
+    return Backbone(
+        f"run:{path}",
+        saved["architecture"],
+        model,
+        preprocessing,
+        weights_sha256,
+        family,
+        architecture_config,
+    )
 
 
 def find_bundle(path: Path) -> Path:

@@ -2,53 +2,116 @@
 
 from __future__ import annotations
 
-import difflib
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import timm
+from torch import nn
 
 from transferkit.config import ModelConfig
 from transferkit.errors import ModelError, UnknownNameError
-from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.models.backbone import Backbone
 from transferkit.registry import Registry
 
 ModelLoader = Callable[[str, ModelConfig], Backbone]
 """Builds a Backbone from the part of the spec after the prefix and the model config."""
 
+Rebuilder = Callable[[str, int, dict[str, Any] | None], nn.Module]
+"""Builds a randomly initialised network from (architecture, num_classes, architecture_config)."""
+
 model_sources: Registry[ModelLoader] = Registry("model source")
 packaged_models: Registry[ModelLoader] = Registry("packaged model")
+families: Registry[Rebuilder] = Registry("model family")
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 
-def resolve_model(spec: str, pretrained: bool = True, arch: str | None = None) -> Backbone:
-    """Resolves a model spec such as ``efficientnet_lite0`` or ``timm:resnet18`` to a Backbone."""
-    config = ModelConfig(spec, pretrained, arch)
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec: `source` is a registered prefix, ``packaged`` or ``path``."""
+
+    source: str
+    name: str
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """Splits ``timm:resnet50.a1_in1k``, ``file:C:\\w.pth``, ``runs/x`` ... into source and name.
+
+    A one-letter prefix is a Windows drive, not a source; text with a path separator, a leading dot or
+    tilde, or a weights suffix is a path.
+    """
     prefix, sep, rest = spec.partition(":")
-    if sep and prefix in model_sources:
-        return model_sources.get(prefix)(rest, config)
+    if sep and len(prefix) > 1 and prefix in model_sources:
+        return ModelSpec(prefix, rest)
     if spec in packaged_models:
-        return packaged_models.get(spec)(spec, config)
-    if Path(spec).is_dir():  # a run directory or an exported bundle, without the run: prefix
-        return model_sources.get("run")(spec, config)
-    valid = [*packaged_models.names(), *(f"{name}:<name>" for name in model_sources.names()), "<run folder>"]
+        return ModelSpec("packaged", spec)
+    if _looks_like_path(spec):
+        return ModelSpec("path", spec)
+    valid = [*packaged_models.names(), *(f"{name}:<name>" for name in model_sources.names()), "<folder>"]
+    if timm.is_model(spec):
+        valid.insert(0, f"timm:{spec}")  # shown first among the closest matches
     raise UnknownNameError("model", spec, valid)
 
 
-@model_sources.register("timm")
-def load_timm(name: str, config: ModelConfig) -> Backbone:
-    """Any timm architecture; pretrained weights come from timm's hub (network needed)."""
-    check_timm_architecture(name)
+def resolve_model(
+    spec: str, pretrained: bool = True, arch: str | None = None, weights: str | None = None
+) -> Backbone:
+    """Resolves a model spec such as ``efficientnet_lite0`` or ``timm:resnet18`` to a Backbone."""
+    config = ModelConfig(spec, pretrained, arch, weights)
+    parsed = parse_model_spec(spec)
+    if parsed.source == "packaged":
+        return packaged_models.get(spec)(spec, config)
+    if parsed.source == "path":
+        path = Path(spec).expanduser()
+        return model_sources.get(local_source(path))(str(path), config)
+    return model_sources.get(parsed.source)(parsed.name, config)
+
+
+def local_source(path: Path) -> str:
+    """The source that reads a local file or folder, told apart by what the folder holds."""
+    if path.is_file():
+        return "file"
+    if not path.is_dir():
+        raise ModelError(f"No model at {path}: no such file or folder.")
+    if (path / "model" / "config.json").is_file():
+        return "run"
+    config = _read_json(path / "config.json")
+    if "label_names" in config:
+        return "run"  # a transferkit bundle
+    if "model_type" in config:
+        return "hf"  # transformers' save_pretrained
+    if "architecture" in config:
+        return "timm"  # timm's save_for_hf / push_to_hf_hub
+    raise ModelError(
+        f"{path} holds no model transferkit recognises: expected a run directory, a transferkit bundle, "
+        "a timm folder or a transformers folder (config.json with model weights)."
+    )
+
+
+def rebuild_network(
+    family: str, architecture: str, num_classes: int, config: dict[str, Any] | None
+) -> nn.Module:
+    """A randomly initialised network of a saved architecture, ready for its saved weights."""
+    return families.get(family)(architecture, num_classes, config)
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        any(sep in text for sep in "/\\")
+        or text.startswith((".", "~"))
+        or text.endswith(WEIGHT_SUFFIXES)
+        or Path(text).exists()
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        model = timm.create_model(name, pretrained=config.pretrained)
-    except OSError as err:
-        raise ModelError(
-            f"Could not fetch pretrained weights for timm:{name} ({err}). Without a network, use a "
-            f"packaged model ({', '.join(packaged_models.names())}) or pretrained=False."
-        ) from err
-    return Backbone(f"timm:{name}", name, model, Preprocessing.from_timm(model), weights_sha256=None)
-
-
-def check_timm_architecture(name: str) -> None:
-    if not timm.is_model(name.split(".", maxsplit=1)[0]):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        raise ModelError(f"Unknown timm architecture {name!r}. Closest: {', '.join(close) or 'none'}.")
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise ModelError(f"Cannot read {path}: {err}") from err
+    return content if isinstance(content, dict) else {}

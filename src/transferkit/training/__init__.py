@@ -1,6 +1,5 @@
-"""Training: the LightningModule, its callbacks, and the Trainer factory."""
+"""Training: the LightningModule (`module`), its callbacks, and the Trainer factory (`trainer`).
 
-from transferkit.training.module import TransferModule
-from transferkit.training.trainer import create_trainer
-
-__all__ = ["TransferModule", "create_trainer"]
+Import those modules directly; this package imports nothing eagerly, because Lightning takes seconds
+to import and the feature extraction used by linear probes does not need it.
+"""

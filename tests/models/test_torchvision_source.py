@@ -6,9 +6,11 @@ import pytest
 import torch
 import torchvision
 
+import transferkit
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models import resolve_model
+from transferkit.testing import tiny_fit_config
 
 ARCH = "mobilenet_v3_small"
 
@@ -79,3 +81,13 @@ def test_layer_groups_follow_the_features_stages() -> None:
     assert len(flat) == len(set(flat)) == len(list(backbone.model.parameters()))
     assert len(groups) == len(backbone.model.body.features) + 2  # features stages, the classifier's MLP, head
     assert [id(p) for p in groups[-1]] == [id(p) for p in backbone.head().parameters()]
+
+
+def test_fit_and_chain_a_torchvision_model(image_folder: Path, tmp_path: Path) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides({"model.name": f"torchvision:{ARCH}"})
+    first = transferkit.fit(config)
+    chained = resolve_model(f"run:{first.dir}")
+    assert (chained.family, chained.architecture) == ("torchvision", ARCH)
+    assert chained.preprocessing.mean == (0.485, 0.456, 0.406)
+    saved = torch.load(first.dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert torch.equal(chained.model.state_dict()["head.weight"], saved["model.head.weight"])

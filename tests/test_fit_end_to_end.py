@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import timm
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 import transferkit
 from transferkit.config import FitConfig
 from transferkit.data.source import ImageSource
-from transferkit.testing import tiny_fit_config
+from transferkit.models import resolve_model
+from transferkit.testing import make_image_folder, tiny_fit_config
 
 RUN_FILES = [
     "config.yaml",
@@ -112,3 +114,17 @@ def test_run_directories_never_collide(tmp_path: Path) -> None:
     second = RunPaths.create(tmp_path, "elpv", "efficientnet_lite0")
     assert first.root != second.root
     assert first.plots.is_dir() and second.plots.is_dir()
+
+
+def test_four_channel_images_fit_and_chain(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path / "bands", per_class=8)
+    for path in folder.rglob("*.png"):  # a near-infrared band stored as the alpha channel
+        image = Image.open(path)
+        image.putalpha(Image.new("L", image.size, 90))
+        image.save(path)
+    config = tiny_fit_config(folder, tmp_path / "runs").with_overrides({"data.channels": 4})
+    run = transferkit.fit(config)
+    bundle = json.loads((run.dir / "model" / "config.json").read_text())
+    assert bundle["preprocessing"]["input_size"][0] == 4
+    chained = resolve_model(f"run:{run.dir}")
+    assert chained.model.conv_stem.in_channels == 4

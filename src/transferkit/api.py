@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     model = config.model
     backbone = resolve_model(model.name, model.pretrained, model.arch, model.weights)
     backbone.reset_head(len(source.class_names))
+    backbone.adapt_input_channels(source.channels)
     # 2. the new dataset, split
     splits = make_splits(source, config.data.val_fraction, config.data.test_fraction, config.data.split_seed)
     paths = start_run_directory(config, source, backbone)
@@ -95,6 +96,8 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
 
 def load_source(config: DataConfig) -> ImageSource:
     source = resolve_data(config.name)
+    if config.channels:
+        source = replace(source, channels=config.channels)
     return subsample(source, config.subset, config.split_seed) if config.subset else source
 
 

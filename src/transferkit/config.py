@@ -41,6 +41,7 @@ class DataConfig:
     test_fraction: float = 0.25  # only for sources without a test split of their own
     split_seed: int = 0  # fixed apart from `seed`, so runs with different seeds share one test set
     subset: int | None = None  # a stratified random subset of this many images, for quick trials
+    channels: int | None = None  # None: as the source says (3, or 1 for grayscale sets); 4 keeps a 4th band
 
     def __post_init__(self) -> None:
         _require(0 <= self.val_fraction < 1, "data.val_fraction", "must lie in [0, 1)", self.val_fraction)
@@ -48,6 +49,7 @@ class DataConfig:
         _require(
             self.subset is None or self.subset > 0, "data.subset", "must be positive or null", self.subset
         )
+        _require(self.channels in (None, 1, 3, 4), "data.channels", "must be 1, 3, 4 or null", self.channels)
 
 
 @dataclass

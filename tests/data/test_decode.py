@@ -26,6 +26,26 @@ def test_every_mode_becomes_the_channel_count(tmp_path: Path, mode: str, channel
     assert decoded.mode == ("L" if channels == 1 else "RGB")
 
 
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (
+            Image.new("RGBA", (3, 3), (10, 20, 30, 40)),
+            (10, 20, 30, 40),
+        ),  # the fourth band kept, not composited
+        (Image.new("CMYK", (3, 3), (1, 2, 3, 4)), (1, 2, 3, 4)),  # four stored bands, not colour-converted
+        (Image.new("RGB", (3, 3), (10, 20, 30)), (10, 20, 30, 255)),  # an opaque fourth band added
+    ],
+)
+def test_four_channels_keep_the_stored_bands(
+    tmp_path: Path, image: Image.Image, expected: tuple[int, ...]
+) -> None:
+    path = _save(image, tmp_path / "image.tiff")
+    decoded = decode_image(path, 4)
+    assert decoded.mode == "RGBA"
+    assert decoded.getpixel((1, 1)) == expected
+
+
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     ramp = np.linspace(1000, 3000, 64, dtype=np.uint16).reshape(8, 8)
     decoded = np.asarray(decode_image(_save(Image.fromarray(ramp), tmp_path / "ramp.png"), 1))

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from transferkit.errors import ModelError, TransferkitError
 from transferkit.models import resolve_model
@@ -45,3 +46,22 @@ def test_random_init_has_no_weights_hash(tiny) -> None:
 def test_unknown_models_list_valid_names(spec: str, message: str) -> None:
     with pytest.raises(TransferkitError, match=message):
         resolve_model(spec, pretrained=False)
+
+
+def test_four_channel_input_repeats_the_kernels_as_timm_does() -> None:
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    stem = backbone.model.conv_stem
+    rgb = torch.rand(1, 3, 16, 16)
+    before = stem(rgb)
+    backbone.adapt_input_channels(4)
+    assert stem.in_channels == 4
+    after = stem(torch.cat([rgb, torch.zeros(1, 1, 16, 16)], dim=1))
+    assert torch.allclose(after, 0.75 * before, atol=1e-6)  # kernels [R, G, B, R] scaled by 3/4
+    assert backbone.preprocessing.input_size[0] == 4
+    assert backbone.preprocessing.mean == (0.485, 0.456, 0.406, 0.485)  # repeated like the kernels
+
+
+def test_grayscale_needs_no_adaptation() -> None:
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.adapt_input_channels(1)
+    assert backbone.model.conv_stem.in_channels == 3

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from transferkit.errors import DataError
 
-_MODES = {1: "L", 3: "RGB"}
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 # What PIL raises for truncated, corrupt, non-image and oversized files.
 _DECODE_ERRORS = (
     OSError,
@@ -22,7 +22,7 @@ _DECODE_ERRORS = (
 
 
 def decode_image(path: str | Path, channels: int = 3) -> Image.Image:
-    """Opens an image file with its EXIF orientation applied, as "L" (1 channel) or "RGB" (3 channels)."""
+    """Opens an image file with its EXIF orientation applied, as "L", "RGB" or "RGBA" (1, 3, 4 channels)."""
     try:
         with warnings.catch_warnings():
             # PIL only warns between 1x and 2x its pixel limit; a decompression bomb is refused outright.
@@ -40,15 +40,21 @@ def decode_image(path: str | Path, channels: int = 3) -> Image.Image:
 
 
 def to_channels(image: Image.Image, channels: int) -> Image.Image:
-    """Converts any PIL mode to 1 or 3 channels, compositing transparency on black."""
+    """Converts any PIL mode to 1 or 3 channels, compositing transparency on black, or to 4 bands.
+
+    Four channels keep a four-band image's bands as stored (RGBA, or a near-infrared band saved as
+    alpha or CMYK); images with fewer bands get an opaque fourth band.
+    """
     if channels not in _MODES:
-        raise DataError(f"Images can be decoded to 1 or 3 channels, not {channels}.")
+        raise DataError(f"Images can be decoded to 1, 3 or 4 channels, not {channels}.")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = _scale_to_8bit(image)
+    if channels == 4:
+        return Image.merge("RGBA", image.split()) if len(image.getbands()) == 4 else image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        image = _scale_to_8bit(image)
     return image.convert(_MODES[channels])
 
 

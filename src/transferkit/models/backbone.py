@@ -7,8 +7,10 @@ from typing import Any
 
 import timm
 import torch
-from timm.models import group_parameters
+from timm.models import adapt_input_conv, group_parameters
 from torch import nn
+
+from transferkit.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,16 @@ class Preprocessing:
         """The same preprocessing at another square input size."""
         return replace(self, input_size=(self.channels, image_size, image_size))
 
+    def with_channels(self, channels: int) -> Preprocessing:
+        """Mean and std repeated cyclically over `channels`, as `adapt_first_conv` repeats the kernels."""
+        cycle = range(channels)
+        return replace(
+            self,
+            input_size=(channels, *self.input_size[1:]),
+            mean=tuple(self.mean[i % len(self.mean)] for i in cycle),
+            std=tuple(self.std[i % len(self.std)] for i in cycle),
+        )
+
 
 @dataclass
 class Backbone:
@@ -90,6 +102,21 @@ class Backbone:
         features = self.model.forward_features(images)  # type: ignore[operator]
         return self.model.forward_head(features, pre_logits=True)  # type: ignore[operator]
 
+    def adapt_input_channels(self, channels: int) -> None:
+        """Lets the network take `channels`-channel images, adapting its first convolution as timm does.
+
+        Grayscale images need nothing: they enter as three equal channels, which equals timm's summed
+        kernels (``in_chans=1``) when the channels share mean and std.
+        """
+        if channels in (1, self.preprocessing.channels):
+            return
+        if self.family == "hf":
+            raise ModelError(
+                f"{self.spec}: transformers models take 3-channel images; {channels} were given."
+            )
+        adapt_first_conv(self.model, channels)
+        self.preprocessing = self.preprocessing.with_channels(channels)
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters grouped from input to output with the model's own `group_matcher`; head last."""
         head_ids = {id(p) for p in self.head().parameters()}
@@ -98,3 +125,19 @@ class Backbone:
         ordered = [[named[name] for name in names] for _, names in sorted(groups.items())]
         body = [[p for p in group if id(p) not in head_ids] for group in ordered]
         return [group for group in body if group] + [list(self.head().parameters())]
+
+
+def adapt_first_conv(model: nn.Module, channels: int) -> None:
+    """Gives the first convolution `channels` inputs: timm's ``adapt_input_conv`` repeats the RGB kernels
+    cyclically and scales them by 3 / channels, so an image whose extra bands are zero keeps its response
+    scaled, not scrambled."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    name = cfg.get("first_conv")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    conv = model.get_submodule(name) if name else (convs[0] if convs else None)
+    if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
+        raise ModelError(
+            f"Cannot adapt {model.__class__.__name__} to {channels} input channels: no plain first conv."
+        )
+    conv.weight = nn.Parameter(adapt_input_conv(channels, conv.weight.detach()))
+    conv.in_channels = channels

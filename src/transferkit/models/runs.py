@@ -9,7 +9,7 @@ from typing import Any
 from transferkit.config import ModelConfig
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
-from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.models.backbone import Backbone, Preprocessing, adapt_first_conv
 from transferkit.models.files import read_state_dict
 from transferkit.models.sources import model_sources, rebuild_network
 
@@ -22,6 +22,9 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
     family = saved.get("family", "timm")
     architecture_config = saved.get("architecture_config")
     model = rebuild_network(family, saved["architecture"], saved["num_classes"], architecture_config)
+    preprocessing = Preprocessing.from_dict(saved["preprocessing"])
+    if preprocessing.channels not in (1, 3):  # exported after `Backbone.adapt_input_channels`
+        adapt_first_conv(model, preprocessing.channels)
     weights = bundle / "model.safetensors"
     if config.pretrained:
         try:
@@ -30,7 +33,6 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
             raise ModelError(
                 f"Cannot load {weights}: {err}. Export the run again, or pick another run."
             ) from err
-    preprocessing = Preprocessing.from_dict(saved["preprocessing"])
     weights_sha256 = sha256_of_file(weights) if config.pretrained else None
     return Backbone(
         f"run:{path}",

@@ -7,7 +7,7 @@ import timm
 import torch
 from timm.models import save_for_hf
 
-from transferkit.errors import ModelError, UnknownNameError
+from transferkit.errors import ConfigError, ModelError, UnknownNameError
 from transferkit.files import sha256_of_file
 from transferkit.models import hub as hub_module
 from transferkit.models import parse_model_spec, resolve_model
@@ -131,3 +131,15 @@ def test_registration_groups_put_the_stem_first_and_split_the_stages_container()
 def test_registration_groups_keep_stages_that_are_already_children() -> None:
     network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), _stage(), _stage(), _stage())
     assert len(registration_groups(network)) == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "options", "message"),
+    [
+        ("efficientnet_lite0", {"weights": "w.pth"}, "goes with timm: or torchvision:"),
+        ("timm:resnet18", {"arch": "resnet18"}, "goes with file: weights"),
+    ],
+)
+def test_options_for_another_source_are_refused(spec: str, options: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_model(spec, **options)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import timm
 from torch import nn
 
 from transferkit.config import ModelConfig
-from transferkit.errors import ModelError, UnknownNameError
+from transferkit.errors import ConfigError, ModelError, UnknownNameError
 from transferkit.models.backbone import Backbone
 from transferkit.registry import Registry
 
@@ -62,6 +62,10 @@ def resolve_model(
     """Resolves a model spec such as ``efficientnet_lite0`` or ``timm:resnet18`` to a Backbone."""
     config = ModelConfig(spec, pretrained, arch, weights)
     parsed = parse_model_spec(spec)
+    if weights and parsed.source not in ("timm", "torchvision"):
+        raise ConfigError(f"--weights (model.weights) goes with timm: or torchvision: models, not {spec}.")
+    if arch and parsed.source not in ("file", "path"):
+        raise ConfigError(f"--arch (model.arch) goes with file: weights, not {spec}.")
     if parsed.source == "packaged":
         return packaged_models.get(spec)(spec, config)
     if parsed.source == "path":

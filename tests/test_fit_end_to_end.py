@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +104,14 @@ def test_images_are_decoded_once_whatever_the_epochs(
         return original(self, record)
 
     monkeypatch.setattr(ImageSource, "open", counting_open)
-    transferkit.fit(tiny_fit_config(image_folder, tmp_path, epochs=3))
-    assert sorted(opened) == sorted({str(p) for p in image_folder.rglob("*.png")})
+    opens_per_run = []
+    for epochs in (1, 3):
+        opened.clear()
+        config = tiny_fit_config(image_folder, tmp_path, epochs=epochs).with_overrides({"data.cache": False})
+        transferkit.fit(config)
+        opens_per_run.append(Counter(opened))
+    assert opens_per_run[0] == opens_per_run[1]  # more epochs, no more decoding
+    assert set(opens_per_run[0]) == {str(p) for p in image_folder.rglob("*.png")}
 
 
 def test_run_directories_never_collide(tmp_path: Path) -> None:

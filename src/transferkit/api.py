@@ -19,6 +19,9 @@ from transferkit.data import (
     resolve_data,
     subsample,
 )
+from transferkit.data.cache import DiskCache
+from transferkit.data.splits import Splits, apply_label_budget, with_unlabeled
+from transferkit.data.unlabeled import load_unlabeled
 from transferkit.evaluation import headline_metrics
 from transferkit.evaluation.run_outputs import evaluate_test, write_run_outputs
 from transferkit.files import write_atomic, write_json
@@ -72,14 +75,16 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     backbone = resolve_model(model.name, model.pretrained, model.arch, model.weights)
     backbone.reset_head(len(source.class_names))
     backbone.adapt_input_channels(source.channels)
-    # 2. the new dataset, split
-    splits = make_splits(source, config.data.val_fraction, config.data.test_fraction, config.data.split_seed)
+    # 2. the new dataset, split, with its label budget
+    splits = split_with_budget(source, config.data)
     paths = start_run_directory(config, source, backbone)
     # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
     if config.preprocess.image_size:
         backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
     augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
-    data = decode_splits(source, splits, backbone.preprocessing)
+    data = decode_splits(
+        source, splits, backbone.preprocessing, DiskCache.default() if config.data.cache else None
+    )
     # 4. fine-tuning
     module = TransferModule(backbone, strategy, config.train)
     history = run_phases(module, data, augment, paths)
@@ -95,10 +100,22 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
 
 
 def load_source(config: DataConfig) -> ImageSource:
-    source = resolve_data(config.name)
+    source = resolve_data(config.name, image_column=config.image_column, label_column=config.label_column)
     if config.channels:
         source = replace(source, channels=config.channels)
-    return subsample(source, config.subset, config.split_seed) if config.subset else source
+    if config.subset:
+        source = subsample(source, config.subset, config.split_seed)
+    if config.unlabeled:
+        source = with_unlabeled(source, load_unlabeled(config.unlabeled))
+    return source
+
+
+def split_with_budget(source: ImageSource, config: DataConfig) -> Splits:
+    """Train/val/test, then the label budget: train keeps its labeled subset, the rest is unlabeled."""
+    splits = make_splits(source, config.val_fraction, config.test_fraction, config.split_seed)
+    return apply_label_budget(
+        source, splits, config.split_seed, config.labels_per_class, config.label_fraction
+    )
 
 
 def resolve_augment_name(name: str, source: ImageSource) -> str:

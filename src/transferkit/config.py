@@ -42,6 +42,13 @@ class DataConfig:
     split_seed: int = 0  # fixed apart from `seed`, so runs with different seeds share one test set
     subset: int | None = None  # a stratified random subset of this many images, for quick trials
     channels: int | None = None  # None: as the source says (3, or 1 for grayscale sets); 4 keeps a 4th band
+    image_column: str | None = None  # hf: datasets: the image column (None: the one Image feature)
+    label_column: str | None = None  # hf: datasets: the label column (None: the one ClassLabel feature)
+    labels_per_class: int | None = None  # keep K labeled train images per class; the rest become unlabeled
+    label_fraction: float | None = None  # or keep this fraction of train labeled, stratified
+    unlabeled: str | None = None  # a folder or manifest of images without labels, added to the unlabeled pool
+    bad_images: str = "skip"  # skip: leave unreadable files out and list them in the report; error: stop
+    cache: bool = True  # keep decoded, resized images on disk between runs (keyed by content + preprocessing)
 
     def __post_init__(self) -> None:
         _require(0 <= self.val_fraction < 1, "data.val_fraction", "must lie in [0, 1)", self.val_fraction)
@@ -50,6 +57,27 @@ class DataConfig:
             self.subset is None or self.subset > 0, "data.subset", "must be positive or null", self.subset
         )
         _require(self.channels in (None, 1, 3, 4), "data.channels", "must be 1, 3, 4 or null", self.channels)
+        _require(
+            self.labels_per_class is None or self.labels_per_class > 0,
+            "data.labels_per_class",
+            "must be positive or null",
+            self.labels_per_class,
+        )
+        _require(
+            self.label_fraction is None or 0 < self.label_fraction <= 1,
+            "data.label_fraction",
+            "must lie in (0, 1] or be null",
+            self.label_fraction,
+        )
+        _require(
+            self.labels_per_class is None or self.label_fraction is None,
+            "data.labels_per_class",
+            "and data.label_fraction exclude each other; set one",
+            self.labels_per_class,
+        )
+        _require(
+            self.bad_images in ("skip", "error"), "data.bad_images", "must be skip or error", self.bad_images
+        )
 
 
 @dataclass
@@ -205,6 +233,13 @@ SHORTCUTS = {
     "arch": "model.arch",
     "weights": "model.weights",
     "data": "data.name",
+    "channels": "data.channels",
+    "image_column": "data.image_column",
+    "label_column": "data.label_column",
+    "labels_per_class": "data.labels_per_class",
+    "label_fraction": "data.label_fraction",
+    "unlabeled": "data.unlabeled",
+    "bad_images": "data.bad_images",
     "image_size": "preprocess.image_size",
     "augment": "preprocess.augment",
     "strategy": "train.strategy",

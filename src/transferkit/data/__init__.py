@@ -1,11 +1,14 @@
-"""Step 2: datasets from folders and packages, split, decoded once and cached."""
+"""Step 2: datasets from folders, manifests, Hugging Face and packages, split, decoded once and cached."""
 
 from transferkit.data import packaged as _packaged  # noqa: F401  (registers the packaged datasets)
 from transferkit.data.cache import CachedImages, SplitImages, decode_resized, decode_splits
 from transferkit.data.decode import decode_image
 from transferkit.data.folder import load_image_folder
+from transferkit.data.hf_datasets import load_hf_dataset
+from transferkit.data.manifest import load_manifest
 from transferkit.data.source import ImageRecord, ImageSource, data_sources, fingerprint, resolve_data
 from transferkit.data.splits import Splits, class_counts, make_splits, subsample
+from transferkit.data.unlabeled import load_unlabeled
 
 __all__ = [
     "CachedImages",
@@ -19,7 +22,10 @@ __all__ = [
     "decode_resized",
     "decode_splits",
     "fingerprint",
+    "load_hf_dataset",
     "load_image_folder",
+    "load_manifest",
+    "load_unlabeled",
     "make_splits",
     "resolve_data",
     "subsample",

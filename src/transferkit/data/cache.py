@@ -1,20 +1,27 @@
-"""Decoded, resized images kept in memory so that no epoch after the first decodes a file again."""
+"""Decoded, resized images kept in memory, and on disk between runs, so a file is decoded only once."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from transferkit.data.source import ImageSource
+from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import Splits
+from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Preprocessing
 from transferkit.progress import progress_task
+
+_CACHE_FORMAT = 1  # bump when decoding or resizing changes, so old cache files are not reused
 
 _RESAMPLING = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -29,21 +36,23 @@ def decode_resized(
     indices: Sequence[int],
     preprocessing: Preprocessing,
     on_image: Callable[[], None] | None = None,
+    out: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Decodes, resizes and centre-crops images as timm evaluates; returns uint8 (N, C, size, size).
 
     The shorter side is resized to ``size / crop_pct``, then the centre ``size`` x ``size`` is kept.
+    `out`, when given, is the array to fill (e.g. a memory-mapped cache file).
     """
     size = preprocessing.image_size
-    images = torch.empty((len(indices), source.channels, size, size), dtype=torch.uint8)
+    if out is None:
+        out = np.empty((len(indices), source.channels, size, size), dtype=np.uint8)
     resample = _RESAMPLING.get(preprocessing.interpolation, Image.Resampling.BICUBIC)
     for row, index in enumerate(indices):
         image = resize_and_crop(source.open(source.records[index]), size, resample, preprocessing.crop_pct)
-        array = np.asarray(image, dtype=np.uint8).reshape(size, size, source.channels)
-        images[row] = torch.from_numpy(array.copy()).permute(2, 0, 1)
+        out[row] = np.asarray(image, dtype=np.uint8).reshape(size, size, source.channels).transpose(2, 0, 1)
         if on_image is not None:
             on_image()
-    return images
+    return torch.from_numpy(out)
 
 
 def resize_and_crop(
@@ -89,14 +98,91 @@ class SplitImages:
 
 
 def decode_splits(
-    source: ImageSource, splits: Splits, preprocessing: Preprocessing
+    source: ImageSource, splits: Splits, preprocessing: Preprocessing, cache: DiskCache | None = None
 ) -> dict[str, SplitImages]:
-    """Decodes every split once, with one progress bar; later epochs read only the memory copy."""
-    total = sum(len(indices) for _, indices in splits.items())
-    decoded = {}
-    with progress_task(f"decode {total} images at {preprocessing.image_size} px", total) as advance:
-        for name, indices in splits.items():
-            images = decode_resized(source, indices, preprocessing, on_image=lambda: advance(1))
-            labels = torch.tensor([source.records[i].label for i in indices], dtype=torch.long)
-            decoded[name] = SplitImages(images, labels, list(indices))
-    return decoded
+    """Decodes every split once, with one progress bar; later epochs read only the decoded copy.
+
+    With a `cache`, a split that an earlier run decoded from the same file contents at the same
+    preprocessing is memory-mapped from disk instead, and a newly decoded split is stored there.
+    """
+    keys = (
+        {name: cache.key(source, indices, preprocessing) for name, indices in splits.items()} if cache else {}
+    )
+    arrays = {name: hit for name, key in keys.items() if cache and (hit := cache.load(key)) is not None}
+    pending = [(name, indices) for name, indices in splits.items() if name not in arrays]
+    total = sum(len(indices) for _, indices in pending)
+    with (
+        nullcontext(lambda _: None)
+        if not total
+        else progress_task(f"decode {total} images at {preprocessing.image_size} px", total) as advance
+    ):
+        for name, indices in pending:
+            shape = (len(indices), source.channels, preprocessing.image_size, preprocessing.image_size)
+
+            def fill(out: np.ndarray, indices: list[int] = indices) -> None:
+                decode_resized(source, indices, preprocessing, on_image=lambda: advance(1), out=out)
+
+            arrays[name] = cache.store(keys[name], shape, fill) if cache else _in_memory(shape, fill)
+    labels = {name: [source.records[i].label for i in indices] for name, indices in splits.items()}
+    return {
+        name: SplitImages(arrays[name], torch.tensor(labels[name], dtype=torch.long), list(indices))
+        for name, indices in splits.items()
+    }
+
+
+def _in_memory(shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> torch.Tensor:
+    out = np.empty(shape, dtype=np.uint8)
+    fill(out)
+    return torch.from_numpy(out)
+
+
+@dataclass(frozen=True)
+class DiskCache:
+    """Decoded splits as .npy files named by a hash of their images' contents and the preprocessing.
+
+    A file is written under a temporary name and renamed when complete, so an interrupted run never
+    leaves a partial array behind. Reading maps it copy-on-write: a set larger than memory still works,
+    the operating system keeps what fits in memory, and the cache file itself is never modified.
+    """
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> DiskCache:
+        """``$TRANSFERKIT_CACHE/images``, else ``~/.cache/transferkit/images``."""
+        base = os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit"
+        return cls(Path(base) / "images")
+
+    def key(self, source: ImageSource, indices: Sequence[int], preprocessing: Preprocessing) -> str:
+        digest = hashlib.sha256(f"{_CACHE_FORMAT}\n{preprocessing.to_dict()}\n{source.channels}\n".encode())
+        for index in indices:
+            digest.update(f"{content_key(source.records[index])}\n".encode())
+        return digest.hexdigest()
+
+    def load(self, key: str) -> torch.Tensor | None:
+        path = self.root / f"{key}.npy"
+        if not path.is_file():
+            return None
+        try:
+            return torch.from_numpy(np.load(path, mmap_mode="c"))
+        except (OSError, ValueError):  # unreadable: the caller decodes again and replaces it
+            return None
+
+    def store(self, key: str, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> torch.Tensor:
+        """Fills a new cache file through `fill` and returns it, memory-mapped."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = self.root / f".{key}.{os.getpid()}.npy"
+        try:
+            out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
+            fill(out)
+            out.flush()
+            del out
+            os.replace(temporary, self.root / f"{key}.npy")
+        finally:
+            temporary.unlink(missing_ok=True)
+        return torch.from_numpy(np.load(self.root / f"{key}.npy", mmap_mode="c"))
+
+
+def content_key(record: ImageRecord) -> str:
+    """A file's SHA-256; records without a file are named by their stable reference."""
+    return sha256_of_file(record.path) if Path(record.path).is_file() else f"ref:{record.path}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferkit.data.class_map import train_class_names
 from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
 from transferkit.errors import DataError
 
@@ -17,8 +18,8 @@ def load_image_folder(root: str | Path) -> ImageSource:
     if split_dirs and "train" not in {d.name for d in split_dirs}:
         raise DataError(f"{root} has {[d.name for d in split_dirs]} but no train/ folder; add one.")
     layout = {d.name: _class_files(d) for d in split_dirs} if split_dirs else {"": _class_files(root)}
-    class_names = sorted(layout["train" if split_dirs else ""])
-    _check_classes(root, layout, class_names)
+    class_names = train_class_names(str(root), layout, train="train/", fix="add them to train/")
+    _check_empty_classes(root, layout)
     records = [
         ImageRecord(str(path), class_names.index(name), split)
         for split, classes in layout.items()
@@ -28,11 +29,16 @@ def load_image_folder(root: str | Path) -> ImageSource:
     return ImageSource(str(root), class_names, records)
 
 
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively and sorted; hidden files and folders are skipped."""
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p, folder)
+    )
+
+
 def _class_files(folder: Path) -> dict[str, list[Path]]:
     return {
-        d.name: sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p, d))
-        for d in sorted(folder.iterdir())
-        if d.is_dir() and not d.name.startswith(".")
+        d.name: list_images(d) for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")
     }
 
 
@@ -40,13 +46,8 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _check_classes(root: Path, layout: dict[str, dict[str, list[Path]]], class_names: list[str]) -> None:
-    if len(class_names) < 2:
-        raise DataError(f"{root} needs at least two class subfolders with images; found {class_names}.")
+def _check_empty_classes(root: Path, layout: dict[str, dict[str, list[Path]]]) -> None:
     for split, classes in layout.items():
-        unknown = sorted(set(classes) - set(class_names))
-        if unknown:
-            raise DataError(f"{root}/{split} has classes {unknown} that train/ lacks; add them to train/.")
         empty = sorted(name for name, paths in classes.items() if not paths and split in ("", "train"))
         if empty:
             raise DataError(f"Class folders {empty} in {root / split} hold no images; fill or remove them.")

@@ -5,25 +5,41 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from transferkit.data.source import SPLIT_NAMES, ImageSource
+from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
 from transferkit.errors import DataError
+
+UNLABELED = "unlabeled"  # the split of records without a label (label -1)
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Indices into `ImageSource.records` for each split."""
+    """Indices into `ImageSource.records` for each split.
+
+    `unlabeled` is the pool semi-supervised strategies draw on: train images whose labels a label budget
+    hid, and images that came without labels. It is never used for training with labels or for metrics.
+    """
 
     train: list[int]
     val: list[int]
     test: list[int]
+    unlabeled: list[int] = field(default_factory=list)
 
     def items(self) -> list[tuple[str, list[int]]]:
+        """The labeled splits."""
         return [("train", self.train), ("val", self.val), ("test", self.test)]
+
+    def without(self, dropped: set[int]) -> Splits:
+        """The same splits with the records in `dropped` (e.g. unreadable files) left out."""
+        train, val, test, unlabeled = (
+            [i for i in indices if i not in dropped]
+            for indices in (self.train, self.val, self.test, self.unlabeled)
+        )
+        return Splits(train, val, test, unlabeled)
 
 
 def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, seed: int) -> Splits:
@@ -33,7 +49,7 @@ def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, 
     has none (`test_fraction` of them), and validation is carved out of train when the source has none.
     Both are stratified by label and by the record's group.
     """
-    by_split: dict[str, list[int]] = {name: [] for name in ("", *SPLIT_NAMES)}
+    by_split: dict[str, list[int]] = {name: [] for name in ("", *SPLIT_NAMES, UNLABELED)}
     for index, record in enumerate(source.records):
         if record.split not in by_split:
             raise DataError(f"Record {record.path} has split {record.split!r}; valid: {SPLIT_NAMES}.")
@@ -43,7 +59,40 @@ def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, 
         train, test = stratified_split(source, train, test_fraction, seed, key="data.test_fraction")
     if not val and val_fraction > 0:
         train, val = stratified_split(source, train, val_fraction, seed, key="data.val_fraction")
-    return Splits(sorted(train), sorted(val), sorted(test))
+    return Splits(sorted(train), sorted(val), sorted(test), by_split[UNLABELED])
+
+
+def apply_label_budget(
+    source: ImageSource,
+    splits: Splits,
+    seed: int,
+    per_class: int | None = None,
+    fraction: float | None = None,
+) -> Splits:
+    """Keeps a seeded random subset of each class's train images labeled; the rest join the unlabeled pool.
+
+    `per_class` keeps K images of each class (all of a class that has fewer); `fraction` keeps that share
+    of each class, at least one image. Validation and test are untouched, so runs with different budgets
+    are measured on the same images.
+    """
+    if per_class is None and fraction is None:
+        return splits
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for index in splits.train:
+        by_class.setdefault(source.records[index].label, []).append(index)
+    labeled: list[int] = []
+    for members in by_class.values():
+        keep = per_class if per_class is not None else max(1, round((fraction or 0.0) * len(members)))
+        labeled += rng.permutation(members)[:keep].tolist()
+    hidden = sorted(set(splits.train) - set(labeled))
+    return replace(splits, train=sorted(labeled), unlabeled=sorted(splits.unlabeled + hidden))
+
+
+def with_unlabeled(source: ImageSource, paths: Sequence[str]) -> ImageSource:
+    """The source plus images that have no label, as records in the unlabeled split (label -1)."""
+    extra = [ImageRecord(path, -1, UNLABELED) for path in paths]
+    return replace(source, records=[*source.records, *extra])
 
 
 def stratified_split(

@@ -1,0 +1,257 @@
+"""Manifests: a CSV or JSON Lines file listing image paths with their labels and, optionally, splits.
+
+CSV files have a header line, ``path,label[,split]``; JSON Lines files hold one object per line with the
+same keys. ``file_name`` may name the path column instead, as in the ``metadata.jsonl`` of a Hugging Face
+imagefolder. Paths are relative to the manifest's folder unless absolute.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import reprlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from transferkit.data.class_map import train_class_names
+from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
+from transferkit.errors import DataError
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+PATH_COLUMNS = ("path", "file_name")  # file_name: the Hugging Face imagefolder convention
+LABEL_COLUMN = "label"
+SPLIT_COLUMN = "split"
+SHOWN = 5  # how many bad paths or rows an error message lists
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One row of a manifest, with its line number for error messages (a CSV row's last line)."""
+
+    line: int
+    values: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed manifest: its file, its columns (a CSV's header, every key of a JSONL file) and rows."""
+
+    path: Path
+    columns: list[str]
+    rows: list[ManifestRow]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: str
+    label: str
+    split: str
+
+
+def is_manifest(spec: str | Path) -> bool:
+    """Whether `spec` names a manifest by its suffix (the file need not exist)."""
+    return Path(spec).suffix.lower() in MANIFEST_SUFFIXES
+
+
+def load_manifest(
+    manifest: str | Path, *, image_column: str | None = None, label_column: str | None = None
+) -> ImageSource:
+    """Reads a labelled manifest; the class names are the sorted labels of its train rows.
+
+    Args:
+        manifest: a ``.csv`` or ``.jsonl`` file.
+        image_column: the path column (default: ``path``, else ``file_name``).
+        label_column: the label column (default: ``label``). Labels may be strings or integers.
+
+    Raises:
+        DataError: the file cannot be parsed, a column or value is missing or invalid, listed files do
+            not exist, an image is listed twice, or val/test rows use labels that no train row has.
+    """
+    table = read_manifest(Path(manifest))
+    path_key = manifest_path_column(table, image_column)
+    label_key = label_column or LABEL_COLUMN
+    _require_column(table, label_key, "label_column")
+    if not table.rows:
+        raise DataError(
+            f"Manifest {manifest} lists no images; add one row per image with its path and label."
+        )
+    entries = [_entry(table, row, path_key, label_key) for row in table.rows]
+    check_files_exist(table.path, [entry.path for entry in entries])
+    _check_no_duplicates(table.path, [entry.path for entry in entries])
+    class_names = train_class_names(
+        f"Manifest {manifest}",
+        _labels_by_split(entries),
+        train="the train split",
+        fix="add train rows with those labels, or remove the rows",
+    )
+    index = {name: i for i, name in enumerate(class_names)}
+    records = [ImageRecord(entry.path, index[entry.label], entry.split) for entry in entries]
+    return ImageSource(str(manifest), class_names, records)
+
+
+def read_manifest(manifest: Path) -> Manifest:
+    """Parses a CSV or JSON Lines manifest; blank lines are skipped."""
+    if not manifest.is_file():
+        raise DataError(f"No manifest at {manifest}: give an existing .csv or .jsonl file.")
+    text = _read_text(manifest)
+    if manifest.suffix.lower() == ".jsonl":
+        rows = _parse_jsonl(manifest, text)
+        return Manifest(manifest, sorted({key for row in rows for key in row.values}), rows)
+    return _parse_csv(manifest, text)
+
+
+def manifest_path_column(manifest: Manifest, chosen: str | None) -> str:
+    """The column holding image paths: `chosen`, else ``path``, else ``file_name``."""
+    if chosen is not None:
+        _require_column(manifest, chosen, "image_column")
+        return chosen
+    found = next((name for name in PATH_COLUMNS if name in manifest.columns), None)
+    if found is None:
+        raise DataError(
+            f"Manifest {manifest.path} has no path column; its columns are {manifest.columns}. Name the "
+            f"column of image paths 'path' or 'file_name' (a CSV file needs a header line: path,label,split)."
+        )
+    return found
+
+
+def manifest_paths(manifest: Manifest, path_key: str) -> list[str]:
+    """The rows' image paths, made absolute against the manifest's folder."""
+    return [_path(manifest, row, path_key) for row in manifest.rows]
+
+
+def check_files_exist(manifest: Path, paths: Sequence[str]) -> None:
+    """Raises a DataError naming the first few listed paths that are not files (images are not decoded)."""
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise DataError(
+            f"Manifest {manifest} lists {len(missing)} file(s) that do not exist, e.g. {missing[:SHOWN]}. "
+            f"Relative paths are read from the manifest's folder, {manifest.absolute().parent}; "
+            f"fix the paths or remove those rows."
+        )
+
+
+def _read_text(manifest: Path) -> str:
+    try:
+        return manifest.read_text(encoding="utf-8-sig")  # -sig: spreadsheets often prepend a BOM
+    except UnicodeDecodeError as err:
+        raise DataError(f"Manifest {manifest} is not UTF-8 text ({err}); save it as UTF-8.") from err
+    except OSError as err:
+        raise DataError(f"Cannot read manifest {manifest}: {err}.") from err
+
+
+def _parse_csv(manifest: Path, text: str) -> Manifest:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    non_blank = (values for values in reader if any(value.strip() for value in values))
+    try:
+        header = [column.strip() for column in next(non_blank, [])]
+        rows = [
+            ManifestRow(reader.line_num, dict(zip(header, (value.strip() for value in values), strict=False)))
+            for values in non_blank
+        ]
+    except csv.Error as err:
+        raise DataError(
+            f"Manifest {manifest} is not valid CSV near line {reader.line_num} ({err}); "
+            f"quote values that hold commas, quotes or line breaks."
+        ) from err
+    if not any(header):
+        raise DataError(
+            f"Manifest {manifest} is empty; write a header line path,label[,split] and one row per image."
+        )
+    return Manifest(manifest, header, rows)
+
+
+def _parse_jsonl(manifest: Path, text: str) -> list[ManifestRow]:
+    rows = []
+    # Newlines only: str.splitlines would also break on U+2028 and kin, which JSON strings may hold.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            rows.append(ManifestRow(number, _parse_json_object(manifest, number, line)))
+    return rows
+
+
+def _parse_json_object(manifest: Path, number: int, line: str) -> dict[str, object]:
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError) as err:  # RecursionError: absurdly nested arrays
+        raise DataError(
+            f"Manifest {manifest} line {number} is not valid JSON ({err}); write one JSON object per line."
+        ) from err
+    if not isinstance(value, dict):
+        raise DataError(
+            f"Manifest {manifest} line {number} holds a JSON {type(value).__name__}, not an object; "
+            f'write one object per line, like {{"path": "cat/1.png", "label": "cat"}}.'
+        )
+    return value
+
+
+def _require_column(manifest: Manifest, column: str, option: str) -> None:
+    if column not in manifest.columns:
+        raise DataError(
+            f"Manifest {manifest.path} has no column {column!r}; its columns are {manifest.columns}. "
+            f"Add the column, or name the one to use with data.{option}."
+        )
+
+
+def _entry(manifest: Manifest, row: ManifestRow, path_key: str, label_key: str) -> _Entry:
+    return _Entry(
+        _path(manifest, row, path_key),
+        _label(manifest.path, row, label_key),
+        _split(manifest.path, row),
+    )
+
+
+def _path(manifest: Manifest, row: ManifestRow, key: str) -> str:
+    value = row.values.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(
+            f"Manifest {manifest.path} line {row.line}: {key} is {reprlib.repr(value)}; "
+            f"give the image's path as text."
+        )
+    return str(manifest.path.absolute().parent / value.strip())  # an absolute value replaces the folder
+
+
+def _label(manifest: Path, row: ManifestRow, key: str) -> str:
+    value = row.values.get(key)
+    # bool is an int subclass, but True is no class name.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise DataError(
+        f"Manifest {manifest} line {row.line}: {key} is {reprlib.repr(value)}; "
+        f"give each row a label as text or an integer."
+    )
+
+
+def _split(manifest: Path, row: ManifestRow) -> str:
+    value = row.values.get(SPLIT_COLUMN)
+    split = value.strip() if isinstance(value, str) else value
+    if split is None or split == "":
+        return ""
+    if split in SPLIT_NAMES:
+        return str(split)
+    raise DataError(
+        f"Manifest {manifest} line {row.line}: split is {reprlib.repr(value)}; use one of "
+        f"{', '.join(SPLIT_NAMES)}, or leave it empty to let transferkit split."
+    )
+
+
+def _check_no_duplicates(manifest: Path, paths: Sequence[str]) -> None:
+    # An image listed twice could land in train and test at once and inflate the test score.
+    repeated = [path for path, count in Counter(paths).items() if count > 1]
+    if repeated:
+        raise DataError(
+            f"Manifest {manifest} lists {len(repeated)} image(s) more than once, e.g. {repeated[:SHOWN]}; "
+            f"keep one row per image."
+        )
+
+
+def _labels_by_split(entries: Iterable[_Entry]) -> dict[str, set[str]]:
+    by_split: dict[str, set[str]] = {}
+    for entry in entries:
+        by_split.setdefault(entry.split, set()).add(entry.label)
+    return by_split

@@ -20,12 +20,15 @@ from transferkit.data import (
     subsample,
 )
 from transferkit.data.cache import DiskCache
+from transferkit.data.checks import DataReport, check_data
 from transferkit.data.splits import Splits, apply_label_budget, with_unlabeled
 from transferkit.data.unlabeled import load_unlabeled
+from transferkit.errors import DataError
 from transferkit.evaluation import headline_metrics
 from transferkit.evaluation.run_outputs import evaluate_test, write_run_outputs
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone, resolve_model
+from transferkit.progress import notice
 from transferkit.run_dir import RunPaths, build_manifest
 from transferkit.strategies import create_strategy
 from transferkit.training.loop import run_phases
@@ -75,8 +78,11 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     backbone = resolve_model(model.name, model.pretrained, model.arch, model.weights)
     backbone.reset_head(len(source.class_names))
     backbone.adapt_input_channels(source.channels)
-    # 2. the new dataset, split, with its label budget
+    # 2. the new dataset, split, with its label budget; unreadable files found before any training
     splits = split_with_budget(source, config.data)
+    source = with_budget_note(source, splits, config.data)
+    checks = check_data(source, splits)
+    splits = leave_out_bad_images(checks, splits, config.data.bad_images)
     paths = start_run_directory(config, source, backbone)
     # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
     if config.preprocess.image_size:
@@ -94,7 +100,14 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     wall_time = time.perf_counter() - started
     counts = class_counts(source, splits)
     write_run_outputs(
-        paths, config, evaluation, module=module, history=history, counts=counts, wall_time_s=wall_time
+        paths,
+        config,
+        evaluation,
+        module=module,
+        history=history,
+        counts=counts,
+        wall_time_s=wall_time,
+        data_checks=checks,
     )
     return Run(paths, config, evaluation.metrics, wall_time)
 
@@ -116,6 +129,33 @@ def split_with_budget(source: ImageSource, config: DataConfig) -> Splits:
     return apply_label_budget(
         source, splits, config.split_seed, config.labels_per_class, config.label_fraction
     )
+
+
+def with_budget_note(source: ImageSource, splits: Splits, config: DataConfig) -> ImageSource:
+    """Says in the report how many images kept their label and how many form the unlabeled pool."""
+    if config.labels_per_class is None and config.label_fraction is None and not splits.unlabeled:
+        return source
+    if config.labels_per_class:
+        budget = f"{config.labels_per_class} labeled images per class"
+    elif config.label_fraction:
+        budget = f"{config.label_fraction:.0%} of each class labeled"
+    else:
+        budget = "every train image labeled"
+    note = (
+        f"Label budget: {budget} ({len(splits.train)} train images); "
+        f"{len(splits.unlabeled)} images form the unlabeled pool (used only by semi-supervised strategies)."
+    )
+    return replace(source, notes=[*source.notes, note])
+
+
+def leave_out_bad_images(checks: DataReport, splits: Splits, policy: str) -> Splits:
+    """Unreadable files stop the run (`error`) or are left out and listed in the report (`skip`)."""
+    for problem in [*checks.errors, *checks.warnings]:
+        notice(problem)
+    if checks.bad_images and policy == "error":
+        listing = "; ".join(f"{bad.path}: {bad.reason}" for bad in checks.bad_images)
+        raise DataError(f"Unreadable images ({listing}). Fix or delete them, or pass --bad-images skip.")
+    return splits.without(checks.bad_indices)
 
 
 def resolve_augment_name(name: str, source: ImageSource) -> str:

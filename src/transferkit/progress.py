@@ -5,14 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+_stderr = Console(stderr=True)
+
+
+def notice(message: str) -> None:
+    """A finding the user should see while the run goes on (also written to the report)."""
+    _stderr.print(f"[yellow]note:[/] {message}")
 
 
 @contextmanager
 def progress_task(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Shows a bar for `total` steps; yields `advance(steps)`."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as progress:
+    # stderr: stdout carries what a command was asked for (tables, csv, json).
+    with Progress(*columns, transient=False, console=_stderr) as progress:
         task = progress.add_task(description, total=total)
 
         def advance(steps: int = 1) -> None:

@@ -53,6 +53,10 @@ class RunPaths:
         return self.root / "metrics.json"
 
     @property
+    def data_checks(self) -> Path:
+        return self.root / "data_checks.json"
+
+    @property
     def predictions(self) -> Path:
         return self.root / "predictions.csv"
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from transferkit.config import SHORTCUTS, parse_override, resolve_config
+from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import TransferkitError
 from transferkit.models import resolve_model
 from transferkit.models.summary import SPEC_EXAMPLES, ModelSummary, PackagedRow, packaged_rows, summarize
 from transferkit.strategies import strategies
 from transferkit.transforms import augment_presets
+
+if TYPE_CHECKING:
+    from transferkit.data.checks import DataReport
 
 console = Console(stderr=True)  # progress, summaries and errors
 stdout = Console()  # what a command is asked for: model tables
@@ -37,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--arch", help="timm architecture of a file: weights file, e.g. resnet18")
     fit.add_argument("--weights", help="local weights file for a timm: or torchvision: model (offline)")
+    fit.add_argument("--image-column", help="hf: dataset column holding the images")
+    fit.add_argument("--label-column", help="hf: dataset column holding the labels")
+    fit.add_argument(
+        "--labels-per-class", type=int, help="keep K labeled train images per class (few labels)"
+    )
+    fit.add_argument("--label-fraction", type=float, help="keep this fraction of train labeled, stratified")
+    fit.add_argument("--unlabeled", help="folder or manifest of unlabeled images for the unlabeled pool")
+    fit.add_argument(
+        "--bad-images",
+        choices=("skip", "error"),
+        help="unreadable files: leave out and list (default), or stop",
+    )
     fit.add_argument("--strategy", help=f"fine-tuning strategy: {', '.join(strategies.names())}")
     fit.add_argument("--epochs", type=int, help="fine-tuning epochs after the head is fitted")
     fit.add_argument("--image-size", type=int, help="input size in px (default: what the weights expect)")
@@ -61,7 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--check", metavar="SPEC", help="model spec to load and describe")
     models.add_argument("--arch", help="timm architecture of a file: weights file")
     models.add_argument("--weights", help="local weights file for a timm: or torchvision: model")
+    add_check_data_parser(commands)
     return parser
+
+
+def add_check_data_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = DataConfig()
+    check = commands.add_parser(
+        "check-data",
+        help="check a dataset: unreadable files, duplicates and leakage between splits, class balance",
+        description="Decodes every image once, splits as fit would, and lists what would hurt training. "
+        "Exit code 1 when there are errors: unreadable images, test images copied in train or val, "
+        "classes without train images.",
+    )
+    check.add_argument("spec", metavar="SPEC", help="dataset: elpv, elpv:binary, digits, or a folder")
+    check.add_argument(
+        "--val-fraction", type=float, default=defaults.val_fraction, help="share of train held out for val"
+    )
+    check.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.test_fraction,
+        help="share held out for test, for sources without a test split",
+    )
+    check.add_argument("--split-seed", type=int, default=defaults.split_seed)
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -79,6 +119,31 @@ def run_fit(args: argparse.Namespace) -> int:
     print(f"report: {run.paths.report_html}")
     print(f"model:  {run.paths.model}")
     return 0
+
+
+def run_check_data(args: argparse.Namespace) -> int:
+    from transferkit.data import make_splits, resolve_data
+    from transferkit.data.checks import check_data
+
+    config = DataConfig(
+        name=args.spec,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+    )
+    source = resolve_data(config.name)
+    report = check_data(
+        source, make_splits(source, config.val_fraction, config.test_fraction, config.split_seed)
+    )
+    for table in data_check_tables(report):
+        stdout.print(table)
+    for error in report.errors:
+        stdout.print(f"[bold red]error:[/] {escape(error)}")
+    for warning in report.warnings:
+        stdout.print(f"[yellow]warning:[/] {escape(warning)}")
+    if not report.errors and not report.warnings:
+        stdout.print("no problems found")
+    return 1 if report.errors else 0
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -134,6 +199,64 @@ def check_table(summary: ModelSummary) -> Table:
     return table
 
 
+def data_check_tables(report: DataReport) -> list[Table]:
+    tables = [class_count_table(report), image_table(report)]
+    if report.bad_images:
+        bad = Table(title=f"unreadable images ({len(report.bad_images)}), left out by fit")
+        for column in ("image", "split", "reason"):
+            bad.add_column(column, overflow="fold")
+        for image in report.bad_images:
+            bad.add_row(escape(report.display_path(image.path)), image.split, escape(image.reason))
+        tables.append(bad)
+    if report.duplicates:
+        tables.append(duplicate_table(report))
+    return tables
+
+
+def class_count_table(report: DataReport) -> Table:
+    splits = list(report.counts)
+    table = Table(title="readable images per class and split")
+    table.add_column("class")
+    for column in (*splits, "total"):
+        table.add_column(column, justify="right")
+    for name in report.class_names:
+        counts = [report.counts[split][name] for split in splits]
+        table.add_row(escape(name), *map(str, counts), str(sum(counts)))
+    totals = [sum(report.counts[split].values()) for split in splits]
+    table.add_row("total", *map(str, totals), str(sum(totals)), style="bold")
+    return table
+
+
+def image_table(report: DataReport) -> Table:
+    table = Table(title="images", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("readable", f"{report.num_readable} of {report.num_images}")
+    for name, spread in (("width", report.widths), ("height", report.heights)):
+        if spread is not None:
+            table.add_row(
+                f"{name} min / median / max", f"{spread.min:g} / {spread.median:g} / {spread.max:g} px"
+            )
+    table.add_row("modes as stored", ", ".join(f"{mode}: {count}" for mode, count in report.modes.items()))
+    if report.imbalance is not None:
+        table.add_row("largest / smallest train class", f"{report.imbalance:.1f}x")
+    return table
+
+
+def duplicate_table(report: DataReport) -> Table:
+    table = Table(title=f"duplicate groups ({len(report.duplicates)}); leakage: copies in test and train/val")
+    for column in ("kind", "splits", "leakage", "images (class)"):
+        table.add_column(column, overflow="fold")
+    for group in report.duplicates:
+        members = "\n".join(
+            f"{report.display_path(path)} ({label})"
+            for path, label in zip(group.paths, group.labels, strict=True)
+        )
+        leakage = "[bold red]yes[/]" if group.leakage else ""
+        table.add_row(group.kind, " + ".join(group.splits), leakage, escape(members))
+    return table
+
+
 def summary_table(headline: dict[str, float], wall_time_s: float) -> Table:
     table = Table(title="test split", show_header=True)
     table.add_column("metric")
@@ -147,7 +270,8 @@ def summary_table(headline: dict[str, float], wall_time_s: float) -> Table:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_models(args) if args.command == "models" else run_fit(args)
+        commands = {"fit": run_fit, "models": run_models, "check-data": run_check_data}
+        return commands[args.command](args)
     except TransferkitError as err:
         console.print(f"[bold red]error:[/] {err}")
         return 2

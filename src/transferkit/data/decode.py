@@ -32,6 +32,7 @@ def decode_image(path: str | Path, channels: int = 3) -> Image.Image:
     except (
         OSError,
         SyntaxError,
+        TypeError,  # PIL on TIFF tags of the wrong type (found by fuzzing)
         ValueError,
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,

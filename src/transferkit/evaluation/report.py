@@ -12,13 +12,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import yaml
 
 from transferkit.evaluation.metrics import headline_metrics
 from transferkit.files import write_atomic
+
+if TYPE_CHECKING:  # the report reads a DataReport; importing transferkit.data would pull in torch
+    from transferkit.data.checks import DataReport
 
 _IMAGE_MIME_TYPES = {
     ".png": "image/png",
@@ -60,6 +63,7 @@ class ReportContext:
         plots: Caption -> PNG path, normally inside ``run_dir/plots``.
         notes: Extra lines shown under the headline metrics, e.g. published reference numbers.
         wall_time_s: Total run time in seconds, if known.
+        data_checks: What :func:`transferkit.data.checks.check_data` found, if the data was checked.
     """
 
     title: str
@@ -72,6 +76,7 @@ class ReportContext:
     plots: dict[str, Path]
     notes: list[str] = field(default_factory=list)
     wall_time_s: float | None = None
+    data_checks: DataReport | None = None
 
 
 def write_reports(context: ReportContext) -> tuple[Path, Path]:
@@ -200,6 +205,7 @@ def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
     return [
         *_headline_blocks(context),
         *_data_blocks(context.data_summary),
+        *_data_check_blocks(context.data_checks),
         *_strategy_blocks(context.strategy, context.phases),
         *_plot_blocks(context.plots, run_dir),
         *_per_class_blocks(context.metrics),
@@ -233,6 +239,52 @@ def _data_blocks(data_summary: dict[str, dict[str, int]]) -> list[_Block]:
     rows = [[name, *(str(data_summary[s].get(name, 0)) for s in splits)] for name in classes]
     rows.append(["total", *(str(sum(data_summary[s].values())) for s in splits)])
     return [_Heading("Data"), _Table(["class", *splits], rows)]
+
+
+def _data_check_blocks(checks: DataReport | None) -> list[_Block]:
+    if checks is None:
+        return []
+    blocks: list[_Block] = [_Heading("Data checks"), _Paragraph(_check_summary(checks))]
+    findings = [f"Error: {e}" for e in checks.errors] + [f"Warning: {w}" for w in checks.warnings]
+    blocks.append(_Bullets(findings) if findings else _Paragraph("No errors or warnings."))
+    if checks.bad_images:
+        rows = [[checks.display_path(b.path), b.split, b.reason] for b in checks.bad_images]
+        blocks += [
+            _Paragraph(f"Unreadable images, left out ({len(rows)}):"),
+            _Table(["image", "split", "reason"], rows, numeric_from=3),
+        ]
+    if checks.duplicates:
+        rows = [
+            [
+                g.kind,
+                " + ".join(g.splits),
+                "yes" if g.leakage else "",
+                ", ".join(
+                    f"{checks.display_path(p)} ({label})" for p, label in zip(g.paths, g.labels, strict=True)
+                ),
+            ]
+            for g in checks.duplicates
+        ]
+        blocks += [
+            _Paragraph(f"Duplicate groups ({len(rows)}); leakage: copies in test and in train or val:"),
+            _Table(["kind", "splits", "leakage", "images (class)"], rows, numeric_from=4),
+        ]
+    return blocks
+
+
+def _check_summary(checks: DataReport) -> str:
+    text = f"{checks.num_readable} of {checks.num_images} images readable"
+    if checks.widths is not None and checks.heights is not None:
+        width, height = checks.widths, checks.heights
+        text += (
+            f"; width {width.min:g} to {width.max:g} px (median {width.median:g}), "
+            f"height {height.min:g} to {height.max:g} px (median {height.median:g})"
+        )
+    if checks.modes:
+        text += "; modes as stored: " + ", ".join(f"{mode} {count}" for mode, count in checks.modes.items())
+    if checks.imbalance is not None:
+        text += f"; largest / smallest train class: {checks.imbalance:.1f}x"
+    return text + "."
 
 
 def _strategy_blocks(strategy: str, phases: list[dict[str, Any]]) -> list[_Block]:

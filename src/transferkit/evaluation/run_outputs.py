@@ -12,6 +12,7 @@ import numpy as np
 
 from transferkit.config import FitConfig
 from transferkit.data.cache import SplitImages
+from transferkit.data.checks import DataReport
 from transferkit.data.source import ImageSource
 from transferkit.evaluation.metrics import compute_metrics, headline_metrics
 from transferkit.evaluation.plots import plot_confusion_matrix, plot_learning_curves
@@ -51,11 +52,14 @@ def write_run_outputs(
     history: list[dict[str, Any]],
     counts: dict[str, dict[str, int]],
     wall_time_s: float,
+    data_checks: DataReport | None = None,
 ) -> None:
-    """metrics.json, predictions.csv, the model bundle, plots and both reports."""
+    """metrics.json, predictions.csv, the model bundle, plots, both reports and data_checks.json if given."""
     source, metrics = evaluation.source, evaluation.metrics
     headline = headline_metrics(metrics)
     write_json(paths.metrics, {"test": metrics, "headline": headline, "wall_time_s": wall_time_s})
+    if data_checks is not None:
+        write_json(paths.data_checks, data_checks.to_dict())
     write_predictions(paths, evaluation)
     save_bundle(module.backbone, BundleInfo(source.class_names, headline, config.data.name), paths.model)
     plots = {
@@ -75,6 +79,7 @@ def write_run_outputs(
         plots=plots,
         notes=list(source.notes),
         wall_time_s=wall_time_s,
+        data_checks=data_checks,
     )
     write_reports(context)
 

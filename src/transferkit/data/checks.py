@@ -1,0 +1,447 @@
+"""Data checks: unreadable files, duplicates and leakage between splits, class balance, sizes and modes.
+
+`check_data` decodes every image once, exactly as training does, and returns a plain `DataReport` that
+the CLI prints, `fit` uses to leave out unreadable images, and the run report shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from transferkit.data.decode import decode_image, to_channels
+from transferkit.data.source import ImageRecord, ImageSource
+from transferkit.data.splits import Splits, class_counts
+from transferkit.errors import DataError
+from transferkit.files import sha256_of_file
+from transferkit.progress import progress_task
+
+NEAR_HASH_DISTANCE = 4  # differing bits of the 64-bit difference hash that still count as near
+# dHash alone pairs up distinct but alike images (3,008 pairs within 4 bits among ELPV's 2,624 cells,
+# mostly plainly different cells), so a candidate pair must also match in a 32 x 32 grayscale thumbnail,
+# compared after removing brightness and contrast. Re-encoded or slightly brightened copies of photos
+# correlate above 0.999; ELPV's most alike distinct cells (sister wafers) reach 0.998.
+NEAR_CORRELATION = 0.999
+THUMBNAIL_SIZE = 32
+IMBALANCE_WARNING = 10.0  # largest / smallest train class
+TINY_CLASS = 5  # train images below which a class's metrics are noise
+_BLOCK = 1024  # rows of the pairwise hash distance computed at once (1024 x N float32)
+_GATHER_LIMIT = 8192  # candidate pairs of a block compared one by one; more take one matrix product
+_LOADER_ERRORS = (DataError, OSError, ValueError, SyntaxError)
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """A record that cannot be decoded; `reason` is short, e.g. "zero bytes" or "truncated"."""
+
+    index: int
+    path: str
+    reason: str
+    split: str = ""
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Records that hold the same image ("exact": same bytes or pixels) or nearly so ("near").
+
+    Attributes:
+        splits: the splits the members are in, in train/val/test order.
+        labels: each member's class name, in member order.
+    """
+
+    kind: str
+    indices: list[int]
+    paths: list[str]
+    splits: list[str]
+    labels: list[str]
+
+    @property
+    def leakage(self) -> bool:
+        """Test images with a copy in train or val: the test score is inflated."""
+        return "test" in self.splits and len(self.splits) > 1
+
+    @property
+    def mixed_labels(self) -> bool:
+        return len(set(self.labels)) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "leakage": self.leakage}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Smallest, median and largest value."""
+
+    min: float
+    median: float
+    max: float
+
+
+@dataclass
+class DataReport:
+    """What `check_data` found.
+
+    Attributes:
+        root: common folder of the image files ("" when records are not files), for shorter display.
+        counts: split -> class name -> readable images.
+        widths, heights: of the decoded (EXIF-rotated) images; None when nothing could be read.
+        modes: PIL mode as stored in the file ("L", "RGB", "P", "I;16", "CMYK", ...) -> images.
+        imbalance: largest / smallest train class among classes with train images.
+        errors: problems that make results wrong (unreadable files, leakage, classes without train images).
+        warnings: problems worth a look (duplicates inside a split, imbalance, tiny classes).
+    """
+
+    num_images: int
+    root: str
+    class_names: list[str]
+    counts: dict[str, dict[str, int]]
+    widths: Spread | None
+    heights: Spread | None
+    modes: dict[str, int]
+    bad_images: list[BadImage]
+    duplicates: list[DuplicateGroup]
+    imbalance: float | None
+    classes_without_train: list[str]
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bad_indices(self) -> set[int]:
+        """Record indices to leave out of training and evaluation."""
+        return {bad.index for bad in self.bad_images}
+
+    @property
+    def num_readable(self) -> int:
+        return self.num_images - len(self.bad_images)
+
+    def display_path(self, path: str) -> str:
+        """`path` relative to the images' common folder."""
+        return os.path.relpath(path, self.root) if self.root and os.path.isabs(path) else path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "duplicates": [group.to_dict() for group in self.duplicates],
+            "num_readable": self.num_readable,
+        }
+
+
+@dataclass
+class _Scan:
+    """One record's facts, gathered in a single decode."""
+
+    problem: str | None
+    digest: str = ""
+    mode: str = ""
+    size: tuple[int, int] = (0, 0)
+    difference_hash: int = 0
+    thumbnail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+
+
+def check_data(source: ImageSource, splits: Splits) -> DataReport:
+    """Decodes every record of `source` once and reports what would hurt training or evaluation.
+
+    Pure apart from a progress bar: nothing is printed, and the report can be shown or saved as is.
+    """
+    scans = _scan_all(source)
+    split_of = {index: name for name, indices in splits.items() for index in indices}
+    bad = [
+        BadImage(index, record.path, scan.problem, split_of.get(index, ""))
+        for index, (record, scan) in enumerate(zip(source.records, scans, strict=True))
+        if scan.problem is not None
+    ]
+    readable = [index for index, scan in enumerate(scans) if scan.problem is None]
+    kept = Splits(*([i for i in indices if scans[i].problem is None] for _, indices in splits.items()))
+    counts = class_counts(source, kept)
+    sizes = [scans[i].size for i in readable]
+    report = DataReport(
+        num_images=len(source.records),
+        root=_common_folder(source.records),
+        class_names=list(source.class_names),
+        counts=counts,
+        widths=_spread([width for width, _ in sizes]),
+        heights=_spread([height for _, height in sizes]),
+        modes=dict(Counter(scans[i].mode for i in readable).most_common()),
+        bad_images=bad,
+        duplicates=_duplicate_groups(source, split_of, scans, readable),
+        imbalance=_imbalance(counts["train"]),
+        classes_without_train=[name for name, count in counts["train"].items() if count == 0],
+    )
+    report.errors, report.warnings = _errors(report), _warnings(report)
+    return report
+
+
+def difference_hash(image: Image.Image) -> int:
+    """64-bit dHash: a 9 x 8 grayscale thumbnail, one bit per pixel brighter than its right neighbour."""
+    return _difference_hash(to_channels(image, 1))
+
+
+def near_duplicate_pairs(hashes: np.ndarray, thumbnails: np.ndarray) -> np.ndarray:
+    """Pairs (i < j) within `NEAR_HASH_DISTANCE` bits whose thumbnails correlate >= `NEAR_CORRELATION`.
+
+    Args:
+        hashes: (N,) uint64 difference hashes.
+        thumbnails: (N, THUMBNAIL_SIZE**2) uint8 grayscale thumbnails.
+
+    Returns:
+        (P, 2) int64 indices.
+    """
+    bits = np.unpackbits(np.asarray(hashes, dtype=">u8").view(np.uint8).reshape(-1, 8), axis=1)
+    bits = bits.astype(np.float32)
+    standardized = _standardize(np.asarray(thumbnails))
+    pairs = [np.empty((0, 2), dtype=np.int64)]
+    for start in range(0, len(bits), _BLOCK):
+        rows, cols = _hash_neighbours(bits, start)
+        keep = _correlations(standardized, rows, cols) >= NEAR_CORRELATION
+        pairs.append(np.stack([rows[keep], cols[keep]], axis=1).astype(np.int64))
+    return np.concatenate(pairs)
+
+
+def _scan_all(source: ImageSource) -> list[_Scan]:
+    scans = []
+    with progress_task("checking images", len(source.records)) as advance:
+        for record in source.records:
+            scans.append(
+                _scan_file(record.path, source.channels)
+                if source.loader is None
+                else _scan_loaded(source, record)
+            )
+            advance(1)
+    return scans
+
+
+def _scan_file(path: str, channels: int) -> _Scan:
+    problem = _file_problem(Path(path))
+    if problem is not None:
+        return _Scan(problem)
+    try:
+        image = decode_image(path, channels)
+    except DataError as err:
+        return _Scan(_reason(err))
+    with Image.open(path) as header:  # the stored mode: decoding converted it to channels
+        mode = header.mode
+    return _describe(image, mode, sha256_of_file(path))
+
+
+def _scan_loaded(source: ImageSource, record: ImageRecord) -> _Scan:
+    # No file to hash (in-memory sets such as digits): identical pixels are the exact duplicates.
+    try:
+        image = source.open(record)
+        image.load()
+    except _LOADER_ERRORS as err:
+        return _Scan(_reason(err))
+    header = f"{image.mode} {image.size}\n".encode()
+    return _describe(image, image.mode, hashlib.sha256(header + image.tobytes()).hexdigest())
+
+
+def _file_problem(path: Path) -> str | None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if not path.is_file():
+        return "not a file"
+    return "zero bytes" if size == 0 else None
+
+
+def _reason(err: BaseException) -> str:
+    cause = err.__cause__ or err  # decode_image wraps PIL's exception
+    if isinstance(cause, UnidentifiedImageError):
+        return "not an image"
+    if isinstance(cause, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return "too many pixels (decompression bomb)"
+    text = str(cause)
+    if "truncated" in text.lower():
+        return "truncated"
+    return f"undecodable ({text[:120]})"
+
+
+def _describe(image: Image.Image, mode: str, digest: str) -> _Scan:
+    gray = to_channels(image, 1)
+    thumbnail = gray.resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BOX)
+    return _Scan(None, digest, mode, image.size, _difference_hash(gray), np.asarray(thumbnail).ravel())
+
+
+def _difference_hash(gray: Image.Image) -> int:
+    pixels = np.asarray(gray.resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
+    bits = pixels[:, :-1] > pixels[:, 1:]
+    return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big")
+
+
+def _hash_neighbours(bits: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    # Hamming distance as |a| + |b| - 2 a.b on 0/1 rows: one matrix product for a block of rows.
+    block = bits[start : start + _BLOCK]
+    distance = block.sum(axis=1)[:, None] + bits.sum(axis=1)[None, :] - 2 * (block @ bits.T)
+    rows, cols = np.nonzero(distance <= NEAR_HASH_DISTANCE)
+    rows = rows + start
+    return rows[rows < cols], cols[rows < cols]
+
+
+def _correlations(standardized: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    if len(rows) <= _GATHER_LIMIT:
+        return np.einsum("ij,ij->i", standardized[rows], standardized[cols])
+    # Many alike images (blank ones share one hash): one matrix product beats gathering rows one by one.
+    first = int(rows.min())
+    products = standardized[first : int(rows.max()) + 1] @ standardized.T
+    return products[rows - first, cols]
+
+
+def _standardize(thumbnails: np.ndarray) -> np.ndarray:
+    # Zero mean, unit norm: dot products are Pearson correlations, blind to brightness and contrast.
+    # Flat images get zeros and so correlate with nothing.
+    centred = thumbnails.astype(np.float32) - thumbnails.mean(axis=1, keepdims=True, dtype=np.float32)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 1e-3)
+
+
+def _duplicate_groups(
+    source: ImageSource, split_of: dict[int, str], scans: list[_Scan], readable: list[int]
+) -> list[DuplicateGroup]:
+    by_digest: dict[str, list[int]] = {}
+    for index in readable:
+        by_digest.setdefault(scans[index].digest, []).append(index)
+    exact = [members for members in by_digest.values() if len(members) > 1]
+    near = [
+        members
+        for members in _near_components(scans, readable)
+        if len({scans[i].digest for i in members}) > 1  # not just one set of identical copies
+    ]
+    return [_group("exact", m, source, split_of) for m in exact] + [
+        _group("near", m, source, split_of) for m in near
+    ]
+
+
+def _near_components(scans: list[_Scan], readable: list[int]) -> list[list[int]]:
+    if len(readable) < 2:
+        return []
+    hashes = np.array([scans[i].difference_hash for i in readable], dtype=np.uint64)
+    thumbnails = np.stack([scans[i].thumbnail for i in readable])
+    pairs = near_duplicate_pairs(hashes, thumbnails)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(readable),) * 2)
+    _, component = connected_components(graph, directed=False)
+    members: dict[int, list[int]] = {}
+    for position, label in enumerate(component.tolist()):
+        members.setdefault(label, []).append(readable[position])
+    return [group for group in members.values() if len(group) > 1]
+
+
+def _group(kind: str, members: list[int], source: ImageSource, split_of: dict[int, str]) -> DuplicateGroup:
+    touched = {split_of.get(i, "") for i in members}
+    return DuplicateGroup(
+        kind=kind,
+        indices=members,
+        paths=[source.records[i].path for i in members],
+        splits=[name for name in ("train", "val", "test", "") if name in touched],
+        labels=[source.class_names[source.records[i].label] for i in members],
+    )
+
+
+def _common_folder(records: Sequence[ImageRecord]) -> str:
+    folders = [os.path.dirname(r.path) for r in records if os.path.isabs(r.path)]
+    try:
+        return os.path.commonpath(folders) if folders else ""
+    except ValueError:  # paths on different drives
+        return ""
+
+
+def _spread(values: list[int]) -> Spread | None:
+    if not values:
+        return None
+    return Spread(float(min(values)), float(np.median(values)), float(max(values)))
+
+
+def _imbalance(train_counts: dict[str, int]) -> float | None:
+    present = [count for count in train_counts.values() if count > 0]
+    return max(present) / min(present) if present else None
+
+
+def _errors(report: DataReport) -> list[str]:
+    errors = []
+    if report.bad_images:
+        reasons = Counter(bad.reason.split(" (")[0] for bad in report.bad_images)
+        listing = ", ".join(f"{reason}: {count}" for reason, count in reasons.most_common())
+        errors.append(
+            f"{len(report.bad_images)} image(s) cannot be read ({listing}); fix or delete them. "
+            "Training leaves them out (data.bad_images=skip) or stops (data.bad_images=error)."
+        )
+    leaks = [group for group in report.duplicates if group.leakage]
+    if leaks:
+        errors.append(
+            f"{len(leaks)} duplicate group(s) put copies of test images in train or val "
+            f"({_kinds(leaks)}), e.g. {_example(report, leaks[0])}: the test score is inflated. "
+            "Remove the copies, or keep each group within one split."
+        )
+    if report.classes_without_train:
+        errors.append(
+            f"Classes {report.classes_without_train} have no readable train image; "
+            "add train images or remove the classes."
+        )
+    return errors
+
+
+def _warnings(report: DataReport) -> list[str]:
+    warnings = _duplicate_warnings(report)
+    if report.imbalance is not None and report.imbalance > IMBALANCE_WARNING:
+        train = report.counts["train"]
+        largest = max(train, key=lambda name: train[name])
+        smallest = min((name for name in train if train[name]), key=lambda name: train[name])
+        warnings.append(
+            f"Train classes are imbalanced {report.imbalance:.1f}x ({largest}: {train[largest]}, "
+            f"{smallest}: {train[smallest]}); judge by balanced accuracy and macro-F1, not accuracy."
+        )
+    tiny = {name: count for name, count in report.counts["train"].items() if 0 < count < TINY_CLASS}
+    if tiny:
+        listing = ", ".join(f"{name} ({count})" for name, count in tiny.items())
+        warnings.append(
+            f"Classes with fewer than {TINY_CLASS} train images: {listing}; add images, "
+            "their metrics are mostly noise."
+        )
+    return warnings
+
+
+def _duplicate_warnings(report: DataReport) -> list[str]:
+    warnings = []
+    inside = [g for g in report.duplicates if len(g.splits) == 1]
+    if inside:
+        warnings.append(
+            f"{len(inside)} duplicate group(s) within one split ({_kinds(inside)}), e.g. "
+            f"{_example(report, inside[0])}: those images count more than once; remove unintended copies."
+        )
+    train_val = [g for g in report.duplicates if len(g.splits) > 1 and not g.leakage]
+    if train_val:
+        warnings.append(
+            f"{len(train_val)} duplicate group(s) span train and val ({_kinds(train_val)}), e.g. "
+            f"{_example(report, train_val[0])}: validation scores (early stopping) are inflated."
+        )
+    mixed = [g for g in report.duplicates if g.mixed_labels]
+    if mixed:
+        example = ", ".join(
+            f"{report.display_path(p)}: {label}"
+            for p, label in zip(mixed[0].paths, mixed[0].labels, strict=True)
+        )
+        warnings.append(
+            f"{len(mixed)} duplicate group(s) carry different labels, e.g. {example}; check them."
+        )
+    return warnings
+
+
+def _kinds(groups: list[DuplicateGroup]) -> str:
+    kinds = Counter(group.kind for group in groups)
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+
+
+def _example(report: DataReport, group: DuplicateGroup) -> str:
+    shown = (" = " if group.kind == "exact" else " ~ ").join(report.display_path(p) for p in group.paths[:3])
+    return shown + (f" (+{len(group.paths) - 3} more)" if len(group.paths) > 3 else "")

@@ -1,0 +1,179 @@
+"""check_data on a folder holding every kind of bad and odd file, and on in-memory sources."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transferkit.data import ImageRecord, ImageSource, Splits, load_image_folder, make_splits
+from transferkit.data.checks import (
+    DataReport,
+    check_data,
+    difference_hash,
+    near_duplicate_pairs,
+)
+from transferkit.errors import DataError
+from transferkit.testing import BAD_FILES, make_problem_folder
+from transferkit.testing.problems import smooth_image
+
+
+@pytest.fixture(scope="module")
+def odd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_problem_folder(tmp_path_factory.mktemp("odd"))
+
+
+@pytest.fixture(scope="module")
+def odd_report(odd_folder: Path) -> DataReport:
+    source = load_image_folder(odd_folder)
+    return check_data(source, make_splits(source, val_fraction=0.0, test_fraction=0.25, seed=0))
+
+
+def test_every_bad_file_is_found_with_its_reason(odd_report: DataReport) -> None:
+    assert {Path(bad.path).name: bad.reason for bad in odd_report.bad_images} == BAD_FILES
+    assert {Path(bad.path).name: bad.split for bad in odd_report.bad_images}["noise.png"] == "test"
+    assert "5 image(s) cannot be read" in odd_report.errors[0]
+
+
+def test_odd_but_readable_files_are_read(odd_report: DataReport) -> None:
+    modes = odd_report.modes
+    assert {"RGB", "L", "P", "CMYK"} <= set(modes)
+    assert modes.get("I;16", 0) + modes.get("I", 0) == 1
+    assert odd_report.widths is not None and odd_report.heights is not None
+    assert (odd_report.widths.min, odd_report.heights.max) == (24, 56)  # EXIF rotation applied
+    assert odd_report.counts == {
+        "train": {"cat": 6 + 3, "dog": 6 + 3},
+        "val": {"cat": 0, "dog": 0},
+        "test": {"cat": 6 + 1, "dog": 6 + 1},
+    }
+    assert odd_report.num_readable == odd_report.num_images - len(BAD_FILES)
+
+
+def test_an_exact_copy_across_train_and_test_is_leakage(odd_report: DataReport) -> None:
+    exact = [group for group in odd_report.duplicates if group.kind == "exact"]
+    assert len(exact) == 1
+    assert [Path(p).name for p in exact[0].paths] == ["cat_000.png", "copy_of_cat_000.png"]
+    assert exact[0].splits == ["train", "test"] and exact[0].leakage
+    assert any("copies of test images" in error and "1 exact" in error for error in odd_report.errors)
+
+
+def test_a_brightened_jpeg_copy_is_a_near_duplicate_within_train(odd_report: DataReport) -> None:
+    near = [group for group in odd_report.duplicates if group.kind == "near"]
+    assert [sorted(Path(p).name for p in group.paths) for group in near] == [
+        ["scene.png", "scene_brighter.jpg"]
+    ]
+    assert near[0].splits == ["train"] and not near[0].leakage
+    assert any("within one split (1 near)" in warning for warning in odd_report.warnings)
+
+
+def test_the_report_is_plain_json(odd_report: DataReport) -> None:
+    data = json.loads(json.dumps(odd_report.to_dict()))
+    assert data["num_readable"] == odd_report.num_readable
+    assert [group["leakage"] for group in data["duplicates"]] == [True, False]
+    assert {bad["reason"] for bad in data["bad_images"]} == set(BAD_FILES.values())
+
+
+def test_a_clean_folder_has_no_errors_or_warnings(image_folder: Path) -> None:
+    source = load_image_folder(image_folder)
+    report = check_data(source, make_splits(source, val_fraction=0.2, test_fraction=0.25, seed=0))
+    assert (report.errors, report.warnings, report.duplicates, report.bad_images) == ([], [], [], [])
+    assert report.modes == {"RGB": 36}
+    assert report.imbalance == 1.0
+
+
+def _memory_source(labels: list[int], splits: list[str], broken: int | None = None) -> ImageSource:
+    def load(record: ImageRecord, channels: int) -> Image.Image:
+        index = int(record.path.split("/")[1])
+        if index == broken:
+            raise DataError(f"Cannot decode image {record.path}: bad row")
+        pixels = np.random.default_rng(index % 1000).integers(0, 256, (8, 8), dtype=np.uint8)
+        return Image.fromarray(pixels, mode="L")
+
+    records = [
+        ImageRecord(f"memory/{i}", label, split)
+        for i, (label, split) in enumerate(zip(labels, splits, strict=True))
+    ]
+    return ImageSource("memory", ["a", "b", "c"], records, channels=1, loader=load)
+
+
+def _own_splits(source: ImageSource) -> Splits:
+    by_split = {
+        name: [i for i, r in enumerate(source.records) if r.split == name] for name in ("train", "test")
+    }
+    return Splits(by_split["train"], [], by_split["test"])
+
+
+def test_loader_records_are_opened_through_the_source_and_hashed_by_pixels() -> None:
+    # Record 1000 draws the same pixels as record 0 (seeded by index % 1000); record 3 cannot be opened.
+    labels = [0] * 6 + [1] * 6
+    splits = ["train"] * 5 + ["test"] + ["train"] * 5 + ["test"]
+    source = _memory_source(labels, splits, broken=3)
+    source.records[11] = ImageRecord("memory/1000", 1, "test")
+    report = check_data(source, _own_splits(source))
+    assert [(bad.index, bad.reason) for bad in report.bad_images] == [
+        (3, "undecodable (Cannot decode image memory/3: bad row)")
+    ]
+    assert [(group.kind, group.indices, group.leakage) for group in report.duplicates] == [
+        ("exact", [0, 11], True)
+    ]
+    assert any("carry different labels" in warning for warning in report.warnings)
+
+
+def test_missing_files_are_reported() -> None:
+    records = [ImageRecord("/nowhere/a.png", 0, "train"), ImageRecord("/nowhere/b.png", 1, "test")]
+    source = ImageSource("gone", ["a", "b"], records)
+    report = check_data(source, Splits([0], [], [1]))
+    assert [bad.reason for bad in report.bad_images] == ["missing", "missing"]
+    assert report.classes_without_train == ["a", "b"]
+    assert report.widths is None and report.imbalance is None
+
+
+def test_imbalance_tiny_classes_and_classes_without_train_images() -> None:
+    labels = [0] * 60 + [1] * 3 + [2] * 4
+    splits = ["train"] * 63 + ["test"] * 4
+    source = _memory_source(labels, splits)
+    report = check_data(source, _own_splits(source))
+    assert report.imbalance == 20.0
+    assert report.classes_without_train == ["c"]
+    assert any("no readable train image" in error for error in report.errors)
+    assert any("imbalanced 20.0x (a: 60, b: 3)" in warning for warning in report.warnings)
+    assert any("fewer than 5 train images: b (3)" in warning for warning in report.warnings)
+
+
+def _reference_difference_hash(image: Image.Image) -> int:
+    small = image.convert("L").resize((9, 8), Image.Resampling.BOX)
+    value = 0
+    for y in range(8):
+        for x in range(8):
+            value = value << 1 | int(small.getpixel((x, y)) > small.getpixel((x + 1, y)))
+    return value
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_difference_hash_matches_a_pixel_by_pixel_reference(seed: int) -> None:
+    image = smooth_image(seed, (50, 30))
+    assert difference_hash(image) == _reference_difference_hash(image)
+
+
+def test_difference_hash_of_ramps() -> None:
+    rising = Image.fromarray(np.tile(np.arange(0, 250, 10, dtype=np.uint8), (20, 1)))
+    assert difference_hash(rising) == 0
+    assert difference_hash(rising.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) == 2**64 - 1
+
+
+def test_near_duplicates_among_thousands_are_found_fast() -> None:
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, 3000, dtype=np.uint64)
+    thumbnails = rng.integers(0, 256, (3000, 32 * 32), dtype=np.uint8)
+    hashes[100], thumbnails[100] = hashes[7] ^ np.uint64(0b111), thumbnails[7] // 2 + 20  # 3 bits, darker
+    hashes[200], thumbnails[200] = hashes[8] ^ np.uint64(0b11111), thumbnails[8]  # 5 bits: not near
+    hashes[300] = hashes[9]  # same hash, different picture: not near
+    hashes[2000:2500] = 0  # five hundred images alike at hash level (e.g. blank)
+    started = time.perf_counter()
+    pairs = near_duplicate_pairs(hashes, thumbnails)
+    assert time.perf_counter() - started < 3.0
+    assert pairs.tolist() == [[7, 100]]

@@ -5,6 +5,8 @@ Load a pretrained model, adapt it to a new task with few labels, evaluate it hon
     >>> import transferkit
     >>> run = transferkit.fit(data="elpv", model="efficientnet_lite0")  # doctest: +SKIP
     >>> run.headline["binary_accuracy"]  # doctest: +SKIP
+    >>> model = transferkit.load(run.dir)  # doctest: +SKIP
+    >>> model.predict(["cell.png"], top_k=2)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from transferkit.config import FitConfig
 
 if TYPE_CHECKING:
     from transferkit.api import Run, fit
+    from transferkit.export.predictor import load
 
-__all__ = ["FitConfig", "Run", "fit"]
+__all__ = ["FitConfig", "Run", "fit", "load"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """`fit` and `Run` load on first use: the training stack takes seconds to import, `--help` should not."""
+    """`fit`, `Run` and `load` import on first use: torch and the training stack take seconds to import,
+    `--help` should not; `load` never imports the training stack (Lightning) at all."""
     if name in ("Run", "fit"):
         return getattr(importlib.import_module("transferkit.api"), name)
+    if name == "load":
+        return importlib.import_module("transferkit.export.predictor").load
     raise AttributeError(f"module 'transferkit' has no attribute {name!r}")

@@ -10,11 +10,21 @@ from pathlib import Path
 from typing import Any
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()  # what open() would give a new file under this process's umask
+
+
 def write_atomic(path: Path, data: bytes) -> Path:
     """Writes to a temporary file beside `path`, flushes it to disk, then renames it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(handle, _NEW_FILE_MODE)  # mkstemp makes files private (0600); outputs are shared
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

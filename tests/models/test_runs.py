@@ -53,5 +53,5 @@ def test_a_truncated_weights_file_is_a_clear_error(first_run: transferkit.Run, t
     (bundle / "model.safetensors").write_bytes(
         (first_run.dir / "model" / "model.safetensors").read_bytes()[:100]
     )
-    with pytest.raises(ModelError, match="Cannot load"):
+    with pytest.raises(ModelError, match="does not match the SHA-256"):
         resolve_model(f"run:{bundle}")

@@ -18,6 +18,12 @@ def test_warmup_then_cosine_to_zero() -> None:
     assert factor(100) == pytest.approx(0.0)
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    write_atomic(tmp_path / "atomic.json", b"{}")
+    (tmp_path / "plain.json").write_bytes(b"{}")
+    assert (tmp_path / "atomic.json").stat().st_mode == (tmp_path / "plain.json").stat().st_mode
+
+
 def test_a_failed_write_leaves_the_old_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "last.ckpt"
     write_atomic(target, b"old checkpoint")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from transferkit.cli import ship
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import TransferkitError
 from transferkit.models import resolve_model
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--arch", help="timm architecture of a file: weights file")
     models.add_argument("--weights", help="local weights file for a timm: or torchvision: model")
     add_check_data_parser(commands)
+    ship.add_commands(commands)
     return parser
 
 
@@ -270,7 +272,13 @@ def summary_table(headline: dict[str, float], wall_time_s: float) -> Table:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"fit": run_fit, "models": run_models, "check-data": run_check_data}
+        commands = {
+            "fit": run_fit,
+            "models": run_models,
+            "check-data": run_check_data,
+            "predict": ship.run_predict,
+            "export": ship.run_export,
+        }
         return commands[args.command](args)
     except TransferkitError as err:
         console.print(f"[bold red]error:[/] {err}")

@@ -32,6 +32,7 @@ class TestEvaluation:
     indices: list[int]
     probabilities: np.ndarray
     metrics: dict[str, Any]
+    views: tuple[str, ...] = ("identity",)  # names of the test-time views averaged (TEST_VIEWS)
 
 
 def evaluate_test(
@@ -40,7 +41,8 @@ def evaluate_test(
     """Class probabilities of every test image (averaged over `views`) and the metrics they give."""
     probabilities = module.predict_proba(test.images, views).numpy()
     metrics = compute_metrics(test.labels.numpy(), probabilities, source.class_names, source.groupings)
-    return TestEvaluation(source, test.indices, probabilities, metrics)
+    names = tuple(view.__name__ for view in views)
+    return TestEvaluation(source, test.indices, probabilities, metrics, names)
 
 
 def write_run_outputs(
@@ -61,7 +63,8 @@ def write_run_outputs(
     if data_checks is not None:
         write_json(paths.data_checks, data_checks.to_dict())
     write_predictions(paths, evaluation)
-    save_bundle(module.backbone, BundleInfo(source.class_names, headline, config.data.name), paths.model)
+    info = BundleInfo(source.class_names, headline, config.data.name, evaluation.views, source.channels)
+    save_bundle(module.backbone, info, paths.model)
     plots = {
         "Confusion matrix (test)": plot_confusion_matrix(
             metrics["confusion_matrix"], source.class_names, paths.plots / "confusion_matrix.png"

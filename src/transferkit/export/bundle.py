@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,9 @@ from transferkit.files import write_atomic
 from transferkit.models.backbone import Backbone
 
 BUNDLE_FORMAT = 1
+# The source's pretrained_cfg keys kept for timm's `create_model("local-dir:DIR")` besides the
+# preprocessing: where the stem and the classifier are, whether other input sizes work, the licence.
+_TIMM_CFG_KEYS = ("first_conv", "classifier", "fixed_input_size", "license")
 
 
 @dataclass(frozen=True)
@@ -22,14 +26,18 @@ class BundleInfo:
     class_names: list[str]
     metrics: dict[str, float]
     data: str
+    test_time_views: tuple[str, ...] = ("identity",)  # averaged at test time, and by `predict`
+    data_channels: int | None = None  # channels images are decoded to (1: grayscale); None: the model's
 
 
 def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
     """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
-    write_atomic(directory / "model.safetensors", save(state))
-    config = bundle_config(backbone, info)
+    weights = save(state)
+    write_atomic(directory / "model.safetensors", weights)
+    # The hash lets a loader tell a damaged or swapped weights file from the one this config describes.
+    config = {**bundle_config(backbone, info), "model_sha256": hashlib.sha256(weights).hexdigest()}
     write_atomic(directory / "config.json", json.dumps(config, indent=2).encode())
     write_atomic(directory / "README.md", model_card(config).encode())
     return directory
@@ -39,7 +47,7 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
     preprocessing = backbone.preprocessing.to_dict()
     preprocessing["input_size"] = list(preprocessing["input_size"])
     preprocessing["resize"] = "shorter side to input_size / crop_pct, then the centre input_size crop"
-    return {
+    config = {
         "format": BUNDLE_FORMAT,
         "family": backbone.family,
         "architecture": backbone.architecture,
@@ -49,8 +57,40 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
         "preprocessing": preprocessing,
         "source_model": {"spec": backbone.spec, "weights_sha256": backbone.weights_sha256},
         "data": info.data,
+        "data_channels": info.data_channels or backbone.preprocessing.channels,
+        "test_time_views": list(info.test_time_views),
         "metrics": info.metrics,
     }
+    if backbone.family == "timm":
+        config.update(timm_local_dir_config(backbone, len(info.class_names)))
+    return config
+
+
+def timm_local_dir_config(backbone: Backbone, num_classes: int) -> dict[str, Any]:
+    """The keys that let ``timm.create_model("local-dir:BUNDLE", pretrained=True)`` rebuild the model.
+
+    timm reads `architecture`, `num_classes` and `label_names` at the top level (already there),
+    `pretrained_cfg` (the preprocessing, as timm names it), and `model_args` for a changed stem.
+    """
+    source = getattr(backbone.model, "pretrained_cfg", None) or {}
+    prep = backbone.preprocessing
+    pretrained_cfg = {key: source[key] for key in _TIMM_CFG_KEYS if source.get(key) is not None}
+    pretrained_cfg.update(
+        input_size=list(prep.input_size),
+        mean=list(prep.mean),
+        std=list(prep.std),
+        interpolation=prep.interpolation,
+        crop_pct=prep.crop_pct,
+        crop_mode="center",
+        num_classes=num_classes,
+    )
+    config: dict[str, Any] = {
+        "num_features": backbone.num_features,
+        "pretrained_cfg": pretrained_cfg,
+    }
+    if prep.channels not in (1, 3):  # four-band models: the first conv was adapted after creation
+        config["model_args"] = {"in_chans": prep.channels}
+    return config
 
 
 def model_card(config: dict[str, Any]) -> str:
@@ -72,6 +112,11 @@ input size / {prep["crop_pct"]}, centre crop; mean {prep["mean"]}, std {prep["st
 | metric | value |
 | --- | --- |
 {metrics}
+
+## Use
+`transferkit.load("THIS_FOLDER").predict(["image.png"], top_k=2)`, or `transferkit predict THIS_FOLDER
+image.png`. With timm alone: `timm.create_model("local-dir:THIS_FOLDER", pretrained=True)`, fed images
+prepared as above. `transferkit export THIS_FOLDER --format onnx` adds a checked `model.onnx`.
 
 ## Files
 `model.safetensors` (weights, no pickle) and `config.json` (labels, preprocessing, provenance).

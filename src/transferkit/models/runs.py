@@ -26,14 +26,15 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
     if preprocessing.channels not in (1, 3):  # exported after `Backbone.adapt_input_channels`
         adapt_first_conv(model, preprocessing.channels)
     weights = bundle / "model.safetensors"
+    weights_sha256 = None
     if config.pretrained:
+        weights_sha256 = checked_weights_hash(weights, saved.get("model_sha256"))
         try:
             model.load_state_dict(read_state_dict(weights))
         except RuntimeError as err:  # tensors that do not fit the architecture named in config.json
             raise ModelError(
                 f"Cannot load {weights}: {err}. Export the run again, or pick another run."
             ) from err
-    weights_sha256 = sha256_of_file(weights) if config.pretrained else None
     return Backbone(
         f"run:{path}",
         saved["architecture"],
@@ -43,6 +44,19 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
         family,
         architecture_config,
     )
+
+
+def checked_weights_hash(weights: Path, expected: str | None) -> str:
+    """The weights' SHA-256, which must match the one the bundle recorded (older bundles have none)."""
+    if not weights.is_file():
+        raise ModelError(f"No weights file at {weights}; export the run again.")
+    digest = sha256_of_file(weights)
+    if expected is not None and digest != expected:
+        raise ModelError(
+            f"{weights} does not match the SHA-256 in its config.json: the file was changed or damaged "
+            "after export. Export the run again, or restore the file."
+        )
+    return digest
 
 
 def find_bundle(path: Path) -> Path:

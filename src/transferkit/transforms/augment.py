@@ -48,6 +48,10 @@ def rot180(images: torch.Tensor) -> torch.Tensor:
     return images.flip(-2, -1)
 
 
+TEST_VIEWS: dict[str, ImageTransform] = {view.__name__: view for view in (identity, hflip, vflip, rot180)}
+"""Test-time views by name, as a bundle's config.json lists them."""
+
+
 def random_d4(image: torch.Tensor) -> torch.Tensor:
     """One of the 8 symmetries of the square: a random quarter turn, then a random mirror."""
     turns = int(torch.randint(4, ()))

@@ -1,0 +1,359 @@
+"""ONNX export of a bundle, checked against PyTorch with onnxruntime; optional int8 dynamic quantization.
+
+The exported graph is `ClassifierNetwork`: its input ``pixels`` is what `Classifier.preprocess` returns,
+uint8 (N, C, H, W) after the resize and centre crop, and the mean/std normalization is inside the graph,
+so an application only decodes, resizes and crops. Its output ``logits`` is (N, classes); calibrated
+probabilities are softmax(logits / temperature). The batch axis is dynamic. The model's metadata_props
+repeat what an application needs: label names, preprocessing, temperature, and the input and output
+conventions in words.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferkit.errors import ConfigError, DataError, MissingDependencyError, ModelError, UnknownNameError
+from transferkit.export.predictor import Classifier, load
+from transferkit.files import write_atomic
+from transferkit.models.runs import find_bundle
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+FORMATS = ("onnx", "safetensors")
+QUANTIZATIONS = ("int8",)
+PARITY_TOLERANCE = 1e-4
+PARITY_BATCH_SIZES = (32, 1)  # batched as predict runs, and single images: the batch axis is dynamic
+OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
+RANDOM_IMAGES = 8
+METADATA_FORMAT = "1"
+
+
+class ParityError(ModelError):
+    """The ONNX model's probabilities differ from PyTorch's by the tolerance or more."""
+
+
+@dataclass(frozen=True)
+class CheckImages:
+    """Images an export is checked on: uint8 pixels (N, C, H, W), true label indices if known, a note."""
+
+    pixels: torch.Tensor
+    labels: np.ndarray | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How far onnxruntime's probabilities are from PyTorch's on `num_images` images."""
+
+    max_abs_difference: float
+    num_images: int
+    batch_sizes: tuple[int, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    """The int8 model against the float one on the same images.
+
+    Attributes:
+        agreement: share of images whose most probable label is the float model's.
+        max_abs_difference: largest absolute probability difference to the float ONNX model.
+        float_accuracy, int8_accuracy: accuracy on the run's test images; None without true labels.
+    """
+
+    path: Path
+    agreement: float
+    max_abs_difference: float
+    float_accuracy: float | None
+    int8_accuracy: float | None
+    float_bytes: int
+    int8_bytes: int
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What `export_model` wrote: the output bundle folder, its new files, and the checks."""
+
+    out: Path
+    files: list[Path]
+    parity: Parity | None = None
+    quantization: QuantizationReport | None = None
+
+
+class OnnxPixelModel:
+    """An ONNX classifier run with onnxruntime on the CPU: uint8 pixels (N, C, H, W) -> logits."""
+
+    def __init__(self, path: Path) -> None:
+        ort = _import("onnxruntime", "ONNX inference")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: the CPU provider warns about unused initializers
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's errors (InvalidProtobuf, Fail ...) derive from Exception
+            raise ModelError(f"onnxruntime cannot load {path}: {err}. Export it again.") from err
+        self.path = path
+
+    @classmethod
+    def from_bundle(cls, bundle: Path, name: str = ONNX_FILE) -> OnnxPixelModel:
+        path = bundle / name
+        if not path.is_file():
+            raise ModelError(
+                f"No {name} in {bundle}. Create it with: transferkit export {bundle} --format onnx"
+                + (" --quantize int8" if name == INT8_FILE else "")
+            )
+        return cls(path)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels.cpu().numpy()})
+        return torch.from_numpy(logits)
+
+
+def export_model(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    format: str = "onnx",
+    quantize: str | None = None,
+) -> ExportReport:
+    """`transferkit export`: copies a bundle, or adds a verified ONNX model (and an int8 one) to it.
+
+    Args:
+        source: a run directory or a bundle folder.
+        out: the folder to write a complete bundle to; by default the ONNX files go into the source's
+            bundle. ``format="safetensors"`` needs it: it copies the bundle there.
+        format: "onnx" or "safetensors".
+        quantize: "int8" also writes ``model.int8.onnx`` (onnxruntime dynamic quantization).
+
+    Raises:
+        ParityError: onnxruntime's probabilities differ from PyTorch's by `PARITY_TOLERANCE` or more;
+            nothing is written to ``model.onnx`` then.
+    """
+    _check_options(format, quantize)
+    bundle = find_bundle(Path(source))
+    target = Path(out) if out is not None else bundle
+    if format == "safetensors" and _same_folder(target, bundle):
+        raise ConfigError(f"--format safetensors copies the bundle {bundle}: give --out DIR, another folder.")
+    skip = () if format == "safetensors" else (ONNX_FILE, INT8_FILE)
+    copied = [] if _same_folder(target, bundle) else copy_bundle(bundle, target, skip)
+    if format == "safetensors":
+        return ExportReport(target, copied)
+    classifier = load(bundle)
+    images = check_images(bundle, classifier)
+    target.mkdir(parents=True, exist_ok=True)
+    parity = export_checked(classifier, target / ONNX_FILE, images)
+    files = [*copied, target / ONNX_FILE]
+    if quantize is None:
+        return ExportReport(target, files, parity)
+    quantization = quantize_int8(classifier, target / ONNX_FILE, target / INT8_FILE, images)
+    return ExportReport(target, [*files, target / INT8_FILE], parity, quantization)
+
+
+def copy_bundle(bundle: Path, out: Path, skip: Sequence[str] = ()) -> list[Path]:
+    """Copies the bundle's files to `out`, each written atomically; returns the files written."""
+    names = sorted(p.name for p in bundle.iterdir() if p.is_file() and not p.name.startswith("."))
+    return [write_atomic(out / name, (bundle / name).read_bytes()) for name in names if name not in skip]
+
+
+def export_checked(
+    classifier: Classifier, path: Path, images: CheckImages, tolerance: float = PARITY_TOLERANCE
+) -> Parity:
+    """Exports to a temporary file, checks it against PyTorch, then moves it to `path`."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
+    os.close(handle)
+    try:
+        export_onnx(classifier, Path(temporary))
+        parity = check_parity(classifier, Path(temporary), images, tolerance=tolerance)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return parity
+
+
+def export_onnx(classifier: Classifier, path: Path) -> Path:
+    """Writes the classifier's network (normalization included) as ONNX with a dynamic batch axis."""
+    onnx = _import("onnx", "ONNX export")
+    _import("onnxscript", "ONNX export")  # torch.onnx's exporter translates with it
+    if classifier.network is None:
+        raise ModelError("Only a PyTorch classifier can be exported; load the bundle with backend='torch'.")
+    network = copy.deepcopy(classifier.network).cpu().eval()
+    example = torch.zeros((2, *classifier.preprocessing.input_size), dtype=torch.uint8)
+    try:
+        program = torch.onnx.export(
+            network,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=OPSET,
+            verbose=False,
+        )
+    except Exception as err:  # torch.export and the ONNX translation raise many unrelated types
+        raise ModelError(f"torch.onnx.export failed for this network: {err}") from err
+    proto = program.model_proto  # type: ignore[union-attr]
+    onnx.helper.set_model_props(proto, onnx_metadata(classifier))
+    return write_atomic(path, proto.SerializeToString())
+
+
+def onnx_metadata(classifier: Classifier) -> dict[str, str]:
+    """The ONNX metadata_props: what an application needs to feed the model and read its output."""
+    prep = classifier.preprocessing
+    return {
+        "transferkit_format": METADATA_FORMAT,
+        "label_names": json.dumps(classifier.label_names),
+        "preprocessing": json.dumps(prep.to_dict()),
+        "temperature": repr(classifier.temperature),
+        "input": f"{INPUT_NAME}: uint8 (N, {prep.channels}, {prep.image_size}, {prep.image_size}), "
+        f"{'RGBA' if prep.channels == 4 else 'RGB'}; resize the shorter side to "
+        f"floor({prep.image_size} / crop_pct) px ({prep.interpolation}), then crop the centre "
+        f"{prep.image_size} x {prep.image_size}. Mean/std normalization is inside the model.",
+        "output": f"{OUTPUT_NAME}: float32 (N, {len(classifier.label_names)}) in the order of label_names; "
+        "probabilities = softmax(logits / temperature).",
+    }
+
+
+def check_parity(
+    classifier: Classifier,
+    path: Path,
+    images: CheckImages,
+    batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
+    tolerance: float = PARITY_TOLERANCE,
+) -> Parity:
+    """Runs the ONNX file with onnxruntime at each batch size and compares its probabilities to PyTorch's.
+
+    Raises:
+        ParityError: the largest absolute difference is `tolerance` or more.
+    """
+    onnx_classifier = _with_pixel_model(classifier, OnnxPixelModel(path))
+    expected = batched_probabilities(classifier, images.pixels, max(batch_sizes))
+    difference = max(
+        _max_abs_difference(expected, batched_probabilities(onnx_classifier, images.pixels, size))
+        for size in batch_sizes
+    )
+    parity = Parity(difference, len(images.pixels), tuple(batch_sizes), images.description)
+    if not difference < tolerance:  # also catches NaN
+        raise ParityError(
+            f"The ONNX export differs from PyTorch by {difference:.3g} in probability (tolerance "
+            f"{tolerance:g}) on {images.description}; {path.name} was not kept. Report this with the "
+            "model's architecture; the safetensors bundle is unaffected."
+        )
+    return parity
+
+
+def quantize_int8(
+    classifier: Classifier, float_path: Path, path: Path, images: CheckImages
+) -> QuantizationReport:
+    """onnxruntime's dynamic 8-bit quantization of `float_path`, compared with it on `images`.
+
+    Weights are stored as 8-bit integers (about a quarter of the float file); activations are quantized
+    on the fly. On CPUs this shrinks the file but can be slower than float for convolutional networks.
+    """
+    quantization = _import("onnxruntime.quantization", "int8 quantization")
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".quantize.") as folder:
+        prepared, quantized = Path(folder) / "prepared.onnx", Path(folder) / "quantized.onnx"
+        # Shape inference and graph fusion first, as onnxruntime recommends before quantizing.
+        quantization.quant_pre_process(float_path, prepared)
+        # uint8 weights: onnxruntime's CPU ConvInteger runs them 2.7x faster than int8 ones (Lite0).
+        quantization.quantize_dynamic(prepared, quantized, weight_type=quantization.QuantType.QUInt8)
+        os.replace(quantized, path)
+    reference = batched_probabilities(
+        _with_pixel_model(classifier, OnnxPixelModel(float_path)), images.pixels
+    )
+    int8 = batched_probabilities(_with_pixel_model(classifier, OnnxPixelModel(path)), images.pixels)
+    return QuantizationReport(
+        path,
+        float(np.mean(reference.argmax(1) == int8.argmax(1))) if len(reference) else 1.0,
+        _max_abs_difference(reference, int8),
+        _accuracy(reference, images.labels),
+        _accuracy(int8, images.labels),
+        float_path.stat().st_size,
+        path.stat().st_size,
+    )
+
+
+def check_images(bundle: Path, classifier: Classifier) -> CheckImages:
+    """The run's test images (listed in its predictions.csv), or random pixels for a bare bundle."""
+    predictions = bundle.parent / "predictions.csv"
+    if bundle.name == "model" and predictions.is_file():
+        images = _test_images(predictions, classifier)
+        if images is not None:
+            return images
+    generator = torch.Generator().manual_seed(0)
+    shape = (RANDOM_IMAGES, *classifier.preprocessing.input_size)
+    pixels = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+    return CheckImages(pixels, None, f"{RANDOM_IMAGES} random images (a bare bundle has no test images)")
+
+
+def batched_probabilities(classifier: Classifier, pixels: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    chunks = [classifier.probabilities(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
+    return np.concatenate(chunks) if chunks else np.empty((0, len(classifier.label_names)), np.float32)
+
+
+def _test_images(predictions: Path, classifier: Classifier) -> CheckImages | None:
+    with open(predictions, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    index = {name: i for i, name in enumerate(classifier.label_names)}
+    pixels, labels = [], []
+    for row in rows:
+        try:
+            pixels.append(classifier.pixels(row.get("path", "")))
+        except DataError:  # a test image moved, deleted or replaced since the run: left out
+            continue
+        labels.append(index.get(row.get("true", ""), -1))
+    if not pixels:
+        return None
+    known = np.array(labels) if min(labels) >= 0 else None
+    note = f"{len(pixels)} test images of {predictions.parent} (from predictions.csv)"
+    return CheckImages(torch.from_numpy(np.stack(pixels)), known, note)
+
+
+def _with_pixel_model(classifier: Classifier, pixel_model: OnnxPixelModel) -> Classifier:
+    return Classifier(
+        pixel_model,
+        classifier.label_names,
+        classifier.preprocessing,
+        classifier.temperature,
+        views=classifier.views,
+        data_channels=classifier.data_channels,
+        backend="onnx",
+    )
+
+
+def _max_abs_difference(first: np.ndarray, second: np.ndarray) -> float:
+    return float(np.abs(first - second).max()) if first.size else 0.0
+
+
+def _accuracy(probabilities: np.ndarray, labels: np.ndarray | None) -> float | None:
+    return None if labels is None or not len(labels) else float(np.mean(probabilities.argmax(1) == labels))
+
+
+def _check_options(format: str, quantize: str | None) -> None:
+    if format not in FORMATS:
+        raise UnknownNameError("export format", format, FORMATS)
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise UnknownNameError("quantization", quantize, QUANTIZATIONS)
+    if quantize is not None and format != "onnx":
+        raise ConfigError("--quantize int8 quantizes the ONNX model: use it with --format onnx.")
+
+
+def _same_folder(first: Path, second: Path) -> bool:
+    return first.resolve() == second.resolve()
+
+
+def _import(module: str, feature: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(module.split(".", maxsplit=1)[0], feature) from err

@@ -1,0 +1,359 @@
+"""`load`: a fine-tuned model from its bundle, predicting on image files, PIL images and arrays.
+
+The preprocessing is the run's, reused rather than restated: `decode_image`, the training cache's
+`resize_and_crop` with the bundle's interpolation and crop, then `Normalize`. Nothing from the training
+stack is imported (no Lightning) and weights are read from safetensors only (no pickle).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import nn
+
+from transferkit.config import ModelConfig
+from transferkit.data.cache import _RESAMPLING, resize_and_crop
+from transferkit.data.decode import decode_image, to_channels
+from transferkit.data.folder import list_images
+from transferkit.data.manifest import is_manifest, manifest_path_column, manifest_paths, read_manifest
+from transferkit.errors import DataError, ModelError, UnknownNameError
+from transferkit.models.backbone import Preprocessing
+from transferkit.models.runs import find_bundle, load_run
+from transferkit.training.inference import inference_device
+from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
+from transferkit.transforms.normalize import Normalize
+
+ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
+"""An image file's path, a PIL image, or a uint8 array (H x W or H x W x C)."""
+
+PixelModel: TypeAlias = Callable[[torch.Tensor], torch.Tensor]
+"""uint8 pixels (N, C, H, W), resized and cropped -> logits (N, classes) on the CPU."""
+
+BACKENDS = ("torch", "onnx")
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The most probable labels of one image with their probabilities, most probable first."""
+
+    labels: tuple[str, ...]
+    probabilities: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+    @property
+    def probability(self) -> float:
+        return self.probabilities[0]
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    """One file's prediction, or why the file could not be read (then `prediction` is None)."""
+
+    path: str
+    prediction: Prediction | None = None
+    error: str | None = None
+
+
+class ClassifierNetwork(nn.Module):
+    """Normalization and the fine-tuned network in one module: what `Classifier` runs and ONNX exports.
+
+    Shape:
+        input: uint8 (N, C, H, W) pixels after the resize and centre crop.
+        output: logits (N, classes).
+    """
+
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.normalize = Normalize(preprocessing)
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(pixels))
+
+
+class TorchPixelModel:
+    """A `ClassifierNetwork` in inference mode on the inference device (the GPU when there is one)."""
+
+    def __init__(self, network: ClassifierNetwork) -> None:
+        self.device = inference_device()
+        self.network = network.eval().to(self.device)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.network(pixels.to(self.device)).float().cpu()
+
+
+class Classifier:
+    """A fine-tuned image classifier: the bundle's network, preprocessing, label names and temperature.
+
+    Attributes:
+        label_names: class names in the order of the model's outputs.
+        preprocessing: input size, mean, std, interpolation and crop of the fine-tuned model.
+        temperature: calibration temperature; probabilities are softmax(logits / temperature).
+        views: test-time views whose probabilities are averaged, as the run's test evaluation did.
+        data_channels: channels images are decoded to, as in training (1 for grayscale sets).
+        pixel_model: uint8 pixels (N, C, H, W) -> logits; PyTorch or onnxruntime (see `backend`).
+        backend: "torch" or "onnx".
+        network: the PyTorch module (normalization + network), or None for the onnx backend.
+    """
+
+    def __init__(
+        self,
+        pixel_model: PixelModel,
+        label_names: Sequence[str],
+        preprocessing: Preprocessing,
+        temperature: float = 1.0,
+        *,
+        views: Sequence[ImageTransform] = (identity,),
+        data_channels: int | None = None,
+        backend: str = "torch",
+        network: ClassifierNetwork | None = None,
+    ) -> None:
+        self.pixel_model = pixel_model
+        self.label_names = list(label_names)
+        self.preprocessing = preprocessing
+        self.temperature = temperature
+        self.views = tuple(views)
+        self.data_channels = data_channels or preprocessing.channels
+        self.backend = backend
+        self.network = network
+        self._resample = _RESAMPLING.get(preprocessing.interpolation, Image.Resampling.BICUBIC)
+
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[Prediction]:
+        """The `top_k` most probable labels of each image."""
+        return [self.top(row, top_k) for row in self.predict_proba(images, batch_size)]
+
+    def predict_proba(
+        self, images: ImageInput | Sequence[ImageInput], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> np.ndarray:
+        """Calibrated class probabilities, float32 (N, classes).
+
+        Args:
+            images: one image or a sequence of them: paths, PIL images, uint8 arrays; a 4-D array is a
+                batch of H x W x C images.
+            batch_size: images decoded and run at a time.
+        """
+        items = as_image_list(images)
+        chunks = [
+            self.probabilities(self.preprocess(items[start : start + batch_size]))
+            for start in range(0, len(items), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.empty((0, len(self.label_names)), np.float32)
+
+    def predict_files(
+        self, paths: Iterable[str], top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[FilePrediction]:
+        """Predictions for image files in their order; an unreadable file is reported with its error."""
+        paths = list(paths)
+        results: list[FilePrediction | None] = [None] * len(paths)
+        batch: list[tuple[int, np.ndarray]] = []
+        for index, path in enumerate(paths):
+            try:
+                batch.append((index, self.pixels(path)))
+            except DataError as err:
+                results[index] = FilePrediction(path, error=str(err))
+            if len(batch) == batch_size:
+                self._predict_batch(paths, batch, top_k, results)
+                batch = []
+        self._predict_batch(paths, batch, top_k, results)
+        return [result for result in results if result is not None]
+
+    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """uint8 pixels (N, C, H, W): decoded, resized and centre-cropped as in training."""
+        if not images:
+            size = self.preprocessing.image_size
+            return torch.empty((0, self.data_channels, size, size), dtype=torch.uint8)
+        return torch.from_numpy(np.stack([self.pixels(image) for image in images]))
+
+    def pixels(self, image: ImageInput) -> np.ndarray:
+        """One image as uint8 (C, H, W), resized and cropped as `decode_resized` does for training."""
+        channels, size = self.data_channels, self.preprocessing.image_size
+        resized = resize_and_crop(
+            to_pil_image(image, channels), size, self._resample, self.preprocessing.crop_pct
+        )
+        return np.asarray(resized, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
+
+    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
+        """softmax(logits / temperature) of uint8 pixels (N, C, H, W), averaged over the test-time views;
+        float32 (N, classes)."""
+        if len(pixels) == 0:
+            return np.empty((0, len(self.label_names)), np.float32)
+        pixels = pixels.expand(-1, self.preprocessing.channels, -1, -1)  # grayscale into an RGB network
+        views = [
+            (self.pixel_model(view(pixels)).float() / self.temperature).softmax(1) for view in self.views
+        ]
+        return torch.stack(views).mean(0).numpy()
+
+    def top(self, probabilities: np.ndarray, top_k: int = 1) -> Prediction:
+        """The `top_k` labels of one row of probabilities, most probable first."""
+        order = np.argsort(-probabilities, kind="stable")[: max(1, top_k)]
+        return Prediction(
+            tuple(self.label_names[i] for i in order), tuple(float(probabilities[i]) for i in order)
+        )
+
+    def _predict_batch(
+        self,
+        paths: list[str],
+        batch: list[tuple[int, np.ndarray]],
+        top_k: int,
+        results: list[FilePrediction | None],
+    ) -> None:
+        if batch:
+            probabilities = self.probabilities(torch.from_numpy(np.stack([pixels for _, pixels in batch])))
+            for (index, _), row in zip(batch, probabilities, strict=True):
+                results[index] = FilePrediction(paths[index], self.top(row, top_k))
+
+
+def load(path: str | os.PathLike[str], backend: str = "torch") -> Classifier:
+    """Loads a fine-tuned model from a run directory or its bundle folder (``RUN/model``).
+
+    Args:
+        path: a run directory or a bundle folder (config.json + model.safetensors).
+        backend: "torch" runs the safetensors weights with PyTorch; "onnx" runs the bundle's
+            ``model.onnx`` with onnxruntime (``transferkit export PATH --format onnx`` writes it).
+
+    Raises:
+        ModelError: no bundle at `path`, or its config or weights cannot be read.
+    """
+    if backend not in BACKENDS:
+        raise UnknownNameError("backend", backend, BACKENDS)
+    bundle = find_bundle(Path(path))
+    config = read_bundle_config(bundle)
+    preprocessing = Preprocessing.from_dict(config["preprocessing"])
+    labels, temperature = config["label_names"], bundle_temperature(config, bundle)
+    views, channels = bundle_views(config, bundle), config.get("data_channels")
+    if backend == "onnx":
+        from transferkit.export.onnx import OnnxPixelModel  # onnxruntime is an optional dependency
+
+        pixel_model: PixelModel = OnnxPixelModel.from_bundle(bundle)
+        network = None
+    else:
+        network = ClassifierNetwork(load_run(str(bundle), ModelConfig(f"run:{bundle}")).model, preprocessing)
+        pixel_model = TorchPixelModel(network)
+    return Classifier(
+        pixel_model,
+        labels,
+        preprocessing,
+        temperature,
+        views=views,
+        data_channels=channels,
+        backend=backend,
+        network=network,
+    )
+
+
+def read_bundle_config(bundle: Path) -> dict[str, Any]:
+    """A bundle's config.json, checked for the keys prediction needs."""
+    path = bundle / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelError(f"Cannot read {path}: {err}. Export the run again.") from err
+    missing = {"label_names", "preprocessing", "num_classes"} - set(
+        config if isinstance(config, dict) else ()
+    )
+    if missing:
+        raise ModelError(f"{path} lacks {sorted(missing)}; it was not written by transferkit's export.")
+    if len(config["label_names"]) != config["num_classes"]:
+        raise ModelError(
+            f"{path} names {len(config['label_names'])} labels for {config['num_classes']} classes; "
+            "export the run again."
+        )
+    return dict(config)
+
+
+def bundle_views(config: dict[str, Any], bundle: Path) -> list[ImageTransform]:
+    """The test-time views the run averaged (just the image for bundles that do not list them)."""
+    names = config.get("test_time_views", ["identity"])
+    unknown = [name for name in names if name not in TEST_VIEWS]
+    if unknown or not names:
+        raise ModelError(
+            f"{bundle / 'config.json'}: unknown test-time views {unknown}; valid: {list(TEST_VIEWS)}."
+        )
+    return [TEST_VIEWS[name] for name in names]
+
+
+def bundle_temperature(config: dict[str, Any], bundle: Path) -> float:
+    """The calibration temperature in config.json (1.0, no calibration, when absent)."""
+    value = config.get("temperature", 1.0)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ModelError(f"{bundle / 'config.json'}: temperature must be a positive number, not {value!r}.")
+    return float(value)
+
+
+def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """One image or many as a list; a 4-D array is a batch, a 2-D or 3-D array one image."""
+    if isinstance(images, str | os.PathLike | Image.Image):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
+
+
+def to_pil_image(image: ImageInput, channels: int) -> Image.Image:
+    """A path, PIL image or uint8 array as a PIL image with `channels` channels, EXIF orientation applied."""
+    if isinstance(image, str | os.PathLike):
+        return decode_image(os.fspath(image), channels)
+    if isinstance(image, Image.Image):
+        return to_channels(ImageOps.exif_transpose(image), channels)
+    if isinstance(image, np.ndarray):
+        return to_channels(_array_image(image), channels)
+    raise DataError(
+        f"Cannot predict on a {type(image).__name__}: give image paths, PIL images or uint8 arrays "
+        "(H x W or H x W x C)."
+    )
+
+
+def _array_image(array: np.ndarray) -> Image.Image:
+    if array.dtype != np.uint8:
+        raise DataError(
+            f"Image arrays must be uint8 (0 to 255), not {array.dtype}; for floats in 0 to 1 use "
+            "(array * 255).round().astype(np.uint8)."
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
+        return Image.fromarray(np.ascontiguousarray(array))
+    raise DataError(f"Image arrays must be H x W or H x W x C with C = 1, 3 or 4, not {array.shape}.")
+
+
+def list_image_files(specs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Image files named by `specs`: files, folders (recursively), glob patterns, .csv/.jsonl manifests.
+
+    A spec that names nothing is kept as it is, so that predicting on it reports the error in its place.
+    """
+    return [path for spec in specs for path in _expand(str(spec))]
+
+
+def _expand(spec: str) -> list[str]:
+    path = Path(spec)
+    if path.is_dir():
+        return [str(found) for found in list_images(path)]
+    if path.is_file() and is_manifest(path):
+        manifest = read_manifest(path)
+        return manifest_paths(manifest, manifest_path_column(manifest, None))
+    if not path.exists() and any(character in spec for character in "*?["):
+        matches = sorted(glob.glob(spec, recursive=True))
+        return [found for match in matches for found in _expand(match)] or [spec]
+    return [spec]

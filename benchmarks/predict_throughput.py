@@ -51,9 +51,11 @@ def best_time(work: Callable[[], object], repeats: int) -> float:
 
 
 def build_bundle(folder: Path, class_names: list[str]) -> Path:
+    """The default model's bundle as a run on ELPV writes it, but with one test-time view (the image)."""
     backbone = resolve_model(MODEL)
     backbone.reset_head(len(class_names))
-    return save_bundle(backbone, BundleInfo(class_names, {}, "elpv"), folder / "model")
+    info = BundleInfo(class_names, {}, "elpv", data_channels=1)  # ELPV cells are grayscale, as in training
+    return save_bundle(backbone, info, folder / "model")
 
 
 def bare_forward(classifier: Classifier, pixels: torch.Tensor, batch_size: int) -> Callable[[], object]:
@@ -82,9 +84,10 @@ def measure(paths: list[str], bundle: Path, batch_size: int, repeats: int) -> li
         OnnxPixelModel.from_bundle(bundle, INT8_FILE),
         on_onnx.label_names,
         on_onnx.preprocessing,
+        data_channels=on_onnx.data_channels,
         backend="onnx",
     )
-    channels = classifier.preprocessing.channels
+    channels = classifier.data_channels
     images = [decode_image(path, channels) for path in paths]
     pixels = classifier.preprocess(images)
     stages: dict[str, Callable[[], object]] = {

@@ -15,14 +15,11 @@ from transferkit.data import (
     class_counts,
     decode_splits,
     fingerprint,
-    make_splits,
-    resolve_data,
-    subsample,
 )
 from transferkit.data.cache import DiskCache
 from transferkit.data.checks import DataReport, check_data
-from transferkit.data.splits import Splits, apply_label_budget, with_unlabeled
-from transferkit.data.unlabeled import load_unlabeled
+from transferkit.data.load import load_source, split_with_budget
+from transferkit.data.splits import Splits
 from transferkit.errors import DataError
 from transferkit.evaluation import headline_metrics
 from transferkit.evaluation.run_outputs import evaluate_test, write_run_outputs
@@ -110,25 +107,6 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
         data_checks=checks,
     )
     return Run(paths, config, evaluation.metrics, wall_time)
-
-
-def load_source(config: DataConfig) -> ImageSource:
-    source = resolve_data(config.name, image_column=config.image_column, label_column=config.label_column)
-    if config.channels:
-        source = replace(source, channels=config.channels)
-    if config.subset:
-        source = subsample(source, config.subset, config.split_seed)
-    if config.unlabeled:
-        source = with_unlabeled(source, load_unlabeled(config.unlabeled))
-    return source
-
-
-def split_with_budget(source: ImageSource, config: DataConfig) -> Splits:
-    """Train/val/test, then the label budget: train keeps its labeled subset, the rest is unlabeled."""
-    splits = make_splits(source, config.val_fraction, config.test_fraction, config.split_seed)
-    return apply_label_budget(
-        source, splits, config.split_seed, config.labels_per_class, config.label_fraction
-    )
 
 
 def with_budget_note(source: ImageSource, splits: Splits, config: DataConfig) -> ImageSource:

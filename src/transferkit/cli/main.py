@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli import ship
+from transferkit.cli import assess, ship
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import TransferkitError
 from transferkit.models import resolve_model
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--weights", help="local weights file for a timm: or torchvision: model")
     add_check_data_parser(commands)
     ship.add_commands(commands)
+    assess.add_commands(commands)
     return parser
 
 
@@ -278,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "check-data": run_check_data,
             "predict": ship.run_predict,
             "export": ship.run_export,
+            "evaluate": assess.run_evaluate,
+            "compare": assess.run_compare,
         }
         return commands[args.command](args)
     except TransferkitError as err:

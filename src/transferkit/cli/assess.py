@@ -1,0 +1,101 @@
+"""`transferkit evaluate` and `transferkit compare`: parse, call the evaluation API, print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from transferkit.files import write_json
+
+if TYPE_CHECKING:
+    from transferkit.evaluation.compare import RunRow
+
+console = Console(stderr=True)
+stdout = Console()
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the `evaluate` and `compare` subcommands to the `transferkit` parser."""
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a fine-tuned model on a labelled split, with 95 %% intervals",
+        description="Without --data, rebuilds the run's own split from its config.yaml.",
+    )
+    evaluate.add_argument("model", metavar="RUN_OR_BUNDLE")
+    evaluate.add_argument("--data", help="dataset spec (default: the run's own dataset)")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    evaluate.add_argument(
+        "--no-tta", dest="tta", action="store_false", help="the image alone, no test-time views"
+    )
+    evaluate.add_argument("--out", help="folder to write evaluation.json into")
+    compare = commands.add_parser(
+        "compare",
+        help="compare finished runs: metrics, intervals, and which differences exceed the noise",
+    )
+    compare.add_argument("runs", metavar="RUN", nargs="+")
+    compare.add_argument("--out", help="folder to write comparison.csv and comparison.png into")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from transferkit.evaluation.evaluate import evaluate
+
+    result = evaluate(args.model, args.data, args.split, args.tta)
+    stdout.print(
+        metrics_table(result.metrics, f"{result.data}, {result.split} split ({len(result.paths)} images)")
+    )
+    for bad in result.skipped:
+        console.print(f"skipped {bad.path}: {bad.reason}")
+    if args.out:
+        path = write_json(Path(args.out) / "evaluation.json", result.to_dict())
+        print(f"evaluation: {path}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from transferkit.evaluation.compare import compare_runs, write_comparison
+
+    rows = compare_runs(args.runs)
+    stdout.print(comparison_table(rows))
+    if args.out:
+        for path in write_comparison(rows, Path(args.out)):
+            print(f"wrote {path}")
+    return 0
+
+
+def metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95 % interval", justify="right")
+    intervals = metrics.get("intervals", {})
+    for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
+        if metrics.get(name) is not None:
+            interval = intervals.get(name)
+            shown = f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else ""
+            table.add_row(name.replace("_", " "), f"{100 * metrics[name]:.2f} %", shown)
+    for name, grouped in metrics.get("groupings", {}).items():
+        table.add_row(f"{name} accuracy", f"{100 * grouped['accuracy']:.2f} %", "")
+    return table
+
+
+def comparison_table(rows: list[RunRow]) -> Table:
+    table = Table(title="runs (differences to the first run, paired over shared test images)")
+    for column in ("run", "model", "strategy", "data", "accuracy [95 %]", "Δ to first [95 %]", "", "wall"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        low, high = row.accuracy_interval
+        accuracy = f"{100 * row.headline['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+        delta, verdict = "baseline", ""
+        if row.difference is not None:
+            mean, d_low, d_high = row.difference
+            delta = f"{100 * mean:+.1f} [{100 * d_low:+.1f}, {100 * d_high:+.1f}]"
+            verdict = "beyond noise" if row.beyond_noise else "within noise"
+        elif row is not rows[0]:
+            delta = "no shared test images"
+        wall = f"{row.wall_time_s / 60:.1f} min" if row.wall_time_s else ""
+        table.add_row(Path(row.run).name, row.model, row.strategy, row.data, accuracy, delta, verdict, wall)
+    return table

@@ -1,0 +1,142 @@
+"""`transferkit evaluate`: a fine-tuned model scored on a labelled split, without any training code.
+
+Given a run directory and no data, the run's own test split is rebuilt from its config.yaml, so the
+numbers can be checked against the run's metrics.json. Given `--data`, any dataset whose class names
+the model knows can be scored, e.g. a new batch of labelled images from the production line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.config import DataConfig, FitConfig
+from transferkit.data.checks import BadImage
+from transferkit.data.load import load_source, split_with_budget
+from transferkit.data.source import ImageSource
+from transferkit.errors import ConfigError, DataError
+from transferkit.evaluation.metrics import compute_metrics
+from transferkit.export.predictor import Classifier, load
+from transferkit.progress import progress_task
+from transferkit.transforms.augment import identity
+
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of a model on one split, with what was scored and what could not be read."""
+
+    model: str
+    data: str
+    split: str
+    views: list[str]
+    metrics: dict[str, Any]
+    paths: list[str]
+    probabilities: np.ndarray
+    skipped: list[BadImage]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "split": self.split,
+            "test_time_views": self.views,
+            "metrics": self.metrics,
+            "skipped": [{"path": bad.path, "reason": bad.reason} for bad in self.skipped],
+        }
+
+
+def evaluate(
+    model: str | Path, data: str | None = None, split: str = "test", tta: bool = True, batch_size: int = 32
+) -> Evaluation:
+    """Scores the model of a run directory or bundle on a labelled split.
+
+    Args:
+        model: a run directory or a bundle folder.
+        data: a dataset spec (folder, manifest, packaged name, hf:...); None: the run's own dataset.
+        split: train, val, test, or all (every labelled image).
+        tta: average the bundle's test-time views (as the run did); False: the image alone.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}.")
+    classifier = load(model)
+    if not tta:
+        classifier.views = (identity,)
+    data_config = _data_config(Path(model), data)
+    source = load_source(data_config)
+    labels = _model_labels(source, classifier)
+    indices = _split_indices(source, data_config, split)
+    probabilities, kept, skipped = _predict_records(classifier, source, indices, batch_size)
+    metrics = compute_metrics(
+        labels[kept], probabilities, classifier.label_names, _groupings(source, classifier)
+    )
+    return Evaluation(
+        str(model),
+        data_config.name,
+        split,
+        [view.__name__ for view in classifier.views],
+        metrics,
+        [source.records[i].path for i in kept],
+        probabilities,
+        skipped,
+    )
+
+
+def _data_config(model: Path, data: str | None) -> DataConfig:
+    """The run's data section (so its splits are rebuilt exactly), with `data` as the dataset if given."""
+    run_config = model / "config.yaml"
+    saved = FitConfig.from_yaml(run_config).data if run_config.is_file() else None
+    if data is None and saved is None:
+        raise ConfigError(f"{model} is a bundle without its run's config.yaml: name the data with --data.")
+    if saved is None:
+        return DataConfig(name=str(data))
+    return replace(saved, name=data) if data is not None else saved
+
+
+def _model_labels(source: ImageSource, classifier: Classifier) -> np.ndarray:
+    """Each record's label as an index into the model's classes, matched by name."""
+    unknown = sorted(set(source.class_names) - set(classifier.label_names))
+    if unknown:
+        raise DataError(
+            f"The data has classes {unknown} that the model does not know; it knows {classifier.label_names}."
+        )
+    position = {name: classifier.label_names.index(name) for name in source.class_names}
+    return np.array([position[source.class_names[r.label]] if r.label >= 0 else -1 for r in source.records])
+
+
+def _split_indices(source: ImageSource, config: DataConfig, split: str) -> list[int]:
+    splits = split_with_budget(source, config)
+    if split == "all":
+        return sorted(splits.train + splits.val + splits.test)
+    return dict(splits.items())[split]
+
+
+def _predict_records(
+    classifier: Classifier, source: ImageSource, indices: list[int], batch_size: int
+) -> tuple[np.ndarray, list[int], list[BadImage]]:
+    """Probabilities of every readable record; unreadable ones are skipped and listed."""
+    chunks, kept, skipped = [], [], []
+    with progress_task(f"evaluate {len(indices)} images", len(indices)) as advance:
+        for start in range(0, len(indices), batch_size):
+            images = []
+            for index in indices[start : start + batch_size]:
+                record = source.records[index]
+                try:
+                    images.append(source.open(record))
+                    kept.append(index)
+                except DataError as err:
+                    skipped.append(BadImage(index, record.path, str(err)))
+            chunks.append(classifier.predict_proba(images, batch_size))
+            advance(len(indices[start : start + batch_size]))
+    if not kept:
+        raise DataError(f"None of the {len(indices)} images of the split could be read.")
+    return np.concatenate(chunks), kept, skipped
+
+
+def _groupings(source: ImageSource, classifier: Classifier) -> tuple[Any, ...]:
+    """The dataset's coarser tasks (ELPV binary), when the model's classes are the dataset's, in order."""
+    return source.groupings if source.class_names == classifier.label_names else ()

@@ -18,17 +18,20 @@ from transferkit.config import FitConfig
 
 if TYPE_CHECKING:
     from transferkit.api import Run, fit
+    from transferkit.evaluation.evaluate import evaluate
     from transferkit.export.predictor import load
 
-__all__ = ["FitConfig", "Run", "fit", "load"]
+__all__ = ["FitConfig", "Run", "evaluate", "fit", "load"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """`fit`, `Run` and `load` import on first use: torch and the training stack take seconds to import,
+    """`fit`, `Run`, `load` and `evaluate` import on first use: torch and the training stack take seconds to import,
     `--help` should not; `load` never imports the training stack (Lightning) at all."""
     if name in ("Run", "fit"):
         return getattr(importlib.import_module("transferkit.api"), name)
     if name == "load":
         return importlib.import_module("transferkit.export.predictor").load
+    if name == "evaluate":
+        return importlib.import_module("transferkit.evaluation.evaluate").evaluate
     raise AttributeError(f"module 'transferkit' has no attribute {name!r}")

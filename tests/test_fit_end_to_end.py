@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -87,10 +88,13 @@ def test_bundle_loads_into_a_fresh_timm_model(run: transferkit.Run) -> None:
     model.load_state_dict(load_file(run.dir / "model" / "model.safetensors"))
 
 
-def test_report_embeds_its_plots(run: transferkit.Run) -> None:
+def test_report_embeds_every_plot_it_links(run: transferkit.Run) -> None:
     html = (run.dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
-    assert "plots/confusion_matrix.png" in (run.dir / "report.md").read_text()
+    plots = sorted((run.dir / "plots").glob("*.png"))
+    assert {"confusion_matrix.png", "learning_curves.png", "per_class_f1.png"} <= {p.name for p in plots}
+    assert html.count("data:image/png;base64,") == len(plots)
+    markdown = (run.dir / "report.md").read_text()
+    assert all(f"plots/{plot.name}" in markdown for plot in plots)
 
 
 def test_images_are_decoded_once_whatever_the_epochs(
@@ -108,10 +112,13 @@ def test_images_are_decoded_once_whatever_the_epochs(
     for epochs in (1, 3):
         opened.clear()
         config = tiny_fit_config(image_folder, tmp_path, epochs=epochs).with_overrides({"data.cache": False})
-        transferkit.fit(config)
-        opens_per_run.append(Counter(opened))
+        run = transferkit.fit(config)
+        test_images = {line.split(",")[0] for line in (run.dir / "predictions.csv").read_text().splitlines()}
+        # Test images are opened again for the report's gallery of mistakes, which differs between runs.
+        opens_per_run.append(Counter(path for path in opened if path not in test_images))
     assert opens_per_run[0] == opens_per_run[1]  # more epochs, no more decoding
-    assert set(opens_per_run[0]) == {str(p) for p in image_folder.rglob("*.png")}
+    assert set(opens_per_run[0].values()) == {1}  # each train and val image: the decode pass only
+    assert set(opens_per_run[0]) == {str(p) for p in image_folder.rglob("*.png")} - test_images
 
 
 def test_run_directories_never_collide(tmp_path: Path) -> None:
@@ -135,3 +142,37 @@ def test_four_channel_images_fit_and_chain(tmp_path: Path) -> None:
     assert bundle["preprocessing"]["input_size"][0] == 4
     chained = resolve_model(f"run:{run.dir}")
     assert chained.model.conv_stem.in_channels == 4
+
+
+def test_metrics_have_intervals_calibration_and_the_tta_gain(run: transferkit.Run) -> None:
+    saved = json.loads((run.dir / "metrics.json").read_text())
+    test = saved["test"]
+    assert set(test["intervals"]) == {"accuracy", "balanced_accuracy", "macro_f1", "auroc"}
+    low, high = test["intervals"]["accuracy"]
+    assert low <= test["accuracy"] <= high
+    assert test["resolution"] == pytest.approx((high - low) / 2)
+    assert all("f1_interval" in row for row in test["per_class"])
+    assert sum(b["count"] for b in test["calibration"]["bins"]) == test["num_samples"]
+    calibration = saved["calibration"]
+    assert test["temperature_scaling"] == calibration
+    fitted_on = re.fullmatch(r"val \((\d+) images\)", calibration["fitted_on"])
+    assert fitted_on is not None and int(fitted_on.group(1)) > 0
+    assert calibration["ece_after"] == pytest.approx(test["calibration"]["ece"])
+    tta = saved["tta"]
+    assert test["tta"] == tta
+    assert tta["views"] == ["identity", "hflip"]
+    assert tta["accuracy_with"] == test["accuracy"]
+    assert tta["gain"] == pytest.approx(tta["accuracy_with"] - tta["accuracy_without"])
+
+
+def test_the_bundle_carries_the_temperature_fitted_on_val(run: transferkit.Run) -> None:
+    saved = json.loads((run.dir / "metrics.json").read_text())
+    bundle = json.loads((run.dir / "model" / "config.json").read_text())
+    assert bundle["temperature"] == saved["calibration"]["temperature"]
+    assert 0.05 <= bundle["temperature"] <= 20
+    classifier = transferkit.load(run.dir)
+    assert classifier.temperature == bundle["temperature"]
+    with open(run.dir / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    calibrated = np.array([[float(row[f"p_{name}"]) for name in classifier.label_names] for row in rows])
+    np.testing.assert_allclose(classifier.predict_proba([row["path"] for row in rows]), calibrated, atol=1e-5)

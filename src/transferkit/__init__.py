@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """`fit`, `Run`, `load` and `evaluate` import on first use: torch and the training stack take seconds to import,
-    `--help` should not; `load` never imports the training stack (Lightning) at all."""
+    """`fit`, `Run`, `load` and `evaluate` import on first use: torch and the training stack take seconds
+    to import, `--help` should not; `load` and `evaluate` never import Lightning at all."""
     if name in ("Run", "fit"):
         return getattr(importlib.import_module("transferkit.api"), name)
     if name == "load":

@@ -93,7 +93,8 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     history = run_phases(module, data, augment, paths)
     # 5. evaluation on the held-out test split, report and export
     views = augment.tta_views if config.preprocess.tta else (identity,)
-    evaluation = evaluate_test(module, source, data["test"], views)
+    # the temperature is fitted on the validation split, with the same views as the test evaluation
+    evaluation = evaluate_test(module, source, data["test"], views, val=data["val"])
     wall_time = time.perf_counter() - started
     counts = class_counts(source, splits)
     write_run_outputs(

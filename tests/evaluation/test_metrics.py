@@ -9,6 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 from transferkit.evaluation import LabelGrouping, compute_metrics, headline_metrics
+from transferkit.evaluation.metrics import noise_note
 
 CLASS_NAMES = ("a", "b", "c", "d", "e")
 
@@ -121,3 +122,97 @@ def test_invalid_groupings_raise() -> None:
         compute_metrics(
             np.array([0]), np.array([[1.0, 0.0, 0.0]]), "abc", [LabelGrouping("g", ("x", "y"), (0, 1))]
         )
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_shrink_with_more_images() -> None:
+    widths = []
+    for num_samples in (100, 2000):
+        y_true, probs = _random_case(0, num_samples)
+        probs = 0.85 * probs + 0.15 * np.eye(len(CLASS_NAMES))[y_true]  # better than chance
+        result = compute_metrics(y_true, probs, CLASS_NAMES)
+        for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
+            low, high = result["intervals"][name]
+            assert low <= result[name] <= high, name
+        for row in result["per_class"][:4]:
+            assert row["f1_interval"][0] <= row["f1"] <= row["f1_interval"][1]
+        low, high = result["intervals"]["accuracy"]
+        assert result["resolution"] == pytest.approx((high - low) / 2)
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 3  # about 1/sqrt(N): 4.5 times narrower
+
+
+def test_bootstrap_is_seeded_and_the_interval_of_accuracy_matches_its_binomial_spread() -> None:
+    y_true, probs = _random_case(1, 400)
+    first = compute_metrics(y_true, probs, CLASS_NAMES, seed=3)
+    assert compute_metrics(y_true, probs, CLASS_NAMES, seed=3)["intervals"] == first["intervals"]
+    assert compute_metrics(y_true, probs, CLASS_NAMES, seed=4)["intervals"] != first["intervals"]
+    accuracy = first["accuracy"]
+    binomial_half_width = 1.96 * np.sqrt(accuracy * (1 - accuracy) / 400)
+    assert first["resolution"] == pytest.approx(binomial_half_width, rel=0.15)
+
+
+def test_noise_note_only_when_the_test_set_cannot_resolve_a_point() -> None:
+    y_true, probs = _random_case(0, 200)
+    small = compute_metrics(y_true, probs, CLASS_NAMES)
+    note = noise_note(small)
+    assert note is not None
+    assert note.startswith("With 200 test images the 95 % interval of accuracy spans ±")
+    assert noise_note({**small, "resolution": 0.004}) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auroc_matches_sklearn(seed: int) -> None:
+    y_true, probs = _random_case(seed)
+    probs = np.round(probs, 2)  # ties count one half, as in sklearn
+    probs /= probs.sum(axis=1, keepdims=True)
+    expected = skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro")
+    assert compute_metrics(y_true, probs, CLASS_NAMES)["auroc"] == pytest.approx(expected)
+
+    binary = (y_true >= 2).astype(int)
+    binary_probs = np.column_stack([probs[:, :2].sum(1), probs[:, 2:].sum(1)])
+    result = compute_metrics(binary, binary_probs, ("low", "high"))
+    assert result["auroc"] == pytest.approx(skm.roc_auc_score(binary, binary_probs[:, 1]))
+
+
+def test_auroc_skips_classes_without_positives_and_is_none_when_undefined() -> None:
+    y_true, probs = _random_case(0)
+    y_true[y_true == 3] = 0  # class 3 never occurs
+    present = [0, 1, 2, 4]
+    expected = np.mean([skm.roc_auc_score(y_true == c, probs[:, c]) for c in present])
+    assert compute_metrics(y_true, probs, CLASS_NAMES)["auroc"] == pytest.approx(expected)
+
+    single = compute_metrics(np.zeros(4, dtype=int), np.full((4, 2), 0.5), ("a", "b"))
+    assert single["auroc"] is None
+    assert single["intervals"]["auroc"] is None
+    assert json.loads(json.dumps(single)) == single
+
+
+def test_grouping_has_intervals_and_auroc() -> None:
+    y_true, probs = _random_case(2)
+    grouping = LabelGrouping("binary", ("low", "high"), (0, 0, 1, 1, 1))
+    grouped = compute_metrics(y_true, probs, CLASS_NAMES, [grouping])["groupings"]["binary"]
+    group_true = (y_true >= 2).astype(int)
+    assert grouped["auroc"] == pytest.approx(skm.roc_auc_score(group_true, probs[:, 2:].sum(1)))
+    for name in ("accuracy", "balanced_accuracy", "macro_f1"):
+        low, high = grouped["intervals"][name]
+        assert low <= grouped[name] <= high
+
+
+def test_top_k_accuracy_only_for_more_than_five_classes() -> None:
+    assert "top_k_accuracy" not in compute_metrics(*_random_case(0), CLASS_NAMES)
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 8, size=300)
+    probs = rng.dirichlet(np.ones(8), size=300)
+    top_k = compute_metrics(y_true, probs, list("abcdefgh"))["top_k_accuracy"]
+    for k in (3, 5):
+        expected = skm.top_k_accuracy_score(y_true, probs, k=k, labels=range(8))
+        assert top_k[str(k)] == pytest.approx(expected)
+
+
+def test_calibration_of_the_test_probabilities() -> None:
+    y_true, probs = _random_case(0, 300)
+    calibration = compute_metrics(y_true, probs, CLASS_NAMES)["calibration"]
+    assert sum(b["count"] for b in calibration["bins"]) == 300
+    assert set(calibration["bins"][0]) == {"lower", "upper", "count", "confidence", "accuracy"}
+    ece = sum(b["count"] / 300 * abs(b["accuracy"] - b["confidence"]) for b in calibration["bins"])
+    assert calibration["ece"] == pytest.approx(ece)

@@ -5,17 +5,26 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from transferkit.evaluation import plot_confusion_matrix, plot_learning_curves
+from transferkit.evaluation.plots import (
+    create_run_plots,
+    list_confident_mistakes,
+    plot_confident_mistakes,
+    plot_per_class_f1,
+    plot_reliability,
+)
 
 
-def _assert_png(path: Path) -> None:
+def _assert_png(path: Path | None, min_width: int = 500, min_height: int = 300) -> None:
+    assert path is not None and path.stat().st_size > 0
     with Image.open(path) as image:
         assert image.format == "PNG"
-        assert image.width > 500
-        assert image.height > 300
+        assert image.width > min_width
+        assert image.height > min_height
 
 
 def test_confusion_matrix_png(tmp_path: Path) -> None:
@@ -58,3 +67,142 @@ def test_learning_curves_with_restarting_epochs(tmp_path: Path) -> None:
 def test_learning_curves_rejects_empty_history(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="history is empty"):
         plot_learning_curves([], tmp_path / "curves.png")
+
+
+def _per_class(with_intervals: bool) -> dict[str, object]:
+    rows = []
+    for i, name in enumerate(["cat", "dog", "a rather long class name", "fox"]):
+        row = {"class": name, "precision": 0.7, "recall": 0.6, "f1": 0.2 * i + 0.1, "support": 10 + i}
+        if with_intervals:
+            row["f1_interval"] = [max(0.0, 0.2 * i - 0.05), min(1.0, 0.2 * i + 0.3)]
+        rows.append(row)
+    return {"per_class": rows}
+
+
+@pytest.mark.parametrize("with_intervals", [True, False])
+def test_per_class_f1_png(tmp_path: Path, with_intervals: bool) -> None:
+    path = plot_per_class_f1(_per_class(with_intervals), tmp_path / "plots" / "f1.png")
+    assert path == tmp_path / "plots" / "f1.png"
+    _assert_png(path, min_height=200)
+
+
+def test_per_class_f1_rejects_metrics_without_classes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="per_class"):
+        plot_per_class_f1({"accuracy": 0.5}, tmp_path / "f1.png")
+
+
+def _bins(counts: list[int]) -> list[dict[str, float]]:
+    edges = np.linspace(0, 1, len(counts) + 1)
+    return [
+        {"lower": lo, "upper": hi, "count": n, "confidence": (lo + hi) / 2, "accuracy": lo if n else 0.0}
+        for lo, hi, n in zip(edges[:-1], edges[1:], counts, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(("ece_before", "ece_after"), [(0.12, 0.03), (None, 0.05), (None, None)])
+def test_reliability_png(tmp_path: Path, ece_before: float | None, ece_after: float | None) -> None:
+    bins = _bins([0, 0, 0, 1, 3, 5, 8, 12, 30, 60])  # empty low-confidence bins, as usual
+    _assert_png(plot_reliability(bins, tmp_path / "reliability.png", ece_before, ece_after))
+
+
+def test_reliability_rejects_no_bins(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="calibration_bins is empty"):
+        plot_reliability([], tmp_path / "reliability.png")
+
+
+def test_confident_mistakes_are_ordered_by_confidence() -> None:
+    labels = [0, 1, 2, 0, 1]
+    probs = np.array([[0.9, 0.1, 0.0], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.95, 0.05, 0.0]])
+    assert list_confident_mistakes(labels, probs) == [4, 3, 1]
+    assert list_confident_mistakes(labels, probs, limit=2) == [4, 3]
+    assert list_confident_mistakes([0], np.array([[1.0, 0.0, 0.0]])) == []
+
+
+def _gallery_inputs(num_images: int, num_wrong: int) -> tuple[list[object], list[int], np.ndarray]:
+    rng = np.random.default_rng(0)
+    kinds = [
+        lambda: Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)),
+        lambda: Image.fromarray(rng.integers(0, 255, (800, 500), dtype=np.uint8)),  # large, grey
+        lambda: rng.integers(0, 255, (30, 30), dtype=np.uint8),
+        lambda: rng.integers(0, 255, (30, 30, 1), dtype=np.uint8),
+        lambda: rng.integers(0, 255, (30, 30, 4), dtype=np.uint8),  # a fourth band, not shown
+        lambda: Image.new("I;16", (20, 20), 300),
+    ]
+    images = [kinds[i % len(kinds)]() for i in range(num_images)]
+    labels = [i % 3 for i in range(num_images)]
+    probs = np.full((num_images, 3), 0.1)
+    for i, label in enumerate(labels):
+        probs[i, (label + 1) % 3 if i < num_wrong else label] = 0.8
+    return images, labels, probs
+
+
+@pytest.mark.parametrize(("num_images", "num_wrong"), [(20, 14), (6, 6), (5, 1)])
+def test_confident_mistakes_gallery(tmp_path: Path, num_images: int, num_wrong: int) -> None:
+    images, labels, probs = _gallery_inputs(num_images, num_wrong)
+    names = ["cat", "dog", "an extremely long class name that gets shortened"]
+    path = plot_confident_mistakes(images, labels, probs, names, tmp_path / "mistakes.png", limit=12)
+    assert path == tmp_path / "mistakes.png"
+    _assert_png(path, min_width=250, min_height=250)
+
+
+def test_confident_mistakes_without_mistakes_write_nothing(tmp_path: Path) -> None:
+    images, labels, probs = _gallery_inputs(4, num_wrong=0)
+    path = tmp_path / "mistakes.png"
+    assert plot_confident_mistakes(images, labels, probs, ["a", "b", "c"], path) is None
+    assert not path.exists()
+
+
+def test_confident_mistakes_reject_misaligned_inputs(tmp_path: Path) -> None:
+    images, labels, probs = _gallery_inputs(4, num_wrong=2)
+    with pytest.raises(ValueError, match="same images"):
+        plot_confident_mistakes(images[:3], labels, probs, ["a", "b", "c"], tmp_path / "m.png")
+
+
+def test_run_plots_open_only_the_mistakes_shown(tmp_path: Path) -> None:
+    images, labels, probs = _gallery_inputs(30, num_wrong=15)
+    opened: list[int] = []
+
+    def open_image(position: int) -> object:
+        opened.append(position)
+        return images[position]
+
+    metrics = {
+        **_per_class(with_intervals=True),
+        "confusion_matrix": [[8, 1, 1], [1, 8, 1], [1, 1, 8]],
+        "calibration": {"ece": 0.04, "bins": _bins([0, 0, 0, 0, 0, 0, 0, 5, 10, 15])},
+        "temperature_scaling": {"temperature": 1.4, "ece_before": 0.1, "ece_after": 0.04, "fitted_on": "val"},
+    }
+    plots = create_run_plots(
+        tmp_path / "plots",
+        metrics,
+        [{"epoch": 1, "phase": "head", "train_loss": 1.0}],
+        ["a", "b", "c"],
+        true_labels=labels,
+        probabilities=probs,
+        open_image=open_image,
+    )
+    assert sorted(opened) == list(range(12))  # the 12 most confident of 15 mistakes, tied at p = 0.8
+    assert [path.name for path in plots.values()] == [
+        "confusion_matrix.png",
+        "learning_curves.png",
+        "per_class_f1.png",
+        "reliability.png",
+        "confident_mistakes.png",
+    ]
+    for path in plots.values():
+        _assert_png(path, min_height=200)
+
+
+def test_run_plots_leave_out_what_is_missing(tmp_path: Path) -> None:
+    _, labels, probs = _gallery_inputs(6, num_wrong=0)
+    metrics = {**_per_class(with_intervals=False), "confusion_matrix": np.eye(3, dtype=int).tolist()}
+    plots = create_run_plots(
+        tmp_path,
+        metrics,
+        [{"epoch": 1, "train_loss": 1.0}],
+        ["a", "b", "c"],
+        true_labels=labels,
+        probabilities=probs,
+        open_image=lambda position: pytest.fail("no mistake, nothing to open"),
+    )
+    assert list(plots) == ["Confusion matrix (test)", "Learning curves", "Per-class F1 (test)"]

@@ -59,7 +59,8 @@ def test_the_bundle_folder_and_its_config_describe_the_model(
 ) -> None:
     assert classifier.label_names == LABELS
     assert classifier.preprocessing.input_size == (3, 32, 32)
-    assert classifier.temperature == 1.0
+    saved = json.loads((run.dir / "model" / "config.json").read_text())
+    assert classifier.temperature == saved["temperature"] > 0
     assert transferkit.load(run.dir / "model").label_names == LABELS
 
 

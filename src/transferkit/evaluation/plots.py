@@ -10,14 +10,24 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+ImageLike: TypeAlias = Image.Image | np.ndarray  # a PIL image or a uint8 array, (H, W) or (H, W, C)
 
 _DPI = 110
+# Gallery thumbnails are shrunk to this many pixels on their longer side before plotting; the PNG stays small.
+_THUMBNAIL_PX = 256
+_GALLERY_COLUMNS = 4
+# F1 bars shorter than this (on the 0..1 axis) are labelled outside the bar.
+_MIN_LABELLED_BAR = 0.12
+# Class names longer than this are cut with an ellipsis under gallery thumbnails, where space is narrow.
+_MAX_GALLERY_LABEL = 22
 # Beyond this many classes the per-cell numbers become unreadable, so only the colours are shown.
 _MAX_ANNOTATED_CLASSES = 20
 # Tick labels longer than this collide horizontally and are rotated.
@@ -93,6 +103,229 @@ def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Pa
         _mark_phase_changes(axes, history, epochs)
     figure.suptitle("Learning curves")
     return _save(figure, path)
+
+
+def plot_per_class_f1(metrics: Mapping[str, Any], path: Path) -> Path:
+    """Save one horizontal F1 bar per class, with its 95 % interval as an error bar where known.
+
+    Args:
+        metrics: Output of :func:`transferkit.evaluation.compute_metrics`; reads ``per_class`` entries with
+            ``class``, ``f1``, ``support`` and, when present, ``f1_interval`` (``[lo, hi]``).
+        path: Destination PNG; parent directories are created.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: If ``metrics`` has no per-class entries.
+    """
+    per_class = list(metrics.get("per_class", []))
+    if not per_class:
+        raise ValueError("metrics has no per_class entries; pass the output of compute_metrics.")
+    scores = np.array([float(entry["f1"]) for entry in per_class])
+    positions = np.arange(len(per_class))
+    figure = Figure(figsize=(8, 1.2 + 0.32 * len(per_class)), layout="constrained")
+    axes = figure.subplots()
+    errors = _interval_errors([entry.get("f1_interval") for entry in per_class], scores)
+    axes.barh(positions, scores, xerr=errors, color="#4c72b0", ecolor="#333333", capsize=3)
+    axes.set_yticks(positions, [f"{entry['class']} (n={entry['support']})" for entry in per_class])
+    axes.invert_yaxis()  # first class on top, in the order of the per-class table
+    upper_ends = scores + (errors[1] if errors is not None else 0.0)
+    for y, (score, upper_end) in enumerate(zip(scores, upper_ends, strict=True)):
+        # At the bar's base when the bar is long enough to hold the number, else just past its error bar.
+        inside = score >= _MIN_LABELLED_BAR
+        colour = "white" if inside else "black"
+        x = 0.01 if inside else upper_end + 0.01
+        axes.text(x, float(y), f"{score:.2f}", va="center", fontsize=8, color=colour)
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("F1" + (" (error bars: 95 % interval)" if errors is not None else ""))
+    axes.grid(axis="x", alpha=0.3)
+    figure.suptitle("Per-class F1")
+    return _save(figure, path)
+
+
+def plot_reliability(
+    calibration_bins: Sequence[Mapping[str, Any]],
+    path: Path,
+    ece_before: float | None = None,
+    ece_after: float | None = None,
+) -> Path:
+    """Save a reliability diagram: accuracy against confidence per bin, the diagonal, and the bin counts.
+
+    Bars above the diagonal mean the model was under-confident in that bin, bars below it over-confident.
+
+    Args:
+        calibration_bins: One mapping per confidence bin with ``lower``, ``upper``, ``count``, ``confidence``
+            (mean top-class probability) and ``accuracy``; empty bins are drawn as counts of zero only.
+        path: Destination PNG; parent directories are created.
+        ece_before: Expected calibration error before temperature scaling, shown in the title if given.
+        ece_after: Expected calibration error of the plotted probabilities, shown in the title if given.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: If ``calibration_bins`` is empty.
+    """
+    if not calibration_bins:
+        raise ValueError("calibration_bins is empty; plot_reliability needs at least one bin.")
+    lowers = np.array([float(b["lower"]) for b in calibration_bins])
+    widths = np.array([float(b["upper"]) for b in calibration_bins]) - lowers
+    counts = np.array([int(b.get("count") or 0) for b in calibration_bins])
+    filled = [i for i, b in enumerate(calibration_bins) if counts[i] > 0 and _is_number(b.get("accuracy"))]
+    accuracy = [float(calibration_bins[i]["accuracy"]) for i in filled]
+    confidence = [float(calibration_bins[i]["confidence"]) for i in filled]
+    figure = Figure(figsize=(6, 6.5), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.bar(lowers[filled], accuracy, width=widths[filled], align="edge", color="#4c72b0", edgecolor="white")
+    top.plot(confidence, accuracy, "o", color="#dd8452", markersize=4, label="accuracy at mean confidence")
+    top.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.bar(lowers, counts, width=widths, align="edge", color="#8c8c8c", edgecolor="white")
+    bottom.set_xlabel("confidence (top-class probability)")
+    bottom.set_ylabel("images")
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.suptitle("Reliability diagram" + _ece_text(ece_before, ece_after))
+    return _save(figure, path)
+
+
+def list_confident_mistakes(
+    true_labels: Sequence[int] | np.ndarray, probabilities: np.ndarray, limit: int = 12
+) -> list[int]:
+    """Positions of the wrong predictions, most confident first (ties in position order), at most ``limit``.
+
+    Args:
+        true_labels: Integer class labels, shape ``(N,)``.
+        probabilities: Class probabilities, shape ``(N, C)``.
+        limit: Most positions returned.
+
+    Returns:
+        Positions into ``true_labels`` whose argmax prediction is wrong.
+    """
+    labels = np.asarray(true_labels, dtype=np.int64)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    predicted = probs.argmax(axis=1) if len(labels) else labels
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probs[wrong, predicted[wrong]]
+    return [int(i) for i in wrong[np.argsort(-confidence, kind="stable")][: max(limit, 0)]]
+
+
+def plot_confident_mistakes(
+    images: Sequence[ImageLike],
+    true_labels: Sequence[int] | np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    path: Path,
+    *,
+    limit: int = 12,
+) -> Path | None:
+    """Save a gallery of the most confident mistakes: thumbnail, true and predicted class, its probability.
+
+    Only the images of the mistakes shown are read from ``images``, so the caller may pass just those (with
+    their labels and probability rows), as :func:`create_run_plots` does.
+
+    Args:
+        images: PIL images or uint8 arrays (``(H, W)`` or ``(H, W, C)``), aligned with ``true_labels``.
+        true_labels: Integer class labels, shape ``(N,)``.
+        probabilities: Class probabilities, shape ``(N, C)``.
+        class_names: Name of each of the ``C`` classes.
+        path: Destination PNG; parent directories are created.
+        limit: Most mistakes shown, the most confident first.
+
+    Returns:
+        ``path``, or ``None`` when no prediction is wrong; nothing is written then.
+
+    Raises:
+        ValueError: If the lengths or shapes of the inputs disagree.
+    """
+    labels = np.asarray(true_labels, dtype=np.int64)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if len(images) != len(labels) or probs.shape != (len(labels), len(class_names)):
+        raise ValueError(
+            f"images ({len(images)}), true_labels ({len(labels)}) and probabilities {probs.shape} must "
+            f"describe the same images, with one probability per class in class_names ({len(class_names)})."
+        )
+    shown = list_confident_mistakes(labels, probs, limit)
+    if not shown:
+        return None
+    columns = min(_GALLERY_COLUMNS, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    figure = Figure(figsize=(2.6 * columns, 2.9 * rows + 0.4), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, position in zip(grid.flat, shown, strict=False):
+        predicted = int(probs[position].argmax())
+        thumbnail = _thumbnail(images[position])
+        axes.imshow(thumbnail, cmap="gray" if thumbnail.ndim == 2 else None, vmin=0, vmax=255)
+        axes.set_title(
+            f"true: {_short(class_names[labels[position]])}\n"
+            f"predicted: {_short(class_names[predicted])}\np = {probs[position, predicted]:.2f}",
+            fontsize=8,
+        )
+    figure.suptitle("Most confident mistakes")
+    return _save(figure, path)
+
+
+def create_run_plots(
+    plots_dir: Path,
+    metrics: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    class_names: Sequence[str],
+    *,
+    true_labels: Sequence[int] | np.ndarray,
+    probabilities: np.ndarray,
+    open_image: Callable[[int], ImageLike],
+) -> dict[str, Path]:
+    """Every plot of a run's report, as caption -> PNG path, in report order.
+
+    The reliability diagram is drawn when ``metrics`` has ``calibration`` bins; the gallery of confident
+    mistakes is left out when no test prediction is wrong.
+
+    Args:
+        plots_dir: Folder the PNGs are written into.
+        metrics: Test-split metrics of :func:`transferkit.evaluation.compute_metrics`.
+        history: One mapping per epoch, as for :func:`plot_learning_curves`.
+        class_names: Name of each class.
+        true_labels: Test labels, shape ``(N,)``.
+        probabilities: Test class probabilities, shape ``(N, C)``.
+        open_image: Test image at a position into ``true_labels``; called only for the mistakes shown.
+
+    Returns:
+        Caption -> PNG path.
+    """
+    plots_dir = Path(plots_dir)
+    plots = {
+        "Confusion matrix (test)": plot_confusion_matrix(
+            metrics["confusion_matrix"], class_names, plots_dir / "confusion_matrix.png"
+        ),
+        "Learning curves": plot_learning_curves(history, plots_dir / "learning_curves.png"),
+        "Per-class F1 (test)": plot_per_class_f1(metrics, plots_dir / "per_class_f1.png"),
+    }
+    calibration = metrics.get("calibration") or {}
+    if calibration.get("bins"):
+        scaling = metrics.get("temperature_scaling") or {}
+        plots["Reliability diagram (test)"] = plot_reliability(
+            calibration["bins"],
+            plots_dir / "reliability.png",
+            ece_before=scaling.get("ece_before"),
+            ece_after=scaling.get("ece_after", calibration.get("ece")),
+        )
+    shown = list_confident_mistakes(true_labels, probabilities)
+    gallery = plot_confident_mistakes(
+        [open_image(position) for position in shown],
+        np.asarray(true_labels)[shown],
+        np.asarray(probabilities)[shown],
+        class_names,
+        plots_dir / "confident_mistakes.png",
+    )
+    if gallery is not None:
+        plots["Most confident mistakes (test)"] = gallery
+    return plots
 
 
 def _draw_matrix(
@@ -189,10 +422,44 @@ def _mark_phase_changes(axes: Axes, history: Sequence[Mapping[str, Any]], epochs
         )
 
 
+def _interval_errors(intervals: Sequence[Any], values: np.ndarray) -> np.ndarray | None:
+    """Asymmetric error bars, shape ``(2, N)``, from ``[lo, hi]`` intervals; None when none is known."""
+    if all(interval is None for interval in intervals):
+        return None
+    errors = np.zeros((2, len(values)))
+    for i, interval in enumerate(intervals):
+        if interval is not None:
+            # Clipped at zero: a bootstrap percentile interval need not contain the point estimate.
+            errors[:, i] = max(values[i] - float(interval[0]), 0.0), max(float(interval[1]) - values[i], 0.0)
+    return errors
+
+
+def _ece_text(before: float | None, after: float | None) -> str:
+    if before is not None and after is not None:
+        return f" (ECE {before:.3f} before scaling, {after:.3f} after)"
+    if after is not None or before is not None:
+        return f" (ECE {after if after is not None else before:.3f})"
+    return ""
+
+
+def _thumbnail(image: ImageLike) -> np.ndarray:
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.squeeze(np.asarray(image)))
+    # Anything but 8-bit grey is shown as RGB; an alpha channel (which may hold a spectral band) is dropped.
+    picture = picture.convert("L" if picture.mode == "L" else "RGB")
+    picture.thumbnail((_THUMBNAIL_PX, _THUMBNAIL_PX))
+    return np.asarray(picture)
+
+
+def _short(name: str) -> str:
+    name = str(name)
+    return name if len(name) <= _MAX_GALLERY_LABEL else name[: _MAX_GALLERY_LABEL - 1] + "…"
+
+
 def _save(figure: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=_DPI, format="png")
+    # A tight box with a small margin: the constrained layout alone can clip the lowest axis label by a pixel.
+    figure.savefig(path, dpi=_DPI, format="png", bbox_inches="tight", pad_inches=0.08)
     # Drop the artists now rather than waiting for the garbage collector to break reference cycles.
     figure.clear()
     return path

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import yaml
 
-from transferkit.evaluation.metrics import headline_metrics
+from transferkit.evaluation.metrics import noise_note
 from transferkit.files import write_atomic
 
 if TYPE_CHECKING:  # the report reads a DataReport; importing transferkit.data would pull in torch
@@ -30,20 +30,26 @@ _IMAGE_MIME_TYPES = {
     ".svg": "image/svg+xml",
 }
 
+_HEADLINE_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+# Below one accuracy point of interval half-width a test set is precise enough not to warrant the note.
+
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; line-height: 1.5;
        color: #1f2328; background: #fff; margin: 0; }
 main { max-width: 1000px; margin: 0 auto; padding: 1.5rem; }
 h1 { font-size: 1.6rem; border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
-h2 { font-size: 1.25rem; margin-top: 2rem; }
-.table-wrap { overflow-x: auto; margin: .75rem 0; }
+h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #eaeef2; padding-bottom: .2rem; }
+/* Long paths and names without spaces wrap instead of widening the page. */
+h1, h2, p, li, figcaption { overflow-wrap: anywhere; }
+/* Wide tables scroll inside their own box; the page itself never scrolls sideways. */
+.table-wrap { overflow-x: auto; max-width: 100%; margin: .75rem 0; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; white-space: nowrap; }
 th { background: #f6f8fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 1rem 0; }
+figure { margin: 1.5rem 0; }
 figcaption { font-size: .9rem; color: #59636e; }
-img { max-width: 100%; height: auto; }
+img { display: block; max-width: 100%; height: auto; }
 pre { background: #f6f8fa; padding: .75rem; overflow-x: auto; font-size: .85rem; }
 """
 
@@ -216,20 +222,50 @@ def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
 
 
 def _headline_blocks(context: ReportContext) -> list[_Block]:
-    labels = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
-    rows = [
-        [labels.get(key, key.replace("_", " ")), _percent(value)]
-        for key, value in headline_metrics(context.metrics).items()
-    ]
-    rows.append(["test samples (N)", str(int(context.metrics["num_samples"]))])
-    if "log_loss" in context.metrics:
-        rows.append(["log-loss", f"{float(context.metrics['log_loss']):.4f}"])
+    metrics = context.metrics
+    intervals = metrics.get("intervals") or {}
+    rows = [[label, _percent(metrics[key], intervals.get(key))] for key, label in _HEADLINE_LABELS.items()]
+    if metrics.get("auroc") is not None:
+        rows.append(["AUROC", _score(metrics["auroc"], intervals.get("auroc"))])
+    for k, value in (metrics.get("top_k_accuracy") or {}).items():
+        rows.append([f"top-{k} accuracy", _percent(value)])
+    for name, grouped in metrics.get("groupings", {}).items():
+        grouped_intervals = grouped.get("intervals") or {}
+        rows.append([f"{name} accuracy", _percent(grouped["accuracy"], grouped_intervals.get("accuracy"))])
+    rows.append(["test images (N)", str(int(metrics["num_samples"]))])
+    if "log_loss" in metrics:
+        rows.append(["log-loss", f"{float(metrics['log_loss']):.4f}"])
     if context.wall_time_s is not None:
         rows.append(["wall time", _duration(context.wall_time_s)])
-    blocks: list[_Block] = [_Heading("Headline metrics (test split)"), _Table(["metric", "value"], rows)]
+    header = ["metric", "value [95 % interval]" if intervals else "value"]
+    blocks: list[_Block] = [_Heading("Headline metrics (test split)"), _Table(header, rows)]
+    sentences = [noise_note(metrics), _calibration_sentence(metrics), _tta_sentence(metrics)]
+    blocks += [_Paragraph(text) for text in sentences if text]
     if context.notes:
         blocks.append(_Bullets(context.notes))
     return blocks
+
+
+def _calibration_sentence(metrics: dict[str, Any]) -> str | None:
+    scaling = metrics.get("temperature_scaling")
+    if not scaling:
+        return None
+    before, after = float(scaling["ece_before"]), float(scaling["ece_after"])
+    return (
+        f"Calibration: temperature scaling with T = {float(scaling['temperature']):.2f}, fitted on "
+        f"{scaling['fitted_on']}; expected calibration error (ECE) {before:.3f} before → {after:.3f} after."
+    )
+
+
+def _tta_sentence(metrics: dict[str, Any]) -> str | None:
+    tta = metrics.get("tta")
+    if not tta:
+        return None
+    return (
+        f"Test-time augmentation ({', '.join(str(v) for v in tta['views'])}): accuracy "
+        f"{_percent(tta['accuracy_without'])} without, {_percent(tta['accuracy_with'])} with "
+        f"({float(tta['gain']) * 100:+.1f} points)."
+    )
 
 
 def _data_blocks(data_summary: dict[str, dict[str, int]]) -> list[_Block]:
@@ -306,28 +342,25 @@ def _plot_blocks(plots: dict[str, Path], run_dir: Path) -> list[_Block]:
 
 
 def _per_class_blocks(metrics: dict[str, Any]) -> list[_Block]:
+    per_class = metrics.get("per_class", [])
     rows = [
         [
             str(c["class"]),
             _percent(c["precision"]),
             _percent(c["recall"]),
-            _percent(c["f1"]),
+            _percent(c["f1"], c.get("f1_interval")),
             str(c["support"]),
         ]
-        for c in metrics.get("per_class", [])
+        for c in per_class
     ]
-    header = ["class", "precision", "recall", "F1", "support"]
+    with_intervals = any(c.get("f1_interval") for c in per_class)
+    header = ["class", "precision", "recall", "F1 [95 % interval]" if with_intervals else "F1", "support"]
     return [_Heading("Per-class metrics (test split)"), _Table(header, rows)]
 
 
 def _grouping_blocks(metrics: dict[str, Any]) -> list[_Block]:
     blocks: list[_Block] = []
     for name, grouped in metrics.get("groupings", {}).items():
-        summary = (
-            f"accuracy {_percent(grouped['accuracy'])}, balanced accuracy "
-            f"{_percent(grouped['balanced_accuracy'])}, macro-F1 {_percent(grouped['macro_f1'])}. "
-            "Group probabilities are sums of member-class probabilities; rows are true, columns predicted."
-        )
         names = [str(n) for n in grouped["group_names"]]
         rows = [
             [true, *(str(v) for v in counts)]
@@ -335,10 +368,24 @@ def _grouping_blocks(metrics: dict[str, Any]) -> list[_Block]:
         ]
         blocks += [
             _Heading(f"Grouped task: {name}"),
-            _Paragraph(summary),
+            _Paragraph(_grouping_summary(grouped)),
             _Table(["true \\ predicted", *names], rows),
         ]
     return blocks
+
+
+def _grouping_summary(grouped: dict[str, Any]) -> str:
+    intervals = grouped.get("intervals") or {}
+    scores = [
+        f"{label} {_percent(grouped[key], intervals.get(key))}" for key, label in _HEADLINE_LABELS.items()
+    ]
+    if grouped.get("auroc") is not None:
+        scores.append(f"AUROC {_score(grouped['auroc'], intervals.get('auroc'))}")
+    summary = ", ".join(scores)
+    return (
+        summary[:1].upper() + summary[1:] + ". Group probabilities are sums of member-class probabilities; "
+        "rows are true, columns predicted."
+    )
 
 
 def _render_markdown(title: str, blocks: Sequence[_Block]) -> str:
@@ -368,8 +415,18 @@ def _relative_link(path: Path, run_dir: Path) -> str:
         return Path(os.path.relpath(path.resolve(), run_dir.resolve())).as_posix()
 
 
-def _percent(value: float) -> str:
-    return f"{float(value) * 100:.2f} %"
+def _percent(value: float, interval: Sequence[float] | None = None) -> str:
+    """``78.8 %``, or with its 95 % interval ``78.8 % [75.6, 81.9]``."""
+    text = f"{float(value) * 100:.1f} %"
+    if interval is None:
+        return text
+    return f"{text} [{float(interval[0]) * 100:.1f}, {float(interval[1]) * 100:.1f}]"
+
+
+def _score(value: float, interval: Sequence[float] | None = None) -> str:
+    """A score on a 0..1 scale such as AUROC: ``0.912``, or ``0.912 [0.884, 0.938]``."""
+    text = f"{float(value):.3f}"
+    return text if interval is None else f"{text} [{float(interval[0]):.3f}, {float(interval[1]):.3f}]"
 
 
 def _duration(seconds: float) -> str:

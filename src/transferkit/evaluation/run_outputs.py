@@ -14,35 +14,107 @@ from transferkit.config import FitConfig
 from transferkit.data.cache import SplitImages
 from transferkit.data.checks import DataReport
 from transferkit.data.source import ImageSource
+from transferkit.evaluation.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    tempered_probabilities,
+)
 from transferkit.evaluation.metrics import compute_metrics, headline_metrics
-from transferkit.evaluation.plots import plot_confusion_matrix, plot_learning_curves
+from transferkit.evaluation.plots import create_run_plots
 from transferkit.evaluation.report import ReportContext, write_reports
 from transferkit.export.bundle import BundleInfo, save_bundle
 from transferkit.files import write_atomic, write_json
 from transferkit.run_dir import RunPaths
 from transferkit.training.module import TransferModule
-from transferkit.transforms.augment import ImageTransform
+from transferkit.transforms.augment import ImageTransform, identity
 
 
 @dataclass(frozen=True)
 class TestEvaluation:
-    """Predictions on the test split and the metrics computed from them."""
+    """Predictions on the test split and the metrics computed from them.
+
+    Attributes:
+        probabilities: calibrated test probabilities (N, classes), as the exported bundle predicts them.
+        metrics: compute_metrics' output on them, plus ``temperature_scaling`` and ``tta`` (when more
+            than one view was averaged).
+        views: names of the test-time views averaged (TEST_VIEWS).
+        temperature: the calibration temperature fitted on the validation split (1.0: none).
+        calibration: temperature, ECE on the test split before and after, and what it was fitted on.
+        tta: accuracy with the identity view alone, with every view, and the gain; None for one view.
+    """
 
     source: ImageSource
     indices: list[int]
     probabilities: np.ndarray
     metrics: dict[str, Any]
-    views: tuple[str, ...] = ("identity",)  # names of the test-time views averaged (TEST_VIEWS)
+    views: tuple[str, ...] = ("identity",)
+    temperature: float = 1.0
+    calibration: dict[str, Any] | None = None
+    tta: dict[str, Any] | None = None
 
 
 def evaluate_test(
-    module: TransferModule, source: ImageSource, test: SplitImages, views: Sequence[ImageTransform]
+    module: TransferModule,
+    source: ImageSource,
+    test: SplitImages,
+    views: Sequence[ImageTransform],
+    val: SplitImages | None = None,
 ) -> TestEvaluation:
-    """Class probabilities of every test image (averaged over `views`) and the metrics they give."""
-    probabilities = module.predict_proba(test.images, views).numpy()
-    metrics = compute_metrics(test.labels.numpy(), probabilities, source.class_names, source.groupings)
+    """Calibrated class probabilities of every test image (averaged over `views`) and their metrics.
+
+    The temperature is fitted on `val` with the same view averaging (see `fit_temperature`); without
+    a validation split the probabilities stay uncalibrated (temperature 1).
+    """
+    labels = test.labels.numpy()
+    logits = module.predict_logits(test.images, views).numpy()
+    temperature = fit_validation_temperature(module, val, views)
+    probabilities = tempered_probabilities(logits, temperature)
+    calibration = {
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(tempered_probabilities(logits), labels),
+        "ece_after": expected_calibration_error(probabilities, labels),
+        "fitted_on": f"val ({0 if val is None else len(val.labels)} images)",
+    }
+    metrics = compute_metrics(labels, probabilities, source.class_names, source.groupings)
     names = tuple(view.__name__ for view in views)
-    return TestEvaluation(source, test.indices, probabilities, metrics, names)
+    tta = tta_gain(module, test, names, logits, metrics["accuracy"])
+    metrics["temperature_scaling"] = calibration
+    if tta is not None:
+        metrics["tta"] = tta
+    return TestEvaluation(source, test.indices, probabilities, metrics, names, temperature, calibration, tta)
+
+
+def fit_validation_temperature(
+    module: TransferModule, val: SplitImages | None, views: Sequence[ImageTransform]
+) -> float:
+    """The temperature minimizing the validation NLL of the view-averaged tempered softmax (1.0: no val)."""
+    if val is None or len(val.labels) == 0:
+        return 1.0
+    return fit_temperature(module.predict_logits(val.images, views).numpy(), val.labels.numpy())
+
+
+def tta_gain(
+    module: TransferModule,
+    test: SplitImages,
+    views: tuple[str, ...],
+    logits: np.ndarray,
+    accuracy_with: float,
+) -> dict[str, Any] | None:
+    """Accuracy with the identity view alone against all `views` (logits (views, N, classes)); None
+    when the identity view is the only one."""
+    if views == (identity.__name__,):
+        return None
+    if identity.__name__ in views:
+        plain = logits[views.index(identity.__name__)]
+    else:
+        plain = module.predict_logits(test.images, (identity,)).numpy()[0]
+    accuracy_without = float(np.mean(plain.argmax(axis=1) == test.labels.numpy()))
+    return {
+        "views": list(views),
+        "accuracy_without": accuracy_without,
+        "accuracy_with": accuracy_with,
+        "gain": accuracy_with - accuracy_without,
+    }
 
 
 def write_run_outputs(
@@ -59,18 +131,30 @@ def write_run_outputs(
     """metrics.json, predictions.csv, the model bundle, plots, both reports and data_checks.json if given."""
     source, metrics = evaluation.source, evaluation.metrics
     headline = headline_metrics(metrics)
-    write_json(paths.metrics, {"test": metrics, "headline": headline, "wall_time_s": wall_time_s})
+    run_level = {"calibration": evaluation.calibration, "tta": evaluation.tta}
+    extras = {key: value for key, value in run_level.items() if value is not None}
+    write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})
     if data_checks is not None:
         write_json(paths.data_checks, data_checks.to_dict())
     write_predictions(paths, evaluation)
-    info = BundleInfo(source.class_names, headline, config.data.name, evaluation.views, source.channels)
+    info = BundleInfo(
+        source.class_names,
+        headline,
+        config.data.name,
+        evaluation.views,
+        source.channels,
+        temperature=evaluation.temperature,
+    )
     save_bundle(module.backbone, info, paths.model)
-    plots = {
-        "Confusion matrix (test)": plot_confusion_matrix(
-            metrics["confusion_matrix"], source.class_names, paths.plots / "confusion_matrix.png"
-        ),
-        "Learning curves": plot_learning_curves(history, paths.plots / "learning_curves.png"),
-    }
+    plots = create_run_plots(
+        paths.plots,
+        metrics,
+        history,
+        source.class_names,
+        true_labels=[source.records[i].label for i in evaluation.indices],
+        probabilities=evaluation.probabilities,
+        open_image=lambda position: source.open(source.records[evaluation.indices[position]]),
+    )
     context = ReportContext(
         title=f"{config.data.name} · {config.model.name} · {config.train.strategy}",
         run_dir=paths.root,

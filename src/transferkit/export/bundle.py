@@ -28,6 +28,7 @@ class BundleInfo:
     data: str
     test_time_views: tuple[str, ...] = ("identity",)  # averaged at test time, and by `predict`
     data_channels: int | None = None  # channels images are decoded to (1: grayscale); None: the model's
+    temperature: float = 1.0  # probabilities are softmax(logits / temperature), fitted on the val split
 
 
 def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
@@ -59,6 +60,7 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
         "data": info.data,
         "data_channels": info.data_channels or backbone.preprocessing.channels,
         "test_time_views": list(info.test_time_views),
+        "temperature": info.temperature,
         "metrics": info.metrics,
     }
     if backbone.family == "timm":
@@ -107,6 +109,10 @@ it has not been evaluated on anything else.
 ## Input
 {prep["input_size"][1]} x {prep["input_size"][2]} px: {prep["interpolation"]} resize of the shorter side to
 input size / {prep["crop_pct"]}, centre crop; mean {prep["mean"]}, std {prep["std"]}.
+
+## Output
+Probabilities are softmax(logits / {config["temperature"]:.4g}), averaged over the test-time views
+{", ".join(config["test_time_views"])}; the temperature is fitted on the validation split (1: uncalibrated).
 
 ## Test metrics
 | metric | value |

@@ -77,6 +77,20 @@ class TransferModule(L.LightningModule):
 
         return run_batched(self, averaged, images, batch_size)
 
+    def predict_logits(
+        self, images: torch.Tensor, views: Sequence[ImageTransform], batch_size: int = 64
+    ) -> torch.Tensor:
+        """Logits of uint8 images (N >= 1, C, H, W) under each test-time view, float32 (views, N, classes).
+
+        What calibration needs: the temperature divides each view's logits before their softmaxes
+        are averaged, as the exported predictor does.
+        """
+
+        def per_view(batch: torch.Tensor) -> torch.Tensor:
+            return torch.stack([self(view(batch)).float() for view in views], dim=1)
+
+        return run_batched(self, per_view, images, batch_size).transpose(0, 1)
+
 
 def keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:
     """Frozen BatchNorm layers keep their pretrained statistics instead of drifting to the new data."""

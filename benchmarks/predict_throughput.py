@@ -2,8 +2,8 @@
 
 ELPV test images (the default split: `make_splits(elpv, 0.1, 0.25, seed=0).test`), the packaged
 EfficientNet-Lite0 at 224 px with a new 4-class head (speed does not depend on the head's values, so no
-training is needed), batches of 32, on the CPU. Each stage runs once to warm up, then is timed
-`--repeats` times over the same images; the best time counts.
+training is needed), batches of 32, on the CPU. Each stage runs once to warm up, then is timed over
+`--repeats` rounds that each run every stage once (interleaved); the median time counts.
 
 - bare forward: the network alone on batches already decoded, resized, cropped and normalized;
 - predict_proba on PIL images: `Classifier.predict_proba` on decoded images, i.e. resize, crop,
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,15 +40,20 @@ RESULTS = Path(__file__).parent / "results"
 MODEL = "efficientnet_lite0"
 
 
-def best_time(work: Callable[[], object], repeats: int) -> float:
-    """Seconds of the fastest of `repeats` runs of `work`, after one warm-up run."""
-    work()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+def interleaved_times(stages: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds of each stage over `rounds` rounds that run every stage once, after a warm-up.
+
+    Interleaving spreads slow spells of a shared machine over all stages instead of one.
+    """
+    for work in stages.values():
         work()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    times: dict[str, list[float]] = {name: [] for name in stages}
+    for _ in range(rounds):
+        for name, work in stages.items():
+            started = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def build_bundle(folder: Path, class_names: list[str]) -> Path:
@@ -100,7 +106,7 @@ def measure(paths: list[str], bundle: Path, batch_size: int, repeats: int) -> li
         "onnx: predict_proba on PIL images": lambda: on_onnx.predict_proba(images, batch_size),
         "onnx int8: predict_proba on PIL images": lambda: on_int8.predict_proba(images, batch_size),
     }
-    seconds = {name: best_time(work, repeats) for name, work in stages.items()}
+    seconds = interleaved_times(stages, repeats)
     bare = seconds["bare forward (normalized batches)"]
     rows: list[dict[str, object]] = []
     for name, value in seconds.items():

@@ -27,10 +27,11 @@ class Normalize(nn.Module):
         self.channels = preprocessing.channels
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255.0)
+        # (x / 255 - mean) / std as one multiply-add; uint8 is scaled by 255 more.
+        scale = 1.0 / (255.0 * self.std) if images.dtype == torch.uint8 else 1.0 / self.std
+        offset = -self.mean / self.std
         if images.shape[1] != self.channels:
             # Grayscale data into an RGB network: the same intensity on every channel.
             images = images.expand(-1, self.channels, -1, -1)
-        images = (images - self.mean) / self.std
+        images = torch.addcmul(offset, images.float(), scale)
         return images.contiguous(memory_format=torch.channels_last)

@@ -176,3 +176,12 @@ def test_the_bundle_carries_the_temperature_fitted_on_val(run: transferkit.Run) 
         rows = list(csv.DictReader(handle))
     calibrated = np.array([[float(row[f"p_{name}"]) for name in classifier.label_names] for row in rows])
     np.testing.assert_allclose(classifier.predict_proba([row["path"] for row in rows]), calibrated, atol=1e-5)
+
+
+def test_the_model_card_gives_metrics_with_intervals_and_limits(run: transferkit.Run) -> None:
+    card = (run.dir / "model" / "README.md").read_text()
+    config = json.loads((run.dir / "model" / "config.json").read_text())
+    low, high = config["metric_intervals"]["accuracy"]
+    assert f"| accuracy | {run.metrics['accuracy']:.4f} | [{low:.4f}, {high:.4f}] |" in card
+    assert f"Measured on {config['test_images']} held-out test images" in card
+    assert "## Limits" in card

@@ -144,6 +144,8 @@ def write_run_outputs(
         evaluation.views,
         source.channels,
         temperature=evaluation.temperature,
+        intervals={name: bounds for name, bounds in metrics.get("intervals", {}).items() if name in headline},
+        test_images=len(evaluation.indices),
     )
     save_bundle(module.backbone, info, paths.model)
     plots = create_run_plots(

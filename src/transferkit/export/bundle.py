@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class BundleInfo:
     test_time_views: tuple[str, ...] = ("identity",)  # averaged at test time, and by `predict`
     data_channels: int | None = None  # channels images are decoded to (1: grayscale); None: the model's
     temperature: float = 1.0  # probabilities are softmax(logits / temperature), fitted on the val split
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)  # 95 % bootstrap, per metric
+    test_images: int = 0  # how many images the metrics were measured on
 
 
 def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
@@ -62,6 +64,8 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
         "test_time_views": list(info.test_time_views),
         "temperature": info.temperature,
         "metrics": info.metrics,
+        "metric_intervals": info.intervals,
+        "test_images": info.test_images,
     }
     if backbone.family == "timm":
         config.update(timm_local_dir_config(backbone, len(info.class_names)))
@@ -96,7 +100,15 @@ def timm_local_dir_config(backbone: Backbone, num_classes: int) -> dict[str, Any
 
 
 def model_card(config: dict[str, Any]) -> str:
-    metrics = "\n".join(f"| {name} | {value:.4f} |" for name, value in config["metrics"].items())
+    intervals = config.get("metric_intervals") or {}
+
+    def interval(name: str) -> str:
+        bounds = intervals.get(name)
+        return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else ""
+
+    metrics = "\n".join(
+        f"| {name} | {value:.4f} | {interval(name)} |" for name, value in config["metrics"].items()
+    )
     prep = config["preprocessing"]
     return f"""# {config["architecture"]} fine-tuned on {config["data"]}
 
@@ -115,9 +127,16 @@ Probabilities are softmax(logits / {config["temperature"]:.4g}), averaged over t
 {", ".join(config["test_time_views"])}; the temperature is fitted on the validation split (1: uncalibrated).
 
 ## Test metrics
-| metric | value |
-| --- | --- |
+Measured on {config.get("test_images") or "the"} held-out test images of {config["data"]}.
+
+| metric | value | 95 % interval |
+| --- | --- | --- |
 {metrics}
+
+## Limits
+The intervals show how far these numbers could move on another sample of the same kind of images.
+Images unlike the training data (another camera, lighting, product or defect type) were not evaluated:
+check the model on a labelled sample of them first (`transferkit evaluate THIS_FOLDER --data ...`).
 
 ## Use
 `transferkit.load("THIS_FOLDER").predict(["image.png"], top_k=2)`, or `transferkit predict THIS_FOLDER

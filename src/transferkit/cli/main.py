@@ -105,6 +105,8 @@ def add_check_data_parser(commands: argparse._SubParsersAction[argparse.Argument
         help="share held out for test, for sources without a test split",
     )
     check.add_argument("--split-seed", type=int, default=defaults.split_seed)
+    check.add_argument("--image-column", help="hf: dataset column holding the images")
+    check.add_argument("--label-column", help="hf: dataset column holding the labels")
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -125,19 +127,19 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_check_data(args: argparse.Namespace) -> int:
-    from transferkit.data import make_splits, resolve_data
     from transferkit.data.checks import check_data
+    from transferkit.data.load import load_source, split_with_budget
 
     config = DataConfig(
         name=args.spec,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         split_seed=args.split_seed,
+        image_column=args.image_column,
+        label_column=args.label_column,
     )
-    source = resolve_data(config.name)
-    report = check_data(
-        source, make_splits(source, config.val_fraction, config.test_fraction, config.split_seed)
-    )
+    source = load_source(config)
+    report = check_data(source, split_with_budget(source, config))
     for table in data_check_tables(report):
         stdout.print(table)
     for error in report.errors:

@@ -94,3 +94,13 @@ def test_an_interrupted_write_leaves_no_cache_file(source: ImageSource, tmp_path
         cache.store("k", (2, 3, 4, 4), fail)
     assert list(tmp_path.rglob("*")) == []  # neither the array nor its temporary file
     assert cache.load("k") is None
+
+
+def test_unlabeled_files_open_beside_a_source_with_its_own_loader(tmp_path: Path) -> None:
+    from transferkit.data import resolve_data
+
+    digits = resolve_data("digits")
+    extra = [str(p) for p in sorted(make_image_folder(tmp_path, per_class=1).rglob("*.png"))]
+    pooled = with_unlabeled(digits, extra)
+    assert pooled.open(pooled.records[-1]).size == (40, 40)  # a file, not a digit reference
+    assert pooled.open(pooled.records[0]).size == (8, 8)  # the digits still come from their loader

@@ -1,6 +1,5 @@
 import pickle
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,10 +168,8 @@ def test_an_uncached_dataset_fails_fast_offline(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     before = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
-    started = time.perf_counter()
     with pytest.raises(DataError, match=r"'some/name'.*cannot be reached.*save_to_disk\(FOLDER\)"):
         resolve_data("hf:some/name")
-    assert time.perf_counter() - started < 5
     assert before == (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)  # offline mode is restored
 
 

@@ -106,3 +106,16 @@ def test_compare_command_writes_table_and_plot(tmp_path: Path, capsys: pytest.Ca
 def test_compare_needs_finished_runs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"lacks config\.yaml"):
         compare_runs([tmp_path, tmp_path])
+
+
+def test_other_data_ignores_the_runs_subset_and_budget(image_folder: Path, tmp_path: Path) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides({"data.labels_per_class": 2})
+    budget_run = transferkit.fit(config)
+    assert len(evaluate(budget_run.dir, data=str(image_folder), split="all").paths) == 36
+
+
+def test_compare_reports_a_damaged_run(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path, "a", [True, False])
+    (run / "metrics.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="Cannot read the run"):
+        compare_runs([run, _fake_run(tmp_path, "b", [True, True])])

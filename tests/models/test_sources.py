@@ -143,3 +143,18 @@ def test_registration_groups_keep_stages_that_are_already_children() -> None:
 def test_options_for_another_source_are_refused(spec: str, options: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve_model(spec, **options)  # type: ignore[arg-type]
+
+
+def test_a_timm_folder_with_label_names_is_not_taken_for_a_bundle(tmp_path: Path) -> None:
+    model = timm.create_model("test_efficientnet", num_classes=2)
+    save_for_hf(model, tmp_path, model_config={"label_names": ["ok", "defect"]}, safe_serialization=True)
+    assert resolve_model(str(tmp_path)).spec == f"timm:{tmp_path}"
+
+
+def test_a_four_band_model_adapts_back_to_three_bands() -> None:
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.adapt_input_channels(4)
+    from transferkit.models.backbone import adapt_first_conv
+
+    adapt_first_conv(backbone.model, 3)
+    assert backbone.model.eval()(torch.rand(1, 3, 32, 32)).shape[1] == backbone.head().out_features

@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="With no arguments: EfficientNet-Lite0 (ImageNet) fine-tuned on ELPV solar cells.",
     )
     fit.add_argument("--config", help="YAML config file; flags override it")
-    fit.add_argument("--data", help="dataset: elpv, elpv:binary, digits, or a folder of class subfolders")
+    fit.add_argument(
+        "--data",
+        help="dataset: elpv, elpv:binary, digits, a folder of class subfolders, a .csv/.jsonl manifest, "
+        "or hf:<name> / a save_to_disk folder",
+    )
     fit.add_argument(
         "--model",
         help="model: efficientnet_lite0/1/2 (packaged), timm:, hf:, torchvision:, file:, run: or a folder "
@@ -94,7 +98,7 @@ def add_check_data_parser(commands: argparse._SubParsersAction[argparse.Argument
         "Exit code 1 when there are errors: unreadable images, test images copied in train or val, "
         "classes without train images.",
     )
-    check.add_argument("spec", metavar="SPEC", help="dataset: elpv, elpv:binary, digits, or a folder")
+    check.add_argument("spec", metavar="SPEC", help="dataset, as fit --data takes it")
     check.add_argument(
         "--val-fraction", type=float, default=defaults.val_fraction, help="share of train held out for val"
     )

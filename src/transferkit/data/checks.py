@@ -68,11 +68,11 @@ class DuplicateGroup:
     @property
     def leakage(self) -> bool:
         """Test images with a copy in train or val: the test score is inflated."""
-        return "test" in self.splits and len(self.splits) > 1
+        return "test" in self.splits and bool({"train", "val"} & set(self.splits))
 
     @property
     def mixed_labels(self) -> bool:
-        return len(set(self.labels)) > 1
+        return len(set(self.labels) - {"(unlabeled)"}) > 1
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "leakage": self.leakage}
@@ -154,7 +154,11 @@ def check_data(source: ImageSource, splits: Splits) -> DataReport:
     Pure apart from a progress bar: nothing is printed, and the report can be shown or saved as is.
     """
     scans = _scan_all(source)
-    split_of = {index: name for name, indices in splits.items() for index in indices}
+    split_of = {
+        index: name
+        for name, indices in [*splits.items(), ("unlabeled", splits.unlabeled)]
+        for index in indices
+    }
     bad = [
         BadImage(index, record.path, scan.problem, split_of.get(index, ""))
         for index, (record, scan) in enumerate(zip(source.records, scans, strict=True))
@@ -343,9 +347,13 @@ def _group(kind: str, members: list[int], source: ImageSource, split_of: dict[in
         kind=kind,
         indices=members,
         paths=[source.records[i].path for i in members],
-        splits=[name for name in ("train", "val", "test", "") if name in touched],
-        labels=[source.class_names[source.records[i].label] for i in members],
+        splits=[name for name in ("train", "val", "test", "unlabeled", "") if name in touched],
+        labels=[_label_name(source, source.records[i].label) for i in members],
     )
+
+
+def _label_name(source: ImageSource, label: int) -> str:
+    return source.class_names[label] if label >= 0 else "(unlabeled)"
 
 
 def _common_folder(records: Sequence[ImageRecord]) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from transferkit.data.decode import decode_image
 from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
 from transferkit.errors import DataError
 
@@ -90,9 +92,23 @@ def apply_label_budget(
 
 
 def with_unlabeled(source: ImageSource, paths: Sequence[str]) -> ImageSource:
-    """The source plus images that have no label, as records in the unlabeled split (label -1)."""
+    """The source plus image files that have no label, as records in the unlabeled split (label -1)."""
     extra = [ImageRecord(path, -1, UNLABELED) for path in paths]
-    return replace(source, records=[*source.records, *extra])
+    loader = _FilesBesides(source.loader, frozenset(paths)) if source.loader is not None else None
+    return replace(source, records=[*source.records, *extra], loader=loader)
+
+
+@dataclass(frozen=True)
+class _FilesBesides:
+    """A source's own loader for its records, and plain image decoding for the added files."""
+
+    loader: Callable[[ImageRecord, int], Image.Image]
+    files: frozenset[str]
+
+    def __call__(self, record: ImageRecord, channels: int) -> Image.Image:
+        if record.path in self.files:
+            return decode_image(record.path, channels)
+        return self.loader(record, channels)
 
 
 def stratified_split(

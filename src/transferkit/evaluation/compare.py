@@ -119,10 +119,17 @@ def _read_run(run: Path) -> dict[str, Any]:
     missing = [name for name, path in files.items() if not path.is_file()]
     if missing:
         raise ConfigError(f"{run} is not a finished transferkit run: it lacks {', '.join(missing)}.")
-    config = yaml.safe_load(files["config.yaml"].read_text())
-    metrics = json.loads(files["metrics.json"].read_text())
-    with open(files["predictions.csv"], newline="") as handle:
-        correct = {row["path"]: row["true"] == row["predicted"] for row in csv.DictReader(handle)}
+    try:
+        config = yaml.safe_load(files["config.yaml"].read_text())
+        metrics = json.loads(files["metrics.json"].read_text())
+        with open(files["predictions.csv"], newline="") as handle:
+            correct = {row["path"]: row["true"] == row["predicted"] for row in csv.DictReader(handle)}
+        return _described(config, metrics, correct)
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+        raise ConfigError(f"Cannot read the run {run}: {type(err).__name__} {err}. Is it damaged?") from err
+
+
+def _described(config: dict[str, Any], metrics: dict[str, Any], correct: dict[str, bool]) -> dict[str, Any]:
     return {
         "model": config["model"]["name"],
         "strategy": config["train"]["strategy"],

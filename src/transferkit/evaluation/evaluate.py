@@ -7,7 +7,7 @@ the model knows can be scored, e.g. a new batch of labelled images from the prod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,21 @@ def _data_config(model: Path, data: str | None) -> DataConfig:
     """The run's data section (so its splits are rebuilt exactly), with `data` as the dataset if given."""
     run_config = model / "config.yaml"
     saved = FitConfig.from_yaml(run_config).data if run_config.is_file() else None
-    if data is None and saved is None:
-        raise ConfigError(f"{model} is a bundle without its run's config.yaml: name the data with --data.")
-    if saved is None:
-        return DataConfig(name=str(data))
-    return replace(saved, name=data) if data is not None else saved
+    if data is None:
+        if saved is None:
+            raise ConfigError(
+                f"{model} is a bundle without its run's config.yaml: name the data with --data."
+            )
+        return saved
+    # Other data: only how to split it carries over, not the run's subset, budget or columns.
+    defaults = saved or DataConfig()
+    return DataConfig(
+        name=data,
+        val_fraction=defaults.val_fraction,
+        test_fraction=defaults.test_fraction,
+        split_seed=defaults.split_seed,
+        channels=defaults.channels,
+    )
 
 
 def _model_labels(source: ImageSource, classifier: Classifier) -> np.ndarray:
@@ -109,10 +119,9 @@ def _model_labels(source: ImageSource, classifier: Classifier) -> np.ndarray:
 
 
 def _split_indices(source: ImageSource, config: DataConfig, split: str) -> list[int]:
-    splits = split_with_budget(source, config)
-    if split == "all":
-        return sorted(splits.train + splits.val + splits.test)
-    return dict(splits.items())[split]
+    if split == "all":  # every labelled image, whatever label budget the run trained with
+        return [index for index, record in enumerate(source.records) if record.label >= 0]
+    return dict(split_with_budget(source, config).items())[split]
 
 
 def _predict_records(

@@ -139,5 +139,6 @@ def adapt_first_conv(model: nn.Module, channels: int) -> None:
         raise ModelError(
             f"Cannot adapt {model.__class__.__name__} to {channels} input channels: no plain first conv."
         )
-    conv.weight = nn.Parameter(adapt_input_conv(channels, conv.weight.detach()))
+    weight = conv.weight.detach()
+    conv.weight = nn.Parameter(adapt_input_conv(channels, weight, base_chans=weight.shape[1]))
     conv.in_channels = channels

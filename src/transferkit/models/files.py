@@ -19,7 +19,7 @@ _KEY_PREFIXES = ("module.", "model.")
 
 def load_weights_into(model: torch.nn.Module, path: Path) -> str:
     """Loads a state dict file onto `model` (its classifier may differ); returns the file's SHA-256."""
-    state = _strip_prefixes(read_state_dict(path))
+    state = strip_prefixes(read_state_dict(path))
     check_keys(model, state, path)
     model.load_state_dict(state, strict=False)
     return sha256_of_file(path)
@@ -53,7 +53,7 @@ def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for prefix in _KEY_PREFIXES:
         if state and all(key.startswith(prefix) for key in state):
             state = {key.removeprefix(prefix): value for key, value in state.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def load_hf(name: str, config: ModelConfig) -> Backbone:
         "Offline, save the model and its image processor with save_pretrained on a machine with a "
         "network and pass the folder: --model path/to/folder."
     )
-    with contextlib.nullcontext() if folder.is_dir() else hf_hub_access(f"hf:{name}", hint):
+    with _folder_errors(folder) if folder.is_dir() else hf_hub_access(f"hf:{name}", hint):
         hf_config = transformers.AutoConfig.from_pretrained(name)
         preprocessing = _preprocessing(transformers, name)
         model = _feature_network(transformers, hf_config, name if config.pretrained else None)
@@ -43,6 +44,18 @@ def load_hf(name: str, config: ModelConfig) -> Backbone:
     architecture = (hf_config.architectures or [hf_config.model_type])[0]
     spec = f"hf:{name}"
     return Backbone(spec, architecture, model, preprocessing, weights_sha256, "hf", hf_config.to_dict())
+
+
+@contextlib.contextmanager
+def _folder_errors(folder: Path) -> Iterator[None]:
+    """transformers' errors about a local folder (missing weights or config) as a ModelError naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise ModelError(
+            f"Cannot load the transformers model in {folder}: {err}. Save it again with save_pretrained "
+            "(config.json, model.safetensors and preprocessor_config.json)."
+        ) from err
 
 
 @families.register("hf")

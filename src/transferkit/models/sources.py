@@ -83,8 +83,8 @@ def local_source(path: Path) -> str:
     if (path / "model" / "config.json").is_file():
         return "run"
     config = _read_json(path / "config.json")
-    if "label_names" in config:
-        return "run"  # a transferkit bundle
+    if "model_sha256" in config or {"format", "preprocessing"} <= set(config):
+        return "run"  # a transferkit bundle (timm's save_for_hf also writes label_names)
     if "model_type" in config:
         return "hf"  # transformers' save_pretrained
     if "architecture" in config:

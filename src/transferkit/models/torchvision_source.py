@@ -20,7 +20,7 @@ from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models.adapter import FeatureNetwork, take_output_layer
 from transferkit.models.backbone import Backbone, Preprocessing
-from transferkit.models.files import check_keys, read_state_dict
+from transferkit.models.files import check_keys, read_state_dict, strip_prefixes
 from transferkit.models.hub import reachable
 from transferkit.models.sources import families, model_sources
 
@@ -96,7 +96,7 @@ def cached_weights_file(weights: WeightsEnum, spec: str) -> Path:
 
 def load_body_weights(network: nn.Module, path: Path) -> None:
     """Loads a state dict whose output layer may have another number of classes; it is replaced anyway."""
-    state = read_state_dict(path)
+    state = strip_prefixes(read_state_dict(path))
     linears = [module for module in network.modules() if isinstance(module, nn.Linear)]
     check_keys(network, state, path, head=linears[-1] if linears else None)
     network.load_state_dict(state, strict=False)

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from transferkit.errors import ConfigError
+from transferkit.evaluation.plots import save_figure
 from transferkit.files import write_atomic
 
 RESAMPLES = 2000
@@ -96,7 +97,6 @@ def write_comparison(rows: list[RunRow], out: Path) -> list[Path]:
 
 def plot_comparison(rows: list[RunRow], path: Path) -> Path:
     """Test accuracy of each run with its 95 % interval; runs beyond the noise of the first are marked."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
     names = [f"{Path(row.run).name}\n{row.model} · {row.strategy}" for row in rows]
     accuracy = np.array([row.headline["accuracy"] for row in rows])
@@ -109,7 +109,7 @@ def plot_comparison(rows: list[RunRow], path: Path) -> Path:
     axes.set_xlabel("test accuracy (95 % interval); blue: differs from the first run beyond the noise")
     axes.set_xlim(max(0.0, float((accuracy - low).min()) - 0.05), 1.0)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     plt.close(figure)
     return path
 

@@ -6,6 +6,7 @@ figure registry or interactive backend is involved and plotting is safe from wor
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
+
+from transferkit.files import write_atomic
 
 ImageLike: TypeAlias = Image.Image | np.ndarray  # a PIL image or a uint8 array, (H, W) or (H, W, C)
 
@@ -71,7 +74,7 @@ def plot_confusion_matrix(
         recall_axes, normalised, class_names, "row-normalised (recall)", lambda v: f"{v:.2f}", vmax=1.0
     )
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -102,7 +105,7 @@ def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Pa
     for axes in (loss_axes, accuracy_axes):
         _mark_phase_changes(axes, history, epochs)
     figure.suptitle("Learning curves")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_per_class_f1(metrics: Mapping[str, Any], path: Path) -> Path:
@@ -141,7 +144,7 @@ def plot_per_class_f1(metrics: Mapping[str, Any], path: Path) -> Path:
     axes.set_xlabel("F1" + (" (error bars: 95 % interval)" if errors is not None else ""))
     axes.grid(axis="x", alpha=0.3)
     figure.suptitle("Per-class F1")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reliability(
@@ -190,7 +193,7 @@ def plot_reliability(
     bottom.set_ylabel("images")
     bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle("Reliability diagram" + _ece_text(ece_before, ece_after))
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def list_confident_mistakes(
@@ -268,7 +271,7 @@ def plot_confident_mistakes(
             fontsize=8,
         )
     figure.suptitle("Most confident mistakes")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def create_run_plots(
@@ -455,11 +458,12 @@ def _short(name: str) -> str:
     return name if len(name) <= _MAX_GALLERY_LABEL else name[: _MAX_GALLERY_LABEL - 1] + "…"
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Writes the figure as PNG atomically (a crash leaves the old plot or the new one, never half)."""
+    buffer = io.BytesIO()
     # A tight box with a small margin: the constrained layout alone can clip the lowest axis label by a pixel.
-    figure.savefig(path, dpi=_DPI, format="png", bbox_inches="tight", pad_inches=0.08)
+    figure.savefig(buffer, dpi=_DPI, format="png", bbox_inches="tight", pad_inches=0.08)
+    write_atomic(Path(path), buffer.getvalue())
     # Drop the artists now rather than waiting for the garbage collector to break reference cycles.
     figure.clear()
     return path

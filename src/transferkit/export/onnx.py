@@ -149,7 +149,7 @@ def export_model(
     copied = [] if _same_folder(target, bundle) else copy_bundle(bundle, target, skip)
     if format == "safetensors":
         return ExportReport(target, copied)
-    classifier = load(bundle)
+    classifier = load(bundle, device="cpu")  # the reference on the CPU: no TF32 convolutions vs onnxruntime
     images = check_images(bundle, classifier)
     target.mkdir(parents=True, exist_ok=True)
     parity = export_checked(classifier, target / ONNX_FILE, images)

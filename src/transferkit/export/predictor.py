@@ -88,8 +88,8 @@ class ClassifierNetwork(nn.Module):
 class TorchPixelModel:
     """A `ClassifierNetwork` in inference mode on the inference device (the GPU when there is one)."""
 
-    def __init__(self, network: ClassifierNetwork) -> None:
-        self.device = inference_device()
+    def __init__(self, network: ClassifierNetwork, device: torch.device | None = None) -> None:
+        self.device = device or inference_device()
         self.network = network.eval().to(self.device)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -220,13 +220,14 @@ class Classifier:
                 results[index] = FilePrediction(paths[index], self.top(row, top_k))
 
 
-def load(path: str | os.PathLike[str], backend: str = "torch") -> Classifier:
+def load(path: str | os.PathLike[str], backend: str = "torch", device: str | None = None) -> Classifier:
     """Loads a fine-tuned model from a run directory or its bundle folder (``RUN/model``).
 
     Args:
         path: a run directory or a bundle folder (config.json + model.safetensors).
         backend: "torch" runs the safetensors weights with PyTorch; "onnx" runs the bundle's
             ``model.onnx`` with onnxruntime (``transferkit export PATH --format onnx`` writes it).
+        device: where the torch backend runs, e.g. "cpu"; by default the GPU when there is one.
 
     Raises:
         ModelError: no bundle at `path`, or its config or weights cannot be read.
@@ -245,7 +246,7 @@ def load(path: str | os.PathLike[str], backend: str = "torch") -> Classifier:
         network = None
     else:
         network = ClassifierNetwork(load_run(str(bundle), ModelConfig(f"run:{bundle}")).model, preprocessing)
-        pixel_model = TorchPixelModel(network)
+        pixel_model = TorchPixelModel(network, torch.device(device) if device else None)
     return Classifier(
         pixel_model,
         labels,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -12,32 +13,27 @@ from transferkit.errors import DataError
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 # What PIL raises for truncated, corrupt, non-image and oversized files.
-_DECODE_ERRORS = (
+DECODE_ERRORS = (
     OSError,
     SyntaxError,
+    TypeError,  # PIL on TIFF tags of the wrong type (found by fuzzing)
     ValueError,
     Image.DecompressionBombError,
     Image.DecompressionBombWarning,
 )
 
 
-def decode_image(path: str | Path, channels: int = 3) -> Image.Image:
-    """Opens an image file with its EXIF orientation applied, as "L", "RGB" or "RGBA" (1, 3, 4 channels)."""
+def decode_image(file: str | Path | IO[bytes], channels: int = 3, name: str | None = None) -> Image.Image:
+    """Opens an image file (or in-memory bytes) with its EXIF orientation applied, as "L", "RGB" or
+    "RGBA" (1, 3, 4 channels). `name` is what error messages call it (by default the path)."""
     try:
         with warnings.catch_warnings():
             # PIL only warns between 1x and 2x its pixel limit; a decompression bomb is refused outright.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(file) as opened:
                 return to_channels(ImageOps.exif_transpose(opened), channels)
-    except (
-        OSError,
-        SyntaxError,
-        TypeError,  # PIL on TIFF tags of the wrong type (found by fuzzing)
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as err:
-        raise DataError(f"Cannot decode image {path}: {err}") from err
+    except DECODE_ERRORS as err:
+        raise DataError(f"Cannot decode image {name or file}: {err}") from err
 
 
 def to_channels(image: Image.Image, channels: int) -> Image.Image:

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from transferkit.data.class_map import train_class_names
-from transferkit.data.decode import decode_image, to_channels
+from transferkit.data.decode import DECODE_ERRORS, decode_image, to_channels
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import UNLABELED
 from transferkit.errors import DataError, MissingDependencyError
@@ -29,8 +29,6 @@ SPLIT_ALIASES = {"train": "train", "validation": "val", "val": "val", "test": "t
 WHOLE = "all"  # the reference's split part for a saved Dataset that has no splits
 NO_LABEL = -1  # how ClassLabel stores a missing label
 SAVED_MARKERS = (("dataset_dict.json",), ("dataset_info.json", "state.json"))
-# What PIL raises for truncated, corrupt and non-image bytes.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def is_saved_dataset(path: str | Path) -> bool:
@@ -95,7 +93,7 @@ class _RowImages:
         _, split, row = record.path.rsplit("/", 2)
         try:
             value = self.splits[split][int(row)][self.column]
-        except _DECODE_ERRORS as err:  # `datasets` decodes Image features as it reads the row
+        except DECODE_ERRORS as err:  # `datasets` decodes Image features as it reads the row
             raise DataError(f"Cannot decode image {record.path}: {err}") from err
         return _to_image(value, channels, record.path)
 
@@ -105,18 +103,10 @@ def _to_image(value: object, channels: int, reference: str) -> Image.Image:
     if isinstance(value, Image.Image):
         return to_channels(value, channels)
     if isinstance(value, dict) and value.get("bytes"):
-        return _decode_bytes(value["bytes"], channels, reference)
+        return decode_image(io.BytesIO(value["bytes"]), channels, name=reference)
     if isinstance(value, dict) and value.get("path"):
         return decode_image(value["path"], channels)
     raise DataError(f"Row {reference} holds {type(value).__name__} where an image should be.")
-
-
-def _decode_bytes(data: bytes, channels: int, reference: str) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            return to_channels(ImageOps.exif_transpose(opened), channels)
-    except _DECODE_ERRORS as err:
-        raise DataError(f"Cannot decode image {reference}: {err}") from err
 
 
 def _import_datasets() -> ModuleType:

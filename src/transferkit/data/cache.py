@@ -46,13 +46,19 @@ def decode_resized(
     size = preprocessing.image_size
     if out is None:
         out = np.empty((len(indices), source.channels, size, size), dtype=np.uint8)
-    resample = _RESAMPLING.get(preprocessing.interpolation, Image.Resampling.BICUBIC)
     for row, index in enumerate(indices):
-        image = resize_and_crop(source.open(source.records[index]), size, resample, preprocessing.crop_pct)
-        out[row] = np.asarray(image, dtype=np.uint8).reshape(size, size, source.channels).transpose(2, 0, 1)
+        out[row] = resized_pixels(source.open(source.records[index]), preprocessing, source.channels)
         if on_image is not None:
             on_image()
     return torch.from_numpy(out)
+
+
+def resized_pixels(image: Image.Image, preprocessing: Preprocessing, channels: int) -> np.ndarray:
+    """One decoded image resized and centre-cropped as timm evaluates: uint8 (channels, size, size)."""
+    size = preprocessing.image_size
+    resample = _RESAMPLING.get(preprocessing.interpolation, Image.Resampling.BICUBIC)
+    image = resize_and_crop(image, size, resample, preprocessing.crop_pct)
+    return np.asarray(image, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
 
 
 def resize_and_crop(

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from transferkit.config import ModelConfig
-from transferkit.data.cache import _RESAMPLING, resize_and_crop
+from transferkit.data.cache import resized_pixels
 from transferkit.data.decode import decode_image, to_channels
 from transferkit.data.folder import list_images
 from transferkit.data.manifest import is_manifest, manifest_path_column, manifest_paths, read_manifest
@@ -131,7 +131,6 @@ class Classifier:
         self.data_channels = data_channels or preprocessing.channels
         self.backend = backend
         self.network = network
-        self._resample = _RESAMPLING.get(preprocessing.interpolation, Image.Resampling.BICUBIC)
 
     def predict(
         self, images: ImageInput | Sequence[ImageInput], top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
@@ -182,12 +181,8 @@ class Classifier:
         return torch.from_numpy(np.stack([self.pixels(image) for image in images]))
 
     def pixels(self, image: ImageInput) -> np.ndarray:
-        """One image as uint8 (C, H, W), resized and cropped as `decode_resized` does for training."""
-        channels, size = self.data_channels, self.preprocessing.image_size
-        resized = resize_and_crop(
-            to_pil_image(image, channels), size, self._resample, self.preprocessing.crop_pct
-        )
-        return np.asarray(resized, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
+        """One image as uint8 (C, H, W), resized and cropped as in training."""
+        return resized_pixels(to_pil_image(image, self.data_channels), self.preprocessing, self.data_channels)
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """softmax(logits / temperature) of uint8 pixels (N, C, H, W), averaged over the test-time views;

@@ -17,10 +17,13 @@ _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 _KEY_PREFIXES = ("module.", "model.")
 
 
-def load_weights_into(model: torch.nn.Module, path: Path) -> str:
-    """Loads a state dict file onto `model` (its classifier may differ); returns the file's SHA-256."""
+def load_weights_into(model: torch.nn.Module, path: Path, head: torch.nn.Module | None = None) -> str:
+    """Loads a state dict file onto `model` (its classifier may differ); returns the file's SHA-256.
+
+    `head` is the model's output layer; by default timm's ``get_classifier()``.
+    """
     state = strip_prefixes(read_state_dict(path))
-    check_keys(model, state, path)
+    check_keys(model, state, path, head)
     model.load_state_dict(state, strict=False)
     return sha256_of_file(path)
 

@@ -17,10 +17,9 @@ from torchvision.models import WeightsEnum
 
 from transferkit.config import ModelConfig
 from transferkit.errors import ModelError
-from transferkit.files import sha256_of_file
 from transferkit.models.adapter import FeatureNetwork, take_output_layer
 from transferkit.models.backbone import Backbone, Preprocessing
-from transferkit.models.files import check_keys, read_state_dict, strip_prefixes
+from transferkit.models.files import load_weights_into
 from transferkit.models.hub import reachable
 from transferkit.models.sources import families, model_sources
 
@@ -34,8 +33,9 @@ def load_torchvision(name: str, config: ModelConfig) -> Backbone:
     weights_sha256 = None
     if config.pretrained:
         path = Path(config.weights) if config.weights else cached_weights_file(weights, f"torchvision:{name}")
-        load_body_weights(network, path)
-        weights_sha256 = sha256_of_file(path)
+        # The output layer may have another number of classes; a new head replaces it anyway.
+        linears = [module for module in network.modules() if isinstance(module, nn.Linear)]
+        weights_sha256 = load_weights_into(network, path, head=linears[-1] if linears else None)
     model = _with_new_head(network, num_classes=len(weights.meta["categories"]))
     return Backbone(
         f"torchvision:{name}", architecture, model, preprocessing_of(weights), weights_sha256, "torchvision"
@@ -92,14 +92,6 @@ def cached_weights_file(weights: WeightsEnum, spec: str) -> Path:
     match = torch.hub.HASH_REGEX.search(path.name)
     torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=match.group(1) if match else None)
     return path
-
-
-def load_body_weights(network: nn.Module, path: Path) -> None:
-    """Loads a state dict whose output layer may have another number of classes; it is replaced anyway."""
-    state = strip_prefixes(read_state_dict(path))
-    linears = [module for module in network.modules() if isinstance(module, nn.Linear)]
-    check_keys(network, state, path, head=linears[-1] if linears else None)
-    network.load_state_dict(state, strict=False)
 
 
 def _with_new_head(network: nn.Module, num_classes: int) -> FeatureNetwork:

@@ -1,6 +1,7 @@
 """Label budgets, the unlabeled pool, and the on-disk cache of decoded images."""
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,7 @@ def test_the_cache_key_follows_content_and_preprocessing(source: ImageSource, tm
     indices = list(range(6))
     key = cache.key(source, indices, PREP)
     assert cache.key(source, indices, PREP.resized(24)) != key
+    assert cache.key(source, indices, replace(PREP, mean=(0.4,) * 3)) == key  # normalization is not cached
     changed = Path(source.records[0].path)
     changed.write_bytes(changed.read_bytes() + b"\0")  # same name, other content
     assert cache.key(source, indices, PREP) != key

@@ -160,7 +160,10 @@ class DiskCache:
         return cls(Path(base) / "images")
 
     def key(self, source: ImageSource, indices: Sequence[int], preprocessing: Preprocessing) -> str:
-        digest = hashlib.sha256(f"{_CACHE_FORMAT}\n{preprocessing.to_dict()}\n{source.channels}\n".encode())
+        # Only what `resized_pixels` depends on: models that differ in mean and std share a cache file.
+        prep = preprocessing
+        resize = f"{prep.image_size} {prep.interpolation} {prep.crop_pct} {source.channels}"
+        digest = hashlib.sha256(f"{_CACHE_FORMAT}\n{resize}\n".encode())
         for index in indices:
             digest.update(f"{content_key(source.records[index])}\n".encode())
         return digest.hexdigest()

@@ -71,15 +71,29 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95 % interval", justify="right")
-    intervals = metrics.get("intervals", {})
-    for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
-        if metrics.get(name) is not None:
-            interval = intervals.get(name)
-            shown = f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else ""
-            table.add_row(name.replace("_", " "), f"{100 * metrics[name]:.2f} %", shown)
-    for name, grouped in metrics.get("groupings", {}).items():
-        table.add_row(f"{name} accuracy", f"{100 * grouped['accuracy']:.2f} %", "")
+    rows = [
+        (name.replace("_", " "), metrics, name)
+        for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
+    ]
+    rows += [
+        (f"{group} accuracy", grouped, "accuracy") for group, grouped in metrics.get("groupings", {}).items()
+    ]
+    for label, values, name in rows:
+        if values.get(name) is not None:
+            interval = values.get("intervals", {}).get(name)
+            table.add_row(label, _format(name, values[name]), _format_interval(name, interval))
     return table
+
+
+def _format(name: str, value: float) -> str:
+    return f"{value:.3f}" if name == "auroc" else f"{100 * value:.2f} %"  # as the report shows them
+
+
+def _format_interval(name: str, interval: list[float] | None) -> str:
+    if not interval:
+        return ""
+    low, high = interval
+    return f"[{low:.3f}, {high:.3f}]" if name == "auroc" else f"[{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def comparison_table(rows: list[RunRow]) -> Table:

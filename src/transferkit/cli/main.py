@@ -124,7 +124,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from transferkit.api import fit  # the training stack imports in seconds; only fit needs it
 
     run = fit(config)
-    console.print(summary_table(run.headline, run.wall_time_s))
+    console.print(assess.metrics_table(run.metrics, f"test split ({run.wall_time_s / 60:.1f} min)"))
     print(f"report: {run.paths.report_html}")
     print(f"model:  {run.paths.model}")
     return 0
@@ -263,16 +263,6 @@ def duplicate_table(report: DataReport) -> Table:
         )
         leakage = "[bold red]yes[/]" if group.leakage else ""
         table.add_row(group.kind, " + ".join(group.splits), leakage, escape(members))
-    return table
-
-
-def summary_table(headline: dict[str, float], wall_time_s: float) -> Table:
-    table = Table(title="test split", show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in headline.items():
-        table.add_row(name.replace("_", " "), f"{100 * value:.2f} %")
-    table.add_row("wall time", f"{wall_time_s / 60:.1f} min")
     return table
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,15 +22,17 @@ from transferkit.data.cache import DiskCache
 from transferkit.data.checks import DataReport, check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
-from transferkit.errors import DataError
+from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation import headline_metrics
 from transferkit.evaluation.run_outputs import evaluate_test, write_run_outputs
+from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone, resolve_model
 from transferkit.progress import notice
-from transferkit.run_dir import RunPaths, build_manifest
+from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
 from transferkit.strategies import create_strategy
-from transferkit.training.loop import run_phases
+from transferkit.training.balance import class_weights, resolve_balance
+from transferkit.training.loop import TrainingPlan, run_phases
 from transferkit.training.module import TransferModule
 from transferkit.transforms import augment_presets, create_augmentation
 from transferkit.transforms.augment import identity
@@ -52,11 +56,15 @@ class Run:
         return headline_metrics(self.metrics)
 
 
-def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
+def fit(
+    config: FitConfig | str | Path | None = None, *, resume: str | Path | None = None, **options: Any
+) -> Run:
     """Fine-tunes a pretrained model on a dataset, evaluates it on the test split and exports it.
 
     Args:
         config: a FitConfig, a YAML file, or None for the defaults (EfficientNet-Lite0 on ELPV).
+        resume: a run directory of an interrupted run: it continues from its last checkpoint with its
+            own config.yaml, and ends with the weights an uninterrupted run would have.
         **options: shortcuts such as ``data="digits"``, ``epochs=3``, or dotted keys such as
             ``**{"train.lr": 3e-4}``.
 
@@ -64,7 +72,20 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
         The finished Run, with metrics and paths of everything written.
     """
     started = time.perf_counter()
-    config = resolve_config(config, **options)
+    paths: RunPaths | None = None
+    if resume is not None:
+        if config is not None or options:
+            raise ConfigError("A resumed run keeps its own config.yaml; pass --resume RUN_DIR alone.")
+        paths = RunPaths.existing(resume)
+        config = FitConfig.from_yaml(paths.config)
+    else:
+        config = resolve_config(config, **options)
+    if not is_main_process():
+        paths = RunPaths(Path(os.environ[RUN_DIR_ENV]))  # a worker of a multi-process run
+    return _fit(config, paths, started, resume=resume is not None)
+
+
+def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: bool) -> Run:
     # Every name is checked before any work: a typo must not cost a model load.
     strategy = create_strategy(config.train)
     source = load_source(config.data)
@@ -75,39 +96,55 @@ def fit(config: FitConfig | str | Path | None = None, **options: Any) -> Run:
     backbone = resolve_model(model.name, model.pretrained, model.arch, model.weights)
     backbone.reset_head(len(source.class_names))
     backbone.adapt_input_channels(source.channels)
+    strategy.adapt(backbone)
     # 2. the new dataset, split, with its label budget; unreadable files found before any training
     splits = split_with_budget(source, config.data)
     source = with_budget_note(source, splits, config.data)
     checks = check_data(source, splits)
     splits = leave_out_bad_images(checks, splits, config.data.bad_images)
-    paths = start_run_directory(config, source, backbone)
-    # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
-    if config.preprocess.image_size:
-        backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
-    augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
-    data = decode_splits(
-        source, splits, backbone.preprocessing, DiskCache.default() if config.data.cache else None
-    )
-    # 4. fine-tuning
-    module = TransferModule(backbone, strategy, config.train)
-    history = run_phases(module, data, augment, paths)
-    # 5. evaluation on the held-out test split, report and export
-    views = augment.tta_views if config.preprocess.tta else (identity,)
-    # the temperature is fitted on the validation split, with the same views as the test evaluation
-    evaluation = evaluate_test(module, source, data["test"], views, val=data["val"])
-    wall_time = time.perf_counter() - started
-    counts = class_counts(source, splits)
-    write_run_outputs(
-        paths,
-        config,
-        evaluation,
-        module=module,
-        history=history,
-        counts=counts,
-        wall_time_s=wall_time,
-        data_checks=checks,
-    )
+    paths = paths or start_run_directory(config, source, backbone)
+    with paths.lock() if is_main_process() else contextlib.nullcontext():
+        os.environ[RUN_DIR_ENV] = str(paths.root)  # worker processes started by Lightning share it
+        # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
+        if config.preprocess.image_size:
+            backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
+        augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
+        data = decode_splits(
+            source, splits, backbone.preprocessing, DiskCache.default() if config.data.cache else None
+        )
+        # 4. fine-tuning
+        counts = class_counts(source, splits)
+        train_counts = list(counts["train"].values())
+        balance = resolve_balance(config.train.balance, train_counts)
+        weights = class_weights(train_counts) if balance == "weights" else None
+        module = TransferModule(backbone, strategy, config.train, config.seed, weights)
+        plan = TrainingPlan(data, augment, paths, balance == "sampler", train_counts)
+        history = run_phases(module, plan, resume=resume)
+        strategy.finalize(backbone)
+        if not is_main_process():
+            return Run(paths, config, {}, time.perf_counter() - started)
+        # 5. evaluation on the held-out test split, report and export
+        kill_point("evaluation")
+        views = augment.tta_views if config.preprocess.tta else (identity,)
+        # the temperature is fitted on the validation split, with the same views as the test evaluation
+        evaluation = evaluate_test(module, source, data["test"], views, val=data["val"])
+        wall_time = time.perf_counter() - started
+        write_run_outputs(
+            paths,
+            config,
+            evaluation,
+            module=module,
+            history=history,
+            counts=counts,
+            wall_time_s=wall_time,
+            data_checks=checks,
+        )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+def is_main_process() -> bool:
+    """False in the worker processes of a multi-process run (their rank is set by the launcher)."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def with_budget_note(source: ImageSource, splits: Splits, config: DataConfig) -> ImageSource:

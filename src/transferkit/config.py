@@ -95,33 +95,102 @@ class PreprocessConfig:
 
 @dataclass
 class TrainConfig:
-    """Step 4: the fine-tuning strategy and its optimisation."""
+    """Step 4: the fine-tuning strategy, its optimisation, and how the run survives interruptions."""
 
-    strategy: str = "fine-tune"
+    strategy: str = "fine-tune"  # a registered name; partial:K trains the top K layer groups
     epochs: int = 7
     batch_size: int = 16
-    lr: float = 1e-3  # peak rate of the top layer group; lower groups get lr * lr_decay**depth
-    lr_decay: float = 0.8
-    frozen_groups: int = 3  # lowest layer groups kept frozen: generic features, and no backward through them
+    lr: float | str = 1e-3  # peak rate of the top layer group, or "auto": a learning-rate range test
+    lr_decay: float | None = None  # rate factor per layer group below the top; None: the strategy's own
+    frozen_groups: int = 3  # fine-tune: lowest layer groups kept frozen (generic features, no backward)
+    unfreeze_milestones: list[int] | None = None  # gradual: epochs at which the next group thaws
+    optimizer: str = "adamw"
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
+    mixup: float = 0.0  # alpha of Beta(alpha, alpha) for mixing image pairs; 0 turns it off
+    cutmix: float = 0.0  # alpha for pasting a box of one image into another; 0 turns it off
+    ema: bool = False  # evaluate an exponential moving average of the weights
+    ema_decay: float = 0.998
+    regularizer: str = "none"  # l2-sp: pull the backbone toward its pretrained weights
+    regularizer_strength: float = 0.01
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    balance: str = (
+        "none"  # weights: class-weighted loss; sampler: class-balanced batches; auto: weights if skewed
+    )
+    early_stopping: int | None = None  # epochs without a better validation accuracy before stopping
+    time_budget: float | None = None  # minutes of training; then stop cleanly and keep the best checkpoint
+    accumulate: int = 1  # batches whose gradients add up before each optimizer step
     precision: str = "32-true"
+    deterministic: bool = False  # deterministic kernels: a resumed run ends with the same weights
+    checkpoint_every: int = 50  # optimizer steps between resume checkpoints (also at every epoch end)
     devices: int = 1
+    num_nodes: int = 1
+    distributed: str = "ddp"  # how several devices share the work: ddp or fsdp
     num_workers: int = 0  # the decoded cache lives in memory: worker processes would copy it
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 0, "train.epochs", "must be 0 or more", self.epochs)
         _require(self.batch_size >= 1, "train.batch_size", "must be at least 1", self.batch_size)
-        _require(self.lr > 0, "train.lr", "must be positive", self.lr)
-        _require(0 < self.lr_decay <= 1, "train.lr_decay", "must lie in (0, 1]", self.lr_decay)
-        _require(self.frozen_groups >= 0, "train.frozen_groups", "must be 0 or more", self.frozen_groups)
-        # Outputs are not yet written by one process only; several would each write a run directory.
         _require(
-            self.devices == 1,
-            "train.devices",
-            "must be 1 (multi-device training is not supported yet)",
-            self.devices,
+            self.lr == "auto" or (not isinstance(self.lr, str) and self.lr > 0),
+            "train.lr",
+            "must be positive or auto",
+            self.lr,
+        )
+        _require(
+            self.lr_decay is None or 0 < self.lr_decay <= 1,
+            "train.lr_decay",
+            "must lie in (0, 1]",
+            self.lr_decay,
+        )
+        _require(self.frozen_groups >= 0, "train.frozen_groups", "must be 0 or more", self.frozen_groups)
+        _require(
+            self.optimizer in ("adamw", "sgd"), "train.optimizer", "must be adamw or sgd", self.optimizer
+        )
+        _require(self.mixup >= 0, "train.mixup", "must be 0 (off) or a positive alpha", self.mixup)
+        _require(self.cutmix >= 0, "train.cutmix", "must be 0 (off) or a positive alpha", self.cutmix)
+        _require(0 < self.ema_decay < 1, "train.ema_decay", "must lie in (0, 1)", self.ema_decay)
+        _require(
+            self.regularizer in ("none", "l2-sp"),
+            "train.regularizer",
+            "must be none or l2-sp",
+            self.regularizer,
+        )
+        _require(self.lora_rank >= 1, "train.lora_rank", "must be at least 1", self.lora_rank)
+        _require(
+            self.balance in ("none", "auto", "weights", "sampler"),
+            "train.balance",
+            "must be none, auto, weights or sampler",
+            self.balance,
+        )
+        _require(
+            self.early_stopping is None or self.early_stopping >= 1,
+            "train.early_stopping",
+            "must be at least 1 epoch or null",
+            self.early_stopping,
+        )
+        _require(
+            self.time_budget is None or self.time_budget > 0,
+            "train.time_budget",
+            "must be positive minutes or null",
+            self.time_budget,
+        )
+        _require(self.accumulate >= 1, "train.accumulate", "must be at least 1", self.accumulate)
+        _require(
+            self.precision in ("32-true", "32", "bf16-mixed", "16-mixed"),
+            "train.precision",
+            "must be 32-true, bf16-mixed or 16-mixed",
+            self.precision,
+        )
+        _require(
+            self.checkpoint_every >= 1, "train.checkpoint_every", "must be at least 1", self.checkpoint_every
+        )
+        _require(self.devices >= 1, "train.devices", "must be at least 1", self.devices)
+        _require(self.num_nodes >= 1, "train.num_nodes", "must be at least 1", self.num_nodes)
+        _require(
+            self.distributed in ("ddp", "fsdp"), "train.distributed", "must be ddp or fsdp", self.distributed
         )
 
 
@@ -213,6 +282,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if str in allowed and isinstance(value, Path):
         return str(value)
     for kind in allowed:
+        if typing.get_origin(kind) is list and isinstance(value, list):
+            return [_coerce(typing.get_args(kind)[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
         if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
             with contextlib.suppress(ValueError):  # YAML reads 3e-4 (no dot) as a string
                 return float(value)
@@ -222,7 +293,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             and not (kind is int and isinstance(value, bool))
         ):
             return value
-    names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+    names = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"Config key {key!r} must be {names}, got {value!r} ({type(value).__name__}).")
 
 
@@ -246,6 +317,22 @@ SHORTCUTS = {
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "train.lr",
+    "layer_decay": "train.lr_decay",
+    "regularizer": "train.regularizer",
+    "mixup": "train.mixup",
+    "cutmix": "train.cutmix",
+    "label_smoothing": "train.label_smoothing",
+    "ema": "train.ema",
+    "precision": "train.precision",
+    "accumulate": "train.accumulate",
+    "optimizer": "train.optimizer",
+    "early_stopping": "train.early_stopping",
+    "balance": "train.balance",
+    "time_budget": "train.time_budget",
+    "deterministic": "train.deterministic",
+    "devices": "train.devices",
+    "num_nodes": "train.num_nodes",
+    "distributed": "train.distributed",
     "seed": "seed",
     "out": "out",
 }

@@ -42,3 +42,19 @@ class MissingDependencyError(TransferkitError, ImportError):
 
     def __init__(self, package: str, feature: str) -> None:
         super().__init__(f"{feature} needs the package {package!r}. Install it with: pip install {package}")
+
+
+class RunError(TransferkitError, RuntimeError):
+    """A run cannot go on: a diverged loss, a run directory in use, nothing left to resume."""
+
+
+class TrainingInterrupted(TransferkitError):
+    """SIGTERM or Ctrl-C stopped training after a checkpoint was saved; `--resume` continues the run."""
+
+    def __init__(self, signal_number: int, run_dir: str) -> None:
+        super().__init__(
+            f"Interrupted by signal {signal_number}; a checkpoint is saved. Continue with: "
+            f"transferkit fit --resume {run_dir}"
+        )
+        self.exit_code = 128 + signal_number  # what a shell reports for a process the signal killed
+        self.run_dir = run_dir

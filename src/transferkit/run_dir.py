@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import platform
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from transferkit.errors import RunError
+
+RUN_DIR_ENV = "TRANSFERKIT_RUN_DIR"  # tells the worker processes of a multi-process run where to write
 
 PACKAGES = ("transferkit", "torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "pillow")
 
@@ -35,6 +42,33 @@ class RunPaths:
                 root = Path(out) / f"{name}-{suffix}"
         (root / "plots").mkdir()
         return cls(root)
+
+    @classmethod
+    def existing(cls, root: str | Path) -> RunPaths:
+        """An interrupted run's directory, to resume; a finished or foreign folder is refused."""
+        paths = cls(Path(root))
+        if not paths.config.is_file():
+            raise RunError(
+                f"{root} is not a transferkit run directory (no config.yaml); give the folder fit made."
+            )
+        if paths.report_md.exists():
+            raise RunError(f"{root} finished already (report.md is written); start a new run instead.")
+        return paths
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds the run directory for this process; a second process gets a RunError, not a mixed run."""
+        with (self.root / ".lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(
+                    f"{self.root} is in use by another transferkit process; wait for it or stop it first."
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @property
     def config(self) -> Path:
@@ -63,6 +97,20 @@ class RunPaths:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """Where an interrupted run resumes from: written every few steps and at each epoch end."""
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def trained_weights(self) -> Path:
+        """The weights training ended with: a run resumed after this point goes straight to evaluation."""
+        return self.checkpoints / "trained.pt"
 
     @property
     def model(self) -> Path:

@@ -44,19 +44,109 @@ def _splits() -> tuple[SplitImages, SplitImages]:
     )
 
 
+def _trainable(groups: list[list[torch.nn.Parameter]]) -> list[bool]:
+    """Per layer group: does any of its parameters train?"""
+    return [any(p.requires_grad for p in group) for group in groups]
+
+
 def test_fine_tune_freezes_the_lowest_groups_and_rates_decay_upwards(tiny) -> None:
     config = TrainConfig(strategy="fine-tune", frozen_groups=2, lr=1e-3, lr_decay=0.5)
     strategy = create_strategy(config)
     summary = strategy.prepare(tiny, Normalize(tiny.preprocessing), *_splits())
+    strategy.set_trainable(tiny, epoch=0)
     groups = tiny.layer_groups()
-    assert not any(p.requires_grad for group in groups[:2] for p in group)
-    assert all(p.requires_grad for group in groups[2:] for p in group)
+    assert _trainable(groups) == [False, False] + [True] * (len(groups) - 2)
     rates = [g["lr"] for g in strategy.param_groups(tiny)]
     assert len(rates) == len(groups) - 2
     assert rates[-1] == 1e-3
     assert rates == sorted(rates)
     assert rates[-2] == pytest.approx(5e-4)
     assert "val_accuracy" in summary
+
+
+def test_lp_ft_trains_every_group_at_a_tenth_of_the_rate_after_the_probe(tiny) -> None:
+    strategy = create_strategy(TrainConfig(strategy="lp-ft", lr=1e-3))
+    strategy.set_trainable(tiny, epoch=0)
+    groups = tiny.layer_groups()
+    assert all(_trainable(groups))
+    assert [g["lr"] for g in strategy.param_groups(tiny)] == [pytest.approx(1e-4)] * len(groups)
+    assert [p.name for p in strategy.phases()] == ["head", "fine-tune"]
+
+
+def test_full_starts_from_the_new_head_and_can_decay_rates_by_layer(tiny) -> None:
+    strategy = create_strategy(TrainConfig(strategy="full", lr=1e-3, lr_decay=0.5))
+    assert [p.name for p in strategy.phases()] == ["full"]
+    assert strategy.prepare(tiny, Normalize(tiny.preprocessing), *_splits()) == {}
+    rates = [g["lr"] for g in strategy.param_groups(tiny)]
+    assert len(rates) == len(tiny.layer_groups())
+    assert rates[-1] == 1e-3 and rates[0] == pytest.approx(1e-3 * 0.5 ** (len(rates) - 1))
+
+
+def test_partial_trains_only_the_top_k_groups_and_the_head(tiny) -> None:
+    strategy = create_strategy(TrainConfig(strategy="partial:2"))
+    strategy.adapt(tiny)
+    strategy.set_trainable(tiny, epoch=0)
+    trainable = _trainable(tiny.layer_groups())
+    assert trainable[-3:] == [True, True, True] and not any(trainable[:-3])
+    assert len(strategy.param_groups(tiny)) == 3
+
+
+@pytest.mark.parametrize("spec", ["partial", "partial:x", "partial:0"])
+def test_partial_without_a_group_count_is_refused_with_an_example(spec: str) -> None:
+    with pytest.raises(ConfigError, match="partial:2"):
+        create_strategy(TrainConfig(strategy=spec))
+
+
+def test_partial_with_more_groups_than_the_model_has_names_the_range(tiny) -> None:
+    with pytest.raises(ConfigError, match=r"partial:1 to partial:\d+"):
+        create_strategy(TrainConfig(strategy="partial:99")).adapt(tiny)
+
+
+def test_gradual_thaws_one_more_group_per_epoch_or_at_milestones(tiny) -> None:
+    total = len(tiny.layer_groups())
+    strategy = create_strategy(TrainConfig(strategy="gradual", epochs=total + 2))
+    thawed = []
+    for epoch in range(4):
+        strategy.set_trainable(tiny, epoch)
+        thawed.append(sum(_trainable(tiny.layer_groups())))
+    assert thawed == [2, 3, 4, 5]
+    strategy.set_trainable(tiny, total + 1)
+    assert all(_trainable(tiny.layer_groups()))
+    # every group that will ever train has its rate from the first step (the optimizer never changes)
+    assert len(strategy.param_groups(tiny)) == total
+    milestones = create_strategy(TrainConfig(strategy="gradual", unfreeze_milestones=[2, 4]))
+    assert [milestones.thawed_groups(total, e) for e in range(6)] == [2, 2, 3, 3, 4, 4]
+
+
+def test_lora_starts_at_the_pretrained_function_and_merges_into_plain_weights(tiny) -> None:
+    images = torch.rand(2, 3, 32, 32)
+    tiny.model.eval()
+    before = tiny.model(images)
+    keys = set(tiny.model.state_dict())
+    strategy = create_strategy(TrainConfig(strategy="lora", lora_rank=2))
+    strategy.adapt(tiny)
+    assert torch.allclose(tiny.model(images), before, atol=1e-6)  # B = 0 at the start
+    strategy.set_trainable(tiny, epoch=0)
+    trainable = [name for name, p in tiny.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".up" in n or ".down" in n or n.startswith("classifier") for n in trainable)
+    with torch.no_grad():  # as if training had moved the adapters
+        for name, param in tiny.model.named_parameters():
+            if name.endswith(".up"):
+                param.normal_()
+    adapted = tiny.model(images)
+    assert not torch.allclose(adapted, before, atol=1e-3)
+    strategy.finalize(tiny)
+    assert set(tiny.model.state_dict()) == keys  # the bundle's keys: the plain architecture's
+    assert torch.allclose(tiny.model(images), adapted, atol=1e-5)
+
+
+def test_bitfit_trains_biases_norms_and_the_head_only(tiny) -> None:
+    strategy = create_strategy(TrainConfig(strategy="bitfit"))
+    strategy.set_trainable(tiny, epoch=0)
+    trainable = {name for name, p in tiny.model.named_parameters() if p.requires_grad}
+    assert "classifier.weight" in trainable
+    assert "conv_stem.weight" not in trainable
+    assert all(n.endswith("bias") or ".bn" in n or n.startswith(("bn", "classifier")) for n in trainable)
 
 
 def test_linear_probe_fits_the_head_and_trains_nothing_else(tiny) -> None:
@@ -81,12 +171,12 @@ def test_frozen_batchnorm_stays_in_inference_mode(tiny) -> None:
 
 def test_every_strategy_declares_its_phases() -> None:
     for name in strategies:
-        phases = create_strategy(TrainConfig(strategy=name)).phases()
-        assert phases[0].name == "head"
+        phases = create_strategy(TrainConfig(strategy=f"{name}:2" if name == "partial" else name)).phases()
+        assert phases
         assert all(p.description for p in phases)
 
 
 def test_freezing_every_group_is_refused_by_name(tiny) -> None:
     strategy = create_strategy(TrainConfig(strategy="fine-tune", frozen_groups=99))
     with pytest.raises(ConfigError, match=r"train\.frozen_groups=99"):
-        strategy.prepare(tiny, Normalize(tiny.preprocessing), *_splits())
+        strategy.adapt(tiny)

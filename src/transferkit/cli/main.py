@@ -13,7 +13,7 @@ from rich.table import Table
 
 from transferkit.cli import assess, ship
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
-from transferkit.errors import TransferkitError
+from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
 from transferkit.models import resolve_model
 from transferkit.models.summary import SPEC_EXAMPLES, ModelSummary, PackagedRow, packaged_rows, summarize
 from transferkit.strategies import strategies
@@ -64,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--image-size", type=int, help="input size in px (default: what the weights expect)")
     fit.add_argument("--augment", help=f"augmentation preset: auto, {', '.join(augment_presets.names())}")
     fit.add_argument("--batch-size", type=int)
-    fit.add_argument("--lr", type=float, help="learning rate of the top layer group")
+    add_training_flags(fit)
     fit.add_argument("--seed", type=int)
+    fit.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"
+    )
     fit.add_argument("--out", help="folder for run directories (default: runs)")
     fit.add_argument(
         "--set",
@@ -87,6 +90,35 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_commands(commands)
     assess.add_commands(commands)
     return parser
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """Step 4's options: rates, regularization, averaging, stopping, devices."""
+    parser.add_argument("--lr", type=learning_rate, help="learning rate of the top layer group, or auto")
+    parser.add_argument("--layer-decay", type=float, help="rate factor per layer group below the top")
+    parser.add_argument("--optimizer", choices=("adamw", "sgd"))
+    parser.add_argument(
+        "--regularizer", choices=("none", "l2-sp"), help="l2-sp: stay near pretrained weights"
+    )
+    parser.add_argument("--mixup", type=float, metavar="ALPHA", help="mix image pairs (e.g. 0.2)")
+    parser.add_argument("--cutmix", type=float, metavar="ALPHA", help="paste boxes between images (e.g. 1.0)")
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--ema", action="store_true", default=None, help="evaluate a weight average")
+    parser.add_argument("--precision", help="32-true or bf16-mixed")
+    parser.add_argument("--accumulate", type=int, metavar="N", help="batches per optimizer step")
+    parser.add_argument(
+        "--early-stopping", type=int, metavar="PATIENCE", help="epochs without val improvement"
+    )
+    parser.add_argument(
+        "--balance", choices=("none", "auto", "weights", "sampler"), help="imbalanced classes (default none)"
+    )
+    parser.add_argument(
+        "--time-budget", type=float, metavar="MINUTES", help="stop training cleanly after this"
+    )
+    parser.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels")
+    parser.add_argument("--devices", type=int, help="devices per machine (several: distributed training)")
+    parser.add_argument("--num-nodes", type=int, help="machines, under torchrun or SLURM")
+    parser.add_argument("--distributed", choices=("ddp", "fsdp"))
 
 
 def add_check_data_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,17 +145,29 @@ def add_check_data_parser(commands: argparse._SubParsersAction[argparse.Argument
     check.add_argument("--label-column", help="hf: dataset column holding the labels")
 
 
+def learning_rate(text: str) -> float | str:
+    return text if text == "auto" else float(text)
+
+
 def run_fit(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key, None) for key in SHORTCUTS}
     options = {key: value for key, value in flags.items() if value is not None}  # flags given
     options.update(parse_override(text) for text in args.set)
-    config = resolve_config(args.config, **options)
-    if args.print_config:
+    if args.resume and (options or args.config):
+        raise ConfigError("--resume continues a run with its own config.yaml; give no other options.")
+    config = resolve_config(args.config, **options) if not args.resume else None
+    if args.print_config and config is not None:
         print(config.to_yaml(), end="")
         return 0
     from transferkit.api import fit  # the training stack imports in seconds; only fit needs it
 
-    run = fit(config)
+    try:
+        run = fit(config, resume=args.resume)
+    except TrainingInterrupted as stop:
+        console.print(f"[yellow]stopped:[/] {stop}")
+        return stop.exit_code
+    if not run.metrics:
+        return 0  # a worker process of a multi-process run: the main process reports
     console.print(assess.metrics_table(run.metrics, f"test split ({run.wall_time_s / 60:.1f} min)"))
     print(f"report: {run.paths.report_html}")
     print(f"model:  {run.paths.model}")

@@ -309,6 +309,9 @@ def create_run_plots(
         "Learning curves": plot_learning_curves(history, plots_dir / "learning_curves.png"),
         "Per-class F1 (test)": plot_per_class_f1(metrics, plots_dir / "per_class_f1.png"),
     }
+    range_test = plots_dir / "lr_range_test.png"  # drawn before training by `--lr auto`
+    if range_test.exists():
+        plots["Learning-rate range test"] = range_test
     calibration = metrics.get("calibration") or {}
     if calibration.get("bins"):
         scaling = metrics.get("temperature_scaling") or {}

@@ -1,4 +1,4 @@
-"""The FinetuneStrategy interface: which layer groups train, at which rates, in which phases."""
+"""The FinetuneStrategy interface: which parameters train, at which rates, in which epochs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from transferkit.config import TrainConfig
 from transferkit.data.cache import SplitImages
+from transferkit.errors import ConfigError
 from transferkit.models.backbone import Backbone
 from transferkit.registry import Registry
 
@@ -27,35 +28,95 @@ class FinetuneStrategy:
 
     Hooks, in the order `fit` calls them:
         phases: what will happen, for the report and the progress display.
-        prepare: work before the epoch loop, e.g. fitting the head on frozen features.
-        param_groups: the parameters the optimizer trains, each with its learning rate.
+        adapt: structural changes to the network (adapters); also when a run resumes.
+        prepare: work before the epoch loop, e.g. fitting the head on frozen features; a resumed run
+            skips it, because its checkpoint holds the result.
+        param_groups: every parameter that trains in some epoch, with its learning rate.
+        set_trainable: which parameters train in a given epoch; called at every batch, so a resumed run
+            never trains with the wrong layers frozen.
+        finalize: before evaluation and export, e.g. merging adapters into the weights.
+
+    The default is group-wise: the top `thawed_groups` layer groups train, each at
+    ``lr * lr_decay**depth`` below the head (discriminative rates, Howard & Ruder 2018).
     """
 
     name = "base"
+    default_lr_decay = 1.0
+    fits_head_first = True  # a linear probe on frozen features before any gradient step
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, argument: str | None = None) -> None:
+        if argument is not None:
+            raise ConfigError(f"Strategy {self.name!r} takes no argument; got {self.name}:{argument}.")
         self.config = config
+        self.lr = float(config.lr) if config.lr != "auto" else float("nan")  # "auto": set by the range test
+
+    @property
+    def lr_decay(self) -> float:
+        return self.config.lr_decay if self.config.lr_decay is not None else self.default_lr_decay
 
     def phases(self) -> list[Phase]:
-        raise NotImplementedError
+        head = [Phase("head", 0, "logistic-regression head on frozen, cached features (L-BFGS)")]
+        return head if self.fits_head_first else []
 
     @property
     def train_epochs(self) -> int:
         """Epochs of gradient training through the backbone (the Lightning loop)."""
         return sum(p.epochs for p in self.phases())  # phases outside the loop, like the head, have none
 
+    def adapt(self, backbone: Backbone) -> None:
+        """Structural changes before training (and before a checkpoint is loaded into the network)."""
+
     def prepare(
         self, backbone: Backbone, normalize: nn.Module, train: SplitImages, val: SplitImages
     ) -> dict[str, Any]:
         """Runs before the epoch loop; returns facts for the history (e.g. validation accuracy)."""
-        return {}
+        if not self.fits_head_first:
+            return {}
+        from transferkit.strategies.linear_probe import fit_head  # the probe module subclasses this one
+
+        return fit_head(backbone, normalize, train, val)
+
+    def thawed_groups(self, total: int, epoch: int) -> int:
+        """How many layer groups, counted from the head down, train in `epoch` (the head is one)."""
+        return total
 
     def param_groups(self, backbone: Backbone) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        groups = backbone.layer_groups()
+        top = len(groups) - 1
+        lowest = len(groups) - max(
+            self.thawed_groups(len(groups), e) for e in range(max(1, self.train_epochs))
+        )
+        return [
+            {"params": params, "lr": self.lr * self.lr_decay ** (top - depth), "name": group_name(depth, top)}
+            for depth, params in enumerate(groups)
+            if depth >= lowest
+        ]
+
+    def set_trainable(self, backbone: Backbone, epoch: int) -> None:
+        groups = backbone.layer_groups()
+        lowest = len(groups) - self.thawed_groups(len(groups), epoch)
+        for depth, params in enumerate(groups):
+            for param in params:
+                param.requires_grad_(depth >= lowest)
+
+    def finalize(self, backbone: Backbone) -> None:
+        """Leaves the network in its plain, exportable form."""
+
+
+def group_name(depth: int, top: int) -> str:
+    return "head" if depth == top else f"group {depth}"
+
+
+def freeze_all_but(backbone: Backbone, trainable: list[nn.Parameter]) -> None:
+    keep = {id(p) for p in trainable}
+    for param in backbone.model.parameters():
+        param.requires_grad_(id(param) in keep)
 
 
 strategies: Registry[type[FinetuneStrategy]] = Registry("strategy")
 
 
 def create_strategy(config: TrainConfig) -> FinetuneStrategy:
-    return strategies.get(config.strategy)(config)
+    """The strategy a config names; ``partial:4`` passes ``"4"`` to the partial strategy."""
+    name, _, argument = config.strategy.partition(":")
+    return strategies.get(name)(config, argument or None)

@@ -11,7 +11,7 @@ from torch import nn
 from transferkit.data.cache import SplitImages
 from transferkit.models.backbone import Backbone
 from transferkit.progress import progress_task
-from transferkit.strategies.base import FinetuneStrategy, Phase, strategies
+from transferkit.strategies.base import FinetuneStrategy, strategies
 from transferkit.training.features import extract_features, fit_linear_head
 
 # Candidate L2 strengths; the one with the lowest validation loss wins (cheap on cached features).
@@ -25,28 +25,30 @@ class LinearProbe(FinetuneStrategy):
 
     name = "linear-probe"
 
-    def phases(self) -> list[Phase]:
-        return [Phase("head", 0, "logistic-regression head on frozen, cached features (L-BFGS)")]
-
-    def prepare(
-        self, backbone: Backbone, normalize: nn.Module, train: SplitImages, val: SplitImages
-    ) -> dict[str, Any]:
-        with progress_task("head: frozen features", len(train.images) + len(val.images)) as advance:
-            train_features = extract_features(backbone, normalize, train.images, on_batch=advance)
-            val_features = extract_features(backbone, normalize, val.images, on_batch=advance)
-        num_classes = int(backbone.head().out_features)  # type: ignore[arg-type]
-        grid = L2_GRID if len(val.labels) else (DEFAULT_L2,)
-        heads = {l2: fit_linear_head(train_features, train.labels, num_classes, l2) for l2 in grid}
-        scores = {l2: _score(val_features, val.labels, *head) for l2, head in heads.items()}
-        best = min(scores, key=lambda l2: scores[l2].get("val_loss", 0.0))
-        head = backbone.head()
-        with torch.no_grad():
-            head.weight.copy_(heads[best][0])  # type: ignore[operator]
-            head.bias.copy_(heads[best][1])  # type: ignore[operator]
-        return {"head_l2": best, **scores[best]}
+    def thawed_groups(self, total: int, epoch: int) -> int:
+        return 0
 
     def param_groups(self, backbone: Backbone) -> list[dict[str, Any]]:
         return []
+
+
+def fit_head(
+    backbone: Backbone, normalize: nn.Module, train: SplitImages, val: SplitImages
+) -> dict[str, Any]:
+    """Fits the head as a logistic regression on frozen features; L2 strength chosen on validation."""
+    with progress_task("head: frozen features", len(train.images) + len(val.images)) as advance:
+        train_features = extract_features(backbone, normalize, train.images, on_batch=advance)
+        val_features = extract_features(backbone, normalize, val.images, on_batch=advance)
+    num_classes = int(backbone.head().out_features)  # type: ignore[arg-type]
+    grid = L2_GRID if len(val.labels) else (DEFAULT_L2,)
+    heads = {l2: fit_linear_head(train_features, train.labels, num_classes, l2) for l2 in grid}
+    scores = {l2: _score(val_features, val.labels, *head) for l2, head in heads.items()}
+    best = min(scores, key=lambda l2: scores[l2].get("val_loss", 0.0))
+    head = backbone.head()
+    with torch.no_grad():
+        head.weight.copy_(heads[best][0])  # type: ignore[operator]
+        head.bias.copy_(heads[best][1])  # type: ignore[operator]
+    return {"head_l2": best, **scores[best]}
 
 
 def _score(

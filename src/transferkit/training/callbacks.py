@@ -1,11 +1,13 @@
-"""Callbacks: the per-epoch history file, the phase-aware progress bar, atomic checkpoint writes."""
+"""Callbacks: history, progress, resume checkpoints, signals, weight averaging, atomic writes."""
 
 from __future__ import annotations
 
 import csv
 import io
+import signal
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning as L
@@ -13,7 +15,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
+from transferkit.errors import TrainingInterrupted
+from transferkit.faults import kill_point
 from transferkit.files import write_atomic
+from transferkit.training.data_order import SeededBatchSampler
 
 HISTORY_FIELDS = ("epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -34,6 +39,12 @@ class EpochHistory(L.Callback):
         self.rows = rows
         self.phase = phase
         self._started = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows[:] = state_dict["rows"]  # rows written after the checkpoint are redone by the resumed run
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
@@ -77,9 +88,153 @@ class PhaseProgressBar(RichProgressBar):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints go to a temporary file first, then replace the old one in a single rename."""
+    """Checkpoints go to a temporary file first, then replace the old one in a single rename.
+
+    Loading uses ``weights_only=True``: a checkpoint holds tensors and plain values, never code.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
+        kill_point("checkpoint-write")
         write_atomic(Path(path), buffer.getvalue())
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> Any:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+class ResumePoints(L.Callback):
+    """Writes `last.ckpt` every `every` optimizer steps and at every epoch end, with the position in
+    the epoch's batch order; on resume, the sampler skips the batches already trained on."""
+
+    def __init__(self, path: Path, every: int, sampler: SeededBatchSampler) -> None:
+        self.path = path
+        self.every = every
+        self.sampler = sampler
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        kill_point(f"step:{trainer.global_step}")
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if stepped and trainer.global_step % self.every == 0:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        done = progress.processed  # type: ignore[attr-defined]  # a _ProcessedTracker at run time
+        checkpoint["data_order"] = {"epoch": trainer.current_epoch, "batches_done": done}
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        order = checkpoint.get("data_order")
+        if order:
+            self.sampler.resume(order["epoch"], order["batches_done"])
+
+
+class StopOnSignal(L.Callback):
+    """SIGTERM or Ctrl-C finish the current step, save `last.ckpt` and stop with `TrainingInterrupted`.
+
+    A second signal interrupts at once.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, path: Path, run_dir: Path) -> None:
+        self.path = path
+        self.run_dir = run_dir
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            self._restore()
+            signal.raise_signal(number)
+        self.received = number
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size == 1:  # across processes, Lightning's own SIGTERM handling applies
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.received is not None:
+            trainer.save_checkpoint(self.path)
+            raise TrainingInterrupted(self.received, str(self.run_dir))
+
+    def _restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
+
+
+class WeightAverage(L.Callback):
+    """An exponential moving average of the weights: validated each epoch and kept at the end.
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n updates, so the average does not
+    hold on to the first, barely trained weights on short runs.
+    """
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.average: dict[str, torch.Tensor] | None = None
+        self._training: dict[str, torch.Tensor] | None = None
+        self._last_step = -1
+
+    def _weights(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in _model(pl_module).state_dict().items() if v.is_floating_point()}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.average is None:
+            self.average = {k: v.detach().clone() for k, v in self._weights(pl_module).items()}
+
+    @torch.no_grad()
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self._last_step or self.average is None:
+            return  # no optimizer step yet (gradient accumulation)
+        self._last_step = trainer.global_step
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, value in self._weights(pl_module).items():
+            self.average[name].lerp_(value.detach().to(self.average[name].device), 1 - decay)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.average is not None:
+            self._training = {k: v.detach().clone() for k, v in self._weights(pl_module).items()}
+            _model(pl_module).load_state_dict(self.average, strict=False)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._training is not None:
+            _model(pl_module).load_state_dict(self._training, strict=False)
+            self._training = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"average": self.average, "updates": self.updates}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.average = state_dict["average"]
+        self.updates = state_dict["updates"]
+
+
+def _model(pl_module: L.LightningModule) -> torch.nn.Module:
+    model = pl_module.model
+    assert isinstance(model, torch.nn.Module)
+    return model

@@ -1,41 +1,152 @@
-"""Runs a strategy's phases: the head on cached features, then the Lightning epoch loop."""
+"""Runs a strategy's phases: the head on cached features, then the Lightning epoch loop.
+
+A run resumes from the furthest point it reached: the weights training ended with, else the last
+checkpoint (mid-epoch included), else the start.
+"""
 
 from __future__ import annotations
 
-from functools import partial
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from transferkit.data.cache import CachedImages, SplitImages
+from transferkit.faults import kill_point
+from transferkit.files import write_atomic, write_json
 from transferkit.run_dir import RunPaths
-from transferkit.training.callbacks import write_history
+from transferkit.training.balance import sample_weights
+from transferkit.training.callbacks import WeightAverage, write_history
+from transferkit.training.data_order import SeededBatchSampler
+from transferkit.training.lr_range import lr_range_test, plot_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.trainer import create_trainer
 from transferkit.transforms.augment import AugmentPreset
 
 
-def run_phases(
-    module: TransferModule, data: dict[str, SplitImages], augment: AugmentPreset, paths: RunPaths
-) -> list[dict[str, Any]]:
+@dataclass
+class TrainingPlan:
+    """What the epoch loop needs beyond the module: data, augmentation, where to write, how to balance."""
+
+    data: dict[str, SplitImages]
+    augment: AugmentPreset
+    paths: RunPaths
+    balanced_sampling: bool = False
+    class_counts: list[int] | None = None
+
+
+def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = False) -> list[dict[str, Any]]:
     """Trains `module` as its strategy says; returns the per-epoch history also written to metrics.csv."""
-    strategy, config = module.strategy, module.config
-    phases = strategy.phases()
-    summary = strategy.prepare(module.backbone, module.normalize, data["train"], data["val"])
-    history = [{"epoch": 0, "phase": phases[0].name, **summary}]
-    write_history(paths.history, history)
-    if strategy.train_epochs == 0:
-        return history
-    has_val = len(data["val"].labels) > 0
-    trainer = create_trainer(
-        config, paths, history=history, phase=phases[-1].name, epochs=strategy.train_epochs, has_val=has_val
+    paths, strategy = plan.paths, module.strategy
+    if resume and paths.trained_weights.exists():
+        module.model.load_state_dict(torch.load(paths.trained_weights, weights_only=True))
+        return read_history(paths)
+    history: list[dict[str, Any]] = []
+    resuming = resume and paths.last_checkpoint.exists()
+    if not resuming:
+        summary = strategy.prepare(module.backbone, module.normalize, plan.data["train"], plan.data["val"])
+        history.append({"epoch": 0, "phase": strategy.phases()[0].name, **summary})
+        write_history(paths.history, history)
+        kill_point("after-head")
+    if strategy.train_epochs > 0:
+        train_epochs(module, plan, history, resuming)
+    save_trained_weights(module, paths)
+    return history
+
+
+def train_epochs(
+    module: TransferModule, plan: TrainingPlan, history: list[dict[str, Any]], resuming: bool
+) -> None:
+    config, data = module.config, plan.data
+    train, val = data["train"], data["val"]
+    has_val = len(val.labels) > 0
+    weights = sample_weights(train.labels, plan.class_counts or []) if plan.balanced_sampling else None
+    sampler = SeededBatchSampler(
+        len(train.labels),
+        config.batch_size,
+        module.seed,
+        epoch_of=lambda: trainer.current_epoch,
+        drop_last=len(train.labels) > config.batch_size,
+        weights=weights,
     )
-    train = CachedImages(data["train"].images, data["train"].labels.tolist(), augment.train)
-    val = CachedImages(data["val"].images, data["val"].labels.tolist())
-    loader = partial(DataLoader, num_workers=config.num_workers)
+    if math.isnan(module.strategy.lr):  # --lr auto
+        module.strategy.lr = automatic_rate(module, train, plan.paths)
+    trainer = create_trainer(
+        config,
+        plan.paths,
+        history=history,
+        phase=module.strategy.phases()[-1].name,
+        epochs=module.strategy.train_epochs,
+        has_val=has_val,
+        sampler=sampler,
+    )
+    module.augment = plan.augment.train
+    train_loader = DataLoader(
+        CachedImages(train.images, train.labels.tolist()),
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+    )
+    val_loader = DataLoader(
+        CachedImages(val.images, val.labels.tolist()),
+        batch_size=config.batch_size * 2,
+        num_workers=config.num_workers,
+    )
     trainer.fit(
         module,
-        loader(train, batch_size=config.batch_size, shuffle=True, drop_last=len(train) > config.batch_size),
-        loader(val, batch_size=config.batch_size * 2) if has_val else None,
+        train_loader,
+        val_loader if has_val else None,
+        ckpt_path=plan.paths.last_checkpoint if resuming else None,
     )
-    return history
+    stopped_early = trainer.current_epoch < module.strategy.train_epochs
+    if stopped_early and plan.paths.best_checkpoint.exists():
+        load_checkpoint_weights(module, plan.paths.best_checkpoint)
+    else:
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, WeightAverage) and callback.average is not None:
+                module.model.load_state_dict(callback.average, strict=False)
+
+
+def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths) -> float:
+    """The range test's rate, run once per run directory (a resumed run reads it back)."""
+    saved = paths.root / "lr_range_test.json"
+    if saved.exists():
+        return float(json.loads(saved.read_text())["suggestion"])
+    generator = torch.Generator().manual_seed(module.seed)
+    images = CachedImages(train.images, train.labels.tolist())
+    loader = DataLoader(images, batch_size=module.config.batch_size, shuffle=True, generator=generator)
+    result = lr_range_test(module, loader)
+    plot_range_test(result, paths.plots / "lr_range_test.png")
+    write_json(saved, result.to_dict())
+    return result.suggestion
+
+
+def load_checkpoint_weights(module: TransferModule, path: Any) -> None:
+    """The model weights of a Lightning checkpoint, averaged ones when it kept an average."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    average = checkpoint.get("callbacks", {}).get(WeightAverage.__qualname__, {}).get("average")
+    if average is not None:
+        module.model.load_state_dict(average, strict=False)
+
+
+def save_trained_weights(module: TransferModule, paths: RunPaths) -> None:
+    buffer = io.BytesIO()
+    torch.save(module.model.state_dict(), buffer)
+    write_atomic(paths.trained_weights, buffer.getvalue())
+
+
+def read_history(paths: RunPaths) -> list[dict[str, Any]]:
+    with paths.history.open(newline="") as stream:
+        return [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+
+
+def _value(text: str) -> Any:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return text

@@ -9,8 +9,10 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from transferkit.config import TrainConfig
+from transferkit.errors import RunError
 from transferkit.models.backbone import Backbone
 from transferkit.strategies.base import FinetuneStrategy
 from transferkit.training.inference import run_batched
@@ -21,35 +23,91 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class TransferModule(L.LightningModule):
-    """Classifier = normalization + backbone with a new head; optimizer groups come from the strategy."""
+    """Classifier = normalization + backbone with a new head; optimizer groups come from the strategy.
 
-    def __init__(self, backbone: Backbone, strategy: FinetuneStrategy, config: TrainConfig) -> None:
+    Every random draw of a training step (augmentation, mixing, dropout) comes from a generator seeded
+    by (seed, epoch, batch), so a resumed run repeats the interrupted one draw for draw.
+
+    Args:
+        backbone: the pretrained network with its new head.
+        strategy: which parameters train when, at which rates.
+        config: the optimisation settings.
+        seed: the run's seed.
+        class_weights: per-class loss weights for imbalanced data, or None.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        strategy: FinetuneStrategy,
+        config: TrainConfig,
+        seed: int = 0,
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model
         self.normalize = Normalize(backbone.preprocessing)
         self.strategy = strategy
         self.config = config
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-    def on_train_epoch_start(self) -> None:
-        keep_frozen_batchnorm_in_eval(self.model)
+        self.seed = seed
+        self.augment: ImageTransform | None = None  # per image, uint8 in and out; set by the loop
+        self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
+        self.mix = batch_mixing(config, int(backbone.head().out_features))  # type: ignore[arg-type]
+        self._trainable_epoch: int | None = None
+        # L2-SP's anchor: the pretrained weights, outside the state dict so checkpoints stay small
+        head = {id(p) for p in backbone.head().parameters()}
+        self.anchor = {
+            name: p.detach().clone()
+            for name, p in self.model.named_parameters()
+            if config.regularizer == "l2-sp" and id(p) not in head
+        }
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(images))
 
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        # Here rather than at epoch start: Lightning skips epoch-start hooks when it resumes mid-epoch.
+        if self._trainable_epoch != self.current_epoch:
+            self.strategy.set_trainable(self.backbone, self.current_epoch)
+            self._trainable_epoch = self.current_epoch
+        keep_frozen_batchnorm_in_eval(self.model)
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        loss = self.criterion(self(images), labels)
+        loss = self.loss(*batch, step_seed(self.seed, self.current_epoch, batch_idx, self.global_rank))
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Loss became {loss.item()} at step {self.global_step} (learning rates "
-                f"{[g['lr'] for g in self.optimizers().param_groups][-1]:g} at the top). "  # type: ignore[union-attr]
-                "Lower train.lr; the last checkpoint is intact."
+            rate = self.optimizers().param_groups[-1]["lr"]  # type: ignore[union-attr]
+            raise RunError(
+                f"Loss became {loss.item()} at step {self.global_step} (learning rate {rate:g} at the "
+                "top). Lower train.lr; the last checkpoint is intact."
             )
         self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True)
         return loss
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
+        """The training loss of one batch of uint8 images, with augmentation and mixing drawn from `seed`."""
+        torch.manual_seed(seed)
+        if self.augment is not None:
+            images = torch.stack([self.augment(image) for image in images])
+        inputs = self.normalize(images)
+        targets: torch.Tensor = labels
+        if self.mix is not None:
+            inputs, targets = self.mix(inputs, labels)
+        loss = self.criterion(self.model(inputs), targets)
+        if self.anchor:
+            loss = loss + self.config.regularizer_strength / 2 * self.distance_to_anchor()
+        return loss
+
+    def distance_to_anchor(self) -> torch.Tensor:
+        """Squared distance of the trainable backbone weights to the pretrained ones (L2-SP)."""
+        named = dict(self.model.named_parameters())
+        total = torch.zeros((), device=self.device)
+        for name, start in self.anchor.items():
+            param = named[name]
+            if param.requires_grad:
+                total = total + (param - start.to(param.device)).square().sum()
+        return total
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, labels = batch
@@ -59,9 +117,16 @@ class TransferModule(L.LightningModule):
         self.log("val_accuracy", accuracy, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(
-            self.strategy.param_groups(self.backbone), weight_decay=self.config.weight_decay
-        )
+        groups = self.strategy.param_groups(self.backbone)
+        for group in groups:
+            # L2-SP replaces weight decay on the backbone: decay would pull toward zero, not the start
+            decays = not self.anchor or group.get("name") == "head"
+            group["weight_decay"] = self.config.weight_decay if decays else 0.0
+        optimizer: torch.optim.Optimizer
+        if self.config.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, momentum=0.9, nesterov=True)
+        else:
+            optimizer = torch.optim.AdamW(groups)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = warmup_cosine(total, warmup=int(total * self.config.warmup_fraction))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -90,6 +155,23 @@ class TransferModule(L.LightningModule):
             return torch.stack([self(view(batch)).float() for view in views], dim=1)
 
         return run_batched(self, per_view, images, batch_size).transpose(0, 1)
+
+
+def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """A distinct, reproducible seed per training step and process."""
+    return (seed * 1_000_003 + epoch * 100_003 + batch * 101 + rank) % (2**63)
+
+
+def batch_mixing(config: TrainConfig, num_classes: int) -> v2.Transform | None:
+    """MixUp and/or CutMix on normalized batches; labels become mixed class probabilities."""
+    choices: list[v2.Transform] = []
+    if config.mixup > 0:
+        choices.append(v2.MixUp(alpha=config.mixup, num_classes=num_classes))
+    if config.cutmix > 0:
+        choices.append(v2.CutMix(alpha=config.cutmix, num_classes=num_classes))
+    if not choices:
+        return None
+    return choices[0] if len(choices) == 1 else v2.RandomChoice(choices)
 
 
 def keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import warnings
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 
 from transferkit.config import TrainConfig
 from transferkit.run_dir import RunPaths
-from transferkit.training.callbacks import AtomicCheckpointIO, EpochHistory, PhaseProgressBar
+from transferkit.training.callbacks import (
+    AtomicCheckpointIO,
+    EpochHistory,
+    PhaseProgressBar,
+    ResumePoints,
+    StopOnSignal,
+    WeightAverage,
+)
+from transferkit.training.data_order import SeededBatchSampler
 
 
 def create_trainer(
@@ -22,28 +31,50 @@ def create_trainer(
     phase: str,
     epochs: int,
     has_val: bool,
+    sampler: SeededBatchSampler,
 ) -> L.Trainer:
     """A Trainer that writes `metrics.csv` and `checkpoints/{best,last}.ckpt` into the run directory."""
-    checkpoint = ModelCheckpoint(
-        dirpath=paths.checkpoints,
-        filename="best",
-        monitor="val_accuracy" if has_val else None,
-        mode="max",
-        save_last=True,
-        enable_version_counter=False,
-    )
+    callbacks: list[L.Callback] = [
+        EpochHistory(paths.history, history, phase),
+        PhaseProgressBar(phase),
+        ResumePoints(paths.last_checkpoint, config.checkpoint_every, sampler),
+        StopOnSignal(paths.last_checkpoint, paths.root),
+    ]
+    if has_val:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=paths.checkpoints,
+                filename="best",
+                monitor="val_accuracy",
+                mode="max",
+                enable_version_counter=False,
+            )
+        )
+    if config.early_stopping and has_val:
+        callbacks.append(EarlyStopping("val_accuracy", patience=config.early_stopping, mode="max"))
+    if config.time_budget:
+        callbacks.append(Timer(dt.timedelta(minutes=config.time_budget), interval="step", verbose=False))
+    if config.ema:
+        callbacks.append(WeightAverage(config.ema_decay))
+    distributed = config.devices > 1 or config.num_nodes > 1
     return L.Trainer(
         max_epochs=epochs,
         accelerator="auto",
         devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.distributed if distributed else "auto",
         precision=config.precision,  # type: ignore[arg-type]
+        accumulate_grad_batches=config.accumulate,
+        deterministic=config.deterministic or None,
         logger=False,
-        callbacks=[checkpoint, EpochHistory(paths.history, history, phase), PhaseProgressBar(phase)],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
         enable_model_summary=False,
+        enable_checkpointing=has_val,
         default_root_dir=paths.root,
         limit_val_batches=None if has_val else 0,
+        use_distributed_sampler=False,  # the seeded batch sampler shards the data itself
     )
 
 

@@ -164,7 +164,7 @@ def run_fit(args: argparse.Namespace) -> int:
     try:
         run = fit(config, resume=args.resume)
     except TrainingInterrupted as stop:
-        console.print(f"[yellow]stopped:[/] {stop}")
+        console.print(f"[yellow]stopped:[/] {escape(str(stop))}", soft_wrap=True)  # a command to copy whole
         return stop.exit_code
     if not run.metrics:
         return 0  # a worker process of a multi-process run: the main process reports

@@ -34,7 +34,10 @@ def create_trainer(
     sampler: SeededBatchSampler,
 ) -> L.Trainer:
     """A Trainer that writes `metrics.csv` and `checkpoints/{best,last}.ckpt` into the run directory."""
-    callbacks: list[L.Callback] = [
+    # Order matters: whatever changes the state of a step (the weight average) runs before the
+    # callbacks that save it, and stopping callbacks run last.
+    callbacks: list[L.Callback] = [WeightAverage(config.ema_decay)] if config.ema else []
+    callbacks += [
         EpochHistory(paths.history, history, phase),
         PhaseProgressBar(phase),
         ResumePoints(paths.last_checkpoint, config.checkpoint_every, sampler),
@@ -54,8 +57,6 @@ def create_trainer(
         callbacks.append(EarlyStopping("val_accuracy", patience=config.early_stopping, mode="max"))
     if config.time_budget:
         callbacks.append(Timer(dt.timedelta(minutes=config.time_budget), interval="step", verbose=False))
-    if config.ema:
-        callbacks.append(WeightAverage(config.ema_decay))
     distributed = config.devices > 1 or config.num_nodes > 1
     return L.Trainer(
         max_epochs=epochs,

@@ -1,0 +1,118 @@
+"""A run stopped for real (SIGKILL, SIGTERM, SIGINT) and resumed ends with an uninterrupted run's weights."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transferkit.faults import KILL_AT, KILL_SIGNAL
+from transferkit.testing import tiny_fit_config
+
+# 24 train images in batches of 4: 6 steps per epoch, 3 epochs; a checkpoint after every step.
+OVERRIDES = {
+    "train.epochs": 3,
+    "train.batch_size": 4,
+    "train.deterministic": True,
+    "train.checkpoint_every": 1,
+    "train.ema": True,
+    "preprocess.augment": "light",
+    "data.cache": False,
+}
+
+
+def _fit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "transferkit", "fit", *args]
+    return subprocess.run(
+        command, check=False, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300
+    )
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    (run_dir,) = out.iterdir()
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def config_file(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("resume")
+    config = tiny_fit_config(image_folder, folder / "unused").with_overrides(OVERRIDES)
+    path = folder / "config.yaml"
+    path.write_text(config.to_yaml())
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(config_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    result = _fit("--config", str(config_file), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return _weights(out)
+
+
+def _assert_same_weights(out: Path, expected: dict[str, torch.Tensor]) -> None:
+    weights = _weights(out)
+    assert weights.keys() == expected.keys()
+    different = [name for name in weights if not torch.equal(weights[name], expected[name])]
+    assert not different, f"{len(different)} tensors differ after resuming, e.g. {different[:3]}"
+
+
+# (kill point, signal, exit code) for one run interrupted again after each resume
+INTERRUPTIONS = [
+    ("step:3", "INT", 128 + signal.SIGINT),  # Ctrl-C mid-epoch: a checkpoint, then a clean exit
+    ("step:8", "KILL", -signal.SIGKILL),  # kill -9 mid-epoch 2, before that step's checkpoint
+    ("step:10", "TERM", 128 + signal.SIGTERM),  # SIGTERM, as a cluster scheduler sends it
+    ("evaluation", "KILL", -signal.SIGKILL),  # training done, evaluation under way
+]
+
+
+def test_a_run_interrupted_again_and_again_resumes_to_the_same_weights(
+    config_file: Path, uninterrupted: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    first = INTERRUPTIONS[0]
+    killed = _fit(
+        "--config", str(config_file), "--out", str(tmp_path), env={KILL_AT: first[0], KILL_SIGNAL: first[1]}
+    )
+    (run_dir,) = tmp_path.iterdir()
+    for point, signal_name, exit_code in INTERRUPTIONS:
+        assert killed.returncode == exit_code, (point, killed.stderr)
+        if signal_name != "KILL":
+            assert f"--resume {run_dir}" in killed.stderr
+        assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+        assert not (run_dir / "report.md").exists()
+        following = INTERRUPTIONS.index((point, signal_name, exit_code)) + 1
+        if following < len(INTERRUPTIONS):
+            point, signal_name, _ = INTERRUPTIONS[following]
+            killed = _fit("--resume", str(run_dir), env={KILL_AT: point, KILL_SIGNAL: signal_name})
+    resumed = _fit("--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_weights(tmp_path, uninterrupted)
+
+
+def test_a_kill_while_the_first_checkpoint_is_written_leaves_no_partial_file(
+    config_file: Path, uninterrupted: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    killed = _fit("--config", str(config_file), "--out", str(tmp_path), env={KILL_AT: "checkpoint-write"})
+    assert killed.returncode == -signal.SIGKILL
+    (run_dir,) = tmp_path.iterdir()
+    assert not list(run_dir.glob("checkpoints/*"))  # no half-written last.ckpt to resume from
+    assert _fit("--resume", str(run_dir)).returncode == 0  # so the run starts over, to the same end
+    _assert_same_weights(tmp_path, uninterrupted)
+
+
+def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
+    import transferkit
+    from transferkit.errors import RunError
+
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    (tmp_path / "report.md").write_text("done")
+    with pytest.raises(RunError, match="finished already"):
+        transferkit.fit(resume=tmp_path)
+    with pytest.raises(RunError, match=r"no config\.yaml"):
+        transferkit.fit(resume=tmp_path / "elsewhere")

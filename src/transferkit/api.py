@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,16 @@ def fit(
         config = FitConfig.from_yaml(paths.config)
     else:
         config = resolve_config(config, **options)
-    if not is_main_process():
-        paths = RunPaths(Path(os.environ[RUN_DIR_ENV]))  # a worker of a multi-process run
+    shared = os.environ.get(RUN_DIR_ENV)
+    if not is_main_process():  # a worker process of a multi-process run writes nothing of its own
+        if not shared:
+            raise ConfigError(
+                f"This process has a rank but no run directory: under torchrun or SLURM, set {RUN_DIR_ENV} "
+                "to the same new folder in every process."
+            )
+        paths = RunPaths(Path(shared))
+    elif shared and paths is None:
+        paths = RunPaths.at(shared)
     return _fit(config, paths, started, resume=resume is not None)
 
 
@@ -102,9 +111,8 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     source = with_budget_note(source, splits, config.data)
     checks = check_data(source, splits)
     splits = leave_out_bad_images(checks, splits, config.data.bad_images)
-    paths = paths or start_run_directory(config, source, backbone)
-    with paths.lock() if is_main_process() else contextlib.nullcontext():
-        os.environ[RUN_DIR_ENV] = str(paths.root)  # worker processes started by Lightning share it
+    paths = start_run_directory(config, source, backbone, paths)
+    with paths.lock() if is_main_process() else contextlib.nullcontext(), sharing_run_dir(paths):
         # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
         if config.preprocess.image_size:
             backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
@@ -140,6 +148,20 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             data_checks=checks,
         )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+@contextlib.contextmanager
+def sharing_run_dir(paths: RunPaths) -> Iterator[None]:
+    """Worker processes that Lightning starts inherit the environment: they write into this run."""
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(paths.root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[RUN_DIR_ENV]
+        else:
+            os.environ[RUN_DIR_ENV] = previous
 
 
 def is_main_process() -> bool:
@@ -181,9 +203,13 @@ def resolve_augment_name(name: str, source: ImageSource) -> str:
     return resolved
 
 
-def start_run_directory(config: FitConfig, source: ImageSource, backbone: Backbone) -> RunPaths:
-    """Creates the run directory with its config.yaml and manifest.json."""
-    paths = RunPaths.create(config.out, config.data.name, config.model.name)
+def start_run_directory(
+    config: FitConfig, source: ImageSource, backbone: Backbone, paths: RunPaths | None = None
+) -> RunPaths:
+    """Creates the run directory with its config.yaml and manifest.json; an existing run's is kept."""
+    if paths is not None and (paths.config.exists() or not is_main_process()):
+        return paths  # resumed, or written by the main process
+    paths = paths or RunPaths.create(config.out, config.data.name, config.model.name)
     write_atomic(paths.config, config.to_yaml().encode())
     write_json(paths.manifest, build_manifest(config.seed, fingerprint(source), backbone.weights_sha256))
     return paths

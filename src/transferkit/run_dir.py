@@ -44,6 +44,16 @@ class RunPaths:
         return cls(root)
 
     @classmethod
+    def at(cls, root: str | Path) -> RunPaths:
+        """A new run directory at exactly `root`, e.g. one agreed on by every process of a cluster job."""
+        try:
+            Path(root).mkdir(parents=True)
+        except FileExistsError:
+            raise RunError(f"Run directory {root} exists already; give each run a new folder.") from None
+        (Path(root) / "plots").mkdir()
+        return cls(Path(root))
+
+    @classmethod
     def existing(cls, root: str | Path) -> RunPaths:
         """An interrupted run's directory, to resume; a finished or foreign folder is refused."""
         paths = cls(Path(root))

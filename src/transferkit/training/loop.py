@@ -86,6 +86,11 @@ def train_epochs(
         sampler=sampler,
     )
     module.augment = plan.augment.train
+    # Several processes: DDP registers what requires gradients when it wraps the model, so everything
+    # that trains in some epoch must require them now; what is frozen in a given epoch is "unused".
+    ever_trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
+    for param in module.model.parameters():
+        param.requires_grad_(id(param) in ever_trained)
     train_loader = DataLoader(
         CachedImages(train.images, train.labels.tolist()),
         batch_sampler=sampler,

@@ -63,7 +63,7 @@ def create_trainer(
         accelerator="auto",
         devices=config.devices,
         num_nodes=config.num_nodes,
-        strategy=config.distributed if distributed else "auto",
+        strategy=distributed_strategy(config) if distributed else "auto",
         precision=config.precision,  # type: ignore[arg-type]
         accumulate_grad_batches=config.accumulate,
         deterministic=config.deterministic or None,
@@ -77,6 +77,11 @@ def create_trainer(
         limit_val_batches=None if has_val else 0,
         use_distributed_sampler=False,  # the seeded batch sampler shards the data itself
     )
+
+
+def distributed_strategy(config: TrainConfig) -> str:
+    """Lightning's strategy name: frozen layer groups (and gradual unfreezing) leave parameters unused."""
+    return "ddp_find_unused_parameters_true" if config.distributed == "ddp" else config.distributed
 
 
 def quiet_lightning() -> None:

@@ -6,6 +6,7 @@ checkpoint (mid-epoch included), else the start.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,6 +26,7 @@ from transferkit.training.callbacks import WeightAverage, write_history
 from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.lr_range import lr_range_test, plot_range_test
 from transferkit.training.module import TransferModule
+from transferkit.training.prefix_cache import cached_prefix
 from transferkit.training.trainer import create_trainer
 from transferkit.transforms.augment import AugmentPreset
 
@@ -62,58 +64,65 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
 def train_epochs(
     module: TransferModule, plan: TrainingPlan, history: list[dict[str, Any]], resuming: bool
 ) -> None:
-    config, data = module.config, plan.data
-    train, val = data["train"], data["val"]
-    has_val = len(val.labels) > 0
-    weights = sample_weights(train.labels, plan.class_counts or []) if plan.balanced_sampling else None
-    sampler = SeededBatchSampler(
-        len(train.labels),
-        config.batch_size,
-        module.seed,
-        epoch_of=lambda: trainer.current_epoch,
-        drop_last=len(train.labels) > config.batch_size,
-        weights=weights,
-    )
+    config = module.config
     if math.isnan(module.strategy.lr):  # --lr auto
-        module.strategy.lr = automatic_rate(module, train, plan.paths)
-    trainer = create_trainer(
-        config,
-        plan.paths,
-        history=history,
-        phase=module.strategy.phases()[-1].name,
-        epochs=module.strategy.train_epochs,
-        has_val=has_val,
-        sampler=sampler,
-    )
+        module.strategy.lr = automatic_rate(module, plan.data["train"], plan.paths)
     module.augment = plan.augment.train
     # Several processes: DDP registers what requires gradients when it wraps the model, so everything
     # that trains in some epoch must require them now; what is frozen in a given epoch is "unused".
     ever_trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
     for param in module.model.parameters():
         param.requires_grad_(id(param) in ever_trained)
-    train_loader = DataLoader(
-        CachedImages(train.images, train.labels.tolist()),
-        batch_sampler=sampler,
-        num_workers=config.num_workers,
-    )
-    val_loader = DataLoader(
-        CachedImages(val.images, val.labels.tolist()),
-        batch_size=config.batch_size * 2,
-        num_workers=config.num_workers,
-    )
-    trainer.fit(
-        module,
-        train_loader,
-        val_loader if has_val else None,
-        ckpt_path=plan.paths.last_checkpoint if resuming else None,
-    )
+    uncached = contextlib.nullcontext(plan.data)
+    with cached_prefix(module, plan.data) if module.augment is None else uncached as data:
+        train, val = data["train"], data["val"]
+        has_val = len(val.labels) > 0
+        weights = sample_weights(train.labels, plan.class_counts or []) if plan.balanced_sampling else None
+        sampler = SeededBatchSampler(
+            len(train.labels),
+            config.batch_size,
+            module.seed,
+            epoch_of=lambda: trainer.current_epoch,
+            drop_last=len(train.labels) > config.batch_size,
+            weights=weights,
+        )
+        trainer = create_trainer(
+            config,
+            plan.paths,
+            history=history,
+            phase=module.strategy.phases()[-1].name,
+            epochs=module.strategy.train_epochs,
+            has_val=has_val,
+            sampler=sampler,
+        )
+        train_loader = DataLoader(
+            CachedImages(train.images, train.labels.tolist()),
+            batch_sampler=sampler,
+            num_workers=config.num_workers,
+        )
+        val_loader = DataLoader(
+            CachedImages(val.images, val.labels.tolist()),
+            batch_size=config.batch_size * 2,
+            num_workers=config.num_workers,
+        )
+        trainer.fit(
+            module,
+            train_loader,
+            val_loader if has_val else None,
+            ckpt_path=plan.paths.last_checkpoint if resuming else None,
+        )
+        keep_final_weights(module, trainer, plan.paths)
+
+
+def keep_final_weights(module: TransferModule, trainer: Any, paths: RunPaths) -> None:
+    """The best checkpoint when training stopped early, else the weight average when one was kept."""
     stopped_early = trainer.current_epoch < module.strategy.train_epochs
-    if stopped_early and plan.paths.best_checkpoint.exists():
-        load_checkpoint_weights(module, plan.paths.best_checkpoint)
-    else:
-        for callback in trainer.callbacks:  # type: ignore[attr-defined]
-            if isinstance(callback, WeightAverage) and callback.average is not None:
-                module.model.load_state_dict(callback.average, strict=False)
+    if stopped_early and paths.best_checkpoint.exists():
+        load_checkpoint_weights(module, paths.best_checkpoint)
+        return
+    for callback in trainer.callbacks:
+        if isinstance(callback, WeightAverage) and callback.average is not None:
+            module.model.load_state_dict(callback.average, strict=False)
 
 
 def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths) -> float:

@@ -47,7 +47,7 @@ class TransferModule(L.LightningModule):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model
-        self.normalize = Normalize(backbone.preprocessing)
+        self.normalize: nn.Module = Normalize(backbone.preprocessing)  # an identity on cached activations
         self.strategy = strategy
         self.config = config
         self.seed = seed

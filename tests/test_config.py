@@ -1,8 +1,17 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from transferkit.config import FitConfig, parse_override, resolve_config
+from transferkit.config import (
+    DataConfig,
+    FitConfig,
+    ModelConfig,
+    PreprocessConfig,
+    TrainConfig,
+    parse_override,
+    resolve_config,
+)
 from transferkit.errors import ConfigError
 
 
@@ -44,7 +53,7 @@ def test_parse_override(text: str, key: str, value: object) -> None:
         ({"trian.lr": 1.0}, "Did you mean 'train'"),
         ({"train.epochs": "many"}, "must be int"),
         ({"train.epochs": True}, "must be int"),
-        ({"train.lr": "fast"}, "must be float"),
+        ({"train.lr": "fast"}, "'train.lr' must be positive or auto, got 'fast'"),
         ({"model": 3}, "must be a mapping"),
     ],
 )
@@ -85,7 +94,7 @@ def test_shortcuts_and_dotted_keys_mix() -> None:
         ({"train.epochs": -1}, "'train.epochs' must be 0 or more"),
         ({"train.batch_size": 0}, "'train.batch_size' must be at least 1"),
         ({"train.lr_decay": 1.5}, r"'train.lr_decay' must lie in \(0, 1\]"),
-        ({"train.devices": 2}, "multi-device training is not supported yet"),
+        ({"train.devices": 0}, "'train.devices' must be at least 1"),
         ({"data.val_fraction": 1.0}, "'data.val_fraction' must lie in"),
         ({"preprocess.image_size": 8}, "at least 16 px"),
     ],
@@ -104,3 +113,196 @@ def test_an_explicit_null_overrides_a_config_file(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("preprocess:\n  image_size: 160\n")
     assert resolve_config(path, **{"preprocess.image_size": None}).preprocess.image_size is None
+
+
+# Malformed config files, key by key: every error names the file or the dotted key, and what is valid.
+def _load_yaml(tmp_path: Path, text: str) -> FitConfig:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return FitConfig.from_yaml(path)
+
+
+MALFORMED_YAML = {
+    "unclosed brace": ("train: {lr: 1e-3\n", r"while parsing a flow mapping"),
+    "tab indentation": ("train:\n\tlr: 0.1\n", r"found character '\\t' .*line 2"),
+    "unclosed quote": ('model:\n  name: "timm:resnet18\n', r"while scanning a quoted scalar"),
+    "bad indentation": ("train:\n  lr: 0.1\n epochs: 2\n", r"expected <block end>.*line 3"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_YAML.values(), ids=MALFORMED_YAML.keys())
+def test_malformed_yaml_names_the_file_and_the_place(tmp_path: Path, case: tuple[str, str]) -> None:
+    text, message = case
+    with pytest.raises(ConfigError, match=r"(?s)Cannot read config file .*config\.yaml: .*" + message):
+        _load_yaml(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("just some text\n", r"Config file .*config\.yaml must hold a mapping of keys, not str"),
+        ("model: resnet18\n", r"Config section 'model\.' must be a mapping, got 'resnet18'"),
+    ],
+)
+def test_yaml_of_the_wrong_shape_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load_yaml(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "closest", "section"),
+    [
+        ("trian: {}\n", "trian", "train", FitConfig),
+        ("model: {nme: x}\n", "model.nme", "name", ModelConfig),
+        ("data: {val_frac: 0.2}\n", "data.val_frac", "val_fraction", DataConfig),
+        ("preprocess: {img_size: 64}\n", "preprocess.img_size", "image_size", PreprocessConfig),
+        ("train: {epoch: 3}\n", "train.epoch", "epochs", TrainConfig),
+    ],
+    ids=["root", "model", "data", "preprocess", "train"],
+)
+def test_an_unknown_key_at_each_level_names_the_closest_and_every_valid_key(
+    tmp_path: Path, text: str, key: str, closest: str, section: type
+) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"Unknown config key '{key}'\. Did you mean '{closest}'\?"
+    ) as raised:
+        _load_yaml(tmp_path, text)
+    valid = str(raised.value).partition("Valid keys here: ")[2].rstrip(".").split(", ")
+    assert sorted(valid) == sorted(field.name for field in dataclasses.fields(section))
+
+
+# One case per kind of annotation: bool, str, str | None, int, int | None, float, float | None, list[int].
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: {pretrained: yes please}\n", r"'model\.pretrained' must be bool, got 'yes please' \(str\)"),
+        ("model: {name: 5}\n", r"'model\.name' must be str, got 5 \(int\)"),
+        ("model: {arch: [a, b]}\n", r"'model\.arch' must be str or null, got \['a', 'b'\] \(list\)"),
+        ("train: {batch_size: 8.5}\n", r"'train\.batch_size' must be int, got 8\.5 \(float\)"),
+        ("data: {subset: all}\n", r"'data\.subset' must be int or null, got 'all' \(str\)"),
+        ("data: {val_fraction: a tenth}\n", r"'data\.val_fraction' must be float, got 'a tenth' \(str\)"),
+        (
+            "data: {label_fraction: true}\n",
+            r"'data\.label_fraction' must be float or null, got True \(bool\)",
+        ),
+        ("train: {unfreeze_milestones: [2, x]}\n", r"'train\.unfreeze_milestones\[1\]' must be int, got 'x'"),
+        ("seed: {a: 1}\n", r"'seed' must be int, got \{'a': 1\} \(dict\)"),
+    ],
+    ids=["bool", "str", "str-or-null", "int", "int-or-null", "float", "float-or-null", "list-item", "root"],
+)
+def test_a_value_of_the_wrong_type_names_the_key_and_the_type(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"Config key " + message):
+        _load_yaml(tmp_path, text)
+
+
+# Out-of-range values of every validated key not covered above; the message gives the valid range or choices.
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.test_fraction": 0}, r"'data\.test_fraction' must lie in \(0, 1\), got 0"),
+        ({"data.subset": 0}, r"'data\.subset' must be positive or null"),
+        ({"data.channels": 2}, r"'data\.channels' must be 1, 3, 4 or null, got 2"),
+        ({"data.labels_per_class": 0}, r"'data\.labels_per_class' must be positive or null"),
+        ({"data.label_fraction": 1.5}, r"'data\.label_fraction' must lie in \(0, 1\] or be null"),
+        (
+            {"data.labels_per_class": 5, "data.label_fraction": 0.5},
+            r"'data\.labels_per_class' and data\.label_fraction exclude each other",
+        ),
+        ({"data.bad_images": "ignore"}, r"'data\.bad_images' must be skip or error, got 'ignore'"),
+        ({"train.lr": 0}, r"'train\.lr' must be positive or auto, got 0"),
+        ({"train.frozen_groups": -1}, r"'train\.frozen_groups' must be 0 or more"),
+        ({"train.optimizer": "adam"}, r"'train\.optimizer' must be adamw or sgd, got 'adam'"),
+        ({"train.mixup": -0.5}, r"'train\.mixup' must be 0 \(off\) or a positive alpha"),
+        ({"train.cutmix": -1}, r"'train\.cutmix' must be 0 \(off\) or a positive alpha"),
+        ({"train.ema_decay": 1}, r"'train\.ema_decay' must lie in \(0, 1\)"),
+        ({"train.regularizer": "l2"}, r"'train\.regularizer' must be none or l2-sp, got 'l2'"),
+        ({"train.lora_rank": 0}, r"'train\.lora_rank' must be at least 1"),
+        ({"train.balance": "yes"}, r"'train\.balance' must be none, auto, weights or sampler, got 'yes'"),
+        ({"train.early_stopping": 0}, r"'train\.early_stopping' must be at least 1 epoch or null"),
+        ({"train.time_budget": 0}, r"'train\.time_budget' must be positive minutes or null"),
+        ({"train.accumulate": 0}, r"'train\.accumulate' must be at least 1"),
+        ({"train.precision": "64"}, r"'train\.precision' must be 32-true, bf16-mixed or 16-mixed, got '64'"),
+        ({"train.checkpoint_every": 0}, r"'train\.checkpoint_every' must be at least 1"),
+        ({"train.num_nodes": 0}, r"'train\.num_nodes' must be at least 1"),
+        ({"train.distributed": "horovod"}, r"'train\.distributed' must be ddp or fsdp, got 'horovod'"),
+    ],
+)
+def test_every_validated_key_refuses_out_of_range_values(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=r"Config key " + message):
+        FitConfig().with_overrides(overrides)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({1: 2}, r"Unknown config key '1'\. Valid keys here: model"),
+        ({"train": {None: 3}}, r"Unknown config key 'train\.None'\. Valid keys here: strategy"),
+        ({"train": {"lr": 10**400}}, r"'train\.lr' must be float or str, got"),
+        ({"train": {"unfreeze_milestones": 3}}, r"'train\.unfreeze_milestones' must be list or null, got 3"),
+    ],
+    ids=["int-key", "null-key", "int-beyond-float", "list-given-int"],
+)
+def test_any_dict_gives_a_config_error(values: dict[object, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FitConfig.from_dict(values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"seed: 2020-13-45\n", r"Cannot read config file .*month must be in 1\.\.12"),
+        (b"seed: !!float abc\n", r"Cannot read config file .*could not convert string to float"),
+        (b"seed: !!int abc\n", r"Cannot read config file .*invalid literal for int"),
+        (b"seed: " + b"9" * 5000 + b"\n", r"Cannot read config file .*Exceeds the limit \(4300 digits\)"),
+        (b'out: "\\UFFFFFFFF"\n', r"Cannot read config file .*config\.yaml"),
+        (b"train: " + b"[" * 5000 + b"]" * 5000, r"Cannot read config file .*recursion"),
+        (b"\xff\xfeseed: 1\n", r"Cannot read config file .*can't decode byte 0xff"),
+    ],
+    ids=[
+        "impossible-date",
+        "bad-float-tag",
+        "bad-int-tag",
+        "huge-int",
+        "huge-escape",
+        "deep-nesting",
+        "utf-16",
+    ],
+)
+def test_any_yaml_file_gives_a_config_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        FitConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize(
+    "text", ["train.lr=[", "seed=2020-13-45", "out={a: 1", 'out="\\UFFFFFFFF"', "out=\x00"]
+)
+def test_an_override_with_a_malformed_value_says_to_quote_it(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"Override .* is not valid YAML .*Quote text"):
+        parse_override(text)
+
+
+def test_a_dotted_key_into_a_replaced_section_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"Unknown config key 'train\.strategy'"):
+        resolve_config(None, train={None: 1}, strategy="fine-tune")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seed": -1}, r"'seed' must lie in \[0, 2\*\*32\)"),  # Lightning's seed_everything raises mid-fit
+        ({"seed": 2**32}, r"'seed' must lie in \[0, 2\*\*32\)"),
+        ({"data.split_seed": -1}, r"'data\.split_seed' must lie in \[0, 2\*\*32\)"),  # numpy refuses it
+        ({"train.lr": float("inf")}, r"'train\.lr' must be positive"),
+        ({"train.weight_decay": -0.1}, r"'train\.weight_decay' must be 0 or more"),  # AdamW raises mid-fit
+        ({"train.label_smoothing": -1}, r"'train\.label_smoothing' must lie in \[0, 1\)"),  # silently used
+        ({"train.warmup_fraction": 2}, r"'train\.warmup_fraction' must lie in \[0, 1\]"),
+        ({"train.num_workers": -1}, r"'train\.num_workers' must be 0 or more"),
+    ],
+)
+def test_unchecked_values_are_refused_before_any_work(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=r"Config key " + message):
+        FitConfig().with_overrides(overrides)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _require(0 <= self.val_fraction < 1, "data.val_fraction", "must lie in [0, 1)", self.val_fraction)
         _require(0 < self.test_fraction < 1, "data.test_fraction", "must lie in (0, 1)", self.test_fraction)
+        _require(0 <= self.split_seed < 2**32, "data.split_seed", "must lie in [0, 2**32)", self.split_seed)
         _require(
             self.subset is None or self.subset > 0, "data.subset", "must be positive or null", self.subset
         )
@@ -134,7 +136,7 @@ class TrainConfig:
         _require(self.epochs >= 0, "train.epochs", "must be 0 or more", self.epochs)
         _require(self.batch_size >= 1, "train.batch_size", "must be at least 1", self.batch_size)
         _require(
-            self.lr == "auto" or (not isinstance(self.lr, str) and self.lr > 0),
+            self.lr == "auto" or (not isinstance(self.lr, str) and 0 < self.lr < math.inf),
             "train.lr",
             "must be positive or auto",
             self.lr,
@@ -146,6 +148,12 @@ class TrainConfig:
             self.lr_decay,
         )
         _require(self.frozen_groups >= 0, "train.frozen_groups", "must be 0 or more", self.frozen_groups)
+        _require(self.weight_decay >= 0, "train.weight_decay", "must be 0 or more", self.weight_decay)
+        warmup = self.warmup_fraction
+        _require(0 <= warmup <= 1, "train.warmup_fraction", "must lie in [0, 1]", warmup)
+        smoothing = self.label_smoothing
+        _require(0 <= smoothing < 1, "train.label_smoothing", "must lie in [0, 1)", smoothing)
+        _require(self.num_workers >= 0, "train.num_workers", "must be 0 or more", self.num_workers)
         _require(
             self.optimizer in ("adamw", "sgd"), "train.optimizer", "must be adamw or sgd", self.optimizer
         )
@@ -205,6 +213,10 @@ class FitConfig:
     seed: int = 0
     out: str = "runs"
 
+    def __post_init__(self) -> None:
+        # numpy and Lightning's seed_everything take seeds in [0, 2**32) only, and would fail mid-fit.
+        _require(0 <= self.seed < 2**32, "seed", "must lie in [0, 2**32)", self.seed)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -219,7 +231,9 @@ class FitConfig:
     def from_yaml(cls, path: str | Path) -> Self:
         try:
             values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
+        # ValueError: not UTF-8, or a scalar YAML cannot build (a date like 2020-13-45, `!!float abc`);
+        # OverflowError: an escape like "\\UFFFFFFFF"; RecursionError: absurdly nested brackets.
+        except (OSError, ValueError, OverflowError, RecursionError, yaml.YAMLError) as err:
             raise ConfigError(f"Cannot read config file {path}: {err}") from err
         if not isinstance(values, dict):
             raise ConfigError(f"Config file {path} must hold a mapping of keys, not {type(values).__name__}.")
@@ -252,21 +266,32 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"Override {text!r} must look like key=value, e.g. train.lr=3e-4.")
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except (ValueError, OverflowError, RecursionError, yaml.YAMLError) as err:
+        raise ConfigError(
+            f"Override {text!r}: the value {raw!r} is not valid YAML ({' '.join(str(err).split())}). "
+            "Quote text, e.g. "
+            f"{key.strip()}='{raw}'."
+        ) from err
+    return key.strip(), value
 
 
-def _unknown_key_message(dotted: str, key: str, valid: dict[str, Any]) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1)
+def _unknown_key_message(dotted: str, key: str, valid: dict[Any, Any]) -> str:
+    names = [str(name) for name in valid]  # an override may have put a mapping with other keys there
+    close = difflib.get_close_matches(key, names, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"Unknown config key {dotted!r}.{hint} Valid keys here: {', '.join(valid)}."
+    return f"Unknown config key {dotted!r}.{hint} Valid keys here: {', '.join(names)}."
 
 
 def _build(cls: type[_T], values: Any, prefix: str) -> _T:
     if not isinstance(values, dict):
         raise ConfigError(f"Config section {prefix or '<root>'!r} must be a mapping, got {values!r}.")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for key in values:
+        if not isinstance(key, str):  # YAML makes `1: x` an int key, `null: x` a None key
+            raise ConfigError(_unknown_key_message(f"{prefix}{key}", str(key), dict.fromkeys(known)))
         if key not in known:
             raise ConfigError(_unknown_key_message(prefix + key, key, dict.fromkeys(known)))
     kwargs = {key: _coerce(hints[key], value, prefix + key) for key, value in values.items()}
@@ -285,16 +310,23 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if typing.get_origin(kind) is list and isinstance(value, list):
             return [_coerce(typing.get_args(kind)[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
         if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
-            with contextlib.suppress(ValueError):  # YAML reads 3e-4 (no dot) as a string
+            # YAML reads 3e-4 (no dot) as a string; OverflowError: an int beyond float's range.
+            with contextlib.suppress(ValueError, OverflowError):
                 return float(value)
-        if (
-            kind is not type(None)
-            and isinstance(value, kind)
-            and not (kind is int and isinstance(value, bool))
-        ):
+        if _is_plain_instance(value, kind):
             return value
     names = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"Config key {key!r} must be {names}, got {value!r} ({type(value).__name__}).")
+
+
+def _is_plain_instance(value: Any, kind: Any) -> bool:
+    # isinstance cannot test list[int] (handled item by item above); a bool is no int in a config.
+    return (
+        typing.get_origin(kind) is None
+        and kind is not type(None)
+        and isinstance(value, kind)
+        and not (kind is int and isinstance(value, bool))
+    )
 
 
 # Keyword arguments of `transferkit.fit` and flags of `transferkit fit`, as dotted config keys.

@@ -5,35 +5,95 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from transferkit.faults import kill_point
 
 
-def _new_file_mode() -> int:
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-_NEW_FILE_MODE = _new_file_mode()  # what open() would give a new file under this process's umask
+# What open() and mkdir() give under this process's umask; mkstemp and mkdtemp make private ones.
+_UMASK = _umask()
+_NEW_FILE_MODE = 0o666 & ~_UMASK
+_NEW_FOLDER_MODE = 0o777 & ~_UMASK
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Writes to a temporary file beside `path`, flushes it to disk, then renames it over `path`."""
+    """Writes to a temporary file beside `path`, flushes it to disk, then renames it over `path`.
+
+    Raises:
+        OSError: the write failed (a full disk, a file size limit); its message names `path`, which keeps
+            its previous content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(handle, _NEW_FILE_MODE)  # mkstemp makes files private (0600); outputs are shared
+        os.fchmod(handle, _NEW_FILE_MODE)  # outputs are shared, like files open() makes
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+            _write_synced(stream, data)
+        kill_point(f"write:{path.name}")  # tests: killed with the new bytes written but not yet in place
         os.replace(temporary, path)
+    except OSError as err:
+        Path(temporary).unlink(missing_ok=True)
+        raise _failed_write(err, path, "any earlier version of it is left as it was") from err
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_folder_atomic(folder: Path, files: Mapping[str, bytes]) -> Path:
+    """Writes files that only make sense together (weights and the config that describes them).
+
+    All of them are written and flushed into a hidden folder beside `folder` first, so a full disk or a
+    write error leaves `folder` as it was. Then a new `folder` is that hidden folder renamed, and an
+    existing one gets the files by one rename each; files of `folder` not in `files` stay.
+
+    Raises:
+        OSError: a write failed; its message names `folder`, whose files are left as they were.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        os.chmod(staging, _NEW_FOLDER_MODE)
+        for name, data in files.items():
+            with open(staging / name, "wb") as stream:
+                _write_synced(stream, data)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _failed_write(err, folder, "its files are left as they were") from err
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        if folder.exists():
+            for name in files:
+                os.replace(staging / name, folder / name)
+        else:
+            os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _write_synced(stream: IO[bytes], data: bytes) -> None:
+    stream.write(data)
+    stream.flush()
+    os.fsync(stream.fileno())  # on disk before the rename makes it visible
+
+
+def _failed_write(err: OSError, path: Path, kept: str) -> OSError:
+    # The same errno (so the same OSError subclass), with the target named: the OS error alone does not.
+    message = f"Cannot write {path}: {err.strerror or err}; {kept}"
+    return OSError(err.errno, message) if err.errno is not None else OSError(message)
 
 
 def write_json(path: Path, value: Any) -> Path:

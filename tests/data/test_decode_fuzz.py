@@ -99,18 +99,21 @@ def _decodes_or_refuses(path: Path, data: bytes, channels: int) -> None:
     assert image.width > 0 and image.height > 0
 
 
+@pytest.mark.fuzz
 @settings(max_examples=200, deadline=None)
 @given(data=random_bytes, channels=st.sampled_from([1, 3, 4]))
 def test_random_bytes(fuzz_file: Path, data: bytes, channels: int) -> None:
     _decodes_or_refuses(fuzz_file, data, channels)
 
 
+@pytest.mark.fuzz
 @settings(max_examples=200, deadline=None)
 @given(data=header_then_noise, channels=st.sampled_from([1, 3, 4]))
 def test_a_valid_header_followed_by_random_bytes(fuzz_file: Path, data: bytes, channels: int) -> None:
     _decodes_or_refuses(fuzz_file, data, channels)
 
 
+@pytest.mark.fuzz
 @settings(max_examples=200, deadline=None)
 @given(data=mutated, channels=st.sampled_from([1, 3, 4]))
 def test_valid_files_with_bytes_changed(fuzz_file: Path, data: bytes, channels: int) -> None:

@@ -95,14 +95,16 @@ def test_a_run_interrupted_again_and_again_resumes_to_the_same_weights(
     _assert_same_weights(tmp_path, uninterrupted)
 
 
-def test_a_kill_while_the_first_checkpoint_is_written_leaves_no_partial_file(
+def test_a_kill_while_a_checkpoint_is_written_keeps_the_previous_one(
     config_file: Path, uninterrupted: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    killed = _fit("--config", str(config_file), "--out", str(tmp_path), env={KILL_AT: "checkpoint-write"})
-    assert killed.returncode == -signal.SIGKILL
+    killed = _fit("--config", str(config_file), "--out", str(tmp_path), env={KILL_AT: "step:4"})
     (run_dir,) = tmp_path.iterdir()
-    assert not list(run_dir.glob("checkpoints/*"))  # no half-written last.ckpt to resume from
-    assert _fit("--resume", str(run_dir)).returncode == 0  # so the run starts over, to the same end
+    previous = (run_dir / "checkpoints" / "last.ckpt").read_bytes()  # written after step 3
+    killed = _fit("--resume", str(run_dir), env={KILL_AT: "write:last.ckpt"})  # step 4's, half done
+    assert killed.returncode == -signal.SIGKILL
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == previous
+    assert _fit("--resume", str(run_dir)).returncode == 0
     _assert_same_weights(tmp_path, uninterrupted)
 
 

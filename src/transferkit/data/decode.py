@@ -12,6 +12,8 @@ from PIL import Image, ImageOps
 from transferkit.errors import DataError
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+IMAGE_CHANNELS = tuple(_MODES)  # the channel counts images can be decoded to
+
 # What PIL raises for truncated, corrupt, non-image and oversized files.
 DECODE_ERRORS = (
     OSError,

@@ -10,7 +10,7 @@ from typing import Any
 
 from safetensors.torch import save
 
-from transferkit.files import write_atomic
+from transferkit.files import write_folder_atomic
 from transferkit.models.backbone import Backbone
 
 BUNDLE_FORMAT = 1
@@ -34,16 +34,21 @@ class BundleInfo:
 
 
 def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
-    """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory.
+
+    The three are written together (`write_folder_atomic`): a failed write leaves a previous bundle in
+    `directory` complete, never new weights beside an old config.
+    """
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     weights = save(state)
-    write_atomic(directory / "model.safetensors", weights)
     # The hash lets a loader tell a damaged or swapped weights file from the one this config describes.
     config = {**bundle_config(backbone, info), "model_sha256": hashlib.sha256(weights).hexdigest()}
-    write_atomic(directory / "config.json", json.dumps(config, indent=2).encode())
-    write_atomic(directory / "README.md", model_card(config).encode())
-    return directory
+    files = {
+        "model.safetensors": weights,
+        "config.json": json.dumps(config, indent=2).encode(),
+        "README.md": model_card(config).encode(),
+    }
+    return write_folder_atomic(directory, files)
 
 
 def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:

@@ -8,7 +8,6 @@ stack is imported (no Lightning) and weights are read from safetensors only (no 
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -23,12 +22,12 @@ from torch import nn
 
 from transferkit.config import ModelConfig
 from transferkit.data.cache import resized_pixels
-from transferkit.data.decode import decode_image, to_channels
+from transferkit.data.decode import IMAGE_CHANNELS, decode_image, to_channels
 from transferkit.data.folder import list_images
 from transferkit.data.manifest import is_manifest, manifest_path_column, manifest_paths, read_manifest
 from transferkit.errors import DataError, ModelError, UnknownNameError
 from transferkit.models.backbone import Preprocessing
-from transferkit.models.runs import find_bundle, load_run
+from transferkit.models.runs import find_bundle, load_run, read_saved_config, saved_preprocessing
 from transferkit.training.inference import inference_device
 from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
 from transferkit.transforms.normalize import Normalize
@@ -231,9 +230,9 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
         raise UnknownNameError("backend", backend, BACKENDS)
     bundle = find_bundle(Path(path))
     config = read_bundle_config(bundle)
-    preprocessing = Preprocessing.from_dict(config["preprocessing"])
+    preprocessing = saved_preprocessing(config, bundle / "config.json")
     labels, temperature = config["label_names"], bundle_temperature(config, bundle)
-    views, channels = bundle_views(config, bundle), config.get("data_channels")
+    views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
     if backend == "onnx":
         from transferkit.export.onnx import OnnxPixelModel  # onnxruntime is an optional dependency
 
@@ -257,32 +256,34 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
 def read_bundle_config(bundle: Path) -> dict[str, Any]:
     """A bundle's config.json, checked for the keys prediction needs."""
     path = bundle / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ModelError(f"Cannot read {path}: {err}. Export the run again.") from err
-    missing = {"label_names", "preprocessing", "num_classes"} - set(
-        config if isinstance(config, dict) else ()
-    )
-    if missing:
-        raise ModelError(f"{path} lacks {sorted(missing)}; it was not written by transferkit's export.")
-    if len(config["label_names"]) != config["num_classes"]:
-        raise ModelError(
-            f"{path} names {len(config['label_names'])} labels for {config['num_classes']} classes; "
-            "export the run again."
-        )
-    return dict(config)
+    config = read_saved_config(path)  # also checks that label_names fit num_classes when present
+    if "label_names" not in config:
+        raise ModelError(f"{path} lacks ['label_names']; it was not written by transferkit's export.")
+    return config
 
 
 def bundle_views(config: dict[str, Any], bundle: Path) -> list[ImageTransform]:
     """The test-time views the run averaged (just the image for bundles that do not list them)."""
     names = config.get("test_time_views", ["identity"])
-    unknown = [name for name in names if name not in TEST_VIEWS]
-    if unknown or not names:
+    valid = isinstance(names, list) and bool(names) and all(isinstance(name, str) for name in names)
+    unknown = [name for name in names if name not in TEST_VIEWS] if valid else names
+    if unknown or not valid:
         raise ModelError(
-            f"{bundle / 'config.json'}: unknown test-time views {unknown}; valid: {list(TEST_VIEWS)}."
+            f"{bundle / 'config.json'}: unknown test-time views {unknown!r}; valid: a list of "
+            f"{', '.join(TEST_VIEWS)}. Export the run again."
         )
     return [TEST_VIEWS[name] for name in names]
+
+
+def bundle_channels(config: dict[str, Any], bundle: Path) -> int | None:
+    """The channels images are decoded to, as in training (None for bundles that do not say)."""
+    channels = config.get("data_channels")
+    if channels is not None and (isinstance(channels, bool) or channels not in IMAGE_CHANNELS):
+        raise ModelError(
+            f"{bundle / 'config.json'}: data_channels must be 1, 3, 4 or null, not {channels!r}. "
+            "Export the run again."
+        )
+    return channels
 
 
 def bundle_temperature(config: dict[str, Any], bundle: Path) -> float:

@@ -24,35 +24,72 @@ def load_weights_into(model: torch.nn.Module, path: Path, head: torch.nn.Module 
     """
     state = strip_prefixes(read_state_dict(path))
     check_keys(model, state, path, head)
-    model.load_state_dict(state, strict=False)
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # names, shapes and layouts fit, so this is not expected; still named
+        raise ModelError(f"Cannot load the tensors of {path} onto {model.__class__.__name__}: {err}") from err
     return sha256_of_file(path)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from safetensors, or from a pickle that holds nothing but tensors; never runs pickled code."""
+    """Tensors from safetensors, or from a pickle that holds nothing but tensors; never runs pickled code.
+
+    Raises:
+        ModelError: no such file, or it is damaged, not a state dict, or would need code to run to load.
+    """
     if not path.is_file():
         raise ModelError(f"No weights file at {path}.")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             return load_file(path)
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except (SafetensorError, OSError) as err:
+            raise ModelError(
+                f"Cannot load weights from {path}: {err}. The file is damaged or not safetensors; "
+                "copy or download it again."
+            ) from err
+    return _unwrap(_load_weights_only(path), path)
+
+
+def _load_weights_only(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # A damaged file can look the same (a global's name with a flipped bit), so both causes are named.
         raise ModelError(
-            f"Refused to load {path}: it needs code to run while loading, and transferkit loads weights "
-            "with torch.load(weights_only=True) only. Save the state dict as safetensors "
-            "(safetensors.torch.save_file) or with torch.save(model.state_dict())."
+            f"Refused to load {path}: torch.load(weights_only=True) found more than tensors in it "
+            f"({_unpickler_reason(err)}). Either it needs code to run while loading, which transferkit never "
+            "does, or it is damaged. Save the state dict as safetensors (safetensors.torch.save_file) or "
+            "with torch.save(model.state_dict()); copy or download a damaged file again."
         ) from err
-    except (SafetensorError, RuntimeError, OSError, EOFError) as err:
-        raise ModelError(f"Cannot load weights from {path}: {err}") from err
-    return _unwrap(loaded, path)
+    except Exception as err:  # damaged bytes make the zip reader and unpickler fail in many ways
+        raise ModelError(
+            f"Cannot load weights from {path} ({type(err).__name__}: {err}): the file is unreadable, "
+            "damaged or not a PyTorch file. Copy or download it again."
+        ) from err
+
+
+def _unpickler_reason(err: pickle.UnpicklingError) -> str:
+    # torch's message also suggests weights_only=False, which is what transferkit refuses to do.
+    lines = [line.strip() for line in str(err).splitlines()]
+    return next(
+        (line for line in lines if line.startswith("WeightsUnpickler error")), lines[0] if lines else ""
+    )
 
 
 def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     for key in _CONTAINER_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    if not isinstance(loaded, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in loaded.items()
+    ):
         raise ModelError(f"{path} holds no state dict (a mapping of names to tensors).")
+    # Checked here, not when copying: load_state_dict copies every other tensor before it raises.
+    sparse = sorted(key for key, value in loaded.items() if value.layout != torch.strided)
+    if sparse:
+        raise ModelError(
+            f"{path} holds sparse tensors ({', '.join(sparse[:4])}); weights must be dense tensors."
+        )
     return loaded
 
 

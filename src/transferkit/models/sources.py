@@ -12,7 +12,7 @@ import timm
 from torch import nn
 
 from transferkit.config import ModelConfig
-from transferkit.errors import ConfigError, ModelError, UnknownNameError
+from transferkit.errors import ConfigError, ModelError, TransferkitError, UnknownNameError
 from transferkit.models.backbone import Backbone
 from transferkit.registry import Registry
 
@@ -45,7 +45,14 @@ def parse_model_spec(spec: str) -> ModelSpec:
     """
     prefix, sep, rest = spec.partition(":")
     if sep and len(prefix) > 1 and prefix in model_sources:
+        if not rest.strip():
+            raise ConfigError(f"Model spec {spec!r} names nothing after {prefix}:; write {prefix}:NAME.")
         return ModelSpec(prefix, rest)
+    if not spec.strip():  # Path("") is the working directory: never a model by accident
+        raise ConfigError(
+            "The model spec is empty: give a packaged model (transferkit models), source:name such as "
+            "timm:resnet18, or a run directory or weights file."
+        )
     if spec in packaged_models:
         return ModelSpec("packaged", spec)
     if _looks_like_path(spec):
@@ -98,8 +105,23 @@ def local_source(path: Path) -> str:
 def rebuild_network(
     family: str, architecture: str, num_classes: int, config: dict[str, Any] | None
 ) -> nn.Module:
-    """A randomly initialised network of a saved architecture, ready for its saved weights."""
-    return families.get(family)(architecture, num_classes, config)
+    """A randomly initialised network of a saved architecture, ready for its saved weights.
+
+    Raises:
+        ModelError: the family cannot build that architecture (a changed config.json, another version).
+    """
+    build = families.get(family)
+    try:
+        return build(architecture, num_classes, config)
+    except TransferkitError:
+        raise
+    # What timm (RuntimeError), torchvision (ValueError) and transformers raise for what they do not know.
+    except (RuntimeError, ValueError, TypeError, KeyError, OSError) as err:
+        raise ModelError(
+            f"Cannot build the {family} architecture {architecture!r} with {num_classes} classes: {err}. "
+            "The saved config names an architecture this installation cannot build; export the run again "
+            "with this version, or install the versions listed in the run's manifest.json."
+        ) from err
 
 
 def _looks_like_path(text: str) -> bool:
@@ -107,8 +129,15 @@ def _looks_like_path(text: str) -> bool:
         any(sep in text for sep in "/\\")
         or text.startswith((".", "~"))
         or text.endswith(WEIGHT_SUFFIXES)
-        or Path(text).exists()
+        or _exists(text)
     )
+
+
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):  # a name too long for a path, or one with a NUL byte: not a path
+        return False
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -116,6 +145,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         content = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: absurdly nested JSON
         raise ModelError(f"Cannot read {path}: {err}") from err
     return content if isinstance(content, dict) else {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def write(rows: list[dict], command: str) -> None:
         writer = csv.DictWriter(handle, fieldnames=["strategy", "seed", *keys], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["# Fine-tuning strategies on ELPV", "", f"Command: `{command}` at commit {_commit()}", ""]
+    commit = os.environ.get("TRANSFERKIT_BENCH_COMMIT") or _commit()  # a snapshot's, when run from one
+    lines = ["# Fine-tuning strategies on ELPV", "", f"Command: `{command}` at commit {commit}", ""]
     lines += ["| strategy | seeds | " + " | ".join(keys) + " |", "| --- |" + " --- |" * (len(keys) + 1)]
     for name in dict.fromkeys(row["strategy"] for row in rows):
         group = [row for row in rows if row["strategy"] == name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -111,15 +112,16 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     source = with_budget_note(source, splits, config.data)
     checks = check_data(source, splits)
     splits = leave_out_bad_images(checks, splits, config.data.bad_images)
+    splits = check_unlabeled_pool(checks, splits, config.train.semi)
     paths = start_run_directory(config, source, backbone, paths)
     with paths.lock() if is_main_process() else contextlib.nullcontext(), sharing_run_dir(paths):
         # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
         if config.preprocess.image_size:
             backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
         augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
-        data = decode_splits(
-            source, splits, backbone.preprocessing, DiskCache.default() if config.data.cache else None
-        )
+        cache = DiskCache.default() if config.data.cache else None
+        semi = config.train.semi != "none"
+        data = decode_splits(source, splits, backbone.preprocessing, cache, unlabeled=semi)
         # 4. fine-tuning
         counts = class_counts(source, splits)
         train_counts = list(counts["train"].values())
@@ -129,6 +131,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         plan = TrainingPlan(data, augment, paths, balance == "sampler", train_counts)
         history = run_phases(module, plan, resume=resume)
         strategy.finalize(backbone)
+        source = with_semi_note(source, config, paths, history)
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
         # 5. evaluation on the held-out test split, report and export
@@ -183,6 +186,60 @@ def with_budget_note(source: ImageSource, splits: Splits, config: DataConfig) ->
         f"Label budget: {budget} ({len(splits.train)} train images); "
         f"{len(splits.unlabeled)} images form the unlabeled pool (used only by semi-supervised strategies)."
     )
+    return replace(source, notes=[*source.notes, note])
+
+
+def check_unlabeled_pool(checks: DataReport, splits: Splits, semi: str) -> Splits:
+    """The pool must exist for `--semi`, and never holds copies of validation or test images."""
+    if semi == "none":
+        return splits
+    pool = set(splits.unlabeled)
+    copies = {
+        index
+        for group in checks.duplicates
+        if {"val", "test"} & set(group.splits)
+        for index in group.indices
+        if index in pool
+    }
+    if copies:
+        notice(f"{len(copies)} unlabeled images copy validation or test images; they stay out of the pool.")
+    kept = [i for i in splits.unlabeled if i not in copies]
+    if not kept:
+        raise ConfigError(
+            f"--semi {semi} learns from unlabeled images, and there are none: give --labels-per-class, "
+            "--label-fraction or --unlabeled FOLDER."
+        )
+    return replace(splits, unlabeled=kept)
+
+
+def with_semi_note(
+    source: ImageSource, config: FitConfig, paths: RunPaths, history: list[dict[str, Any]]
+) -> ImageSource:
+    """Says in the report how many pool images got a pseudo-label, and how many of them were right."""
+    semi = config.train.semi
+    if semi == "pseudo-label":
+        rounds = json.loads((paths.root / "pseudo_labels.json").read_text())["rounds"]
+        steps = "; ".join(
+            f"round {r['round']}: {r['pseudo_labels']} pseudo-labels"
+            + (f" ({r['pseudo_label_accuracy']:.1%} right)" if r["pseudo_label_accuracy"] is not None else "")
+            + (f", val accuracy {r['val_accuracy']:.1%}" if r["val_accuracy"] is not None else "")
+            for r in rounds
+        )
+        note = f"Pseudo-label self-training on frozen features: {steps}."
+    elif semi == "fixmatch":
+        epochs = [row for row in history if row.get("pseudo_labels") is not None]
+        steps = "; ".join(
+            f"epoch {row['epoch']}: {int(row['pseudo_labels'])} targets"
+            + (
+                f" ({row['pseudo_label_accuracy']:.1%} right)"
+                if row.get("pseudo_label_accuracy") is not None
+                else ""
+            )
+            for row in epochs
+        )
+        note = f"FixMatch on the unlabeled pool, confident targets per epoch: {steps}."
+    else:
+        return source
     return replace(source, notes=[*source.notes, note])
 
 

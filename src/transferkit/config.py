@@ -121,6 +121,13 @@ class TrainConfig:
     balance: str = (
         "none"  # weights: class-weighted loss; sampler: class-balanced batches; auto: weights if skewed
     )
+    semi: str = "none"  # fixmatch or pseudo-label: also learn from the unlabeled pool
+    semi_threshold: float | None = (
+        None  # confidence for a pseudo-label; None: fixmatch 0.95, pseudo-label 0.8
+    )
+    semi_ratio: int = 2  # fixmatch: unlabeled images per labeled image in each step
+    semi_weight: float = 1.0  # fixmatch: weight of the unlabeled loss
+    semi_rounds: int = 3  # pseudo-label: self-training rounds on frozen features
     early_stopping: int | None = None  # epochs without a better validation accuracy before stopping
     time_budget: float | None = None  # minutes of training; then stop cleanly and keep the best checkpoint
     accumulate: int = 1  # batches whose gradients add up before each optimizer step
@@ -173,6 +180,22 @@ class TrainConfig:
             "must be none, auto, weights or sampler",
             self.balance,
         )
+        _require(
+            self.semi in ("none", "fixmatch", "pseudo-label"),
+            "train.semi",
+            "must be none, fixmatch or pseudo-label",
+            self.semi,
+        )
+        threshold = self.semi_threshold
+        _require(
+            threshold is None or 0 < threshold < 1,
+            "train.semi_threshold",
+            "must lie in (0, 1) or be null",
+            threshold,
+        )
+        _require(self.semi_ratio >= 1, "train.semi_ratio", "must be at least 1", self.semi_ratio)
+        _require(self.semi_weight >= 0, "train.semi_weight", "must be 0 or more", self.semi_weight)
+        _require(self.semi_rounds >= 1, "train.semi_rounds", "must be at least 1", self.semi_rounds)
         _require(
             self.early_stopping is None or self.early_stopping >= 1,
             "train.early_stopping",
@@ -359,6 +382,7 @@ SHORTCUTS = {
     "accumulate": "train.accumulate",
     "optimizer": "train.optimizer",
     "early_stopping": "train.early_stopping",
+    "semi": "train.semi",
     "balance": "train.balance",
     "time_budget": "train.time_budget",
     "deterministic": "train.deterministic",

@@ -118,3 +118,19 @@ def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
         transferkit.fit(resume=tmp_path)
     with pytest.raises(RunError, match=r"no config\.yaml"):
         transferkit.fit(resume=tmp_path / "elsewhere")
+
+
+def test_a_pseudo_label_run_resumes_on_the_same_pseudo_labels(config_file: Path, tmp_path: Path) -> None:
+    semi = ["--labels-per-class", "5", "--semi", "pseudo-label", "--set", "train.semi_threshold=0.34"]
+    reference = tmp_path / "reference"
+    assert _fit("--config", str(config_file), "--out", str(reference), *semi).returncode == 0
+    interrupted = tmp_path / "interrupted"
+    killed = _fit(
+        "--config", str(config_file), "--out", str(interrupted), *semi, env={KILL_AT: "pseudo-labels"}
+    )
+    assert killed.returncode == -signal.SIGKILL
+    (run_dir,) = interrupted.iterdir()
+    assert (run_dir / "pseudo_labels.json").is_file()  # the selection, saved before training began
+    assert _fit("--resume", str(run_dir), env={KILL_AT: "step:3"}).returncode == -signal.SIGKILL
+    assert _fit("--resume", str(run_dir)).returncode == 0
+    _assert_same_weights(interrupted, _weights(reference))

@@ -115,6 +115,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-budget", type=float, metavar="MINUTES", help="stop training cleanly after this"
     )
+    parser.add_argument(
+        "--semi", choices=("none", "fixmatch", "pseudo-label"), help="also learn from the unlabeled pool"
+    )
     parser.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels")
     parser.add_argument("--devices", type=int, help="devices per machine (several: distributed training)")
     parser.add_argument("--num-nodes", type=int, help="machines, under torchrun or SLURM")

@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from transferkit.data.source import ImageRecord, ImageSource
-from transferkit.data.splits import Splits
+from transferkit.data.splits import UNLABELED, Splits
 from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Preprocessing
 from transferkit.progress import progress_task
@@ -104,18 +104,24 @@ class SplitImages:
 
 
 def decode_splits(
-    source: ImageSource, splits: Splits, preprocessing: Preprocessing, cache: DiskCache | None = None
+    source: ImageSource,
+    splits: Splits,
+    preprocessing: Preprocessing,
+    cache: DiskCache | None = None,
+    *,
+    unlabeled: bool = False,
 ) -> dict[str, SplitImages]:
     """Decodes every split once, with one progress bar; later epochs read only the decoded copy.
 
     With a `cache`, a split that an earlier run decoded from the same file contents at the same
     preprocessing is memory-mapped from disk instead, and a newly decoded split is stored there.
+    With `unlabeled`, the unlabeled pool is decoded too, as split "unlabeled" (its labels are -1, or
+    the labels a label budget hid: for measuring pseudo-labels only, never for training).
     """
-    keys = (
-        {name: cache.key(source, indices, preprocessing) for name, indices in splits.items()} if cache else {}
-    )
+    named = [*splits.items(), *([(UNLABELED, splits.unlabeled)] if unlabeled else [])]
+    keys = {name: cache.key(source, indices, preprocessing) for name, indices in named} if cache else {}
     arrays = {name: hit for name, key in keys.items() if cache and (hit := cache.load(key)) is not None}
-    pending = [(name, indices) for name, indices in splits.items() if name not in arrays]
+    pending = [(name, indices) for name, indices in named if name not in arrays]
     total = sum(len(indices) for _, indices in pending)
     with (
         nullcontext(lambda _: None)
@@ -129,10 +135,10 @@ def decode_splits(
                 decode_resized(source, indices, preprocessing, on_image=lambda: advance(1), out=out)
 
             arrays[name] = cache.store(keys[name], shape, fill) if cache else _in_memory(shape, fill)
-    labels = {name: [source.records[i].label for i in indices] for name, indices in splits.items()}
+    labels = {name: [source.records[i].label for i in indices] for name, indices in named}
     return {
         name: SplitImages(arrays[name], torch.tensor(labels[name], dtype=torch.long), list(indices))
-        for name, indices in splits.items()
+        for name, indices in named
     }
 
 

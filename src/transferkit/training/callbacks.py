@@ -20,7 +20,17 @@ from transferkit.faults import kill_point
 from transferkit.files import write_atomic
 from transferkit.training.data_order import SeededBatchSampler
 
-HISTORY_FIELDS = ("epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr", "seconds")
+HISTORY_FIELDS = (
+    "epoch",
+    "phase",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "seconds",
+    "pseudo_labels",  # semi-supervised: pool images that got a target this epoch
+    "pseudo_label_accuracy",  # of those whose true label is known (hidden by a label budget)
+)
 
 
 def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -60,10 +70,20 @@ class EpochHistory(L.Callback):
                 "val_accuracy": _number(metrics.get("val_accuracy")),
                 "lr": trainer.optimizers[0].param_groups[-1]["lr"],
                 "seconds": round(time.perf_counter() - self._started, 2),
+                **_pool_figures(metrics),
             }
         )
         if trainer.is_global_zero:
             write_history(self.path, self.rows)
+
+
+def _pool_figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """FixMatch's pseudo-labels this epoch: how many, and how many right where the truth is known."""
+    if "pool_used" not in metrics:
+        return {}
+    known = float(metrics["pool_known"])
+    accuracy = float(metrics["pool_correct"]) / known if known else None
+    return {"pseudo_labels": int(metrics["pool_used"]), "pseudo_label_accuracy": accuracy}
 
 
 def _number(value: torch.Tensor | None) -> float | None:

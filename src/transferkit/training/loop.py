@@ -21,6 +21,8 @@ from transferkit.data.cache import CachedImages, SplitImages
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.run_dir import RunPaths
+from transferkit.semi.fixmatch import strong_view
+from transferkit.semi.pseudo_label import label_the_pool
 from transferkit.training.balance import sample_weights
 from transferkit.training.callbacks import WeightAverage, write_history
 from transferkit.training.data_order import SeededBatchSampler
@@ -50,6 +52,10 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
         return read_history(paths)
     history: list[dict[str, Any]] = []
     resuming = resume and paths.last_checkpoint.exists()
+    if module.config.semi == "pseudo-label":
+        plan.data, _ = label_the_pool(
+            module.backbone, module.normalize, plan.data, module.config, paths.root / "pseudo_labels.json"
+        )
     if not resuming:
         summary = strategy.prepare(module.backbone, module.normalize, plan.data["train"], plan.data["val"])
         history.append({"epoch": 0, "phase": strategy.phases()[0].name, **summary})
@@ -68,13 +74,17 @@ def train_epochs(
     if math.isnan(module.strategy.lr):  # --lr auto
         module.strategy.lr = automatic_rate(module, plan.data["train"], plan.paths)
     module.augment = plan.augment.train
+    if config.semi == "fixmatch":
+        module.pool = plan.data["unlabeled"]
+        module.strong = strong_view(module.augment)
     # Several processes: DDP registers what requires gradients when it wraps the model, so everything
     # that trains in some epoch must require them now; what is frozen in a given epoch is "unused".
     ever_trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
     for param in module.model.parameters():
         param.requires_grad_(id(param) in ever_trained)
     uncached = contextlib.nullcontext(plan.data)
-    with cached_prefix(module, plan.data) if module.augment is None else uncached as data:
+    cacheable = module.augment is None and module.pool is None  # FixMatch runs the pool through it all
+    with cached_prefix(module, plan.data) if cacheable else uncached as data:
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0
         weights = sample_weights(train.labels, plan.class_counts or []) if plan.balanced_sampling else None

@@ -12,14 +12,17 @@ from torch import nn
 from torchvision.transforms import v2
 
 from transferkit.config import TrainConfig
+from transferkit.data.cache import SplitImages
 from transferkit.errors import RunError
 from transferkit.models.backbone import Backbone
+from transferkit.semi.fixmatch import Consistency, consistency_loss, strong_view
 from transferkit.strategies.base import FinetuneStrategy
 from transferkit.training.inference import run_batched
 from transferkit.transforms import Normalize
 from transferkit.transforms.augment import ImageTransform
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+FIXMATCH_THRESHOLD = 0.95  # Sohn et al.'s confidence for turning a prediction into a target
 
 
 class TransferModule(L.LightningModule):
@@ -52,9 +55,12 @@ class TransferModule(L.LightningModule):
         self.config = config
         self.seed = seed
         self.augment: ImageTransform | None = None  # per image, uint8 in and out; set by the loop
+        self.pool: SplitImages | None = None  # FixMatch's unlabeled images; set by the loop
+        self.strong: ImageTransform = strong_view(None)
         self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
         self.mix = batch_mixing(config, int(backbone.head().out_features))  # type: ignore[arg-type]
         self._trainable_epoch: int | None = None
+        self.consistency: Consistency | None = None  # FixMatch's figures for the last step
         # L2-SP's anchor: the pretrained weights, outside the state dict so checkpoints stay small
         head = {id(p) for p in backbone.head().parameters()}
         self.anchor = {
@@ -83,6 +89,11 @@ class TransferModule(L.LightningModule):
             )
         self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True)
+        if self.consistency is not None:
+            for name in ("used", "correct", "known"):
+                self.log(
+                    f"pool_{name}", float(getattr(self.consistency, name)), on_epoch=True, reduce_fx="sum"
+                )
         return loss
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
@@ -97,6 +108,18 @@ class TransferModule(L.LightningModule):
         loss = self.criterion(self.model(inputs), targets)
         if self.anchor:
             loss = loss + self.config.regularizer_strength / 2 * self.distance_to_anchor()
+        if self.pool is not None:
+            self.consistency = consistency_loss(
+                self.model,
+                self.normalize,
+                self.pool.images,
+                self.pool.labels,
+                count=self.config.semi_ratio * len(images),
+                weak=self.augment,
+                strong=self.strong,
+                threshold=self.config.semi_threshold or FIXMATCH_THRESHOLD,
+            )
+            loss = loss + self.config.semi_weight * self.consistency.loss
         return loss
 
     def distance_to_anchor(self) -> torch.Tensor:

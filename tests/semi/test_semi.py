@@ -1,0 +1,115 @@
+"""Semi-supervised learning: self-training on frozen features, FixMatch, and the pool's boundaries."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import transferkit
+from transferkit.api import check_unlabeled_pool
+from transferkit.config import DataConfig
+from transferkit.data.checks import check_data
+from transferkit.data.load import load_source, split_with_budget
+from transferkit.errors import ConfigError
+from transferkit.semi.fixmatch import consistency_loss
+from transferkit.semi.pseudo_label import select, self_train
+from transferkit.testing import tiny_fit_config
+
+
+def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.arange(count) % 2
+    centres = torch.stack([(labels * 4 - 2).float(), torch.zeros(count)], 1)
+    return torch.randn(count, 2, generator=generator) * 0.8 + centres, labels
+
+
+def test_self_training_beats_labeled_only_when_the_pool_carries_the_clusters() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # two labeled points per class, both off-centre: the labeled-only boundary sits too far right
+    train = torch.tensor([[-0.5, 0.0], [-0.6, 0.5], [3.5, 0.0], [3.6, -0.5]]), torch.tensor([0, 0, 1, 1])
+    val, pool = _blobs(200, generator), _blobs(400, generator)
+    result = self_train(train, val, pool, num_classes=2, rounds=3, threshold=0.8)
+    labeled_only, last = result.rounds[0], result.rounds[-1]
+    assert labeled_only["pseudo_labels"] == 0
+    assert last["val_accuracy"] > labeled_only["val_accuracy"] + 0.03
+    assert last["pseudo_label_accuracy"] > 0.95
+    assert len(result.positions) > last["pseudo_labels"]  # the curriculum keeps growing
+
+
+def test_selection_is_confident_and_within_each_class_quota() -> None:
+    probabilities = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.1, 0.9], [0.3, 0.7]])
+    positions, labels = select(probabilities, quotas=[1, 5], threshold=0.8)
+    assert positions == [0, 3] and labels == [0, 1]  # class 0 capped at 1; 0.6 and 0.7 too unsure
+
+
+def test_fixmatch_trains_only_on_confident_targets() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
+    pool = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    truth = torch.full((20,), -1)
+
+    def loss(threshold: float):
+        torch.manual_seed(0)
+        return consistency_loss(
+            model,
+            lambda x: x.float() / 255,
+            pool,
+            truth,
+            count=6,
+            weak=None,
+            strong=lambda x: x,
+            threshold=threshold,
+        )
+
+    everything, nothing = loss(0.0), loss(0.999)
+    assert everything.used == 6 and everything.loss > 0 and everything.known == 0
+    assert nothing.used == 0 and float(nothing.loss.detach()) == 0.0
+
+
+@pytest.fixture
+def pool_with_copies(image_folder: Path, tmp_path: Path) -> Path:
+    """An unlabeled folder holding a copy of every labeled image (val and test ones included)."""
+    copies = tmp_path / "unlabeled"
+    copies.mkdir()
+    for path in image_folder.rglob("*.png"):
+        shutil.copy(path, copies / path.name)
+    return copies
+
+
+def test_the_pool_never_holds_copies_of_validation_or_test_images(
+    image_folder: Path, pool_with_copies: Path
+) -> None:
+    config = DataConfig(name=str(image_folder), unlabeled=str(pool_with_copies), val_fraction=0.2)
+    source = load_source(config)
+    splits = split_with_budget(source, config)
+    pool = check_unlabeled_pool(check_data(source, splits), splits, "fixmatch").unlabeled
+    held_out = {Path(source.records[i].path).name for i in splits.val + splits.test}
+    in_pool = {Path(source.records[i].path).name for i in pool}
+    assert in_pool and not in_pool & held_out
+    assert len(in_pool) == len(splits.train)  # the copies of train images stay
+
+
+def test_semi_without_an_unlabeled_pool_is_refused(image_folder: Path, tmp_path: Path) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides({"train.semi": "fixmatch"})
+    with pytest.raises(ConfigError, match="--labels-per-class"):
+        transferkit.fit(config)
+
+
+@pytest.mark.parametrize("semi", ["pseudo-label", "fixmatch"])
+def test_a_semi_supervised_fit_reports_its_pseudo_labels(
+    semi: str, image_folder: Path, tmp_path: Path
+) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides(
+        {"train.semi": semi, "data.labels_per_class": 5, "train.semi_threshold": 0.34}
+    )
+    run = transferkit.fit(config)
+    report = (run.dir / "report.md").read_text()
+    assert (
+        "Pseudo-label self-training" if semi == "pseudo-label" else "FixMatch on the unlabeled pool"
+    ) in report
+    if semi == "pseudo-label":
+        assert (run.dir / "pseudo_labels.json").is_file()
+    else:  # pool images drew targets, and the hidden labels measured them
+        assert "targets (" in report and "% right)" in report

@@ -1,9 +1,9 @@
 """Every fine-tuning strategy on the ELPV protocol: accuracy, wall time, time per epoch, peak memory.
 
 Each run is its own process (`default_fit.run_seed`), so wall time and peak RSS are that run's alone.
-Quick version (one seed, two epochs; about 40 minutes on a 2-core CPU):
+Quick version (one seed, two epochs, 800 of ELPV's images; about 25 minutes on an idle 2-core CPU):
 
-    python benchmarks/strategies.py --seeds 0 --epochs 2
+    python benchmarks/strategies.py --seeds 0 --epochs 2 --subset 800
 
 Full version: ``--seeds 0 1 2 --epochs 7``.
 """
@@ -45,13 +45,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--subset", type=int, help="a stratified subset of ELPV (quick runs)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-strategies"))
     args = parser.parse_args()
     rows = []
     for name, flags in RUNS:
         for seed in args.seeds:
             out = args.out / name.split()[0].replace(":", "_") / str(seed)
-            result = run_seed(seed, out, [*flags, "--epochs", str(args.epochs)])
+            subset = ["--set", f"data.subset={args.subset}"] if args.subset else []
+            result = run_seed(seed, out, [*flags, "--epochs", str(args.epochs), *subset])
             (run_dir,) = out.iterdir()
             rows.append({"strategy": name, **result, "s_per_epoch": seconds_per_epoch(run_dir) or 0.0})
             print(json.dumps(rows[-1]), flush=True)

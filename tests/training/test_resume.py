@@ -134,3 +134,17 @@ def test_a_pseudo_label_run_resumes_on_the_same_pseudo_labels(config_file: Path,
     assert _fit("--resume", str(run_dir), env={KILL_AT: "step:3"}).returncode == -signal.SIGKILL
     assert _fit("--resume", str(run_dir)).returncode == 0
     _assert_same_weights(interrupted, _weights(reference))
+
+
+def test_a_run_directory_in_use_refuses_a_second_process(tmp_path: Path) -> None:
+    import transferkit
+    from transferkit.errors import RunError
+    from transferkit.run_dir import RunPaths
+
+    paths = RunPaths.at(tmp_path / "run")
+    (paths.root / "config.yaml").write_text("seed: 0\n")
+    with paths.lock():  # flock: a second open of the lock file is refused, in this process or another
+        with pytest.raises(RunError, match="in use by another transferkit process"):
+            transferkit.fit(resume=paths.root)
+    with pytest.raises(RunError, match="exists already"):
+        RunPaths.at(paths.root)

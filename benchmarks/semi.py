@@ -1,0 +1,128 @@
+"""Few labels plus an unlabeled pool: labeled-only against each `--semi` method, and fully labeled.
+
+Reports, per dataset and label budget, how much of the gap between labeled-only and fully labeled
+training the semi-supervised run recovers. Each run is its own process (`default_fit.run_seed`).
+Quick version (one seed; linear-probe runs, plus FixMatch on digits; about 25 minutes on 2 cores):
+
+    python benchmarks/semi.py --seeds 0
+
+Full version: ``--seeds 0 1 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+from pathlib import Path
+
+from default_fit import RESULTS, _commit, run_seed
+
+DIGITS = ["--data", "digits", "--image-size", "96"]
+ELPV = ["--data", "elpv"]
+PROBE = ["--strategy", "linear-probe"]
+FINE_TUNE = ["--strategy", "fine-tune", "--epochs", "2"]
+
+# (dataset, budget, method, flags); "full" uses every train label
+SETTINGS = [
+    *[
+        (name, budget, method, [*data, *PROBE, *extra])
+        for name, data, budgets in [
+            ("digits", DIGITS, [("10 per class", ["--labels-per-class", "10"])]),
+            (
+                "elpv",
+                ELPV,
+                [("10 %", ["--label-fraction", "0.1"]), ("25 per class", ["--labels-per-class", "25"])],
+            ),
+        ]
+        for budget, limit in budgets
+        for method, extra in [
+            ("labeled only", limit),
+            ("pseudo-label", [*limit, "--semi", "pseudo-label"]),
+            ("fully labeled", []),
+        ]
+    ],
+    ("digits", "10 per class", "labeled only, fine-tune", [*DIGITS, *FINE_TUNE, "--labels-per-class", "10"]),
+    (
+        "digits",
+        "10 per class",
+        "fixmatch, fine-tune",
+        [*DIGITS, *FINE_TUNE, "--labels-per-class", "10", "--semi", "fixmatch"],
+    ),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-semi"))
+    args = parser.parse_args()
+    rows = []
+    for dataset, budget, method, flags in SETTINGS:
+        for seed in args.seeds:
+            out = args.out / f"{dataset}-{budget}-{method}".replace(" ", "_").replace("%", "pct") / str(seed)
+            result = run_seed(seed, out, flags)
+            rows.append({"dataset": dataset, "budget": budget, "method": method, **result})
+            print(json.dumps(rows[-1]), flush=True)
+    write(rows, f"python benchmarks/semi.py --seeds {' '.join(map(str, args.seeds))}")
+
+
+def write(rows: list[dict], command: str) -> None:
+    keys = ["accuracy", "binary_accuracy", "wall_min"]
+    with open(RESULTS / "semi.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["dataset", "budget", "method", "seed", *keys], extrasaction="ignore"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    commit = os.environ.get("TRANSFERKIT_BENCH_COMMIT") or _commit()
+    lines = [
+        "# Semi-supervised learning from the unlabeled pool",
+        "",
+        f"Command: `{command}` at commit {commit}",
+        "",
+    ]
+    lines += [
+        "| dataset | labels | method | seeds | test accuracy | binary accuracy | wall (min) | gap recovered |"
+    ]
+    lines += ["| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    groups = dict.fromkeys((r["dataset"], r["budget"], r["method"]) for r in rows)
+    for dataset, budget, method in groups:
+        group = [r for r in rows if (r["dataset"], r["budget"], r["method"]) == (dataset, budget, method)]
+        binary = [r["binary_accuracy"] for r in group if r.get("binary_accuracy") is not None]
+        recovered = gap_recovered(rows, dataset, budget, method)
+        share = "" if recovered is None else f"{recovered:.0%}"
+        cells = [
+            _mean_sd([r["accuracy"] for r in group]),
+            _mean_sd(binary) if binary else "n/a",
+            f"{statistics.mean(r['wall_min'] for r in group):.1f}",
+            share,
+        ]
+        lines.append(f"| {dataset} | {budget} | {method} | {len(group)} | " + " | ".join(cells) + " |")
+    (RESULTS / "semi.md").write_text("\n".join(lines) + "\n")
+
+
+def gap_recovered(rows: list[dict], dataset: str, budget: str, method: str) -> float | None:
+    """(semi - labeled only) / (fully labeled - labeled only), for the linear-probe pseudo-label rows."""
+    if method != "pseudo-label":
+        return None
+
+    def mean(name: str) -> float:
+        return statistics.mean(
+            r["accuracy"] for r in rows if (r["dataset"], r["budget"], r["method"]) == (dataset, budget, name)
+        )
+
+    gap = mean("fully labeled") - mean("labeled only")
+    return (mean("pseudo-label") - mean("labeled only")) / gap if gap > 0 else None
+
+
+def _mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+if __name__ == "__main__":
+    main()

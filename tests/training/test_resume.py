@@ -144,8 +144,8 @@ def test_a_run_directory_in_use_refuses_a_second_process(tmp_path: Path) -> None
 
     paths = RunPaths.at(tmp_path / "run")
     (paths.root / "config.yaml").write_text("seed: 0\n")
-    with paths.lock():  # flock: a second open of the lock file is refused, in this process or another
-        with pytest.raises(RunError, match="in use by another transferkit process"):
-            transferkit.fit(resume=paths.root)
+    # flock: a second open of the lock file is refused, in this process or another
+    with paths.lock(), pytest.raises(RunError, match="in use by another transferkit process"):
+        transferkit.fit(resume=paths.root)
     with pytest.raises(RunError, match="exists already"):
         RunPaths.at(paths.root)

@@ -61,13 +61,14 @@ def lr_range_test(
             loss.backward()
             optimizer.step()
             advance(1)
-            smoothed = 0.9 * smoothed + 0.1 * float(loss)
+            smoothed = 0.9 * smoothed + 0.1 * float(loss.detach())
             value = smoothed / (1 - 0.9 ** (step + 1))  # bias-corrected moving average
             if not math.isfinite(value) or (losses and value > 4 * min(losses)):
                 break
             rates.append(rate)
             losses.append(value)
     module.load_state_dict(saved)
+    module.model.train()
     return RangeTest(rates, losses, suggest_rate(rates, losses))
 
 

@@ -1,0 +1,77 @@
+"""Every training option runs end to end, and the ones with a visible effect show it."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import transferkit
+from transferkit.config import TrainConfig
+from transferkit.models import resolve_model
+from transferkit.strategies import create_strategy
+from transferkit.testing import tiny_fit_config
+from transferkit.training.lr_range import suggest_rate
+from transferkit.training.module import TransferModule
+
+
+def _fit(image_folder: Path, out: Path, **overrides: Any) -> transferkit.Run:
+    config = tiny_fit_config(image_folder, out, epochs=2).with_overrides(overrides)
+    return transferkit.fit(config)
+
+
+def _epochs(run: transferkit.Run) -> list[dict[str, str]]:
+    with (run.dir / "metrics.csv").open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row["phase"] != "head"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"train.mixup": 0.2, "train.cutmix": 1.0},
+        {"train.ema": True, "train.optimizer": "sgd", "train.accumulate": 2},
+        {"train.regularizer": "l2-sp", "train.balance": "sampler"},
+        {"train.balance": "weights", "train.early_stopping": 1, "train.epochs": 4},
+    ],
+    ids=["mixup+cutmix", "ema+sgd+accumulate", "l2-sp+sampler", "weights+early-stopping"],
+)
+def test_training_options_fit_end_to_end(
+    overrides: dict[str, Any], image_folder: Path, tmp_path: Path
+) -> None:
+    run = _fit(image_folder, tmp_path, **overrides)
+    assert 0.0 <= run.headline["accuracy"] <= 1.0
+    assert all(float(row["train_loss"]) == float(row["train_loss"]) for row in _epochs(run))  # not NaN
+
+
+def test_a_time_budget_stops_training_cleanly_and_evaluates(image_folder: Path, tmp_path: Path) -> None:
+    run = _fit(image_folder, tmp_path, **{"train.epochs": 50, "train.time_budget": 1e-4})
+    assert len(_epochs(run)) < 50
+    assert (run.dir / "report.md").is_file()
+
+
+def test_lr_auto_runs_a_range_test_and_shows_its_plot(image_folder: Path, tmp_path: Path) -> None:
+    run = _fit(image_folder, tmp_path, **{"train.lr": "auto"})
+    assert (run.dir / "lr_range_test.json").is_file()
+    assert "lr_range_test.png" in (run.dir / "report.md").read_text()
+
+
+def test_the_suggested_rate_is_where_the_loss_falls_fastest() -> None:
+    rates = [10.0**e for e in range(-6, 1)]
+    losses = [2.0, 2.0, 1.9, 1.2, 0.9, 0.8, 3.0]
+    assert suggest_rate(rates, losses) == 1e-3  # the steepest drop, before the minimum at 1e-1
+
+
+def test_l2_sp_pulls_toward_the_pretrained_weights_and_replaces_weight_decay() -> None:
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.reset_head(2)
+    config = TrainConfig(strategy="full", regularizer="l2-sp", weight_decay=0.05)
+    module = TransferModule(backbone, create_strategy(config), config)
+    assert float(module.distance_to_anchor()) == 0.0
+    with torch.no_grad():
+        next(backbone.model.parameters()).add_(1.0)
+    assert float(module.distance_to_anchor()) > 0.0
+    groups = create_strategy(config).param_groups(backbone)
+    assert module.anchor and len(groups) > 1

@@ -128,7 +128,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         balance = resolve_balance(config.train.balance, train_counts)
         weights = class_weights(train_counts) if balance == "weights" else None
         module = TransferModule(backbone, strategy, config.train, config.seed, weights)
-        plan = TrainingPlan(data, augment, paths, balance == "sampler", train_counts)
+        plan = TrainingPlan(data, augment, paths, balance == "sampler", train_counts, is_main_process())
         history = run_phases(module, plan, resume=resume)
         strategy.finalize(backbone)
         source = with_semi_note(source, config, paths, history)

@@ -107,7 +107,13 @@ def self_train(
 
 
 def label_the_pool(
-    backbone: Backbone, normalize: nn.Module, data: dict[str, SplitImages], config: TrainConfig, saved: Path
+    backbone: Backbone,
+    normalize: nn.Module,
+    data: dict[str, SplitImages],
+    config: TrainConfig,
+    saved: Path,
+    *,
+    save: bool = True,
 ) -> tuple[dict[str, SplitImages], PseudoLabels]:
     """The splits with pseudo-labeled pool images added to train; the selection is kept in `saved`,
     so a resumed run trains on the very same images."""
@@ -128,7 +134,8 @@ def label_the_pool(
             rounds=config.semi_rounds,
             threshold=config.semi_threshold or PSEUDO_LABEL_THRESHOLD,
         )
-        write_json(saved, labels.to_dict())
+        if save:
+            write_json(saved, labels.to_dict())
         kill_point("pseudo-labels")
     chosen = torch.tensor(labels.positions, dtype=torch.long)
     train = data["train"]

@@ -42,6 +42,7 @@ class TrainingPlan:
     paths: RunPaths
     balanced_sampling: bool = False
     class_counts: list[int] | None = None
+    writes: bool = True  # False in the worker processes of a multi-process run
 
 
 def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = False) -> list[dict[str, Any]]:
@@ -54,16 +55,23 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
     resuming = resume and paths.last_checkpoint.exists()
     if module.config.semi == "pseudo-label":
         plan.data, _ = label_the_pool(
-            module.backbone, module.normalize, plan.data, module.config, paths.root / "pseudo_labels.json"
+            module.backbone,
+            module.normalize,
+            plan.data,
+            module.config,
+            paths.root / "pseudo_labels.json",
+            save=plan.writes,
         )
     if not resuming:
         summary = strategy.prepare(module.backbone, module.normalize, plan.data["train"], plan.data["val"])
         history.append({"epoch": 0, "phase": strategy.phases()[0].name, **summary})
-        write_history(paths.history, history)
+        if plan.writes:
+            write_history(paths.history, history)
         kill_point("after-head")
     if strategy.train_epochs > 0:
         train_epochs(module, plan, history, resuming)
-    save_trained_weights(module, paths)
+    if plan.writes:
+        save_trained_weights(module, paths)
     return history
 
 
@@ -72,7 +80,7 @@ def train_epochs(
 ) -> None:
     config = module.config
     if math.isnan(module.strategy.lr):  # --lr auto
-        module.strategy.lr = automatic_rate(module, plan.data["train"], plan.paths)
+        module.strategy.lr = automatic_rate(module, plan.data["train"], plan.paths, save=plan.writes)
     module.augment = plan.augment.train
     if config.semi == "fixmatch":
         module.pool = plan.data["unlabeled"]
@@ -135,7 +143,7 @@ def keep_final_weights(module: TransferModule, trainer: Any, paths: RunPaths) ->
             module.model.load_state_dict(callback.average, strict=False)
 
 
-def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths) -> float:
+def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths, *, save: bool) -> float:
     """The range test's rate, run once per run directory (a resumed run reads it back)."""
     saved = paths.root / "lr_range_test.json"
     if saved.exists():
@@ -144,8 +152,9 @@ def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths) 
     images = CachedImages(train.images, train.labels.tolist())
     loader = DataLoader(images, batch_size=module.config.batch_size, shuffle=True, generator=generator)
     result = lr_range_test(module, loader)
-    plot_range_test(result, paths.plots / "lr_range_test.png")
-    write_json(saved, result.to_dict())
+    if save:
+        plot_range_test(result, paths.plots / "lr_range_test.png")
+        write_json(saved, result.to_dict())
     return result.suggestion
 
 

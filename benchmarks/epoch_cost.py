@@ -1,0 +1,99 @@
+"""What one training image costs under each strategy: EfficientNet-Lite0 at 224 px, batches of 16.
+
+The strategies are timed in turns (a few steps each, several rounds, medians), in one process, so a
+busy machine slows them alike and the ratios hold. `partial:2` is timed twice: through the frozen
+layers (with augmentation) and on their cached outputs (without).
+
+    python benchmarks/epoch_cost.py --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+
+import torch
+
+from default_fit import RESULTS, _commit
+from transferkit.config import TrainConfig
+from transferkit.data.cache import SplitImages
+from transferkit.models import resolve_model
+from transferkit.strategies import create_strategy
+from transferkit.training.features import extract_features
+from transferkit.training.module import TransferModule
+from transferkit.training.prefix_cache import cached_prefix
+
+BATCH = 16
+IMAGES = 64
+
+
+def module_for(strategy: str) -> TransferModule:
+    backbone = resolve_model("efficientnet_lite0", pretrained=True)
+    backbone.reset_head(4)
+    config = TrainConfig(strategy=strategy)
+    module = TransferModule(backbone, create_strategy(config), config)
+    module.strategy.set_trainable(backbone, epoch=0)
+    module.model.train()
+    return module
+
+
+def training_steps(module: TransferModule, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW(module.strategy.param_groups(module.backbone))
+
+    def run() -> None:
+        for start in range(0, len(images), BATCH):
+            loss = module.loss(images[start : start + BATCH], labels[start : start + BATCH], seed=start)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (IMAGES, 3, 224, 224), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(IMAGES) % 4
+    split = SplitImages(images, labels, list(range(IMAGES)))
+    with ExitStack() as stack:
+        runs: dict[str, Callable[[], None]] = {}
+        for name in ("full", "fine-tune", "partial:2"):
+            runs[name] = training_steps(module_for(name), images, labels)
+        cached = module_for("partial:2")
+        data = stack.enter_context(cached_prefix(cached, {"train": split, "val": split}))
+        runs["partial:2, cached"] = training_steps(cached, data["train"].images, labels)
+        probe = module_for("linear-probe")
+        runs["linear-probe (features)"] = lambda: extract_features(probe.backbone, probe.normalize, images)
+        timings: dict[str, list[float]] = {name: [] for name in runs}
+        for run in runs.values():  # warm-up
+            run()
+        for _ in range(args.rounds):
+            for name, run in runs.items():
+                started = time.perf_counter()
+                run()
+                timings[name].append(time.perf_counter() - started)
+    rows = {name: IMAGES / statistics.median(times) for name, times in timings.items()}
+    lines = [
+        "# Training cost per image by strategy (EfficientNet-Lite0, 224 px, batch 16)",
+        "",
+        f"Command: `python benchmarks/epoch_cost.py --rounds {args.rounds}` at commit {_commit()}; "
+        f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads.",
+        "Medians of rounds timed in turns; the linear probe's cost is its one pass of feature extraction.",
+        "",
+        "| strategy | images/s | x full |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {name} | {speed:.1f} | {speed / rows['full']:.1f} |" for name, speed in rows.items()]
+    (RESULTS / "epoch_cost.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

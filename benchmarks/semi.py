@@ -58,9 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-semi"))
+    parser.add_argument("--budgets", nargs="+", help="only these label budgets, e.g. '10 %%' '10 per class'")
     args = parser.parse_args()
     rows = []
     for dataset, budget, method, flags in SETTINGS:
+        if args.budgets and budget not in args.budgets:
+            continue
         for seed in args.seeds:
             out = args.out / f"{dataset}-{budget}-{method}".replace(" ", "_").replace("%", "pct") / str(seed)
             result = run_seed(seed, out, flags)

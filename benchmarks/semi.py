@@ -69,7 +69,8 @@ def main() -> None:
             result = run_seed(seed, out, flags)
             rows.append({"dataset": dataset, "budget": budget, "method": method, **result})
             print(json.dumps(rows[-1]), flush=True)
-    write(rows, f"python benchmarks/semi.py --seeds {' '.join(map(str, args.seeds))}")
+    budgets = " --budgets " + " ".join(repr(b) for b in args.budgets) if args.budgets else ""
+    write(rows, f"python benchmarks/semi.py --seeds {' '.join(map(str, args.seeds))}{budgets}")
 
 
 def write(rows: list[dict], command: str) -> None:

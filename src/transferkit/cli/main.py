@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli import assess, ship
+from transferkit.cli import assess, rank, ship
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
 from transferkit.models import resolve_model
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_data_parser(commands)
     ship.add_commands(commands)
     assess.add_commands(commands)
+    rank.add_commands(commands)
     return parser
 
 
@@ -324,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "export": ship.run_export,
             "evaluate": assess.run_evaluate,
             "compare": assess.run_compare,
+            "rank": rank.run_rank,
         }
         return commands[args.command](args)
     except TransferkitError as err:

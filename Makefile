@@ -30,8 +30,12 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Quick versions (about 20 minutes on a 2-core CPU); benchmarks/README.md lists the full ones.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/default_fit.py --seeds 0 1 2
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
+	$(BIN)/python benchmarks/physical_limit.py
+	$(BIN)/python benchmarks/side_by_side.py --subset 600 --epochs 2
+	$(BIN)/python benchmarks/scaling.py --images 250 500 1000 --sizes 128 160 224 --epochs 1
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

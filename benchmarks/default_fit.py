@@ -81,6 +81,14 @@ def _commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
+def _source_state() -> str:
+    """The commit, and whether src/ had uncommitted changes when the benchmark ran."""
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "src"], capture_output=True, text=True, check=False
+    )
+    return _commit() + (" (with uncommitted changes under src/)" if result.stdout.strip() else "")
+
+
 def plot(rows: list[dict[str, float]], path: Path) -> None:
     from matplotlib.figure import Figure
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.covariance import ledoit_wolf_shrinkage
 
+from transferkit.ranking._linalg import thin_svd
 from transferkit.ranking.base import ScoreInputs, one_hot, register_score
 
 
@@ -28,26 +29,25 @@ def hscore(
         labels: (N,) integers in ``range(num_classes)``.
         num_classes: classes of the task; None: the largest label + 1.
         shrinkage: the covariance shrinkage a in [0, 1]; None estimates it (Ledoit-Wolf); 0 is the
-            original score, with a pseudo-inverse that drops directions below ``D * eps`` of the largest
-            variance.
+            original score, with a pseudo-inverse that drops directions whose variance is below
+            ``max(N, D) * eps`` of the largest.
     """
     matrix = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     classes = int(labels.max()) + 1 if num_classes is None else num_classes
     centred = matrix - matrix.mean(axis=0)
     amount = float(ledoit_wolf_shrinkage(centred, assume_centered=True)) if shrinkage is None else shrinkage
-    # The covariance's eigenvectors from the SVD of the centred features (N x D, cheaper than D x D when
-    # N < D). Class means lie in the span of the rows, so directions outside it never contribute.
-    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    # The covariance's eigenvectors are the right singular vectors of the centred features. Class means
+    # lie in the span of the rows, so directions outside it (variance 0) never contribute.
+    _, singular, directions = thin_svd(centred)
     variances = singular**2 / len(centred)
     shrunk = (1 - amount) * variances + amount * variances.sum() / matrix.shape[1]
-    keep = shrunk > shrunk.max(initial=0.0) * matrix.shape[1] * np.finfo(np.float64).eps
     # cov(E[f|y]) = sum_c p_c mu_c mu_c^T (centred class means), so tr(S^+ B) = sum_c p_c |S^-1/2 mu_c|^2.
     indicators = one_hot(labels, classes)
     counts = indicators.sum(axis=0)
     present = counts > 0
     means = (indicators.T @ centred)[present] / counts[present, None]
-    whitened = (means @ directions[keep].T) / np.sqrt(shrunk[keep])
+    whitened = (means @ directions.T) / np.sqrt(shrunk)
     return float((1 - amount) * (counts[present] / len(labels)) @ (whitened**2).sum(axis=1))
 
 

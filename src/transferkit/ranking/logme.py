@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from transferkit.ranking._linalg import thin_svd
 from transferkit.ranking.base import ScoreInputs, one_hot, register_score
 
 # The fixed-point updates converge in a handful of steps; this bounds pathological inputs.
@@ -26,7 +27,8 @@ class Spectrum:
     """The features reduced to what the evidence of any target needs: one SVD, shared by all classes.
 
     Shape:
-        left: (N, K) left singular vectors, K = min(N, D); eigenvalues: (K,) squared singular values.
+        left: (N, K) left singular vectors with non-negligible singular values, K <= min(N, D);
+        eigenvalues: (K,) their squared singular values, the non-zero eigenvalues of F^T F.
     """
 
     left: np.ndarray
@@ -37,7 +39,7 @@ class Spectrum:
     @classmethod
     def of(cls, features: np.ndarray) -> Spectrum:
         matrix = np.asarray(features, dtype=np.float64)
-        left, singular, _ = np.linalg.svd(matrix, full_matrices=False)
+        left, singular, _ = thin_svd(matrix)
         return cls(left, singular**2, matrix.shape[0], matrix.shape[1])
 
 
@@ -61,6 +63,9 @@ class Target:
 
 def log_evidence(spectrum: Spectrum, target: Target, alpha: float, beta: float) -> float:
     """``log p(y | F, alpha, beta)``, from the spectrum instead of a D x D solve.
+
+    Directions of zero singular value contribute only ``log alpha`` to ``log|A|``, so the spectrum may
+    leave them out.
 
     With ``A = alpha I + beta F^T F`` and posterior mean ``m = beta A^-1 F^T y``:
     ``N/2 log beta + D/2 log alpha - N/2 log 2 pi - beta/2 ||F m - y||^2 - alpha/2 ||m||^2 - 1/2 log|A|``.

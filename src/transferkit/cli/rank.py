@@ -82,7 +82,7 @@ def ranking_table(ranking: Ranking) -> Table:
     table = Table(
         title=f"transferability to {ranking.data}: {ranking.num_images} training images, "
         f"ordered by {ranking.primary} ({ranking.wall_time_s:.0f} s)",
-        caption="higher is better for every score; images/s: full forward passes on this machine",
+        caption="higher is better for every score; images/s: forward passes to the features on this machine",
     )
     table.add_column("rank", justify="right")
     table.add_column("model", overflow="fold")

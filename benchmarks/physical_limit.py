@@ -6,9 +6,10 @@ head) at `--image-size` px:
 - FLOPs per image of the forward pass and of forward + backward (every layer trains), counted with
   `torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions; elementwise work is not counted);
 - achieved FLOP/s of a plain training step (batch 16, cross-entropy, AdamW, full backward) and of
-  inference (batch 64, no grad), each the median of `--repeats` timed calls after a warm-up;
-- the same for transferkit's own training step (`TransferModule.loss`: D4 augmentation, normalization to
-  channels-last, label smoothing) with the `full` strategy and with the default `fine-tune` strategy,
+  inference (batch 64, no grad), each the median of `--repeats` timed calls after a warm-up, with
+  the network and images in PyTorch's default NCHW layout and in channels-last;
+- the same for transferkit's own training step (`TransferModule.loss`: D4 augmentation, normalization
+  to channels-last, label smoothing) with the `full` strategy and with the default `fine-tune` strategy,
   whose lowest three layer groups are frozen (its FLOPs are counted on that step, not assumed);
 - the machine's peak: a float32 matmul of `--matmul-size` squared, timed in the same process before and
   after the model measurements; the peak is the median of all of them.
@@ -45,6 +46,7 @@ MODEL = "efficientnet_lite0"
 NUM_CLASSES = 4  # ELPV's classes; the head's size barely changes the FLOPs
 TRAIN_BATCH = 16
 INFER_BATCH = 64
+LAYOUTS = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
 
 
 def conv_backward_flops(  # aten.convolution_backward's arguments, as shapes
@@ -65,7 +67,8 @@ def conv_backward_flops(  # aten.convolution_backward's arguments, as shapes
     the bias gradient, the mask's third entry, is a sum and not counted).
 
     torch 2.14's own formula drops `groups` from the weight gradient, so it counts a depthwise
-    convolution's weight gradient `channels` times over (fixed upstream in pytorch/pytorch#183405).
+    convolution's weight gradient `channels` times over (pull request pytorch/pytorch#183405 changes
+    that upstream).
     """
     forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
     return forward * (int(output_mask[0]) + int(output_mask[1]))
@@ -110,11 +113,13 @@ def fresh_backbone() -> Backbone:
     return backbone
 
 
-def plain_train_step(image_size: int) -> tuple[Callable[[], object], Callable[[], object]]:
+def plain_train_step(
+    image_size: int, memory_format: torch.memory_format
+) -> tuple[Callable[[], object], Callable[[], object]]:
     """A training step as a plain PyTorch loop writes it; returns (step, two-image forward+backward)."""
-    model = fresh_backbone().model.train()
+    model = fresh_backbone().model.train().to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images = torch.randn(TRAIN_BATCH, 3, image_size, image_size)
+    images = torch.randn(TRAIN_BATCH, 3, image_size, image_size).contiguous(memory_format=memory_format)
     labels = torch.randint(NUM_CLASSES, (TRAIN_BATCH,))
 
     def step() -> None:
@@ -153,10 +158,12 @@ def transferkit_train_step(strategy_name: str, image_size: int) -> Callable[[], 
     return step
 
 
-def inference(image_size: int) -> tuple[Callable[[], object], Callable[[], object]]:
+def inference(
+    image_size: int, memory_format: torch.memory_format
+) -> tuple[Callable[[], object], Callable[[], object]]:
     """Batched inference without gradients; returns (batch call, one-image forward)."""
-    model = fresh_backbone().model.eval()
-    images = torch.randn(INFER_BATCH, 3, image_size, image_size)
+    model = fresh_backbone().model.eval().to(memory_format=memory_format)
+    images = torch.randn(INFER_BATCH, 3, image_size, image_size).contiguous(memory_format=memory_format)
 
     def batch() -> None:
         with torch.inference_mode():
@@ -181,12 +188,17 @@ class Workload:
 
 
 def workloads(image_size: int) -> list[Workload]:
-    infer, infer_one = inference(image_size)
-    step, step_two = plain_train_step(image_size)
-    paths = [
-        Workload("inference, batch 64, no grad", INFER_BATCH, infer, infer_one, 1),
-        Workload("plain training step, batch 16, AdamW, full backward", TRAIN_BATCH, step, step_two, 2),
-    ]
+    """Plain inference and training in PyTorch's default (NCHW) and channels-last memory formats, then
+    transferkit's training step (channels-last, as its normalization returns)."""
+    paths = []
+    for layout, memory_format in LAYOUTS.items():
+        infer, infer_one = inference(image_size, memory_format)
+        name = f"inference, batch 64, no grad, {layout}"
+        paths.append(Workload(name, INFER_BATCH, infer, infer_one, 1))
+    for layout, memory_format in LAYOUTS.items():
+        step, step_two = plain_train_step(image_size, memory_format)
+        name = f"plain training step, batch 16, AdamW, full backward, {layout}"
+        paths.append(Workload(name, TRAIN_BATCH, step, step_two, 2))
     for name in ("full", "fine-tune"):
         tk_step = transferkit_train_step(name, image_size)
         label = f"transferkit training step, strategy {name}, batch 16"
@@ -257,8 +269,9 @@ def write_results(rows: list[dict[str, object]], command: str, machine: str, ima
         "EfficientNet's layers, do few FLOPs per byte moved and cannot reach a matmul's rate.",
         "",
         "Backward FLOPs: torch's own formula for `convolution_backward` ignores `groups`, which counts",
-        "a depthwise convolution's weight gradient once per channel (pytorch/pytorch#183405 fixes it",
-        "upstream); the script registers the corrected formula (each gradient costs the forward's FLOPs).",
+        "a depthwise convolution's weight gradient once per channel (pytorch/pytorch#183405 proposes",
+        "the fix upstream); the script registers the corrected formula (each gradient costs the",
+        "forward's FLOPs).",
         "Uncorrected, torch would report "
         + ", ".join(f"{r['gflop_per_image_torch_formula']:.2f}" for r in rows)
         + " GFLOP per image for the rows above.",

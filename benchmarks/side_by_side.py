@@ -6,6 +6,8 @@ augmentation, one after the other, each in its own process (`side_by_side_tools.
 peak memory (RSS, from `os.wait4`) are that tool's alone. Every layer trains in every tool:
 
 - reference: a minimal PyTorch loop (AdamW, warm-up + cosine, label smoothing 0.1, a val pass per epoch);
+- reference-channels-last: the same loop with the network and batches in channels-last memory layout,
+  as transferkit runs them (on CPUs the convolutions are much faster so);
 - transferkit: `transferkit.fit(strategy="full", ...)` with `preprocess.tta: false` (one test view, as
   the others) and `data.cache: false` (it decodes the files, as the others);
 - fastai: `vision_learner(dls, "tf_efficientnet_lite0", ...).fine_tune(epochs, freeze_epochs=0)`;
@@ -39,10 +41,12 @@ from default_fit import RESULTS, _source_state
 from side_by_side_tools import Settings
 
 TOOLS_SCRIPT = Path(__file__).with_name("side_by_side_tools.py")
-TOOLS = ["reference", "transferkit", "fastai", "hf-trainer"]
+TOOLS = ["reference", "reference-channels-last", "transferkit", "fastai", "hf-trainer"]
 PEER_PACKAGES = {"fastai": ["fastai"], "hf-trainer": ["transformers", "accelerate"]}
 DESCRIPTIONS = {
-    "reference": "plain PyTorch + timm loop in side_by_side_tools.py (the overhead floor)",
+    "reference": "plain PyTorch + timm loop in side_by_side_tools.py, PyTorch's default NCHW layout",
+    "reference-channels-last": "the same loop with the network and batches in channels-last layout, as "
+    "transferkit runs them (the overhead floor for transferkit's kernels)",
     "transferkit": "transferkit.fit, strategy full, preprocess.tta false, data.cache false",
     "fastai": "fastai vision_learner(...).fine_tune(epochs, freeze_epochs=0): its head, one-cycle, "
     "discriminative rates",
@@ -121,23 +125,28 @@ def summarize(tool: str, runs: list[dict[str, Any]], outs: list[Path], images: i
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    reference = next((r for r in rows if r["tool"] == "reference" and r["status"] == "ok"), None)
-    for row in rows:
-        for key in ("wall_s", "train_s", "peak_rss_gib"):
-            if reference and row["status"] == "ok":
-                row[f"{key.removesuffix('_s').removesuffix('_gib')}_ratio"] = row[key] / reference[key]
+    """Each tool's time and memory over the plain loop's (`ref`) and the channels-last loop's (`cl`)."""
+    for base, suffix in (("reference", "ref"), ("reference-channels-last", "cl")):
+        reference = next((r for r in rows if r["tool"] == base and r["status"] == "ok"), None)
+        for row in rows:
+            if reference is None or row["status"] != "ok":
+                continue
+            for key in ("wall_s", "train_s", "peak_rss_gib"):
+                row[f"{key.split('_')[0]}_over_{suffix}"] = row[key] / reference[key]
 
 
 COLUMNS = [
     ("binary_accuracy", "binary acc.", "{:.1%}"),
     ("accuracy", "4-class acc.", "{:.1%}"),
     ("wall_s", "wall s", "{:.0f}"),
-    ("wall_ratio", "wall / ref.", "{:.2f}x"),
+    ("wall_over_ref", "wall / ref.", "{:.2f}x"),
+    ("wall_over_cl", "wall / ref. CL", "{:.2f}x"),
     ("train_s", "train+val loop s", "{:.0f}"),
-    ("train_ratio", "loop / ref.", "{:.2f}x"),
+    ("train_over_ref", "loop / ref.", "{:.2f}x"),
+    ("train_over_cl", "loop / ref. CL", "{:.2f}x"),
     ("train_images_per_s", "train images/s", "{:.1f}"),
     ("peak_rss_gib", "peak RSS GiB", "{:.2f}"),
-    ("peak_rss_ratio", "RSS / ref.", "{:.2f}x"),
+    ("peak_over_ref", "RSS / ref.", "{:.2f}x"),
 ]
 
 
@@ -157,6 +166,7 @@ def markdown(rows: list[dict[str, Any]], command: str, context: list[str]) -> st
         "- timm's own training script (`train.py`): not run; it ships in timm's repository, not in the",
         "  wheel installed here.",
         "",
+        "ref. = the plain loop (NCHW), ref. CL = the same loop in channels-last layout.",
         "wall s: the whole process (interpreter, imports, data, training, test predictions, and for",
         "transferkit its report, plots and exported bundle); train+val loop s: the epochs, validation",
         "included, as each tool times them (transferkit: the sum of `seconds` in metrics.csv);",

@@ -15,6 +15,7 @@ normalization with the weights' mean = std = 0.5. transferkit decodes, augments 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import tempfile
@@ -126,16 +127,26 @@ def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, split: Split, batch_size: int = 64) -> np.ndarray:
+def predict(
+    model: nn.Module, split: Split, layout: torch.memory_format = torch.contiguous_format
+) -> np.ndarray:
+    """Softmax probabilities of a split, in batches of 64 images in the given memory layout."""
     model.eval()
-    loader = DataLoader(ImageTensors(split, augment=False), batch_size=batch_size)
-    return torch.cat([model(images).softmax(1) for images, _ in loader]).numpy()
+    loader = DataLoader(ImageTensors(split, augment=False), batch_size=64)
+    return torch.cat([model(x.contiguous(memory_format=layout)).softmax(1) for x, _ in loader]).numpy()
 
 
-def run_reference(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarray, float]:
-    """The plain loop: AdamW, warm-up + cosine per step, label smoothing, a val pass per epoch."""
+def run_reference(
+    settings: Settings, data: dict[str, Split], channels_last: bool = False
+) -> tuple[np.ndarray, float]:
+    """The plain loop: AdamW, warm-up + cosine per step, label smoothing, a val pass per epoch.
+
+    With `channels_last`, the network and each batch use the channels-last memory layout (two lines),
+    as transferkit does; PyTorch's default is NCHW.
+    """
     torch.manual_seed(settings.seed)
-    model = pretrained_model(4)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = pretrained_model(4).to(memory_format=layout)
     loader = DataLoader(
         ImageTensors(data["train"], settings.augment == "d4"),
         batch_size=settings.batch_size,
@@ -151,14 +162,14 @@ def run_reference(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarra
     for _ in range(settings.epochs):
         model.train()
         for images, labels in loader:
-            loss = criterion(model(images), labels)
+            loss = criterion(model(images.contiguous(memory_format=layout)), labels)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
-        val = predict(model, data["val"])
+        val = predict(model, data["val"], layout)
         print(f"val accuracy {(val.argmax(1) == data['val'].labels.numpy()).mean():.3f}", flush=True)
-    return predict(model, data["test"]), time.perf_counter() - started
+    return predict(model, data["test"], layout), time.perf_counter() - started
 
 
 def run_fastai(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarray, float]:
@@ -280,6 +291,7 @@ def run_transferkit(settings: Settings, out: Path) -> dict[str, Any]:
 
 TOOLS: dict[str, Callable[[Settings, dict[str, Split]], tuple[np.ndarray, float]]] = {
     "reference": run_reference,
+    "reference-channels-last": functools.partial(run_reference, channels_last=True),
     "fastai": run_fastai,
     "hf-trainer": run_hf_trainer,
 }

@@ -1,8 +1,10 @@
 """The embedded default (`transferkit fit` with no arguments) on the ELPV protocol, over several seeds.
 
-Each seed runs as its own process, so wall time and peak memory (RSS) are that run's alone.
+Each seed runs as its own process, so wall time and peak memory (RSS) are that run's alone. Flags
+after `--` go to `transferkit fit`, to measure a recipe other than the default:
 
     python benchmarks/default_fit.py --seeds 0 1 2
+    python benchmarks/default_fit.py --seeds 0 1 2 --name elpv_300px -- --image-size 300
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> dict[str, float]:
     return {"seed": seed, **headline, "wall_min": wall / 60, "peak_rss_gib": usage.ru_maxrss / 2**20}
 
 
-def write_results(name: str, rows: list[dict[str, float]], command: str) -> None:
+def write_results(name: str, rows: list[dict[str, float]], command: str, extra: list[str]) -> None:
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / f"{name}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (RESULTS / f"{name}.md").write_text(markdown_table(rows, command))
+    (RESULTS / f"{name}.md").write_text(markdown_table(rows, command, extra))
     plot(rows, RESULTS / f"{name}.png")
 
 
@@ -58,10 +60,11 @@ def summary(rows: list[dict[str, float]], key: str) -> str:
     return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
 
-def markdown_table(rows: list[dict[str, float]], command: str) -> str:
+def markdown_table(rows: list[dict[str, float]], command: str, extra: list[str]) -> str:
     keys = ["binary_accuracy", "accuracy", "balanced_accuracy", "macro_f1", "wall_min", "peak_rss_gib"]
+    recipe = f"`transferkit fit {' '.join(extra)}`" if extra else "transferkit fit (embedded default)"
     lines = [
-        "# transferkit fit (embedded default) on ELPV",
+        f"# {recipe} on ELPV",
         "",
         f"Command: `{command}` at commit {_commit()}",
         "",
@@ -115,8 +118,10 @@ def main() -> None:
     for seed in args.seeds:
         rows.append(run_seed(seed, args.out, args.extra))
         print(json.dumps(rows[-1]), flush=True)
-    command = " ".join(["python benchmarks/default_fit.py", "--seeds", *map(str, args.seeds), *args.extra])
-    write_results(args.name, rows, command)
+    command = " ".join(["python benchmarks/default_fit.py", "--seeds", *map(str, args.seeds)])
+    if args.extra:
+        command += f" --name {args.name} -- {' '.join(args.extra)}"
+    write_results(args.name, rows, command, args.extra)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
+    batchnorm: str = (
+        "adapt"  # adapt: trained BatchNorm layers learn the new data's statistics; frozen: none do
+    )
     mixup: float = 0.0  # alpha of Beta(alpha, alpha) for mixing image pairs; 0 turns it off
     cutmix: float = 0.0  # alpha for pasting a box of one image into another; 0 turns it off
     ema: bool = False  # evaluate an exponential moving average of the weights
@@ -167,6 +170,12 @@ class TrainConfig:
         _require(self.mixup >= 0, "train.mixup", "must be 0 (off) or a positive alpha", self.mixup)
         _require(self.cutmix >= 0, "train.cutmix", "must be 0 (off) or a positive alpha", self.cutmix)
         _require(0 < self.ema_decay < 1, "train.ema_decay", "must lie in (0, 1)", self.ema_decay)
+        _require(
+            self.batchnorm in ("adapt", "frozen"),
+            "train.batchnorm",
+            "must be adapt or frozen",
+            self.batchnorm,
+        )
         _require(
             self.regularizer in ("none", "l2-sp"),
             "train.regularizer",
@@ -377,6 +386,7 @@ SHORTCUTS = {
     "mixup": "train.mixup",
     "cutmix": "train.cutmix",
     "label_smoothing": "train.label_smoothing",
+    "batchnorm": "train.batchnorm",
     "ema": "train.ema",
     "precision": "train.precision",
     "accumulate": "train.accumulate",

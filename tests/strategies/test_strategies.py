@@ -9,7 +9,7 @@ from transferkit.errors import ConfigError
 from transferkit.models import resolve_model
 from transferkit.strategies import create_strategy, strategies
 from transferkit.training.features import fit_linear_head
-from transferkit.training.module import keep_frozen_batchnorm_in_eval
+from transferkit.training.module import keep_batchnorm_statistics
 from transferkit.transforms import Normalize
 
 
@@ -163,10 +163,21 @@ def test_frozen_batchnorm_stays_in_inference_mode(tiny) -> None:
     for param in first.parameters():
         param.requires_grad_(False)
     tiny.model.train()
-    keep_frozen_batchnorm_in_eval(tiny.model)
+    keep_batchnorm_statistics(tiny.model)
     assert not first.training
     trainable = [m for m in tiny.model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m is not first]
-    assert all(m.training for m in trainable)
+    assert trainable and all(m.training for m in trainable)
+
+
+def test_frozen_batchnorm_option_keeps_every_statistic_while_scales_still_train(tiny) -> None:
+    tiny.model.train()
+    keep_batchnorm_statistics(tiny.model, everywhere=True)
+    norms = [m for m in tiny.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in norms]
+    tiny.model(torch.randn(4, 3, 32, 32) * 5 + 3)
+    assert all(not m.training for m in norms)
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms, strict=True))
+    assert all(p.requires_grad for m in norms for p in m.parameters())
 
 
 def test_every_strategy_declares_its_phases() -> None:

@@ -75,3 +75,23 @@ def test_l2_sp_pulls_toward_the_pretrained_weights_and_replaces_weight_decay() -
     assert float(module.distance_to_anchor()) > 0.0
     groups = create_strategy(config).param_groups(backbone)
     assert module.anchor and len(groups) > 1
+
+
+@pytest.mark.parametrize(("batchnorm", "statistics_move"), [("adapt", True), ("frozen", False)])
+def test_batchnorm_statistics_adapt_to_the_new_data_unless_frozen(
+    batchnorm: str, statistics_move: bool
+) -> None:
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.reset_head(2)
+    config = TrainConfig(strategy="full", batchnorm=batchnorm)
+    module = TransferModule(backbone, create_strategy(config), config)
+    norms = [m for m in backbone.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in norms]
+    module.train()
+    module.on_train_batch_start((torch.empty(0), torch.empty(0)), 0)
+    module.loss(
+        torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), seed=0
+    ).backward()
+    moved = [not torch.equal(b, m.running_mean) for b, m in zip(before, norms, strict=True)]
+    assert all(moved) if statistics_move else not any(moved)
+    assert all(p.grad is not None for m in norms for p in m.parameters())  # scale and shift train either way

@@ -104,6 +104,11 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixup", type=float, metavar="ALPHA", help="mix image pairs (e.g. 0.2)")
     parser.add_argument("--cutmix", type=float, metavar="ALPHA", help="paste boxes between images (e.g. 1.0)")
     parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument(
+        "--batchnorm",
+        choices=("adapt", "frozen"),
+        help="BatchNorm statistics: adapt to the new data (default) or keep the pretrained ones",
+    )
     parser.add_argument("--ema", action="store_true", default=None, help="evaluate a weight average")
     parser.add_argument("--precision", help="32-true or bf16-mixed")
     parser.add_argument("--accumulate", type=int, metavar="N", help="batches per optimizer step")

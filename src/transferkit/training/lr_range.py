@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from transferkit.progress import progress_task
-from transferkit.training.module import TransferModule, keep_frozen_batchnorm_in_eval
+from transferkit.training.module import TransferModule, keep_batchnorm_statistics
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def lr_range_test(
     ratios = [group["lr"] for group in groups]
     optimizer = torch.optim.AdamW(groups, weight_decay=module.config.weight_decay)
     module.model.train()
-    keep_frozen_batchnorm_in_eval(module.model)
+    keep_batchnorm_statistics(module.model, everywhere=module.config.batchnorm == "frozen")
     rates: list[float] = []
     losses: list[float] = []
     smoothed = 0.0

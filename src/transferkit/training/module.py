@@ -77,7 +77,7 @@ class TransferModule(L.LightningModule):
         if self._trainable_epoch != self.current_epoch:
             self.strategy.set_trainable(self.backbone, self.current_epoch)
             self._trainable_epoch = self.current_epoch
-        keep_frozen_batchnorm_in_eval(self.model)
+        keep_batchnorm_statistics(self.model, everywhere=self.config.batchnorm == "frozen")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self.loss(*batch, step_seed(self.seed, self.current_epoch, batch_idx, self.global_rank))
@@ -197,15 +197,18 @@ def batch_mixing(config: TrainConfig, num_classes: int) -> v2.Transform | None:
     return choices[0] if len(choices) == 1 else v2.RandomChoice(choices)
 
 
-def keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:
-    """Frozen BatchNorm layers keep their pretrained statistics instead of drifting to the new data."""
+def keep_batchnorm_statistics(model: nn.Module, everywhere: bool = False) -> None:
+    """BatchNorm layers that do not train keep their pretrained statistics instead of drifting to the new
+    data; with `everywhere`, the trained ones too (their scale and shift still learn).
+
+    Frozen statistics keep the features the head was fitted on when fine-tuning starts, and spare small
+    batches the noise of batch statistics; adapted ones follow a new domain's image statistics.
+    """
     for layer in model.modules():
+        if not isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            continue
         params = list(layer.parameters(recurse=False))
-        if (
-            isinstance(layer, nn.modules.batchnorm._BatchNorm)
-            and params
-            and not any(p.requires_grad for p in params)
-        ):
+        if everywhere or (params and not any(p.requires_grad for p in params)):
             layer.eval()
 
 

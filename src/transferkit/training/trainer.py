@@ -90,7 +90,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    # frozen BatchNorm layers stay in eval mode on purpose (keep_frozen_batchnorm_in_eval)
+    # frozen BatchNorm layers stay in eval mode on purpose (keep_batchnorm_statistics)
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
 

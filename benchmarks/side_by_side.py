@@ -9,7 +9,8 @@ peak memory (RSS, from `os.wait4`) are that tool's alone. Every layer trains in 
 - reference-channels-last: the same loop with the network and batches in channels-last memory layout,
   as transferkit runs them (on CPUs the convolutions are much faster so);
 - transferkit: `transferkit.fit(strategy="full", ...)` with `preprocess.tta: false` (one test view, as
-  the others) and `data.cache: false` (it decodes the files, as the others);
+  the others), `data.cache: false` (it decodes the files, as the others) and `train.batchnorm: adapt`
+  (BatchNorm statistics follow the batches, as in the others);
 - fastai: `vision_learner(dls, "tf_efficientnet_lite0", ...).fine_tune(epochs, freeze_epochs=0)`;
 - hf-trainer: Hugging Face `Trainer` around the timm network.
 
@@ -47,7 +48,7 @@ DESCRIPTIONS = {
     "reference": "plain PyTorch + timm loop in side_by_side_tools.py, PyTorch's default NCHW layout",
     "reference-channels-last": "the same loop with the network and batches in channels-last layout, as "
     "transferkit runs them (the overhead floor for transferkit's kernels)",
-    "transferkit": "transferkit.fit, strategy full, preprocess.tta false, data.cache false",
+    "transferkit": "transferkit.fit, strategy full, preprocess.tta false, data.cache false, batchnorm adapt",
     "fastai": "fastai vision_learner(...).fine_tune(epochs, freeze_epochs=0): its head, one-cycle, "
     "discriminative rates",
     "hf-trainer": "transformers Trainer on TimmWrapperForImageClassification holding the packaged weights: "

@@ -267,7 +267,7 @@ def run_hf_trainer(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarr
 
 def run_transferkit(settings: Settings, out: Path) -> dict[str, Any]:
     """`transferkit.fit` with the `full` strategy, no test-time views and no decoded-image disk cache,
-    so it decodes from the files as the other tools do."""
+    so it decodes from the files as the other tools do, and BatchNorm statistics that adapt."""
     import csv
 
     import transferkit
@@ -282,6 +282,8 @@ def run_transferkit(settings: Settings, out: Path) -> dict[str, Any]:
         seed=settings.seed,
         lr=settings.lr,
         out=str(out / "runs"),
+        # BatchNorm statistics follow the batches, as in every other tool here
+        batchnorm="adapt",
         **{"data.subset": settings.subset, "preprocess.tta": False, "data.cache": False},
     )
     with open(run.dir / "metrics.csv", newline="") as handle:

@@ -25,7 +25,7 @@ def test_defaults_are_the_embedded_default() -> None:
 
 
 def test_yaml_round_trip_keeps_every_value(tmp_path: Path) -> None:
-    config = FitConfig().with_overrides({"train.lr": 3e-4, "preprocess.image_size": 160, "seed": 7})
+    config = FitConfig().with_overrides({"train.lr": 5e-4, "preprocess.image_size": 160, "seed": 7})
     path = tmp_path / "config.yaml"
     path.write_text(config.to_yaml())
     assert FitConfig.from_yaml(path) == config

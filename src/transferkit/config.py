@@ -102,7 +102,7 @@ class TrainConfig:
     strategy: str = "fine-tune"  # a registered name; partial:K trains the top K layer groups
     epochs: int = 7
     batch_size: int = 16
-    lr: float | str = 1e-3  # peak rate of the top layer group, or "auto": a learning-rate range test
+    lr: float | str = 3e-4  # peak rate of the top layer group, or "auto": a learning-rate range test
     lr_decay: float | None = None  # rate factor per layer group below the top; None: the strategy's own
     frozen_groups: int = 3  # fine-tune: lowest layer groups kept frozen (generic features, no backward)
     unfreeze_milestones: list[int] | None = None  # gradual: epochs at which the next group thaws
@@ -110,9 +110,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
-    batchnorm: str = (
-        "adapt"  # adapt: trained BatchNorm layers learn the new data's statistics; frozen: none do
-    )
+    # frozen: every BatchNorm layer keeps its pretrained statistics (the features the head was fitted on);
+    # adapt: the trained ones learn the new data's statistics
+    batchnorm: str = "frozen"
     mixup: float = 0.0  # alpha of Beta(alpha, alpha) for mixing image pairs; 0 turns it off
     cutmix: float = 0.0  # alpha for pasting a box of one image into another; 0 turns it off
     ema: bool = False  # evaluate an exponential moving average of the weights

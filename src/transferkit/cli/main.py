@@ -107,7 +107,7 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batchnorm",
         choices=("adapt", "frozen"),
-        help="BatchNorm statistics: adapt to the new data (default) or keep the pretrained ones",
+        help="BatchNorm statistics: keep the pretrained ones (default) or adapt them to the new data",
     )
     parser.add_argument("--ema", action="store_true", default=None, help="evaluate a weight average")
     parser.add_argument("--precision", help="32-true or bf16-mixed")

@@ -81,7 +81,7 @@ def fit(
         paths = RunPaths.existing(resume)
         config = FitConfig.from_yaml(paths.config)
     else:
-        config = resolve_config(config, **options)
+        config = with_batchnorm_for_random_init(resolve_config(config, **options))
     shared = os.environ.get(RUN_DIR_ENV)
     if not is_main_process():  # a worker process of a multi-process run writes nothing of its own
         if not shared:
@@ -151,6 +151,14 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             data_checks=checks,
         )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+def with_batchnorm_for_random_init(config: FitConfig) -> FitConfig:
+    """A randomly initialised network has no pretrained BatchNorm statistics worth keeping: they adapt."""
+    if config.model.pretrained or config.train.batchnorm != "frozen":
+        return config
+    notice("model.pretrained is false: BatchNorm statistics adapt to the data (train.batchnorm adapt).")
+    return config.with_overrides({"train.batchnorm": "adapt"})
 
 
 @contextlib.contextmanager

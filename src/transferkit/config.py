@@ -111,7 +111,7 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
     # frozen: every BatchNorm layer keeps its pretrained statistics (the features the head was fitted on);
-    # adapt: the trained ones learn the new data's statistics
+    # adapt: the trained ones learn the new data's statistics (always, when model.pretrained is false)
     batchnorm: str = "frozen"
     mixup: float = 0.0  # alpha of Beta(alpha, alpha) for mixing image pairs; 0 turns it off
     cutmix: float = 0.0  # alpha for pasting a box of one image into another; 0 turns it off

@@ -95,3 +95,9 @@ def test_batchnorm_statistics_adapt_to_the_new_data_unless_frozen(
     moved = [not torch.equal(b, m.running_mean) for b, m in zip(before, norms, strict=True)]
     assert all(moved) if statistics_move else not any(moved)
     assert all(p.grad is not None for m in norms for p in m.parameters())  # scale and shift train either way
+
+
+def test_a_random_network_adapts_its_batchnorm_statistics(image_folder: Path, tmp_path: Path) -> None:
+    run = _fit(image_folder, tmp_path, **{"model.pretrained": False, "train.epochs": 1})
+    assert run.config.train.batchnorm == "adapt"
+    assert "batchnorm: adapt" in (run.dir / "config.yaml").read_text()

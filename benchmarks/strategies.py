@@ -59,7 +59,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     write(
         rows,
-        f"python benchmarks/strategies.py --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}",
+        f"python benchmarks/strategies.py --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}"
+        + (f" --subset {args.subset}" if args.subset else ""),
     )
 
 

@@ -20,8 +20,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 ANCHORS = {  # docs/benchmarks.md: binary and 4-class test accuracy on the same protocol
@@ -49,14 +51,21 @@ def run_seed(seed: int, out: Path, extra: list[str], threads: int | None = None)
     return {"seed": seed, **headline, "wall_min": wall / 60, "peak_rss_gib": usage.ru_maxrss / 2**20}
 
 
+def write_csv(name: str, rows: Sequence[Mapping[str, Any]], fields: list[str] | None = None) -> None:
+    """results/<name>.csv, one line per row: the columns `fields` (others left out), else the first row's."""
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / f"{name}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=fields or list(rows[0]), extrasaction="ignore" if fields else "raise"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_results(
     name: str, rows: list[dict[str, float]], command: str, extra: list[str], jobs: int = 1
 ) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / f"{name}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(name, rows)
     (RESULTS / f"{name}.md").write_text(markdown_table(rows, command, extra, jobs))
     plot(rows, RESULTS / f"{name}.png")
 

@@ -23,7 +23,6 @@ One process, so every figure shares the same threads and the same machine state.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import statistics
@@ -35,11 +34,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from default_fit import RESULTS, _source_state
+from default_fit import RESULTS, _source_state, write_csv
 from transferkit.config import TrainConfig
 from transferkit.models import Backbone, resolve_model
 from transferkit.strategies import create_strategy
-from transferkit.training.module import TransferModule, keep_frozen_batchnorm_in_eval
+from transferkit.training.module import TransferModule
 from transferkit.transforms.augment import random_d4
 
 MODEL = "efficientnet_lite0"
@@ -143,11 +142,10 @@ def transferkit_train_step(strategy_name: str, image_size: int) -> Callable[[], 
     strategy = create_strategy(config)
     module = TransferModule(backbone, strategy, config).train()
     module.augment = random_d4
-    strategy.set_trainable(backbone, epoch=0)
-    keep_frozen_batchnorm_in_eval(module.model)
     optimizer = torch.optim.AdamW(strategy.param_groups(backbone))
     images = torch.randint(0, 256, (TRAIN_BATCH, 1, image_size, image_size), dtype=torch.uint8)
     labels = torch.randint(NUM_CLASSES, (TRAIN_BATCH,))
+    module.on_train_batch_start((images, labels), 0)  # trainable groups and BatchNorm modes, as in training
 
     def step() -> None:
         loss = module.loss(images, labels, seed=0)
@@ -241,11 +239,7 @@ def machine_line(peak: float, matmul_size: int) -> str:
 
 
 def write_results(rows: list[dict[str, object]], command: str, machine: str, image_size: int) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "physical_limit.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv("physical_limit", rows)
     lines = [
         f"# EfficientNet-Lite0 at {image_size} px against the machine's peak",
         "",

@@ -15,7 +15,6 @@ The image counts run at the largest size; the other sizes at the middle count. A
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from default_fit import RESULTS, _source_state, run_seed
+from default_fit import RESULTS, _source_state, run_seed, write_csv
 
 
 def fit_point(images: int, size: int, epochs: int, out: Path) -> dict[str, Any]:
@@ -140,12 +139,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write(rows: list[dict[str, Any]], command: str, machine: str, epochs: int) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "scaling.csv", "w", newline="") as handle:
-        fields = [*COLUMNS, "predict_images_per_s"]
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv("scaling", rows, [*COLUMNS, "predict_images_per_s"])
     (RESULTS / "scaling.md").write_text(markdown(rows, command, machine, epochs))
     plot(rows, RESULTS / "scaling.png")
 

@@ -12,13 +12,12 @@ Full version: ``--seeds 0 1 2``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
 from pathlib import Path
 
-from default_fit import RESULTS, _commit, run_seed
+from default_fit import RESULTS, _commit, run_seed, write_csv
 
 DIGITS = ["--data", "digits", "--image-size", "96"]
 ELPV = ["--data", "elpv"]
@@ -75,12 +74,7 @@ def main() -> None:
 
 def write(rows: list[dict], command: str) -> None:
     keys = ["accuracy", "binary_accuracy", "wall_min"]
-    with open(RESULTS / "semi.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["dataset", "budget", "method", "seed", *keys], extrasaction="ignore"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv("semi", rows, ["dataset", "budget", "method", "seed", *keys])
     commit = os.environ.get("TRANSFERKIT_BENCH_COMMIT") or _commit()
     lines = [
         "# Semi-supervised learning from the unlabeled pool",

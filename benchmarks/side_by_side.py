@@ -24,7 +24,6 @@ a small test split: read it as a check that every tool learned, not as a ranking
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
@@ -38,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from default_fit import RESULTS, _source_state
+from default_fit import RESULTS, _source_state, write_csv
 from side_by_side_tools import Settings
 
 TOOLS_SCRIPT = Path(__file__).with_name("side_by_side_tools.py")
@@ -198,12 +197,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write(rows: list[dict[str, Any]], command: str, context: list[str]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    fields = ["tool", "status", "runs", *[key for key, _, _ in COLUMNS], "work_s"]
-    with open(RESULTS / "side_by_side.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv("side_by_side", rows, ["tool", "status", "runs", *[key for key, _, _ in COLUMNS], "work_s"])
     (RESULTS / "side_by_side.md").write_text(markdown(rows, command, context))
     plot(rows, RESULTS / "side_by_side.png")
 

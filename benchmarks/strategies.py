@@ -17,7 +17,7 @@ import os
 import statistics
 from pathlib import Path
 
-from default_fit import RESULTS, _commit, run_seed
+from default_fit import RESULTS, _commit, run_seed, write_csv
 
 # (row name, extra flags): each strategy with its defaults, plus partial:2 without augmentation, where
 # the frozen layers below the trained ones are computed once and cached.
@@ -66,10 +66,7 @@ def main() -> None:
 
 def write(rows: list[dict], command: str) -> None:
     keys = ["binary_accuracy", "accuracy", "balanced_accuracy", "wall_min", "s_per_epoch", "peak_rss_gib"]
-    with open(RESULTS / "strategies.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["strategy", "seed", *keys], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv("strategies", rows, ["strategy", "seed", *keys])
     commit = os.environ.get("TRANSFERKIT_BENCH_COMMIT") or _commit()  # a snapshot's, when run from one
     lines = ["# Fine-tuning strategies on ELPV", "", f"Command: `{command}` at commit {commit}", ""]
     lines += ["| strategy | seeds | " + " | ".join(keys) + " |", "| --- |" + " --- |" * (len(keys) + 1)]

@@ -63,7 +63,7 @@ def main() -> None:
     labels = torch.arange(IMAGES) % 4
     split = SplitImages(images, labels, list(range(IMAGES)))
     with ExitStack() as stack:
-        runs: dict[str, Callable[[], None]] = {}
+        runs: dict[str, Callable[[], object]] = {}
         for name in ("full", "fine-tune", "partial:2"):
             runs[name] = training_steps(module_for(name), images, labels)
         cached = module_for("partial:2")

@@ -95,6 +95,7 @@ def fine_tune(protocol: Protocol, candidate: Candidate, out: Path) -> FineTuned:
     for entry in done:
         if (entry["data"], entry["model"]) == (protocol.data, candidate.label):
             return FineTuned(entry["accuracy"], entry["wall_s"], entry["run_dir"])
+    dotted: dict[str, Any] = {"data.subset": protocol.subset}
     run = transferkit.fit(
         data=protocol.data,
         model=candidate.spec,
@@ -102,7 +103,7 @@ def fine_tune(protocol: Protocol, candidate: Candidate, out: Path) -> FineTuned:
         epochs=protocol.epochs,
         image_size=protocol.image_size,
         out=str(out / protocol.data),
-        **{"data.subset": protocol.subset},
+        **dotted,
     )
     tuned = FineTuned(float(run.headline["accuracy"]), run.wall_time_s, str(run.dir))
     entry = {"data": protocol.data, "model": candidate.label, **asdict(tuned), "headline": run.headline}

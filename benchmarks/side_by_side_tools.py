@@ -227,9 +227,9 @@ def run_hf_trainer(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarr
     training batch, which the other tools drop (at most batch_size - 1 images more per epoch)."""
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, Trainer, TrainingArguments
 
-    model = TimmWrapperForImageClassification(
-        TimmWrapperConfig(architecture="tf_efficientnet_lite0", num_labels=4)
-    )
+    config = TimmWrapperConfig(architecture="tf_efficientnet_lite0")
+    config.num_labels = 4  # a property of every config; the class's typed signature leaves it out
+    model = TimmWrapperForImageClassification(config)
     model.timm_model.load_state_dict(pretrained_model(4).state_dict())
 
     with tempfile.TemporaryDirectory() as folder:
@@ -272,6 +272,7 @@ def run_transferkit(settings: Settings, out: Path) -> dict[str, Any]:
 
     import transferkit
 
+    dotted: dict[str, Any] = {"data.subset": settings.subset, "preprocess.tta": False, "data.cache": False}
     run = transferkit.fit(
         data="elpv",
         strategy="full",
@@ -284,7 +285,7 @@ def run_transferkit(settings: Settings, out: Path) -> dict[str, Any]:
         out=str(out / "runs"),
         # BatchNorm statistics follow the batches, as in every other tool here
         batchnorm="adapt",
-        **{"data.subset": settings.subset, "preprocess.tta": False, "data.cache": False},
+        **dotted,
     )
     with open(run.dir / "metrics.csv", newline="") as handle:
         seconds = sum(float(row["seconds"]) for row in csv.DictReader(handle) if row["seconds"])

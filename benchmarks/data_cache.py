@@ -23,8 +23,8 @@ from transferkit.data import CachedImages, make_splits, resolve_data
 from transferkit.data.cache import DiskCache, decode_resized, decode_splits
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits
-from transferkit.models import Backbone, Preprocessing, resolve_model
-from transferkit.transforms import Normalize
+from transferkit.models import Backbone, resolve_model
+from transferkit.transforms import Normalize, Preprocessing
 from transferkit.transforms.augment import random_d4
 
 RESULTS = Path(__file__).parent / "results"

@@ -22,10 +22,10 @@ from default_fit import RESULTS, _commit
 from transferkit.config import TrainConfig
 from transferkit.data.cache import SplitImages
 from transferkit.models import resolve_model
-from transferkit.strategies import create_strategy
 from transferkit.training.features import extract_features
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
+from transferkit.training.strategies import create_strategy
 
 BATCH = 16
 IMAGES = 64

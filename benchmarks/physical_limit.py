@@ -37,8 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 from default_fit import RESULTS, _source_state, write_csv
 from transferkit.config import TrainConfig
 from transferkit.models import Backbone, resolve_model
-from transferkit.strategies import create_strategy
 from transferkit.training.module import TransferModule
+from transferkit.training.strategies import create_strategy
 from transferkit.transforms.augment import random_d4
 
 MODEL = "efficientnet_lite0"

@@ -58,7 +58,7 @@ DESCRIPTIONS = {
 def warm_up_imports(tools: list[str]) -> None:
     """Imports every tool's libraries once, untimed, so the first timed process does not pay for
     reading them from disk into the page cache."""
-    modules = ["torch", "timm", "transferkit.api"]
+    modules = ["torch", "timm", "transferkit.api.fit"]
     modules += [name for tool in tools for name in PEER_PACKAGES.get(tool, [])]
     present = [name for name in modules if importlib.util.find_spec(name.split(".")[0]) is not None]
     subprocess.run([sys.executable, "-c", f"import {', '.join(present)}"], check=False, capture_output=True)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 import transferkit
-from transferkit.strategies import strategies
 from transferkit.testing import tiny_fit_config
+from transferkit.training.strategies import strategies
 from transferkit.transforms import augment_presets
 
 

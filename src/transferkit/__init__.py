@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from transferkit.config import FitConfig
 
 if TYPE_CHECKING:
-    from transferkit.api import Run, fit
-    from transferkit.evaluation.evaluate import evaluate
+    from transferkit.api.evaluate import evaluate
+    from transferkit.api.fit import Run, fit
     from transferkit.export.predictor import load
 
 __all__ = ["FitConfig", "Run", "evaluate", "fit", "load"]
@@ -29,9 +29,9 @@ def __getattr__(name: str) -> Any:
     """`fit`, `Run`, `load` and `evaluate` import on first use: torch and the training stack take seconds
     to import, `--help` should not; `load` and `evaluate` never import Lightning at all."""
     if name in ("Run", "fit"):
-        return getattr(importlib.import_module("transferkit.api"), name)
+        return getattr(importlib.import_module("transferkit.api.fit"), name)
     if name == "load":
         return importlib.import_module("transferkit.export.predictor").load
     if name == "evaluate":
-        return importlib.import_module("transferkit.evaluation.evaluate").evaluate
+        return importlib.import_module("transferkit.api.evaluate").evaluate
     raise AttributeError(f"module 'transferkit' has no attribute {name!r}")

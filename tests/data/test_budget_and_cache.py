@@ -10,8 +10,8 @@ import torch
 from transferkit.data import ImageSource, load_image_folder, make_splits
 from transferkit.data.cache import DiskCache, decode_splits
 from transferkit.data.splits import UNLABELED, apply_label_budget, with_unlabeled
-from transferkit.models import Preprocessing
 from transferkit.testing import make_image_folder
+from transferkit.transforms import Preprocessing
 
 PREP = Preprocessing((3, 16, 16), (0.5,) * 3, (0.5,) * 3, "bilinear", 1.0)
 

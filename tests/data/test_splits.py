@@ -107,22 +107,6 @@ def test_subsample_keeps_split_and_class_shares(elpv) -> None:
     assert Counter(r.label for r in small.records)[0] == pytest.approx(400 * 1508 / 2624, abs=2)
 
 
-def test_resize_and_crop_follows_timm_centre_crop() -> None:
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    from transferkit.data.cache import resize_and_crop
-
-    framed = ImageOps.expand(Image.new("L", (280, 280), 0), border=10, fill=255)  # 300 px, white frame
-    bicubic = Image.Resampling.BICUBIC
-    cropped = np.asarray(resize_and_crop(framed, 224, bicubic, crop_pct=0.875))
-    whole = np.asarray(resize_and_crop(framed, 224, bicubic, crop_pct=1.0))
-    assert cropped.shape == whole.shape == (224, 224)
-    assert whole[0].min() > 200  # the frame survives a plain resize
-    assert cropped.max() < 30  # a 0.875 centre crop of 256 px cuts 16 px per side, frame included
-    assert resize_and_crop(Image.new("L", (400, 300)), 224, bicubic, 0.875).size == (224, 224)
-
-
 def test_fingerprint_ignores_where_the_data_lives_but_not_its_labels(tmp_path: Path) -> None:
     from dataclasses import replace
 

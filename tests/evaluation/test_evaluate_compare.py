@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 import transferkit
+from transferkit.api.evaluate import evaluate
 from transferkit.cli.main import main
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation.compare import compare_runs
-from transferkit.evaluation.evaluate import evaluate
 from transferkit.testing import make_image_folder, tiny_fit_config
 
 

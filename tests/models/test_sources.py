@@ -7,9 +7,9 @@ import timm
 import torch
 from timm.models import save_for_hf
 
+from transferkit import hub as hub_module
 from transferkit.errors import ConfigError, ModelError, UnknownNameError
 from transferkit.files import sha256_of_file
-from transferkit.models import hub as hub_module
 from transferkit.models import parse_model_spec, resolve_model
 from transferkit.models.adapter import registration_groups
 

@@ -12,10 +12,10 @@ import torch
 import transferkit
 from transferkit.config import TrainConfig
 from transferkit.models import resolve_model
-from transferkit.strategies import create_strategy
 from transferkit.testing import tiny_fit_config
 from transferkit.training.lr_range import suggest_rate
 from transferkit.training.module import TransferModule
+from transferkit.training.strategies import create_strategy
 
 
 def _fit(image_folder: Path, out: Path, **overrides: Any) -> transferkit.Run:

@@ -41,7 +41,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from transferkit.evaluation.evaluate import evaluate
+    from transferkit.api.evaluate import evaluate
 
     result = evaluate(args.model, args.data, args.split, args.tta)
     stdout.print(

@@ -16,7 +16,7 @@ from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_co
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
 from transferkit.models import resolve_model
 from transferkit.models.summary import SPEC_EXAMPLES, ModelSummary, PackagedRow, packaged_rows, summarize
-from transferkit.strategies import strategies
+from transferkit.training.strategies import strategies
 from transferkit.transforms import augment_presets
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.print_config and config is not None:
         print(config.to_yaml(), end="")
         return 0
-    from transferkit.api import fit  # the training stack imports in seconds; only fit needs it
+    from transferkit.api.fit import fit  # the training stack imports in seconds; only fit needs it
 
     try:
         run = fit(config, resume=args.resume)
@@ -252,7 +252,7 @@ def check_table(summary: ModelSummary) -> Table:
         "feature dim": str(summary.num_features),
         "layer groups": f"{len(summary.group_sizes)}: " + ", ".join(f"{n:,}" for n in summary.group_sizes),
         "input": f"{prep.input_size[0]} x {prep.input_size[1]} x {prep.input_size[2]}, "
-        f"{prep.interpolation}, crop {prep.crop_pct:.3f}",
+        f"{prep.interpolation}, crop {prep.crop_pct:.3f} ({prep.crop_mode})",
         "mean / std": f"{prep.mean} / {prep.std}",
         "weights sha256": summary.weights_sha256 or "none (random init)",
     }

@@ -6,7 +6,8 @@ from transferkit.data.decode import decode_image
 from transferkit.data.folder import load_image_folder
 from transferkit.data.hf_datasets import load_hf_dataset
 from transferkit.data.manifest import load_manifest
-from transferkit.data.source import ImageRecord, ImageSource, data_sources, fingerprint, resolve_data
+from transferkit.data.resolve import data_sources, resolve_data
+from transferkit.data.source import ImageRecord, ImageSource, fingerprint
 from transferkit.data.splits import Splits, class_counts, make_splits, subsample
 from transferkit.data.unlabeled import load_unlabeled
 

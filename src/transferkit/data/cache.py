@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,57 +18,46 @@ from torch.utils.data import Dataset
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import UNLABELED, Splits
 from transferkit.files import sha256_of_file
-from transferkit.models.backbone import Preprocessing
 from transferkit.progress import progress_task
 
-_CACHE_FORMAT = 1  # bump when decoding or resizing changes, so old cache files are not reused
+_CACHE_FORMAT = 2  # bump when decoding or resizing changes, so old cache files are not reused
 
-_RESAMPLING = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-    "lanczos": Image.Resampling.LANCZOS,
-}
+
+class Resize(Protocol):
+    """How decoded images become pixels of one size (`transforms.Preprocessing` is one): data knows
+    images, never the model they are resized for."""
+
+    @property
+    def image_size(self) -> int: ...
+
+    def resize(self, image: Image.Image) -> np.ndarray:
+        """uint8 (channels, image_size, image_size)."""
+        ...
+
+    def resize_key(self) -> str:
+        """Everything `resize` depends on, for naming cached pixels."""
+        ...
 
 
 def decode_resized(
     source: ImageSource,
     indices: Sequence[int],
-    preprocessing: Preprocessing,
+    resize: Resize,
     on_image: Callable[[], None] | None = None,
     out: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """Decodes, resizes and centre-crops images as timm evaluates; returns uint8 (N, C, size, size).
+    """Decodes and resizes images; returns uint8 (N, C, size, size).
 
-    The shorter side is resized to ``size / crop_pct``, then the centre ``size`` x ``size`` is kept.
     `out`, when given, is the array to fill (e.g. a memory-mapped cache file).
     """
-    size = preprocessing.image_size
+    size = resize.image_size
     if out is None:
         out = np.empty((len(indices), source.channels, size, size), dtype=np.uint8)
     for row, index in enumerate(indices):
-        out[row] = resized_pixels(source.open(source.records[index]), preprocessing, source.channels)
+        out[row] = resize.resize(source.open(source.records[index]))
         if on_image is not None:
             on_image()
     return torch.from_numpy(out)
-
-
-def resized_pixels(image: Image.Image, preprocessing: Preprocessing, channels: int) -> np.ndarray:
-    """One decoded image resized and centre-cropped as timm evaluates: uint8 (channels, size, size)."""
-    size = preprocessing.image_size
-    resample = _RESAMPLING.get(preprocessing.interpolation, Image.Resampling.BICUBIC)
-    image = resize_and_crop(image, size, resample, preprocessing.crop_pct)
-    return np.asarray(image, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
-
-
-def resize_and_crop(
-    image: Image.Image, size: int, resample: Image.Resampling, crop_pct: float
-) -> Image.Image:
-    # As timm: the shorter side becomes floor(size / crop_pct), the longer one keeps the aspect ratio.
-    short = math.floor(size / crop_pct)
-    width, height = (max(size, int(side * short / min(image.size))) for side in image.size)
-    left, top = (width - size) // 2, (height - size) // 2
-    return image.resize((width, height), resample).crop((left, top, left + size, top + size))
 
 
 class CachedImages(Dataset[tuple[torch.Tensor, int]]):
@@ -106,7 +95,7 @@ class SplitImages:
 def decode_splits(
     source: ImageSource,
     splits: Splits,
-    preprocessing: Preprocessing,
+    resize: Resize,
     cache: DiskCache | None = None,
     *,
     unlabeled: bool = False,
@@ -119,20 +108,20 @@ def decode_splits(
     the labels a label budget hid: for measuring pseudo-labels only, never for training).
     """
     named = [*splits.items(), *([(UNLABELED, splits.unlabeled)] if unlabeled else [])]
-    keys = {name: cache.key(source, indices, preprocessing) for name, indices in named} if cache else {}
+    keys = {name: cache.key(source, indices, resize) for name, indices in named} if cache else {}
     arrays = {name: hit for name, key in keys.items() if cache and (hit := cache.load(key)) is not None}
     pending = [(name, indices) for name, indices in named if name not in arrays]
     total = sum(len(indices) for _, indices in pending)
     with (
         nullcontext(lambda _: None)
         if not total
-        else progress_task(f"decode {total} images at {preprocessing.image_size} px", total) as advance
+        else progress_task(f"decode {total} images at {resize.image_size} px", total) as advance
     ):
         for name, indices in pending:
-            shape = (len(indices), source.channels, preprocessing.image_size, preprocessing.image_size)
+            shape = (len(indices), source.channels, resize.image_size, resize.image_size)
 
             def fill(out: np.ndarray, indices: list[int] = indices) -> None:
-                decode_resized(source, indices, preprocessing, on_image=lambda: advance(1), out=out)
+                decode_resized(source, indices, resize, on_image=lambda: advance(1), out=out)
 
             arrays[name] = cache.store(keys[name], shape, fill) if cache else _in_memory(shape, fill)
     labels = {name: [source.records[i].label for i in indices] for name, indices in named}
@@ -165,11 +154,8 @@ class DiskCache:
         base = os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit"
         return cls(Path(base) / "images")
 
-    def key(self, source: ImageSource, indices: Sequence[int], preprocessing: Preprocessing) -> str:
-        # Only what `resized_pixels` depends on: models that differ in mean and std share a cache file.
-        prep = preprocessing
-        resize = f"{prep.image_size} {prep.interpolation} {prep.crop_pct} {source.channels}"
-        digest = hashlib.sha256(f"{_CACHE_FORMAT}\n{resize}\n".encode())
+    def key(self, source: ImageSource, indices: Sequence[int], resize: Resize) -> str:
+        digest = hashlib.sha256(f"{_CACHE_FORMAT}\n{resize.resize_key()} {source.channels}\n".encode())
         for index in indices:
             digest.update(f"{content_key(source.records[index])}\n".encode())
         return digest.hexdigest()

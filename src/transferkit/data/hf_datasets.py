@@ -152,7 +152,7 @@ def _offline_unless_reachable(datasets: ModuleType) -> Iterator[bool]:
     """
     from huggingface_hub import constants
 
-    from transferkit.models.hub import hf_hub_offline
+    from transferkit.hub import hf_hub_offline
 
     config = datasets.config
     offline = bool(config.HF_HUB_OFFLINE or getattr(config, "HF_DATASETS_OFFLINE", False)) or hf_hub_offline()

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from transferkit.config import DataConfig
-from transferkit.data.source import ImageSource, resolve_data
+from transferkit.data.resolve import resolve_data
+from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits, apply_label_budget, make_splits, subsample, with_unlabeled
 from transferkit.data.unlabeled import load_unlabeled
 

@@ -10,7 +10,8 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from transferkit.data.labels import LabelGrouping
-from transferkit.data.source import ImageRecord, ImageSource, data_sources
+from transferkit.data.resolve import data_sources
+from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.errors import MissingDependencyError
 
 ELPV_PROBABILITIES = ("0", "1/3", "2/3", "1")

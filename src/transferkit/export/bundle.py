@@ -54,7 +54,7 @@ def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
 def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
     preprocessing = backbone.preprocessing.to_dict()
     preprocessing["input_size"] = list(preprocessing["input_size"])
-    preprocessing["resize"] = "shorter side to input_size / crop_pct, then the centre input_size crop"
+    preprocessing["resize"] = backbone.preprocessing.describe_resize()
     config = {
         "format": BUNDLE_FORMAT,
         "family": backbone.family,
@@ -92,7 +92,7 @@ def timm_local_dir_config(backbone: Backbone, num_classes: int) -> dict[str, Any
         std=list(prep.std),
         interpolation=prep.interpolation,
         crop_pct=prep.crop_pct,
-        crop_mode="center",
+        crop_mode=prep.crop_mode,
         num_classes=num_classes,
     )
     config: dict[str, Any] = {
@@ -124,8 +124,8 @@ Classifies images into: {", ".join(config["label_names"])}. Use it on images lik
 it has not been evaluated on anything else.
 
 ## Input
-{prep["input_size"][1]} x {prep["input_size"][2]} px: {prep["interpolation"]} resize of the shorter side to
-input size / {prep["crop_pct"]}, centre crop; mean {prep["mean"]}, std {prep["std"]}.
+{prep["input_size"][1]} x {prep["input_size"][2]} px: {prep["resize"]};
+mean {prep["mean"]}, std {prep["std"]}.
 
 ## Output
 Probabilities are softmax(logits / {config["temperature"]:.4g}), averaged over the test-time views

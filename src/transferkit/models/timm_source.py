@@ -14,10 +14,11 @@ from torch import nn
 from transferkit.config import ModelConfig
 from transferkit.errors import ConfigError, ModelError
 from transferkit.files import sha256_of_file
-from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.hub import hf_hub_access
+from transferkit.models.backbone import Backbone
 from transferkit.models.files import load_weights_into
-from transferkit.models.hub import hf_hub_access
 from transferkit.models.sources import families, model_sources
+from transferkit.transforms.preprocessing import Preprocessing
 
 _HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

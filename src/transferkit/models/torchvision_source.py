@@ -17,11 +17,12 @@ from torchvision.models import WeightsEnum
 
 from transferkit.config import ModelConfig
 from transferkit.errors import ModelError
+from transferkit.hub import reachable
 from transferkit.models.adapter import FeatureNetwork, take_output_layer
-from transferkit.models.backbone import Backbone, Preprocessing
+from transferkit.models.backbone import Backbone
 from transferkit.models.files import load_weights_into
-from transferkit.models.hub import reachable
 from transferkit.models.sources import families, model_sources
+from transferkit.transforms.preprocessing import Preprocessing
 
 
 @model_sources.register("torchvision")

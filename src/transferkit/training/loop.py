@@ -21,14 +21,14 @@ from transferkit.data.cache import CachedImages, SplitImages
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.run_dir import RunPaths
-from transferkit.semi.fixmatch import strong_view
-from transferkit.semi.pseudo_label import label_the_pool
 from transferkit.training.balance import sample_weights
 from transferkit.training.callbacks import WeightAverage, write_history
 from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.lr_range import lr_range_test, plot_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
+from transferkit.training.semi.fixmatch import strong_view
+from transferkit.training.semi.pseudo_label import label_the_pool
 from transferkit.training.trainer import create_trainer
 from transferkit.transforms.augment import AugmentPreset
 

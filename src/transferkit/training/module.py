@@ -15,9 +15,9 @@ from transferkit.config import TrainConfig
 from transferkit.data.cache import SplitImages
 from transferkit.errors import RunError
 from transferkit.models.backbone import Backbone
-from transferkit.semi.fixmatch import Consistency, consistency_loss, strong_view
-from transferkit.strategies.base import FinetuneStrategy
 from transferkit.training.inference import run_batched
+from transferkit.training.semi.fixmatch import Consistency, consistency_loss, strong_view
+from transferkit.training.strategies.base import FinetuneStrategy
 from transferkit.transforms import Normalize
 from transferkit.transforms.augment import ImageTransform
 

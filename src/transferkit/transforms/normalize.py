@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transferkit.models.backbone import Preprocessing
+from transferkit.transforms.preprocessing import Preprocessing
 
 
 class Normalize(nn.Module):

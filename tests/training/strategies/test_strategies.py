@@ -7,9 +7,9 @@ from transferkit.config import TrainConfig
 from transferkit.data import SplitImages
 from transferkit.errors import ConfigError
 from transferkit.models import resolve_model
-from transferkit.strategies import create_strategy, strategies
 from transferkit.training.features import fit_linear_head
 from transferkit.training.module import keep_batchnorm_statistics
+from transferkit.training.strategies import create_strategy, strategies
 from transferkit.transforms import Normalize
 
 

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 import transferkit
-from transferkit.api import check_unlabeled_pool
+from transferkit.api.fit import check_unlabeled_pool
 from transferkit.config import DataConfig
 from transferkit.data.checks import check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.errors import ConfigError
-from transferkit.semi.fixmatch import consistency_loss
-from transferkit.semi.pseudo_label import select, self_train
 from transferkit.testing import tiny_fit_config
+from transferkit.training.semi.fixmatch import consistency_loss
+from transferkit.training.semi.pseudo_label import select, self_train
 
 
 def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

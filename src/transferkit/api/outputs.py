@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,10 +22,12 @@ from transferkit.evaluation.metrics import compute_metrics, headline_metrics
 from transferkit.evaluation.plots import create_run_plots
 from transferkit.evaluation.report import ReportContext, write_reports
 from transferkit.export.bundle import BundleInfo, save_bundle
+from transferkit.export.predictor import Classifier
 from transferkit.files import write_atomic, write_json
+from transferkit.models import Backbone
 from transferkit.run_dir import RunPaths
-from transferkit.training.module import TransferModule
-from transferkit.transforms.augment import ImageTransform, identity
+from transferkit.training.strategies import Phase
+from transferkit.transforms.augment import identity
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,20 @@ class TestEvaluation:
 
 
 def evaluate_test(
-    module: TransferModule,
-    source: ImageSource,
-    test: SplitImages,
-    views: Sequence[ImageTransform],
-    val: SplitImages | None = None,
-) -> TestEvaluation:
-    """Calibrated class probabilities of every test image (averaged over `views`) and their metrics.
+    classifier: Classifier, source: ImageSource, test: SplitImages, val: SplitImages | None = None
+) -> tuple[Classifier, TestEvaluation]:
+    """The classifier calibrated on `val`, and its probabilities and metrics on every test image.
 
-    The temperature is fitted on `val` with the same view averaging (see `fit_temperature`); without
-    a validation split the probabilities stay uncalibrated (temperature 1).
+    `fit` evaluates through the same `Classifier` that `load` returns, so the run's metrics are what
+    the bundle predicts. The temperature minimizes the validation NLL of the view-averaged tempered
+    softmax (`fit_temperature`); without a validation split it stays 1.
     """
     labels = test.labels.numpy()
-    logits = module.predict_logits(test.images, views).numpy()
-    temperature = fit_validation_temperature(module, val, views)
+    logits = classifier.view_logits(test.images)
+    temperature = 1.0
+    if val is not None and len(val.labels) > 0:
+        temperature = fit_temperature(classifier.view_logits(val.images), val.labels.numpy())
+    classifier = classifier.with_temperature(temperature)
     probabilities = tempered_probabilities(logits, temperature)
     calibration = {
         "temperature": temperature,
@@ -76,41 +77,32 @@ def evaluate_test(
         "fitted_on": f"val ({0 if val is None else len(val.labels)} images)",
     }
     metrics = compute_metrics(labels, probabilities, source.class_names, source.groupings)
-    names = tuple(view.__name__ for view in views)
-    tta = tta_gain(module, test, names, logits, metrics["accuracy"])
+    names = tuple(view.__name__ for view in classifier.views)
+    tta = tta_gain(classifier, test, logits, metrics["accuracy"])
     metrics["temperature_scaling"] = calibration
     if tta is not None:
         metrics["tta"] = tta
-    return TestEvaluation(source, test.indices, probabilities, metrics, names, temperature, calibration, tta)
-
-
-def fit_validation_temperature(
-    module: TransferModule, val: SplitImages | None, views: Sequence[ImageTransform]
-) -> float:
-    """The temperature minimizing the validation NLL of the view-averaged tempered softmax (1.0: no val)."""
-    if val is None or len(val.labels) == 0:
-        return 1.0
-    return fit_temperature(module.predict_logits(val.images, views).numpy(), val.labels.numpy())
+    evaluation = TestEvaluation(
+        source, test.indices, probabilities, metrics, names, temperature, calibration, tta
+    )
+    return classifier, evaluation
 
 
 def tta_gain(
-    module: TransferModule,
-    test: SplitImages,
-    views: tuple[str, ...],
-    logits: np.ndarray,
-    accuracy_with: float,
+    classifier: Classifier, test: SplitImages, logits: np.ndarray, accuracy_with: float
 ) -> dict[str, Any] | None:
-    """Accuracy with the identity view alone against all `views` (logits (views, N, classes)); None
-    when the identity view is the only one."""
-    if views == (identity.__name__,):
+    """Accuracy with the identity view alone against all of the classifier's views (logits (views, N,
+    classes)); None when the identity view is the only one."""
+    views = [view.__name__ for view in classifier.views]
+    if views == [identity.__name__]:
         return None
     if identity.__name__ in views:
         plain = logits[views.index(identity.__name__)]
     else:
-        plain = module.predict_logits(test.images, (identity,)).numpy()[0]
+        plain = classifier.view_logits(test.images, views=(identity,))[0]
     accuracy_without = float(np.mean(plain.argmax(axis=1) == test.labels.numpy()))
     return {
-        "views": list(views),
+        "views": views,
         "accuracy_without": accuracy_without,
         "accuracy_with": accuracy_with,
         "gain": accuracy_with - accuracy_without,
@@ -122,7 +114,8 @@ def write_run_outputs(
     config: FitConfig,
     evaluation: TestEvaluation,
     *,
-    module: TransferModule,
+    backbone: Backbone,
+    phases: list[Phase],
     history: list[dict[str, Any]],
     counts: dict[str, dict[str, int]],
     wall_time_s: float,
@@ -147,7 +140,7 @@ def write_run_outputs(
         intervals={name: bounds for name, bounds in metrics.get("intervals", {}).items() if name in headline},
         test_images=len(evaluation.indices),
     )
-    save_bundle(module.backbone, info, paths.model)
+    save_bundle(backbone, info, paths.model)
     plots = create_run_plots(
         paths.plots,
         metrics,
@@ -163,7 +156,7 @@ def write_run_outputs(
         metrics=metrics,
         data_summary=counts,
         strategy=config.train.strategy,
-        phases=[asdict(p) for p in module.strategy.phases()],
+        phases=[asdict(p) for p in phases],
         config=config.to_dict(),
         plots=plots,
         notes=list(source.notes),

@@ -72,7 +72,9 @@ class FinetuneStrategy:
         """Runs before the epoch loop; returns facts for the history (e.g. validation accuracy)."""
         if not self.fits_head_first:
             return {}
-        from transferkit.strategies.linear_probe import fit_head  # the probe module subclasses this one
+        from transferkit.training.strategies.linear_probe import (
+            fit_head,  # the probe module subclasses this one
+        )
 
         return fit_head(backbone, normalize, train, val)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 
+from transferkit.api.outputs import evaluate_test, write_run_outputs
 from transferkit.config import DataConfig, FitConfig, resolve_config
 from transferkit.data import (
     ImageSource,
@@ -26,16 +27,16 @@ from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation import headline_metrics
-from transferkit.evaluation.run_outputs import evaluate_test, write_run_outputs
+from transferkit.export.predictor import Classifier
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone, resolve_model
 from transferkit.progress import notice
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
-from transferkit.strategies import create_strategy
 from transferkit.training.balance import class_weights, resolve_balance
 from transferkit.training.loop import TrainingPlan, run_phases
 from transferkit.training.module import TransferModule
+from transferkit.training.strategies import create_strategy
 from transferkit.transforms import augment_presets, create_augmentation
 from transferkit.transforms.augment import identity
 
@@ -137,14 +138,22 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         # 5. evaluation on the held-out test split, report and export
         kill_point("evaluation")
         views = augment.tta_views if config.preprocess.tta else (identity,)
+        classifier = Classifier.from_network(
+            backbone.model,
+            source.class_names,
+            backbone.preprocessing,
+            views=views,
+            data_channels=source.channels,
+        )
         # the temperature is fitted on the validation split, with the same views as the test evaluation
-        evaluation = evaluate_test(module, source, data["test"], views, val=data["val"])
+        _, evaluation = evaluate_test(classifier, source, data["test"], val=data["val"])
         wall_time = time.perf_counter() - started
         write_run_outputs(
             paths,
             config,
             evaluation,
-            module=module,
+            backbone=backbone,
+            phases=strategy.phases(),
             history=history,
             counts=counts,
             wall_time_s=wall_time,

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from transferkit.models.backbone import Backbone
-from transferkit.strategies.base import FinetuneStrategy, Phase, freeze_all_but, strategies
+from transferkit.training.strategies.base import FinetuneStrategy, Phase, freeze_all_but, strategies
 
 
 class LowRankUpdate(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transferkit.config import TrainConfig
 from transferkit.errors import ConfigError
 from transferkit.models.backbone import Backbone
-from transferkit.strategies.base import FinetuneStrategy, Phase, strategies
+from transferkit.training.strategies.base import FinetuneStrategy, Phase, strategies
 
 
 def _rates(strategy: FinetuneStrategy) -> str:

@@ -11,8 +11,8 @@ from torch import nn
 from transferkit.data.cache import SplitImages
 from transferkit.models.backbone import Backbone
 from transferkit.progress import progress_task
-from transferkit.strategies.base import FinetuneStrategy, strategies
 from transferkit.training.features import extract_features, fit_linear_head
+from transferkit.training.strategies.base import FinetuneStrategy, strategies
 
 # Candidate L2 strengths; the one with the lowest validation loss wins (cheap on cached features).
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)

@@ -1,0 +1,75 @@
+"""Preprocessing resizes and crops exactly as timm evaluates the weights, whatever their crop mode."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image, ImageOps
+from timm.data import create_transform, resolve_model_data_config
+
+from transferkit.transforms import Normalize, Preprocessing
+
+
+def _photo(width: int, height: int, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(width * height)
+    channels = len(mode)
+    pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8).squeeze()
+    return Image.fromarray(pixels, mode)
+
+
+@pytest.mark.parametrize("crop_mode", ["center", "squash", "border"])
+@pytest.mark.parametrize("size", [(300, 200), (200, 300), (256, 256)])
+def test_pixels_equal_timms_own_eval_transform(crop_mode: str, size: tuple[int, int]) -> None:
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
+    model.pretrained_cfg = {**model.pretrained_cfg, "crop_mode": crop_mode, "crop_pct": 0.9}
+    config = resolve_model_data_config(model)
+    timm_pixels = create_transform(**config, is_training=False)(_photo(*size))
+    prep = Preprocessing.from_timm(model)
+    assert prep.crop_mode == crop_mode
+    ours = Normalize(prep)(torch.from_numpy(prep.resize(_photo(*size)))[None])[0]
+    torch.testing.assert_close(ours.contiguous(), timm_pixels, atol=1e-5, rtol=0)
+
+
+def test_crop_modes_differ_where_the_aspect_ratio_does() -> None:
+    prep = Preprocessing((3, 64, 64), (0.5,) * 3, (0.5,) * 3, "bilinear", 1.0)
+    wide = _photo(128, 64)
+    center, squash = (replace(prep, crop_mode=mode).resize(wide) for mode in ("center", "squash"))
+    assert center.shape == squash.shape == (3, 64, 64)
+    assert not np.array_equal(center, squash)
+
+
+def test_centre_crop_cuts_the_frame_as_timm_does() -> None:
+    framed = ImageOps.expand(Image.new("L", (280, 280), 0), border=10, fill=255)  # 300 px, white frame
+    cropped = Preprocessing((1, 224, 224), (0.5,), (0.5,), "bicubic", 0.875).resize(framed)
+    whole = Preprocessing((1, 224, 224), (0.5,), (0.5,), "bicubic", 1.0).resize(framed)
+    assert cropped.shape == whole.shape == (1, 224, 224)
+    assert whole[0, 0].min() > 200  # the frame survives a plain resize
+    assert cropped.max() < 30  # a 0.875 centre crop of 256 px cuts 16 px per side, frame included
+
+
+def test_grayscale_images_keep_one_channel_in_every_mode() -> None:
+    for mode in ("center", "squash", "border"):
+        prep = Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875, mode)
+        assert prep.resize(_photo(50, 40, "L")).shape == (1, 32, 32)
+
+
+def test_the_cache_key_names_everything_the_pixels_depend_on() -> None:
+    base = Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
+    other_norm = Preprocessing((3, 32, 32), (0.4,) * 3, (0.2,) * 3, "bicubic", 0.875)
+    assert base.resize_key() == other_norm.resize_key()  # normalization happens in the model
+    changed = [
+        base.resized(48),
+        Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bilinear", 0.875),
+        Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0),
+        Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875, "squash"),
+    ]
+    assert len({base.resize_key(), *(p.resize_key() for p in changed)}) == 5
+
+
+def test_bundles_without_a_crop_mode_read_as_centre() -> None:
+    values = Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875, "squash").to_dict()
+    assert Preprocessing.from_dict(values).crop_mode == "squash"
+    del values["crop_mode"]
+    assert Preprocessing.from_dict(values).crop_mode == "center"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from transferkit.models import Backbone, resolve_model
 from transferkit.progress import notice
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
 from transferkit.training.balance import class_weights, resolve_balance
-from transferkit.training.loop import TrainingPlan, run_phases
+from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
 from transferkit.training.module import TransferModule
 from transferkit.training.strategies import create_strategy
 from transferkit.transforms import augment_presets, create_augmentation
@@ -130,9 +129,9 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         weights = class_weights(train_counts) if balance == "weights" else None
         module = TransferModule(backbone, strategy, config.train, config.seed, weights)
         plan = TrainingPlan(data, augment, paths, balance == "sampler", train_counts, is_main_process())
-        history = run_phases(module, plan, resume=resume)
+        training = run_phases(module, plan, resume=resume)
         strategy.finalize(backbone)
-        source = with_semi_note(source, config, paths, history)
+        source = with_semi_note(source, config.train.semi, training)
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
         # 5. evaluation on the held-out test split, report and export
@@ -154,7 +153,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             evaluation,
             backbone=backbone,
             phases=strategy.phases(),
-            history=history,
+            training=training,
             counts=counts,
             wall_time_s=wall_time,
             data_checks=checks,
@@ -229,13 +228,10 @@ def check_unlabeled_pool(checks: DataReport, splits: Splits, semi: str) -> Split
     return replace(splits, unlabeled=kept)
 
 
-def with_semi_note(
-    source: ImageSource, config: FitConfig, paths: RunPaths, history: list[dict[str, Any]]
-) -> ImageSource:
+def with_semi_note(source: ImageSource, semi: str, training: TrainingResult) -> ImageSource:
     """Says in the report how many pool images got a pseudo-label, and how many of them were right."""
-    semi = config.train.semi
-    if semi == "pseudo-label":
-        rounds = json.loads((paths.root / "pseudo_labels.json").read_text())["rounds"]
+    if semi == "pseudo-label" and training.pseudo_labels is not None:
+        rounds = training.pseudo_labels.rounds
         steps = "; ".join(
             f"round {r['round']}: {r['pseudo_labels']} pseudo-labels"
             + (f" ({r['pseudo_label_accuracy']:.1%} right)" if r["pseudo_label_accuracy"] is not None else "")
@@ -244,7 +240,7 @@ def with_semi_note(
         )
         note = f"Pseudo-label self-training on frozen features: {steps}."
     elif semi == "fixmatch":
-        epochs = [row for row in history if row.get("pseudo_labels") is not None]
+        epochs = [row for row in training.history if row.get("pseudo_labels") is not None]
         steps = "; ".join(
             f"epoch {row['epoch']}: {int(row['pseudo_labels'])} targets"
             + (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from transferkit.export.predictor import Classifier
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
 from transferkit.run_dir import RunPaths
+from transferkit.training.loop import TrainingResult
 from transferkit.training.strategies import Phase
 from transferkit.transforms.augment import identity
 
@@ -116,7 +117,7 @@ def write_run_outputs(
     *,
     backbone: Backbone,
     phases: list[Phase],
-    history: list[dict[str, Any]],
+    training: TrainingResult,
     counts: dict[str, dict[str, int]],
     wall_time_s: float,
     data_checks: DataReport | None = None,
@@ -144,11 +145,12 @@ def write_run_outputs(
     plots = create_run_plots(
         paths.plots,
         metrics,
-        history,
+        training.history,
         source.class_names,
         true_labels=[source.records[i].label for i in evaluation.indices],
         probabilities=evaluation.probabilities,
         open_image=lambda position: source.open(source.records[evaluation.indices[position]]),
+        range_test=astuple(training.range_test) if training.range_test else None,
     )
     context = ReportContext(
         title=f"{config.data.name} · {config.model.name} · {config.train.strategy}",

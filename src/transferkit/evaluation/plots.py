@@ -274,6 +274,18 @@ def plot_confident_mistakes(
     return save_figure(figure, path)
 
 
+def plot_range_test(rates: Sequence[float], losses: Sequence[float], chosen: float, path: Path) -> Path:
+    """The smoothed training loss against the learning rate of the top layer group, the chosen rate marked."""
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.subplots()
+    axes.plot(rates, losses)
+    axes.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen: {chosen:.2g}")
+    axes.set(xscale="log", xlabel="learning rate (top layer group)", ylabel="training loss (smoothed)")
+    axes.set_title("Learning-rate range test")
+    axes.legend()
+    return save_figure(figure, path)
+
+
 def create_run_plots(
     plots_dir: Path,
     metrics: Mapping[str, Any],
@@ -283,6 +295,7 @@ def create_run_plots(
     true_labels: Sequence[int] | np.ndarray,
     probabilities: np.ndarray,
     open_image: Callable[[int], ImageLike],
+    range_test: tuple[Sequence[float], Sequence[float], float] | None = None,
 ) -> dict[str, Path]:
     """Every plot of a run's report, as caption -> PNG path, in report order.
 
@@ -297,6 +310,7 @@ def create_run_plots(
         true_labels: Test labels, shape ``(N,)``.
         probabilities: Test class probabilities, shape ``(N, C)``.
         open_image: Test image at a position into ``true_labels``; called only for the mistakes shown.
+        range_test: Rates, losses and the chosen rate of a learning-rate range test (``--lr auto``).
 
     Returns:
         Caption -> PNG path.
@@ -309,9 +323,8 @@ def create_run_plots(
         "Learning curves": plot_learning_curves(history, plots_dir / "learning_curves.png"),
         "Per-class F1 (test)": plot_per_class_f1(metrics, plots_dir / "per_class_f1.png"),
     }
-    range_test = plots_dir / "lr_range_test.png"  # drawn before training by `--lr auto`
-    if range_test.exists():
-        plots["Learning-rate range test"] = range_test
+    if range_test is not None:
+        plots["Learning-rate range test"] = plot_range_test(*range_test, plots_dir / "lr_range_test.png")
     calibration = metrics.get("calibration") or {}
     if calibration.get("bins"):
         scaling = metrics.get("temperature_scaling") or {}

@@ -12,7 +12,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -24,13 +24,17 @@ from transferkit.run_dir import RunPaths
 from transferkit.training.balance import sample_weights
 from transferkit.training.callbacks import WeightAverage, write_history
 from transferkit.training.data_order import SeededBatchSampler
-from transferkit.training.lr_range import lr_range_test, plot_range_test
+from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
 from transferkit.training.semi.fixmatch import strong_view
-from transferkit.training.semi.pseudo_label import label_the_pool
+from transferkit.training.semi.pseudo_label import PseudoLabels, label_the_pool
 from transferkit.training.trainer import create_trainer
 from transferkit.transforms.augment import AugmentPreset
+
+PSEUDO_LABELS_FILE = "pseudo_labels.json"
+_SAVED_FILES: dict[type, str] = {PseudoLabels: PSEUDO_LABELS_FILE, RangeTest: "lr_range_test.json"}
+_Saved = TypeVar("_Saved", PseudoLabels, RangeTest)
 
 
 @dataclass
@@ -45,21 +49,32 @@ class TrainingPlan:
     writes: bool = True  # False in the worker processes of a multi-process run
 
 
-def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = False) -> list[dict[str, Any]]:
-    """Trains `module` as its strategy says; returns the per-epoch history also written to metrics.csv."""
+@dataclass(frozen=True)
+class TrainingResult:
+    """What training found besides the weights: the per-epoch history (also in metrics.csv), the
+    pseudo-label rounds and the learning-rate range test, when the run had them."""
+
+    history: list[dict[str, Any]]
+    pseudo_labels: PseudoLabels | None = None
+    range_test: RangeTest | None = None
+
+
+def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = False) -> TrainingResult:
+    """Trains `module` as its strategy says."""
     paths, strategy = plan.paths, module.strategy
     if resume and paths.trained_weights.exists():
         module.model.load_state_dict(torch.load(paths.trained_weights, weights_only=True))
-        return read_history(paths)
+        return TrainingResult(read_history(paths), _saved(PseudoLabels, paths), _saved(RangeTest, paths))
     history: list[dict[str, Any]] = []
+    pseudo_labels = None
     resuming = resume and paths.last_checkpoint.exists()
     if module.config.semi == "pseudo-label":
-        plan.data, _ = label_the_pool(
+        plan.data, pseudo_labels = label_the_pool(
             module.backbone,
             module.normalize,
             plan.data,
             module.config,
-            paths.root / "pseudo_labels.json",
+            paths.root / PSEUDO_LABELS_FILE,
             save=plan.writes,
         )
     if not resuming:
@@ -68,19 +83,29 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
         if plan.writes:
             write_history(paths.history, history)
         kill_point("after-head")
+    range_test = None
     if strategy.train_epochs > 0:
-        train_epochs(module, plan, history, resuming)
+        range_test = train_epochs(module, plan, history, resuming)
     if plan.writes:
         save_trained_weights(module, paths)
-    return history
+    return TrainingResult(history, pseudo_labels, range_test)
+
+
+def _saved(kind: type[_Saved], paths: RunPaths) -> _Saved | None:
+    """A pseudo-label selection or range test that a run saved for its resumption, if it has one."""
+    path = paths.root / _SAVED_FILES[kind]
+    return kind.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def train_epochs(
     module: TransferModule, plan: TrainingPlan, history: list[dict[str, Any]], resuming: bool
-) -> None:
+) -> RangeTest | None:
+    """The Lightning epoch loop; returns the range test when the rate was found by one (--lr auto)."""
     config = module.config
+    range_test = None
     if math.isnan(module.strategy.lr):  # --lr auto
-        module.strategy.lr = automatic_rate(module, plan.data["train"], plan.paths, save=plan.writes)
+        range_test = automatic_rate(module, plan.data["train"], plan.paths, save=plan.writes)
+        module.strategy.lr = range_test.suggestion
     module.augment = plan.augment.train
     if config.semi == "fixmatch":
         module.pool = plan.data["unlabeled"]
@@ -130,6 +155,7 @@ def train_epochs(
             ckpt_path=plan.paths.last_checkpoint if resuming else None,
         )
         keep_final_weights(module, trainer, plan.paths)
+    return range_test
 
 
 def keep_final_weights(module: TransferModule, trainer: Any, paths: RunPaths) -> None:
@@ -143,19 +169,18 @@ def keep_final_weights(module: TransferModule, trainer: Any, paths: RunPaths) ->
             module.model.load_state_dict(callback.average, strict=False)
 
 
-def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths, *, save: bool) -> float:
-    """The range test's rate, run once per run directory (a resumed run reads it back)."""
-    saved = paths.root / "lr_range_test.json"
-    if saved.exists():
-        return float(json.loads(saved.read_text())["suggestion"])
+def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths, *, save: bool) -> RangeTest:
+    """The range test, run once per run directory (a resumed run reads it back)."""
+    saved = _saved(RangeTest, paths)
+    if saved is not None:
+        return saved
     generator = torch.Generator().manual_seed(module.seed)
     images = CachedImages(train.images, train.labels.tolist())
     loader = DataLoader(images, batch_size=module.config.batch_size, shuffle=True, generator=generator)
     result = lr_range_test(module, loader)
     if save:
-        plot_range_test(result, paths.plots / "lr_range_test.png")
-        write_json(saved, result.to_dict())
-    return result.suggestion
+        write_json(paths.root / _SAVED_FILES[RangeTest], result.to_dict())
+    return result
 
 
 def load_checkpoint_weights(module: TransferModule, path: Any) -> None:

@@ -6,7 +6,7 @@ import copy
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +26,10 @@ class RangeTest:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RangeTest:
+        return cls(list(values["rates"]), list(values["losses"]), float(values["suggestion"]))
 
 
 def lr_range_test(
@@ -79,18 +83,3 @@ def suggest_rate(rates: list[float], losses: list[float]) -> float:
         return rates[lowest] / 10
     slopes = np.gradient(np.asarray(losses[: lowest + 1]), np.log(rates[: lowest + 1]))
     return float(rates[int(np.argmin(slopes))])
-
-
-def plot_range_test(result: RangeTest, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    from transferkit.evaluation.plots import save_figure
-
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.subplots()
-    axes.plot(result.rates, result.losses)
-    axes.axvline(result.suggestion, color="tab:red", linestyle="--", label=f"chosen: {result.suggestion:.2g}")
-    axes.set(xscale="log", xlabel="learning rate (top layer group)", ylabel="training loss (smoothed)")
-    axes.set_title("Learning-rate range test")
-    axes.legend()
-    save_figure(figure, path)

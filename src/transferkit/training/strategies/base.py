@@ -12,6 +12,7 @@ from transferkit.data.cache import SplitImages
 from transferkit.errors import ConfigError
 from transferkit.models.backbone import Backbone
 from transferkit.registry import Registry
+from transferkit.training.head import fit_head
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,6 @@ class FinetuneStrategy:
         """Runs before the epoch loop; returns facts for the history (e.g. validation accuracy)."""
         if not self.fits_head_first:
             return {}
-        from transferkit.training.strategies.linear_probe import (
-            fit_head,  # the probe module subclasses this one
-        )
-
         return fit_head(backbone, normalize, train, val)
 
     def thawed_groups(self, total: int, epoch: int) -> int:

@@ -1,4 +1,7 @@
-"""Progress bars for long work outside the epoch loop (decoding, feature extraction)."""
+"""Progress bars for long work outside the epoch loop (decoding, feature extraction).
+
+Findings go through `logging` (the ``transferkit`` loggers), which the command line shows; this module
+only draws bars."""
 
 from __future__ import annotations
 
@@ -9,11 +12,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 _stderr = Console(stderr=True)
-
-
-def notice(message: str) -> None:
-    """A finding the user should see while the run goes on (also written to the report)."""
-    _stderr.print(f"[yellow]note:[/] {message}")
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -30,7 +31,6 @@ from transferkit.export.predictor import Classifier
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone, resolve_model
-from transferkit.progress import notice
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
 from transferkit.training.balance import class_weights, resolve_balance
 from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
@@ -38,6 +38,8 @@ from transferkit.training.module import TransferModule
 from transferkit.training.strategies import create_strategy
 from transferkit.transforms import augment_presets, create_augmentation
 from transferkit.transforms.augment import identity
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def with_batchnorm_for_random_init(config: FitConfig) -> FitConfig:
     """A randomly initialised network has no pretrained BatchNorm statistics worth keeping: they adapt."""
     if config.model.pretrained or config.train.batchnorm != "frozen":
         return config
-    notice("model.pretrained is false: BatchNorm statistics adapt to the data (train.batchnorm adapt).")
+    logger.info("model.pretrained is false: BatchNorm statistics adapt to the data (train.batchnorm adapt).")
     return config.with_overrides({"train.batchnorm": "adapt"})
 
 
@@ -218,7 +220,9 @@ def check_unlabeled_pool(checks: DataReport, splits: Splits, semi: str) -> Split
         if index in pool
     }
     if copies:
-        notice(f"{len(copies)} unlabeled images copy validation or test images; they stay out of the pool.")
+        logger.warning(
+            "%d unlabeled images copy validation or test images; they stay out of the pool.", len(copies)
+        )
     kept = [i for i in splits.unlabeled if i not in copies]
     if not kept:
         raise ConfigError(
@@ -259,7 +263,7 @@ def with_semi_note(source: ImageSource, semi: str, training: TrainingResult) -> 
 def leave_out_bad_images(checks: DataReport, splits: Splits, policy: str) -> Splits:
     """Unreadable files stop the run (`error`) or are left out and listed in the report (`skip`)."""
     for problem in [*checks.errors, *checks.warnings]:
-        notice(problem)
+        logger.warning(problem)
     if checks.bad_images and policy == "error":
         listing = "; ".join(f"{bad.path}: {bad.reason}" for bad in checks.bad_images)
         raise DataError(f"Unreadable images ({listing}). Fix or delete them, or pass --bad-images skip.")

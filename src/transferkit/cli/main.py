@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -319,8 +320,24 @@ def duplicate_table(report: DataReport) -> Table:
     return table
 
 
+class NoteHandler(logging.Handler):
+    """The library's findings (its `logging` records) as notes on stderr, between the progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[yellow]note:[/] {escape(record.getMessage())}", soft_wrap=True)
+
+
+def show_library_notes() -> None:
+    """The library configures no logging of its own; the command line shows its records, once."""
+    library = logging.getLogger("transferkit")
+    if not any(isinstance(handler, NoteHandler) for handler in library.handlers):
+        library.addHandler(NoteHandler())
+        library.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_library_notes()
     try:
         commands = {
             "fit": run_fit,

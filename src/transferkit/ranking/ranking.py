@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -16,7 +17,6 @@ from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits
 from transferkit.errors import DataError
-from transferkit.progress import notice
 from transferkit.ranking.base import ScoreInputs, resolve_methods, transferability_scores
 from transferkit.ranking.candidates import (
     Candidate,
@@ -27,6 +27,8 @@ from transferkit.ranking.candidates import (
 )
 from transferkit.ranking.leep import softmax
 from transferkit.ranking.race import race_accuracy
+
+logger = logging.getLogger(__name__)
 
 PREFERRED_PRIMARY = "logme"  # orders the table when it is among the chosen scores
 
@@ -149,7 +151,7 @@ def scoring_splits(source: ImageSource, config: DataConfig, race: bool) -> Split
         listing = "; ".join(f"{bad.path}: {bad.reason}" for bad in report.bad_images)
         raise DataError(f"Unreadable images ({listing}). Fix or delete them, or pass --bad-images skip.")
     for bad in report.bad_images:
-        notice(f"left out unreadable image {bad.path}: {bad.reason}")
+        logger.warning("left out unreadable image %s: %s", bad.path, bad.reason)
     splits = splits.without(report.bad_indices)
     present = {source.records[i].label for i in splits.train}
     if len(present) < 2:

@@ -29,7 +29,7 @@ from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
 from transferkit.training.semi.fixmatch import strong_view
 from transferkit.training.semi.pseudo_label import PseudoLabels, label_the_pool
-from transferkit.training.trainer import create_trainer
+from transferkit.training.trainer import create_trainer, quiet_lightning
 from transferkit.transforms.augment import AugmentPreset
 
 PSEUDO_LABELS_FILE = "pseudo_labels.json"
@@ -117,7 +117,7 @@ def train_epochs(
         param.requires_grad_(id(param) in ever_trained)
     uncached = contextlib.nullcontext(plan.data)
     cacheable = module.augment is None and module.pool is None  # FixMatch runs the pool through it all
-    with cached_prefix(module, plan.data) if cacheable else uncached as data:
+    with cached_prefix(module, plan.data) if cacheable else uncached as data, quiet_lightning():
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0
         weights = sample_weights(train.labels, plan.class_counts or []) if plan.balanced_sampling else None

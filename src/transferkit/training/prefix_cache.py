@@ -9,6 +9,7 @@ goes on uncached (a model whose forward pass is not a plain chain of its modules
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -17,9 +18,11 @@ import torch
 from torch import nn
 
 from transferkit.data.cache import SplitImages
-from transferkit.progress import notice, progress_task
+from transferkit.progress import progress_task
 from transferkit.training.inference import run_batched
 from transferkit.training.module import TransferModule
+
+logger = logging.getLogger(__name__)
 
 MAX_CACHE_BYTES = 4 * 2**30  # activations beyond this stay uncached
 
@@ -104,7 +107,9 @@ def cached_prefix(module: TransferModule, data: dict[str, SplitImages]) -> Itera
     module.normalize = nn.Identity()
     try:
         if not torch.allclose(run_batched(module, module, cached["train"].images[:4]), expected, atol=1e-4):
-            notice(f"Frozen layers below {cut} cannot be cached for this network; training runs uncached.")
+            logger.warning(
+                "Frozen layers below %s cannot be cached for this network; training runs uncached.", cut
+            )
             _restore(module, originals, normalize)
             yield data
             return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -84,14 +86,23 @@ def distributed_strategy(config: TrainConfig) -> str:
     return "ddp_find_unused_parameters_true" if config.distributed == "ddp" else config.distributed
 
 
-def quiet_lightning() -> None:
-    """Our progress bar and summary say what matters; Lightning's start-up notices and tips do not."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    # frozen BatchNorm layers stay in eval mode on purpose (keep_batchnorm_statistics)
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Our progress bar and summary say what matters; Lightning's start-up notices and tips do not.
 
-
-quiet_lightning()
+    Only while a Trainer runs: the loggers' levels and the warning filters are restored afterwards.
+    """
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # frozen BatchNorm layers stay in eval mode on purpose (keep_batchnorm_statistics)
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)

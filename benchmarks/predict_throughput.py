@@ -32,8 +32,8 @@ import torch
 import transferkit
 from transferkit.data import make_splits, resolve_data
 from transferkit.data.decode import decode_image
-from transferkit.export import BundleInfo, Classifier, save_bundle
-from transferkit.export.onnx import INT8_FILE, OnnxPixelModel, export_model
+from transferkit.export import BundleInfo, Classifier, export_model, save_bundle
+from transferkit.export.onnx import INT8_FILE, OnnxPixelModel
 from transferkit.models import resolve_model
 
 RESULTS = Path(__file__).parent / "results"

@@ -62,7 +62,7 @@ def test_metrics_are_computed_from_the_real_predictions(run: transferkit.Run) ->
 def test_config_yaml_writes_out_every_default(run: transferkit.Run) -> None:
     written = yaml.safe_load((run.dir / "config.yaml").read_text())
     assert FitConfig.from_dict(written) == run.config
-    assert written["train"]["frozen_groups"] == FitConfig().train.frozen_groups
+    assert written["train"]["strategy"] == {"name": "fine-tune", "frozen_groups": 3}  # with its options
 
 
 def test_manifest_records_versions_seed_and_hashes(run: transferkit.Run) -> None:

@@ -1,5 +1,10 @@
 """Typed run configuration: dataclasses with every default written out, YAML in and out, overrides.
 
+Each option is declared once, with `option(default, help, within=...)`: its type (a `Literal` for a
+set of names), its bounds and its help. Validation, the command-line flags (`cli.flags`) and the
+printed config all read that one declaration. A method (strategy, semi-supervised method,
+regularizer) is named by a `MethodSpec` and owns its options: ``train.strategy: {name: lora, rank: 8}``.
+
 A config is validated before any work starts: unknown keys are named with the closest valid key,
 and values of the wrong type say which type was expected.
 """
@@ -14,240 +19,255 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import yaml
 
 from transferkit.errors import ConfigError
+from transferkit.registry import Registry
 
 _T = TypeVar("_T")
+_M = TypeVar("_M")
 
 
-@dataclass
-class ModelConfig:
-    """Step 1: which pretrained model to start from."""
-
-    name: str = "efficientnet_lite0"
-    pretrained: bool = True  # False: random init, for tests and controls
-    arch: str | None = None  # the timm architecture of a `file:` weights file
-    weights: str | None = None  # a local weights file for a timm: or torchvision: architecture
+MethodSpec = str | dict[str, Any]
+"""A method by name (``"lora"``, ``"partial:2"``: its one argument after the colon) or as a mapping of
+its name and options (``{"name": "lora", "rank": 8}``)."""
 
 
-@dataclass
-class DataConfig:
-    """Step 2: which dataset, and how to split it when the source defines no split."""
+@dataclass(frozen=True)
+class Interval:
+    """The numbers an option allows, declared with it and checked in one place (as scikit-learn's
+    ``Interval``); ``closed`` says which ends belong to it."""
 
-    name: str = "elpv"
-    val_fraction: float = 0.1  # carved from train, stratified
-    test_fraction: float = 0.25  # only for sources without a test split of their own
-    split_seed: int = 0  # fixed apart from `seed`, so runs with different seeds share one test set
-    subset: int | None = None  # a stratified random subset of this many images, for quick trials
-    channels: int | None = None  # None: as the source says (3, or 1 for grayscale sets); 4 keeps a 4th band
-    image_column: str | None = None  # hf: datasets: the image column (None: the one Image feature)
-    label_column: str | None = None  # hf: datasets: the label column (None: the one ClassLabel feature)
-    labels_per_class: int | None = None  # keep K labeled train images per class; the rest become unlabeled
-    label_fraction: float | None = None  # or keep this fraction of train labeled, stratified
-    unlabeled: str | None = None  # a folder or manifest of images without labels, added to the unlabeled pool
-    bad_images: str = "skip"  # skip: leave unreadable files out and list them in the report; error: stop
-    cache: bool = True  # keep decoded, resized images on disk between runs (keyed by content + preprocessing)
+    low: float | None = None
+    high: float | None = None
+    closed: Literal["both", "left", "right", "neither"] = "both"
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):  # a huge int is finite, not a float
+            return False
+        low_ok = (
+            self.low is None or value > self.low or (value == self.low and self.closed in ("both", "left"))
+        )
+        high_ok = (
+            self.high is None
+            or value < self.high
+            or (value == self.high and self.closed in ("both", "right"))
+        )
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        if self.high is None:
+            if self.closed in ("both", "left"):
+                return "must be 0 or more" if self.low == 0 else f"must be at least {_number(self.low)}"
+            return "must be positive" if self.low == 0 else f"must be more than {_number(self.low)}"
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        return f"must lie in {left}{_number(self.low)}, {_number(self.high)}{right}"
+
+
+def _number(value: float | None) -> str:
+    # 2**32 reads better than 4.29497e+09
+    if isinstance(value, int) and value >= 2**16 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return f"{value:g}"
+
+
+AT_LEAST_0, AT_LEAST_1, POSITIVE = Interval(0), Interval(1), Interval(0, closed="neither")
+FRACTION = Interval(0, 1, "left")  # [0, 1)
+
+
+def option(
+    default: Any = None, help: str = "", *, within: Interval | None = None, flag: bool | str = False
+) -> Any:
+    """A config field with its help and bounds; `flag` also makes it a shortcut (``fit(epochs=3)``) and
+    a flag of ``transferkit fit`` (``--epochs 3``), under its own name or the name `flag` gives.
+    A list default is copied per instance."""
+    metadata = {"help": help, "within": within, "flag": flag}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+class Section:
+    """A config section: its options are checked against their declared bounds when it is built."""
+
+    key: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        _require(0 <= self.val_fraction < 1, "data.val_fraction", "must lie in [0, 1)", self.val_fraction)
-        _require(0 < self.test_fraction < 1, "data.test_fraction", "must lie in (0, 1)", self.test_fraction)
-        _require(0 <= self.split_seed < 2**32, "data.split_seed", "must lie in [0, 2**32)", self.split_seed)
-        _require(
-            self.subset is None or self.subset > 0, "data.subset", "must be positive or null", self.subset
-        )
-        _require(self.channels in (None, 1, 3, 4), "data.channels", "must be 1, 3, 4 or null", self.channels)
-        _require(
-            self.labels_per_class is None or self.labels_per_class > 0,
-            "data.labels_per_class",
-            "must be positive or null",
-            self.labels_per_class,
-        )
-        _require(
-            self.label_fraction is None or 0 < self.label_fraction <= 1,
-            "data.label_fraction",
-            "must lie in (0, 1] or be null",
-            self.label_fraction,
-        )
+        check_options(self, f"{self.key}." if self.key else "")
+
+
+@dataclass
+class ModelConfig(Section):
+    """Step 1: which pretrained model to start from."""
+
+    key: ClassVar[str] = "model"
+    name: str = option(
+        "efficientnet_lite0",
+        "efficientnet_lite0/1/2 (packaged), timm:, hf:, torchvision:, file:, run: or a folder "
+        "(see: transferkit models)",
+        flag=True,
+    )
+    pretrained: bool = option(True, "False: random init, for tests and controls", flag=True)
+    arch: str | None = option(None, "the timm architecture of a file: weights file, e.g. resnet18", flag=True)
+    weights: str | None = option(None, "a local weights file for a timm: or torchvision: model", flag=True)
+
+
+@dataclass
+class DataConfig(Section):
+    """Step 2: which dataset, and how to split it when the source defines no split."""
+
+    key: ClassVar[str] = "data"
+    name: str = option(
+        "elpv",
+        "elpv, elpv:binary, digits, a folder of class subfolders, a .csv/.jsonl manifest, or hf:<name> / "
+        "a save_to_disk folder",
+        flag=True,
+    )
+    val_fraction: float = option(0.1, "share of train carved out for validation, stratified", within=FRACTION)
+    test_fraction: float = option(
+        0.25, "share held out for test, for sources without a test split", within=Interval(0, 1, "neither")
+    )
+    split_seed: int = option(
+        0,
+        "fixed apart from seed: runs with other seeds share one test set",
+        within=Interval(0, 2**32, "left"),
+    )
+    subset: int | None = option(None, "a stratified random subset of this many images", within=POSITIVE)
+    channels: Literal[1, 3, 4] | None = option(
+        None, "null: as the source says (3, or 1 for grayscale sets); 4 keeps a 4th band", flag=True
+    )
+    image_column: str | None = option(None, "hf: datasets and manifests: the column of images", flag=True)
+    label_column: str | None = option(None, "hf: datasets and manifests: the column of labels", flag=True)
+    labels_per_class: int | None = option(
+        None, "keep K labeled train images per class; the rest become unlabeled", within=POSITIVE, flag=True
+    )
+    label_fraction: float | None = option(
+        None, "keep this fraction of train labeled, stratified", within=Interval(0, 1, "right"), flag=True
+    )
+    unlabeled: str | None = option(None, "folder or manifest of unlabeled images for the pool", flag=True)
+    bad_images: Literal["skip", "error"] = option(
+        "skip", "unreadable files: leave out and list in the report (skip), or stop (error)", flag=True
+    )
+    cache: bool = option(True, "keep decoded, resized images on disk between runs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _require(
             self.labels_per_class is None or self.label_fraction is None,
             "data.labels_per_class",
             "and data.label_fraction exclude each other; set one",
             self.labels_per_class,
         )
-        _require(
-            self.bad_images in ("skip", "error"), "data.bad_images", "must be skip or error", self.bad_images
-        )
 
 
 @dataclass
-class PreprocessConfig:
+class PreprocessConfig(Section):
     """Step 3: input size and augmentation; normalization always comes from the model."""
 
-    image_size: int | None = None  # None: the size the pretrained weights expect
-    augment: str = "auto"  # auto: what the dataset recommends (d4 for ELPV cells), else "light"
-    tta: bool = True  # average predictions over the deterministic transforms of `augment`
-
-    def __post_init__(self) -> None:
-        size = self.image_size
-        _require(size is None or size >= 16, "preprocess.image_size", "must be at least 16 px or null", size)
+    key: ClassVar[str] = "preprocess"
+    image_size: int | None = option(
+        None, "input size in px (null: what the weights expect)", within=Interval(16), flag=True
+    )
+    augment: str = option("auto", "augmentation preset; auto: what the dataset recommends", flag=True)
+    tta: bool = option(True, "average predictions over the deterministic transforms of augment", flag=True)
 
 
 @dataclass
-class TrainConfig:
-    """Step 4: the fine-tuning strategy, its optimisation, and how the run survives interruptions."""
+class TrainConfig(Section):
+    """Step 4: the fine-tuning strategy and its optimisation; each method owns its own options."""
 
-    strategy: str = "fine-tune"  # a registered name; partial:K trains the top K layer groups
-    epochs: int = 7
-    batch_size: int = 16
-    lr: float | str = 3e-4  # peak rate of the top layer group, or "auto": a learning-rate range test
-    lr_decay: float | None = None  # rate factor per layer group below the top; None: the strategy's own
-    frozen_groups: int = 3  # fine-tune: lowest layer groups kept frozen (generic features, no backward)
-    unfreeze_milestones: list[int] | None = None  # gradual: epochs at which the next group thaws
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    label_smoothing: float = 0.1
-    # frozen: every BatchNorm layer keeps its pretrained statistics (the features the head was fitted on);
-    # adapt: the trained ones learn the new data's statistics (always, when model.pretrained is false)
-    batchnorm: str = "frozen"
-    mixup: float = 0.0  # alpha of Beta(alpha, alpha) for mixing image pairs; 0 turns it off
-    cutmix: float = 0.0  # alpha for pasting a box of one image into another; 0 turns it off
-    ema: bool = False  # evaluate an exponential moving average of the weights
-    ema_decay: float = 0.998
-    regularizer: str = "none"  # l2-sp: pull the backbone toward its pretrained weights
-    regularizer_strength: float = 0.01
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    balance: str = (
-        "none"  # weights: class-weighted loss; sampler: class-balanced batches; auto: weights if skewed
+    key: ClassVar[str] = "train"
+    strategy: MethodSpec = option(
+        "fine-tune", "fine-tuning strategy; its options: --set train.strategy.OPTION=VALUE", flag=True
     )
-    semi: str = "none"  # fixmatch or pseudo-label: also learn from the unlabeled pool
-    semi_threshold: float | None = (
-        None  # confidence for a pseudo-label; None: fixmatch 0.95, pseudo-label 0.8
+    epochs: int = option(7, "fine-tuning epochs after the head is fitted", within=AT_LEAST_0, flag=True)
+    batch_size: int = option(16, "images per step", within=AT_LEAST_1, flag=True)
+    lr: float | Literal["auto"] = option(
+        3e-4,
+        "peak rate of the top layer group, or auto: a learning-rate range test",
+        within=POSITIVE,
+        flag=True,
     )
-    semi_ratio: int = 2  # fixmatch: unlabeled images per labeled image in each step
-    semi_weight: float = 1.0  # fixmatch: weight of the unlabeled loss
-    semi_rounds: int = 3  # pseudo-label: self-training rounds on frozen features
-    early_stopping: int | None = None  # epochs without a better validation accuracy before stopping
-    time_budget: float | None = None  # minutes of training; then stop cleanly and keep the best checkpoint
-    accumulate: int = 1  # batches whose gradients add up before each optimizer step
-    precision: str = "32-true"
-    deterministic: bool = False  # deterministic kernels: a resumed run ends with the same weights
-    checkpoint_every: int = 50  # optimizer steps between resume checkpoints (also at every epoch end)
-    devices: int = 1
-    num_nodes: int = 1
-    distributed: str = "ddp"  # how several devices share the work: ddp or fsdp
-    num_workers: int = 0  # the decoded cache lives in memory: worker processes would copy it
-
-    def __post_init__(self) -> None:
-        _require(self.epochs >= 0, "train.epochs", "must be 0 or more", self.epochs)
-        _require(self.batch_size >= 1, "train.batch_size", "must be at least 1", self.batch_size)
-        _require(
-            self.lr == "auto" or (not isinstance(self.lr, str) and 0 < self.lr < math.inf),
-            "train.lr",
-            "must be positive or auto",
-            self.lr,
-        )
-        _require(
-            self.lr_decay is None or 0 < self.lr_decay <= 1,
-            "train.lr_decay",
-            "must lie in (0, 1]",
-            self.lr_decay,
-        )
-        _require(self.frozen_groups >= 0, "train.frozen_groups", "must be 0 or more", self.frozen_groups)
-        _require(self.weight_decay >= 0, "train.weight_decay", "must be 0 or more", self.weight_decay)
-        warmup = self.warmup_fraction
-        _require(0 <= warmup <= 1, "train.warmup_fraction", "must lie in [0, 1]", warmup)
-        smoothing = self.label_smoothing
-        _require(0 <= smoothing < 1, "train.label_smoothing", "must lie in [0, 1)", smoothing)
-        _require(self.num_workers >= 0, "train.num_workers", "must be 0 or more", self.num_workers)
-        _require(
-            self.optimizer in ("adamw", "sgd"), "train.optimizer", "must be adamw or sgd", self.optimizer
-        )
-        _require(self.mixup >= 0, "train.mixup", "must be 0 (off) or a positive alpha", self.mixup)
-        _require(self.cutmix >= 0, "train.cutmix", "must be 0 (off) or a positive alpha", self.cutmix)
-        _require(0 < self.ema_decay < 1, "train.ema_decay", "must lie in (0, 1)", self.ema_decay)
-        _require(
-            self.batchnorm in ("adapt", "frozen"),
-            "train.batchnorm",
-            "must be adapt or frozen",
-            self.batchnorm,
-        )
-        _require(
-            self.regularizer in ("none", "l2-sp"),
-            "train.regularizer",
-            "must be none or l2-sp",
-            self.regularizer,
-        )
-        _require(self.lora_rank >= 1, "train.lora_rank", "must be at least 1", self.lora_rank)
-        _require(
-            self.balance in ("none", "auto", "weights", "sampler"),
-            "train.balance",
-            "must be none, auto, weights or sampler",
-            self.balance,
-        )
-        _require(
-            self.semi in ("none", "fixmatch", "pseudo-label"),
-            "train.semi",
-            "must be none, fixmatch or pseudo-label",
-            self.semi,
-        )
-        threshold = self.semi_threshold
-        _require(
-            threshold is None or 0 < threshold < 1,
-            "train.semi_threshold",
-            "must lie in (0, 1) or be null",
-            threshold,
-        )
-        _require(self.semi_ratio >= 1, "train.semi_ratio", "must be at least 1", self.semi_ratio)
-        _require(self.semi_weight >= 0, "train.semi_weight", "must be 0 or more", self.semi_weight)
-        _require(self.semi_rounds >= 1, "train.semi_rounds", "must be at least 1", self.semi_rounds)
-        _require(
-            self.early_stopping is None or self.early_stopping >= 1,
-            "train.early_stopping",
-            "must be at least 1 epoch or null",
-            self.early_stopping,
-        )
-        _require(
-            self.time_budget is None or self.time_budget > 0,
-            "train.time_budget",
-            "must be positive minutes or null",
-            self.time_budget,
-        )
-        _require(self.accumulate >= 1, "train.accumulate", "must be at least 1", self.accumulate)
-        _require(
-            self.precision in ("32-true", "32", "bf16-mixed", "16-mixed"),
-            "train.precision",
-            "must be 32-true, bf16-mixed or 16-mixed",
-            self.precision,
-        )
-        _require(
-            self.checkpoint_every >= 1, "train.checkpoint_every", "must be at least 1", self.checkpoint_every
-        )
-        _require(self.devices >= 1, "train.devices", "must be at least 1", self.devices)
-        _require(self.num_nodes >= 1, "train.num_nodes", "must be at least 1", self.num_nodes)
-        _require(
-            self.distributed in ("ddp", "fsdp"), "train.distributed", "must be ddp or fsdp", self.distributed
-        )
+    lr_decay: float | None = option(
+        None,
+        "rate factor per layer group below the top (null: the strategy's own)",
+        within=Interval(0, 1, "right"),
+        flag="layer_decay",
+    )
+    optimizer: Literal["adamw", "sgd"] = option("adamw", "AdamW, or SGD with Nesterov momentum", flag=True)
+    weight_decay: float = option(0.01, "decoupled weight decay", within=AT_LEAST_0)
+    warmup_fraction: float = option(0.1, "share of the steps with a linear warm-up", within=Interval(0, 1))
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", within=FRACTION, flag=True)
+    batchnorm: Literal["frozen", "adapt"] = option(
+        "frozen",
+        "BatchNorm statistics: keep the pretrained ones (the features the head was fitted on), or adapt "
+        "them to the new data (always, when model.pretrained is false)",
+        flag=True,
+    )
+    mixup: float = option(
+        0.0, "alpha of Beta(alpha, alpha) for mixing image pairs; 0: off", within=AT_LEAST_0, flag=True
+    )
+    cutmix: float = option(
+        0.0, "alpha for pasting a box of one image into another; 0: off", within=AT_LEAST_0, flag=True
+    )
+    ema: bool = option(False, "evaluate an exponential moving average of the weights", flag=True)
+    ema_decay: float = option(0.998, "decay of the weight average", within=Interval(0, 1, "neither"))
+    regularizer: MethodSpec = option("none", "a regularizer of fine-tuning", flag=True)
+    balance: Literal["none", "auto", "weights", "sampler"] = option(
+        "none", "imbalanced classes: class-weighted loss, class-balanced batches, or auto", flag=True
+    )
+    semi: MethodSpec = option("none", "also learn from the unlabeled pool", flag=True)
+    early_stopping: int | None = option(
+        None, "epochs without a better validation accuracy before stopping", within=AT_LEAST_1, flag=True
+    )
+    time_budget: float | None = option(
+        None,
+        "minutes of training; then stop cleanly and keep the best checkpoint",
+        within=POSITIVE,
+        flag=True,
+    )
+    accumulate: int = option(
+        1, "batches whose gradients add up before each optimizer step", within=AT_LEAST_1, flag=True
+    )
 
 
 @dataclass
-class FitConfig:
+class RuntimeConfig(Section):
+    """Where and how training runs: devices, numeric precision, workers, reproducibility, checkpoints."""
+
+    key: ClassVar[str] = "runtime"
+    devices: int = option(
+        1, "devices per machine (several: distributed training)", within=AT_LEAST_1, flag=True
+    )
+    num_nodes: int = option(1, "machines, under torchrun or SLURM", within=AT_LEAST_1, flag=True)
+    distributed: Literal["ddp", "fsdp"] = option("ddp", "how several devices share the work", flag=True)
+    precision: Literal["32-true", "32", "bf16-mixed", "16-mixed"] = option(
+        "32-true", "numeric precision", flag=True
+    )
+    deterministic: bool = option(
+        False, "deterministic kernels: a resumed run ends with the same weights", flag=True
+    )
+    checkpoint_every: int = option(50, "optimizer steps between resume checkpoints", within=AT_LEAST_1)
+    num_workers: int = option(0, "data loader workers (the decoded images live in memory)", within=AT_LEAST_0)
+
+
+@dataclass
+class FitConfig(Section):
     """Everything `transferkit fit` needs; written to `config.yaml` in the run directory."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0
-    out: str = "runs"
-
-    def __post_init__(self) -> None:
-        # numpy and Lightning's seed_everything take seeds in [0, 2**32) only, and would fail mid-fit.
-        _require(0 <= self.seed < 2**32, "seed", "must lie in [0, 2**32)", self.seed)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # numpy and Lightning's seed_everything take seeds in [0, 2**32) only, and would fail mid-fit.
+    seed: int = option(
+        0, "seed of every random draw of training", within=Interval(0, 2**32, "left"), flag=True
+    )
+    out: str = option("runs", "folder for run directories", flag=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -279,13 +299,80 @@ class FitConfig:
             node = values
             for key in parents:
                 child = node.get(key)
+                if isinstance(child, str) and parents[-1] == key:  # a method by name: add its options
+                    child = node[key] = {"name": child}
                 if not isinstance(child, dict):
                     raise ConfigError(_unknown_key_message(dotted, key, node))
                 node = child
-            if leaf not in node:
+            if leaf not in node and "name" not in node:  # a method checks its own options when built
                 raise ConfigError(_unknown_key_message(dotted, leaf, node))
             node[leaf] = value
         return type(self).from_dict(values)
+
+
+def check_options(options: Any, prefix: str) -> None:
+    """Every numeric option within its declared `Interval`; ``prefix`` names the section in errors."""
+    hints = typing.get_type_hints(type(options))
+    for spec in dataclasses.fields(options):
+        within = spec.metadata.get("within")
+        value = getattr(options, spec.name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if within is not None and number and value not in within:
+            others = [name for name in _names(hints[spec.name]) if name not in ("int", "float")]
+            alternatives = f" or {_listing(others)}" if others else ""
+            raise ConfigError(f"Config key {prefix + spec.name!r} {within}{alternatives}, got {value!r}.")
+
+
+def method_name(spec: MethodSpec) -> str:
+    """The name of the method a spec names: ``"partial"`` for ``"partial:2"`` or ``{"name": "partial"}``."""
+    return split_method(spec, "")[0]
+
+
+def split_method(spec: MethodSpec, key: str) -> tuple[str, dict[str, Any]]:
+    """A method spec as (name, options given); ``"partial:2"`` gives ``("partial", {"": 2})``, the one
+    argument for the method's `argument` option."""
+    if isinstance(spec, str):
+        name, colon, argument = spec.partition(":")
+        return name, ({"": yaml.safe_load(argument)} if colon else {})
+    options = dict(spec)
+    name = options.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"Config key {key!r} must name its method, e.g. {{name: lora, rank: 8}}; got {spec!r}."
+        )
+    return name, options
+
+
+def build_options(cls: type[_T], spec: MethodSpec, key: str, argument: str | None = None) -> _T:
+    """A method's options dataclass from its spec: defaults, then what the spec gives, each checked
+    (type and bounds) as any config key, named ``key.option`` in errors."""
+    name, values = split_method(spec, key)
+    if "" in values:
+        if argument is None:
+            raise ConfigError(f"Config key {key!r}: {name} takes no argument, got {spec!r}.")
+        values[argument] = values.pop("")
+    built = _build(cls, values, prefix=f"{key}.")
+    check_options(built, f"{key}.")
+    return built
+
+
+@dataclass
+class NoOptions:
+    """The options of a method that has none."""
+
+
+def create_method(registry: Registry[type[_M]], spec: MethodSpec, key: str, *args: Any) -> _M:
+    """The registered method that `spec` names, built with `args` and then its options, checked and
+    named ``key.option`` in errors. A method class declares `Options` (a dataclass of `option`s) and
+    `argument` (the option ``name:VALUE`` sets, or None)."""
+    cls: Any = registry.get(split_method(spec, key)[0])
+    return cls(*args, build_options(cls.Options, spec, key, cls.argument))
+
+
+def resolved_spec(name: str, options: Any) -> MethodSpec:
+    """What config.yaml records for a method: its name alone, or its name with every option."""
+    values = dataclasses.asdict(options)
+    return {"name": name, **values} if values else name
 
 
 def _require(condition: bool, key: str, rule: str, value: Any) -> None:
@@ -333,22 +420,57 @@ def _build(cls: type[_T], values: Any, prefix: str) -> _T:
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=key + ".")  # type: ignore[arg-type]
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    allowed = typing.get_args(hint) if union else (hint,)
     if value is None and type(None) in allowed:
         return None
     if str in allowed and isinstance(value, Path):
         return str(value)
     for kind in allowed:
-        if typing.get_origin(kind) is list and isinstance(value, list):
-            return [_coerce(typing.get_args(kind)[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
-        if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
-            # YAML reads 3e-4 (no dot) as a string; OverflowError: an int beyond float's range.
-            with contextlib.suppress(ValueError, OverflowError):
-                return float(value)
-        if _is_plain_instance(value, kind):
-            return value
-    names = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in allowed)
+        coerced = _coerce_to(kind, value, key)
+        if coerced is not _NO_MATCH:
+            return coerced
+    names = _listing([name for kind in allowed for name in _names(kind)])
     raise ConfigError(f"Config key {key!r} must be {names}, got {value!r} ({type(value).__name__}).")
+
+
+_NO_MATCH = object()
+
+
+def _coerce_to(kind: Any, value: Any, key: str) -> Any:
+    """`value` as `kind`, or _NO_MATCH; a bool is neither a number nor a name in a config."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is list and isinstance(value, list):
+        return [_coerce(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if kind is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+        # YAML reads 3e-4 (no dot) as a string; OverflowError: an int beyond float's range.
+        with contextlib.suppress(ValueError, OverflowError):
+            return float(value)
+    matches = {
+        Literal: lambda: value in args and not isinstance(value, bool),
+        dict: lambda: isinstance(value, dict),
+        None: lambda: _is_plain_instance(value, kind),
+    }
+    check = matches.get(origin)
+    return value if check is not None and check() else _NO_MATCH
+
+
+def _names(hint: Any) -> list[str]:
+    """What a type admits, in words: ``int``, ``null``, the names of a Literal, ``a mapping``."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    if union:
+        return [name for kind in typing.get_args(hint) for name in _names(kind)]
+    if hint is type(None):
+        return ["null"]
+    if typing.get_origin(hint) is Literal:
+        return [str(value) for value in typing.get_args(hint)]
+    if typing.get_origin(hint) is dict:
+        return ["a mapping"]
+    return [getattr(hint, "__name__", str(hint))]
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _is_plain_instance(value: Any, kind: Any) -> bool:
@@ -361,47 +483,27 @@ def _is_plain_instance(value: Any, kind: Any) -> bool:
     )
 
 
+def flag_options() -> dict[str, tuple[str, dataclasses.Field[Any]]]:
+    """The options declared with a `flag`: shortcut name -> (dotted key, field). The shortcut is the
+    option's name (``epochs``), the section's name for a section's ``name`` (``model``, ``data``), or the
+    name the declaration gives (``layer_decay``)."""
+    found: dict[str, tuple[str, dataclasses.Field[Any]]] = {}
+    for section in dataclasses.fields(FitConfig):
+        hint = typing.get_type_hints(FitConfig)[section.name]
+        if not dataclasses.is_dataclass(hint):
+            if section.metadata.get("flag"):
+                found[section.name] = (section.name, section)
+            continue
+        for spec in dataclasses.fields(hint):
+            flag = spec.metadata.get("flag")
+            if flag:
+                short = flag if isinstance(flag, str) else section.name if spec.name == "name" else spec.name
+                found[short] = (f"{section.name}.{spec.name}", spec)
+    return found
+
+
 # Keyword arguments of `transferkit.fit` and flags of `transferkit fit`, as dotted config keys.
-SHORTCUTS = {
-    "model": "model.name",
-    "pretrained": "model.pretrained",
-    "arch": "model.arch",
-    "weights": "model.weights",
-    "data": "data.name",
-    "channels": "data.channels",
-    "image_column": "data.image_column",
-    "label_column": "data.label_column",
-    "labels_per_class": "data.labels_per_class",
-    "label_fraction": "data.label_fraction",
-    "unlabeled": "data.unlabeled",
-    "bad_images": "data.bad_images",
-    "image_size": "preprocess.image_size",
-    "augment": "preprocess.augment",
-    "strategy": "train.strategy",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "layer_decay": "train.lr_decay",
-    "regularizer": "train.regularizer",
-    "mixup": "train.mixup",
-    "cutmix": "train.cutmix",
-    "label_smoothing": "train.label_smoothing",
-    "batchnorm": "train.batchnorm",
-    "ema": "train.ema",
-    "precision": "train.precision",
-    "accumulate": "train.accumulate",
-    "optimizer": "train.optimizer",
-    "early_stopping": "train.early_stopping",
-    "semi": "train.semi",
-    "balance": "train.balance",
-    "time_budget": "train.time_budget",
-    "deterministic": "train.deterministic",
-    "devices": "train.devices",
-    "num_nodes": "train.num_nodes",
-    "distributed": "train.distributed",
-    "seed": "seed",
-    "out": "out",
-}
+SHORTCUTS = {short: key for short, (key, _) in flag_options().items()}
 
 
 def resolve_config(config: FitConfig | str | Path | None = None, **options: Any) -> FitConfig:

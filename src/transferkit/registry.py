@@ -41,6 +41,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(self.kind, name, self._entries) from None
 
+    def remove(self, name: str) -> T:
+        """Takes an entry out again (for tests that register a toy one)."""
+        return self._entries.pop(name)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

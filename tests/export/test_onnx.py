@@ -11,9 +11,9 @@ import torch
 
 import transferkit
 from transferkit.errors import ConfigError, ModelError
-from transferkit.export import BundleInfo, Classifier, save_bundle
+from transferkit.export import BundleInfo, Classifier, export_model, save_bundle
 from transferkit.export import onnx as onnx_export
-from transferkit.export.onnx import CheckImages, OnnxPixelModel, ParityError, check_parity, export_model
+from transferkit.export.onnx import CheckImages, OnnxPixelModel, ParityError, check_parity
 from transferkit.models import resolve_model
 
 LABELS = ["cat", "dog", "fox"]

@@ -17,7 +17,7 @@ def test_two_process_ddp_trains_on_shards_and_writes_one_run_directory(
     image_folder: Path, tmp_path: Path
 ) -> None:
     config = tiny_fit_config(image_folder, tmp_path / "runs").with_overrides(
-        {"train.epochs": 2, "train.batch_size": 4, "train.devices": 2, "data.cache": False}
+        {"train.epochs": 2, "train.batch_size": 4, "runtime.devices": 2, "data.cache": False}
     )
     config_file = tmp_path / "config.yaml"
     config_file.write_text(config.to_yaml())

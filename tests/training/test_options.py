@@ -15,6 +15,7 @@ from transferkit.models import resolve_model
 from transferkit.testing import tiny_fit_config
 from transferkit.training.lr_range import suggest_rate
 from transferkit.training.module import TransferModule
+from transferkit.training.regularizers import L2SP, create_regularizer
 from transferkit.training.strategies import create_strategy
 
 
@@ -67,14 +68,19 @@ def test_the_suggested_rate_is_where_the_loss_falls_fastest() -> None:
 def test_l2_sp_pulls_toward_the_pretrained_weights_and_replaces_weight_decay() -> None:
     backbone = resolve_model("timm:test_efficientnet", pretrained=False)
     backbone.reset_head(2)
-    config = TrainConfig(strategy="full", regularizer="l2-sp", weight_decay=0.05)
-    module = TransferModule(backbone, create_strategy(config), config)
-    assert float(module.distance_to_anchor()) == 0.0
+    config = TrainConfig(strategy="full", regularizer={"name": "l2-sp", "strength": 0.5}, weight_decay=0.05)
+    regularizer = create_regularizer(config)
+    module = TransferModule(backbone, create_strategy(config), config, regularizer=regularizer)
+    assert isinstance(regularizer, L2SP) and regularizer.anchor
+    assert float(regularizer.distance(backbone.model)) == 0.0
     with torch.no_grad():
         next(backbone.model.parameters()).add_(1.0)
-    assert float(module.distance_to_anchor()) > 0.0
+    distance = float(regularizer.distance(backbone.model))
+    assert distance > 0.0
+    assert float(module.regularizer.penalty(backbone.model)) == pytest.approx(0.5 / 2 * distance)
     groups = create_strategy(config).param_groups(backbone)
-    assert module.anchor and len(groups) > 1
+    assert len(groups) > 1
+    assert regularizer.decays("head") and not regularizer.decays(groups[0]["name"])
 
 
 @pytest.mark.parametrize(("batchnorm", "statistics_move"), [("adapt", True), ("frozen", False)])

@@ -19,8 +19,8 @@ from transferkit.testing import tiny_fit_config
 OVERRIDES = {
     "train.epochs": 3,
     "train.batch_size": 4,
-    "train.deterministic": True,
-    "train.checkpoint_every": 1,
+    "runtime.deterministic": True,
+    "runtime.checkpoint_every": 1,
     "train.ema": True,
     "preprocess.augment": "light",
     "data.cache": False,
@@ -121,7 +121,7 @@ def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
 
 
 def test_a_pseudo_label_run_resumes_on_the_same_pseudo_labels(config_file: Path, tmp_path: Path) -> None:
-    semi = ["--labels-per-class", "5", "--semi", "pseudo-label", "--set", "train.semi_threshold=0.34"]
+    semi = ["--labels-per-class", "5", "--semi", "pseudo-label", "--set", "train.semi.threshold=0.34"]
     reference = tmp_path / "reference"
     assert _fit("--config", str(config_file), "--out", str(reference), *semi).returncode == 0
     interrupted = tmp_path / "interrupted"

@@ -33,9 +33,10 @@ from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone, resolve_model
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
 from transferkit.training.balance import class_weights, resolve_balance
-from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
+from transferkit.training.loop import TrainingPlan, run_phases
+from transferkit.training.methods import create_methods, with_resolved_methods
 from transferkit.training.module import TransferModule
-from transferkit.training.strategies import create_strategy
+from transferkit.training.semi import SemiMethod
 from transferkit.transforms import augment_presets, create_augmentation
 from transferkit.transforms.augment import identity
 
@@ -98,8 +99,10 @@ def fit(
 
 
 def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: bool) -> Run:
-    # Every name is checked before any work: a typo must not cost a model load.
-    strategy = create_strategy(config.train)
+    # Every name and method option is checked before any work: a typo must not cost a model load.
+    methods = create_methods(config)
+    strategy, semi, regularizer = methods.strategy, methods.semi, methods.regularizer
+    config = with_resolved_methods(config, methods)
     source = load_source(config.data)
     augment_name = resolve_augment_name(config.preprocess.augment, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -114,7 +117,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     source = with_budget_note(source, splits, config.data)
     checks = check_data(source, splits)
     splits = leave_out_bad_images(checks, splits, config.data.bad_images)
-    splits = check_unlabeled_pool(checks, splits, config.train.semi)
+    splits = check_unlabeled_pool(checks, splits, semi)
     paths = start_run_directory(config, source, backbone, paths)
     with paths.lock() if is_main_process() else contextlib.nullcontext(), sharing_run_dir(paths):
         # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
@@ -122,18 +125,20 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
         augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
         cache = DiskCache.default() if config.data.cache else None
-        semi = config.train.semi != "none"
-        data = decode_splits(source, splits, backbone.preprocessing, cache, unlabeled=semi)
+        data = decode_splits(source, splits, backbone.preprocessing, cache, unlabeled=semi.needs_pool)
         # 4. fine-tuning
         counts = class_counts(source, splits)
         train_counts = list(counts["train"].values())
         balance = resolve_balance(config.train.balance, train_counts)
         weights = class_weights(train_counts) if balance == "weights" else None
-        module = TransferModule(backbone, strategy, config.train, config.seed, weights)
-        plan = TrainingPlan(data, augment, paths, balance == "sampler", train_counts, is_main_process())
+        module = TransferModule(
+            backbone, strategy, config.train, config.seed, weights, semi=semi, regularizer=regularizer
+        )
+        sampler = balance == "sampler"
+        plan = TrainingPlan(data, augment, paths, config.runtime, sampler, train_counts, is_main_process())
         training = run_phases(module, plan, resume=resume)
         strategy.finalize(backbone)
-        source = with_semi_note(source, config.train.semi, training)
+        source = with_note(source, semi.note(training.history, training.semi_summary))
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
         # 5. evaluation on the held-out test split, report and export
@@ -207,9 +212,9 @@ def with_budget_note(source: ImageSource, splits: Splits, config: DataConfig) ->
     return replace(source, notes=[*source.notes, note])
 
 
-def check_unlabeled_pool(checks: DataReport, splits: Splits, semi: str) -> Splits:
+def check_unlabeled_pool(checks: DataReport, splits: Splits, semi: SemiMethod) -> Splits:
     """The pool must exist for `--semi`, and never holds copies of validation or test images."""
-    if semi == "none":
+    if not semi.needs_pool:
         return splits
     pool = set(splits.unlabeled)
     copies = {
@@ -226,38 +231,15 @@ def check_unlabeled_pool(checks: DataReport, splits: Splits, semi: str) -> Split
     kept = [i for i in splits.unlabeled if i not in copies]
     if not kept:
         raise ConfigError(
-            f"--semi {semi} learns from unlabeled images, and there are none: give --labels-per-class, "
+            f"--semi {semi.name} learns from unlabeled images, and there are none: give --labels-per-class, "
             "--label-fraction or --unlabeled FOLDER."
         )
     return replace(splits, unlabeled=kept)
 
 
-def with_semi_note(source: ImageSource, semi: str, training: TrainingResult) -> ImageSource:
-    """Says in the report how many pool images got a pseudo-label, and how many of them were right."""
-    if semi == "pseudo-label" and training.pseudo_labels is not None:
-        rounds = training.pseudo_labels.rounds
-        steps = "; ".join(
-            f"round {r['round']}: {r['pseudo_labels']} pseudo-labels"
-            + (f" ({r['pseudo_label_accuracy']:.1%} right)" if r["pseudo_label_accuracy"] is not None else "")
-            + (f", val accuracy {r['val_accuracy']:.1%}" if r["val_accuracy"] is not None else "")
-            for r in rounds
-        )
-        note = f"Pseudo-label self-training on frozen features: {steps}."
-    elif semi == "fixmatch":
-        epochs = [row for row in training.history if row.get("pseudo_labels") is not None]
-        steps = "; ".join(
-            f"epoch {row['epoch']}: {int(row['pseudo_labels'])} targets"
-            + (
-                f" ({row['pseudo_label_accuracy']:.1%} right)"
-                if row.get("pseudo_label_accuracy") is not None
-                else ""
-            )
-            for row in epochs
-        )
-        note = f"FixMatch on the unlabeled pool, confident targets per epoch: {steps}."
-    else:
-        return source
-    return replace(source, notes=[*source.notes, note])
+def with_note(source: ImageSource, note: str | None) -> ImageSource:
+    """The source with one more fact for the report (none when `note` is None)."""
+    return source if note is None else replace(source, notes=[*source.notes, note])
 
 
 def leave_out_bad_images(checks: DataReport, splits: Splits, policy: str) -> Splits:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.config import FitConfig
+from transferkit.config import FitConfig, method_name
 from transferkit.data.cache import SplitImages
 from transferkit.data.checks import DataReport
 from transferkit.data.source import ImageSource
@@ -153,11 +153,11 @@ def write_run_outputs(
         range_test=astuple(training.range_test) if training.range_test else None,
     )
     context = ReportContext(
-        title=f"{config.data.name} · {config.model.name} · {config.train.strategy}",
+        title=f"{config.data.name} · {config.model.name} · {method_name(config.train.strategy)}",
         run_dir=paths.root,
         metrics=metrics,
         data_summary=counts,
-        strategy=config.train.strategy,
+        strategy=method_name(config.train.strategy),
         phases=[asdict(p) for p in phases],
         config=config.to_dict(),
         plots=plots,

@@ -6,17 +6,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli import assess, rank, ship
+from transferkit.cli.flags import add_config_flags
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
 from transferkit.models import resolve_model
 from transferkit.models.summary import SPEC_EXAMPLES, ModelSummary, PackagedRow, packaged_rows, summarize
+from transferkit.registry import Registry
+from transferkit.training.regularizers import regularizers
+from transferkit.training.semi import semi_methods
 from transferkit.training.strategies import strategies
 from transferkit.transforms import augment_presets
 
@@ -36,47 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="With no arguments: EfficientNet-Lite0 (ImageNet) fine-tuned on ELPV solar cells.",
     )
     fit.add_argument("--config", help="YAML config file; flags override it")
-    fit.add_argument(
-        "--data",
-        help="dataset: elpv, elpv:binary, digits, a folder of class subfolders, a .csv/.jsonl manifest, "
-        "or hf:<name> / a save_to_disk folder",
-    )
-    fit.add_argument(
-        "--model",
-        help="model: efficientnet_lite0/1/2 (packaged), timm:, hf:, torchvision:, file:, run: or a folder "
-        "(see: transferkit models)",
-    )
-    fit.add_argument("--arch", help="timm architecture of a file: weights file, e.g. resnet18")
-    fit.add_argument("--weights", help="local weights file for a timm: or torchvision: model (offline)")
-    fit.add_argument("--image-column", help="hf: dataset column holding the images")
-    fit.add_argument("--label-column", help="hf: dataset column holding the labels")
-    fit.add_argument(
-        "--labels-per-class", type=int, help="keep K labeled train images per class (few labels)"
-    )
-    fit.add_argument("--label-fraction", type=float, help="keep this fraction of train labeled, stratified")
-    fit.add_argument("--unlabeled", help="folder or manifest of unlabeled images for the unlabeled pool")
-    fit.add_argument(
-        "--bad-images",
-        choices=("skip", "error"),
-        help="unreadable files: leave out and list (default), or stop",
-    )
-    fit.add_argument("--strategy", help=f"fine-tuning strategy: {', '.join(strategies.names())}")
-    fit.add_argument("--epochs", type=int, help="fine-tuning epochs after the head is fitted")
-    fit.add_argument("--image-size", type=int, help="input size in px (default: what the weights expect)")
-    fit.add_argument("--augment", help=f"augmentation preset: auto, {', '.join(augment_presets.names())}")
-    fit.add_argument("--batch-size", type=int)
-    add_training_flags(fit)
-    fit.add_argument("--seed", type=int)
+    registries: dict[str, Registry[Any]] = {
+        "strategy": strategies,
+        "semi": semi_methods,
+        "regularizer": regularizers,
+        "augment": augment_presets,
+    }
+    add_config_flags(fit, registries)
     fit.add_argument(
         "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"
     )
-    fit.add_argument("--out", help="folder for run directories (default: runs)")
     fit.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any config key, e.g. train.lr_decay=0.5",
+        help="any config key, e.g. train.lr_decay=0.5 or train.strategy.rank=4 (a method's option)",
     )
     fit.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     models = commands.add_parser(
@@ -92,43 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_commands(commands)
     rank.add_commands(commands)
     return parser
-
-
-def add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """Step 4's options: rates, regularization, averaging, stopping, devices."""
-    parser.add_argument("--lr", type=learning_rate, help="learning rate of the top layer group, or auto")
-    parser.add_argument("--layer-decay", type=float, help="rate factor per layer group below the top")
-    parser.add_argument("--optimizer", choices=("adamw", "sgd"))
-    parser.add_argument(
-        "--regularizer", choices=("none", "l2-sp"), help="l2-sp: stay near pretrained weights"
-    )
-    parser.add_argument("--mixup", type=float, metavar="ALPHA", help="mix image pairs (e.g. 0.2)")
-    parser.add_argument("--cutmix", type=float, metavar="ALPHA", help="paste boxes between images (e.g. 1.0)")
-    parser.add_argument("--label-smoothing", type=float)
-    parser.add_argument(
-        "--batchnorm",
-        choices=("adapt", "frozen"),
-        help="BatchNorm statistics: keep the pretrained ones (default) or adapt them to the new data",
-    )
-    parser.add_argument("--ema", action="store_true", default=None, help="evaluate a weight average")
-    parser.add_argument("--precision", help="32-true or bf16-mixed")
-    parser.add_argument("--accumulate", type=int, metavar="N", help="batches per optimizer step")
-    parser.add_argument(
-        "--early-stopping", type=int, metavar="PATIENCE", help="epochs without val improvement"
-    )
-    parser.add_argument(
-        "--balance", choices=("none", "auto", "weights", "sampler"), help="imbalanced classes (default none)"
-    )
-    parser.add_argument(
-        "--time-budget", type=float, metavar="MINUTES", help="stop training cleanly after this"
-    )
-    parser.add_argument(
-        "--semi", choices=("none", "fixmatch", "pseudo-label"), help="also learn from the unlabeled pool"
-    )
-    parser.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels")
-    parser.add_argument("--devices", type=int, help="devices per machine (several: distributed training)")
-    parser.add_argument("--num-nodes", type=int, help="machines, under torchrun or SLURM")
-    parser.add_argument("--distributed", choices=("ddp", "fsdp"))
 
 
 def add_check_data_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -155,10 +97,6 @@ def add_check_data_parser(commands: argparse._SubParsersAction[argparse.Argument
     check.add_argument("--label-column", help="hf: dataset column holding the labels")
 
 
-def learning_rate(text: str) -> float | str:
-    return text if text == "auto" else float(text)
-
-
 def run_fit(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key, None) for key in SHORTCUTS}
     options = {key: value for key, value in flags.items() if value is not None}  # flags given
@@ -167,7 +105,9 @@ def run_fit(args: argparse.Namespace) -> int:
         raise ConfigError("--resume continues a run with its own config.yaml; give no other options.")
     config = resolve_config(args.config, **options) if not args.resume else None
     if args.print_config and config is not None:
-        print(config.to_yaml(), end="")
+        from transferkit.training.methods import with_resolved_methods
+
+        print(with_resolved_methods(config).to_yaml(), end="")
         return 0
     from transferkit.api.fit import fit  # the training stack imports in seconds; only fit needs it
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from transferkit.export.onnx import ExportReport, QuantizationReport
+    from transferkit.export.formats import ExportReport, QuantizationReport
     from transferkit.export.predictor import FilePrediction
 
 console = Console(stderr=True)  # progress, summaries and errors
@@ -58,7 +58,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     export.add_argument("source", metavar="RUN_OR_BUNDLE", help="run directory or bundle folder")
     export.add_argument("--out", help="folder for a complete copy of the bundle (default: the bundle itself)")
-    export.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
+    export.add_argument("--format", default="onnx", help="a registered export format: onnx, safetensors")
     export.add_argument(
         "--quantize", choices=("int8",), help="also write model.int8.onnx (onnxruntime dynamic quantization)"
     )
@@ -146,7 +146,7 @@ def prediction_table(results: Sequence[FilePrediction], top_k: int) -> Table:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from transferkit.export.onnx import export_model
+    from transferkit.export import export_model
 
     report = export_model(args.source, out=args.out, format=args.format, quantize=args.quantize)
     print_export(report)

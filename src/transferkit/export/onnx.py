@@ -16,13 +16,21 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from transferkit.errors import ConfigError, DataError, ModelError, UnknownNameError
+from transferkit.errors import DataError, ModelError, UnknownNameError
+from transferkit.export.formats import (
+    CheckImages,
+    ExportReport,
+    Parity,
+    QuantizationReport,
+    copy_bundle,
+    export_formats,
+    same_folder,
+)
 from transferkit.export.onnx_runtime import (
     INPUT_NAME,
     INT8_FILE,
@@ -33,9 +41,7 @@ from transferkit.export.onnx_runtime import (
 )
 from transferkit.export.predictor import Classifier, load
 from transferkit.files import write_atomic
-from transferkit.models.runs import find_bundle
 
-FORMATS = ("onnx", "safetensors")
 QUANTIZATIONS = ("int8",)
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCH_SIZES = (32, 1)  # batched as predict runs, and single images: the batch axis is dynamic
@@ -48,82 +54,17 @@ class ParityError(ModelError):
     """The ONNX model's probabilities differ from PyTorch's by the tolerance or more."""
 
 
-@dataclass(frozen=True)
-class CheckImages:
-    """Images an export is checked on: uint8 pixels (N, C, H, W), true label indices if known, a note."""
-
-    pixels: torch.Tensor
-    labels: np.ndarray | None
-    description: str
-
-
-@dataclass(frozen=True)
-class Parity:
-    """How far onnxruntime's probabilities are from PyTorch's on `num_images` images."""
-
-    max_abs_difference: float
-    num_images: int
-    batch_sizes: tuple[int, ...]
-    description: str
-
-
-@dataclass(frozen=True)
-class QuantizationReport:
-    """The int8 model against the float one on the same images.
-
-    Attributes:
-        agreement: share of images whose most probable label is the float model's.
-        max_abs_difference: largest absolute probability difference to the float ONNX model.
-        float_accuracy, int8_accuracy: accuracy on the run's test images; None without true labels.
-    """
-
-    path: Path
-    agreement: float
-    max_abs_difference: float
-    float_accuracy: float | None
-    int8_accuracy: float | None
-    float_bytes: int
-    int8_bytes: int
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    """What `export_model` wrote: the output bundle folder, its new files, and the checks."""
-
-    out: Path
-    files: list[Path]
-    parity: Parity | None = None
-    quantization: QuantizationReport | None = None
-
-
-def export_model(
-    source: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
-    format: str = "onnx",
-    quantize: str | None = None,
-) -> ExportReport:
-    """`transferkit export`: copies a bundle, or adds a verified ONNX model (and an int8 one) to it.
-
-    Args:
-        source: a run directory or a bundle folder.
-        out: the folder to write a complete bundle to; by default the ONNX files go into the source's
-            bundle. ``format="safetensors"`` needs it: it copies the bundle there.
-        format: "onnx" or "safetensors".
-        quantize: "int8" also writes ``model.int8.onnx`` (onnxruntime dynamic quantization).
+@export_formats.register("onnx")
+def export_onnx_format(bundle: Path, target: Path, quantize: str | None) -> ExportReport:
+    """Adds a verified ``model.onnx`` (and ``model.int8.onnx`` with `quantize`) to the bundle at `target`.
 
     Raises:
         ParityError: onnxruntime's probabilities differ from PyTorch's by `PARITY_TOLERANCE` or more;
             nothing is written to ``model.onnx`` then.
     """
-    _check_options(format, quantize)
-    bundle = find_bundle(Path(source))
-    target = Path(out) if out is not None else bundle
-    if format == "safetensors" and _same_folder(target, bundle):
-        raise ConfigError(f"--format safetensors copies the bundle {bundle}: give --out DIR, another folder.")
-    skip = () if format == "safetensors" else (ONNX_FILE, INT8_FILE)
-    copied = [] if _same_folder(target, bundle) else copy_bundle(bundle, target, skip)
-    if format == "safetensors":
-        return ExportReport(target, copied)
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise UnknownNameError("quantization", quantize, QUANTIZATIONS)
+    copied = [] if same_folder(target, bundle) else copy_bundle(bundle, target, (ONNX_FILE, INT8_FILE))
     classifier = load(bundle, device="cpu")  # the reference on the CPU: no TF32 convolutions vs onnxruntime
     images = check_images(bundle, classifier)
     target.mkdir(parents=True, exist_ok=True)
@@ -133,12 +74,6 @@ def export_model(
         return ExportReport(target, files, parity)
     quantization = quantize_int8(classifier, target / ONNX_FILE, target / INT8_FILE, images)
     return ExportReport(target, [*files, target / INT8_FILE], parity, quantization)
-
-
-def copy_bundle(bundle: Path, out: Path, skip: Sequence[str] = ()) -> list[Path]:
-    """Copies the bundle's files to `out`, each written atomically; returns the files written."""
-    names = sorted(p.name for p in bundle.iterdir() if p.is_file() and not p.name.startswith("."))
-    return [write_atomic(out / name, (bundle / name).read_bytes()) for name in names if name not in skip]
 
 
 def export_checked(
@@ -311,16 +246,3 @@ def _max_abs_difference(first: np.ndarray, second: np.ndarray) -> float:
 
 def _accuracy(probabilities: np.ndarray, labels: np.ndarray | None) -> float | None:
     return None if labels is None or not len(labels) else float(np.mean(probabilities.argmax(1) == labels))
-
-
-def _check_options(format: str, quantize: str | None) -> None:
-    if format not in FORMATS:
-        raise UnknownNameError("export format", format, FORMATS)
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise UnknownNameError("quantization", quantize, QUANTIZATIONS)
-    if quantize is not None and format != "onnx":
-        raise ConfigError("--quantize int8 quantizes the ONNX model: use it with --format onnx.")
-
-
-def _same_folder(first: Path, second: Path) -> bool:
-    return first.resolve() == second.resolve()

@@ -12,12 +12,14 @@ import io
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
+from transferkit.config import RuntimeConfig
 from transferkit.data.cache import CachedImages, SplitImages
+from transferkit.data.splits import UNLABELED
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.run_dir import RunPaths
@@ -27,14 +29,10 @@ from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
-from transferkit.training.semi.fixmatch import strong_view
-from transferkit.training.semi.pseudo_label import PseudoLabels, label_the_pool
 from transferkit.training.trainer import create_trainer, quiet_lightning
 from transferkit.transforms.augment import AugmentPreset
 
-PSEUDO_LABELS_FILE = "pseudo_labels.json"
-_SAVED_FILES: dict[type, str] = {PseudoLabels: PSEUDO_LABELS_FILE, RangeTest: "lr_range_test.json"}
-_Saved = TypeVar("_Saved", PseudoLabels, RangeTest)
+RANGE_TEST_FILE = "lr_range_test.json"
 
 
 @dataclass
@@ -44,6 +42,7 @@ class TrainingPlan:
     data: dict[str, SplitImages]
     augment: AugmentPreset
     paths: RunPaths
+    runtime: RuntimeConfig
     balanced_sampling: bool = False
     class_counts: list[int] | None = None
     writes: bool = True  # False in the worker processes of a multi-process run
@@ -55,28 +54,22 @@ class TrainingResult:
     pseudo-label rounds and the learning-rate range test, when the run had them."""
 
     history: list[dict[str, Any]]
-    pseudo_labels: PseudoLabels | None = None
+    semi_summary: Any = None  # what the semi-supervised method did before training (pseudo-labels)
     range_test: RangeTest | None = None
 
 
 def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = False) -> TrainingResult:
     """Trains `module` as its strategy says."""
     paths, strategy = plan.paths, module.strategy
+    # a run that saved its pseudo-labels trains (or reads back) the very same ones
+    plan.data, semi_summary = module.semi.pseudo_label(
+        module.backbone, module.normalize, plan.data, paths.root, save=plan.writes
+    )
     if resume and paths.trained_weights.exists():
         module.model.load_state_dict(torch.load(paths.trained_weights, weights_only=True))
-        return TrainingResult(read_history(paths), _saved(PseudoLabels, paths), _saved(RangeTest, paths))
+        return TrainingResult(read_history(paths), semi_summary, _saved_range_test(paths))
     history: list[dict[str, Any]] = []
-    pseudo_labels = None
     resuming = resume and paths.last_checkpoint.exists()
-    if module.config.semi == "pseudo-label":
-        plan.data, pseudo_labels = label_the_pool(
-            module.backbone,
-            module.normalize,
-            plan.data,
-            module.config,
-            paths.root / PSEUDO_LABELS_FILE,
-            save=plan.writes,
-        )
     if not resuming:
         summary = strategy.prepare(module.backbone, module.normalize, plan.data["train"], plan.data["val"])
         history.append({"epoch": 0, "phase": strategy.phases()[0].name, **summary})
@@ -88,13 +81,13 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
         range_test = train_epochs(module, plan, history, resuming)
     if plan.writes:
         save_trained_weights(module, paths)
-    return TrainingResult(history, pseudo_labels, range_test)
+    return TrainingResult(history, semi_summary, range_test)
 
 
-def _saved(kind: type[_Saved], paths: RunPaths) -> _Saved | None:
-    """A pseudo-label selection or range test that a run saved for its resumption, if it has one."""
-    path = paths.root / _SAVED_FILES[kind]
-    return kind.from_dict(json.loads(path.read_text())) if path.exists() else None
+def _saved_range_test(paths: RunPaths) -> RangeTest | None:
+    """The range test a run saved, so that a resumed run trains at the same rate."""
+    path = paths.root / RANGE_TEST_FILE
+    return RangeTest.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def train_epochs(
@@ -107,16 +100,15 @@ def train_epochs(
         range_test = automatic_rate(module, plan.data["train"], plan.paths, save=plan.writes)
         module.strategy.lr = range_test.suggestion
     module.augment = plan.augment.train
-    if config.semi == "fixmatch":
-        module.pool = plan.data["unlabeled"]
-        module.strong = strong_view(module.augment)
+    if module.semi.needs_pool:
+        module.semi.attach(plan.data[UNLABELED], module.augment)
     # Several processes: DDP registers what requires gradients when it wraps the model, so everything
     # that trains in some epoch must require them now; what is frozen in a given epoch is "unused".
     ever_trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
     for param in module.model.parameters():
         param.requires_grad_(id(param) in ever_trained)
     uncached = contextlib.nullcontext(plan.data)
-    cacheable = module.augment is None and module.pool is None  # FixMatch runs the pool through it all
+    cacheable = module.augment is None and not module.semi.trains_on_pool_each_step
     with cached_prefix(module, plan.data) if cacheable else uncached as data, quiet_lightning():
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0
@@ -131,6 +123,7 @@ def train_epochs(
         )
         trainer = create_trainer(
             config,
+            plan.runtime,
             plan.paths,
             history=history,
             phase=module.strategy.phases()[-1].name,
@@ -141,12 +134,12 @@ def train_epochs(
         train_loader = DataLoader(
             CachedImages(train.images, train.labels.tolist()),
             batch_sampler=sampler,
-            num_workers=config.num_workers,
+            num_workers=plan.runtime.num_workers,
         )
         val_loader = DataLoader(
             CachedImages(val.images, val.labels.tolist()),
             batch_size=config.batch_size * 2,
-            num_workers=config.num_workers,
+            num_workers=plan.runtime.num_workers,
         )
         trainer.fit(
             module,
@@ -171,7 +164,7 @@ def keep_final_weights(module: TransferModule, trainer: Any, paths: RunPaths) ->
 
 def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths, *, save: bool) -> RangeTest:
     """The range test, run once per run directory (a resumed run reads it back)."""
-    saved = _saved(RangeTest, paths)
+    saved = _saved_range_test(paths)
     if saved is not None:
         return saved
     generator = torch.Generator().manual_seed(module.seed)
@@ -179,7 +172,7 @@ def automatic_rate(module: TransferModule, train: SplitImages, paths: RunPaths, 
     loader = DataLoader(images, batch_size=module.config.batch_size, shuffle=True, generator=generator)
     result = lr_range_test(module, loader)
     if save:
-        write_json(paths.root / _SAVED_FILES[RangeTest], result.to_dict())
+        write_json(paths.root / RANGE_TEST_FILE, result.to_dict())
     return result
 
 

@@ -12,17 +12,17 @@ from torch import nn
 from torchvision.transforms import v2
 
 from transferkit.config import TrainConfig
-from transferkit.data.cache import SplitImages
 from transferkit.errors import RunError
 from transferkit.models.backbone import Backbone
 from transferkit.training.inference import run_batched
-from transferkit.training.semi.fixmatch import Consistency, consistency_loss, strong_view
+from transferkit.training.regularizers import Regularizer
+from transferkit.training.semi.base import SemiMethod
+from transferkit.training.semi.consistency import Consistency
 from transferkit.training.strategies.base import FinetuneStrategy
 from transferkit.transforms import Normalize
 from transferkit.transforms.augment import ImageTransform
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-FIXMATCH_THRESHOLD = 0.95  # Sohn et al.'s confidence for turning a prediction into a target
 
 
 class TransferModule(L.LightningModule):
@@ -37,6 +37,8 @@ class TransferModule(L.LightningModule):
         config: the optimisation settings.
         seed: the run's seed.
         class_weights: per-class loss weights for imbalanced data, or None.
+        semi: what each step learns from the unlabeled pool (the base class: nothing).
+        regularizer: what each step adds to the loss (the base class: nothing).
     """
 
     def __init__(
@@ -46,6 +48,9 @@ class TransferModule(L.LightningModule):
         config: TrainConfig,
         seed: int = 0,
         class_weights: torch.Tensor | None = None,
+        *,
+        semi: SemiMethod | None = None,
+        regularizer: Regularizer | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -55,19 +60,13 @@ class TransferModule(L.LightningModule):
         self.config = config
         self.seed = seed
         self.augment: ImageTransform | None = None  # per image, uint8 in and out; set by the loop
-        self.pool: SplitImages | None = None  # FixMatch's unlabeled images; set by the loop
-        self.strong: ImageTransform = strong_view(None)
+        self.semi = semi or SemiMethod()
+        self.regularizer = regularizer or Regularizer()
+        self.regularizer.bind(self.model, backbone.head())
         self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
         self.mix = batch_mixing(config, int(backbone.head().out_features))  # type: ignore[arg-type]
         self._trainable_epoch: int | None = None
-        self.consistency: Consistency | None = None  # FixMatch's figures for the last step
-        # L2-SP's anchor: the pretrained weights, outside the state dict so checkpoints stay small
-        head = {id(p) for p in backbone.head().parameters()}
-        self.anchor = {
-            name: p.detach().clone()
-            for name, p in self.model.named_parameters()
-            if config.regularizer == "l2-sp" and id(p) not in head
-        }
+        self.consistency: Consistency | None = None  # the pool's figures for the last step
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(images))
@@ -106,31 +105,13 @@ class TransferModule(L.LightningModule):
         if self.mix is not None:
             inputs, targets = self.mix(inputs, labels)
         loss = self.criterion(self.model(inputs), targets)
-        if self.anchor:
-            loss = loss + self.config.regularizer_strength / 2 * self.distance_to_anchor()
-        if self.pool is not None:
-            self.consistency = consistency_loss(
-                self.model,
-                self.normalize,
-                self.pool.images,
-                self.pool.labels,
-                count=self.config.semi_ratio * len(images),
-                weak=self.augment,
-                strong=self.strong,
-                threshold=self.config.semi_threshold or FIXMATCH_THRESHOLD,
-            )
-            loss = loss + self.config.semi_weight * self.consistency.loss
+        penalty = self.regularizer.penalty(self.model)
+        if penalty is not None:
+            loss = loss + penalty
+        self.consistency = self.semi.step_loss(self.model, self.normalize, len(images))
+        if self.consistency is not None:
+            loss = loss + self.consistency.loss
         return loss
-
-    def distance_to_anchor(self) -> torch.Tensor:
-        """Squared distance of the trainable backbone weights to the pretrained ones (L2-SP)."""
-        named = dict(self.model.named_parameters())
-        total = torch.zeros((), device=self.device)
-        for name, start in self.anchor.items():
-            param = named[name]
-            if param.requires_grad:
-                total = total + (param - start.to(param.device)).square().sum()
-        return total
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, labels = batch
@@ -142,8 +123,7 @@ class TransferModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         groups = self.strategy.param_groups(self.backbone)
         for group in groups:
-            # L2-SP replaces weight decay on the backbone: decay would pull toward zero, not the start
-            decays = not self.anchor or group.get("name") == "head"
+            decays = self.regularizer.decays(group.get("name", ""))
             group["weight_decay"] = self.config.weight_decay if decays else 0.0
         optimizer: torch.optim.Optimizer
         if self.config.optimizer == "sgd":

@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 
-from transferkit.config import TrainConfig
+from transferkit.config import RuntimeConfig, TrainConfig
 from transferkit.run_dir import RunPaths
 from transferkit.training.callbacks import (
     AtomicCheckpointIO,
@@ -27,6 +27,7 @@ from transferkit.training.data_order import SeededBatchSampler
 
 def create_trainer(
     config: TrainConfig,
+    runtime: RuntimeConfig,
     paths: RunPaths,
     *,
     history: list[dict[str, Any]],
@@ -42,7 +43,7 @@ def create_trainer(
     callbacks += [
         EpochHistory(paths.history, history, phase),
         PhaseProgressBar(phase),
-        ResumePoints(paths.last_checkpoint, config.checkpoint_every, sampler),
+        ResumePoints(paths.last_checkpoint, runtime.checkpoint_every, sampler),
         StopOnSignal(paths.last_checkpoint, paths.root),
     ]
     if has_val:
@@ -59,16 +60,16 @@ def create_trainer(
         callbacks.append(EarlyStopping("val_accuracy", patience=config.early_stopping, mode="max"))
     if config.time_budget:
         callbacks.append(Timer(dt.timedelta(minutes=config.time_budget), interval="step", verbose=False))
-    distributed = config.devices > 1 or config.num_nodes > 1
+    distributed = runtime.devices > 1 or runtime.num_nodes > 1
     return L.Trainer(
         max_epochs=epochs,
         accelerator="auto",
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=distributed_strategy(config) if distributed else "auto",
-        precision=config.precision,  # type: ignore[arg-type]
+        devices=runtime.devices,
+        num_nodes=runtime.num_nodes,
+        strategy=distributed_strategy(runtime) if distributed else "auto",
+        precision=runtime.precision,
         accumulate_grad_batches=config.accumulate,
-        deterministic=config.deterministic or None,
+        deterministic=runtime.deterministic or None,
         logger=False,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
@@ -81,9 +82,9 @@ def create_trainer(
     )
 
 
-def distributed_strategy(config: TrainConfig) -> str:
+def distributed_strategy(runtime: RuntimeConfig) -> str:
     """Lightning's strategy name: frozen layer groups (and gradual unfreezing) leave parameters unused."""
-    return "ddp_find_unused_parameters_true" if config.distributed == "ddp" else config.distributed
+    return "ddp_find_unused_parameters_true" if runtime.distributed == "ddp" else runtime.distributed
 
 
 @contextlib.contextmanager

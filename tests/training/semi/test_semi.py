@@ -16,7 +16,8 @@ from transferkit.data.checks import check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
-from transferkit.training.semi.fixmatch import consistency_loss
+from transferkit.training.semi import FixMatch
+from transferkit.training.semi.consistency import consistency_loss
 from transferkit.training.semi.pseudo_label import select, self_train
 
 
@@ -84,7 +85,7 @@ def test_the_pool_never_holds_copies_of_validation_or_test_images(
     config = DataConfig(name=str(image_folder), unlabeled=str(pool_with_copies), val_fraction=0.2)
     source = load_source(config)
     splits = split_with_budget(source, config)
-    pool = check_unlabeled_pool(check_data(source, splits), splits, "fixmatch").unlabeled
+    pool = check_unlabeled_pool(check_data(source, splits), splits, FixMatch()).unlabeled
     held_out = {Path(source.records[i].path).name for i in splits.val + splits.test}
     in_pool = {Path(source.records[i].path).name for i in pool}
     assert in_pool and not in_pool & held_out
@@ -102,7 +103,7 @@ def test_a_semi_supervised_fit_reports_its_pseudo_labels(
     semi: str, image_folder: Path, tmp_path: Path
 ) -> None:
     config = tiny_fit_config(image_folder, tmp_path).with_overrides(
-        {"train.semi": semi, "data.labels_per_class": 5, "train.semi_threshold": 0.34}
+        {"train.semi": semi, "data.labels_per_class": 5, "train.semi.threshold": 0.34}
     )
     run = transferkit.fit(config)
     report = (run.dir / "report.md").read_text()

@@ -50,7 +50,7 @@ def _trainable(groups: list[list[torch.nn.Parameter]]) -> list[bool]:
 
 
 def test_fine_tune_freezes_the_lowest_groups_and_rates_decay_upwards(tiny) -> None:
-    config = TrainConfig(strategy="fine-tune", frozen_groups=2, lr=1e-3, lr_decay=0.5)
+    config = TrainConfig(strategy={"name": "fine-tune", "frozen_groups": 2}, lr=1e-3, lr_decay=0.5)
     strategy = create_strategy(config)
     summary = strategy.prepare(tiny, Normalize(tiny.preprocessing), *_splits())
     strategy.set_trainable(tiny, epoch=0)
@@ -91,9 +91,19 @@ def test_partial_trains_only_the_top_k_groups_and_the_head(tiny) -> None:
     assert len(strategy.param_groups(tiny)) == 3
 
 
-@pytest.mark.parametrize("spec", ["partial", "partial:x", "partial:0"])
-def test_partial_without_a_group_count_is_refused_with_an_example(spec: str) -> None:
-    with pytest.raises(ConfigError, match="partial:2"):
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("partial", "e.g. partial:2"),
+        ("partial:x", r"'train\.strategy\.groups' must be int or null, got 'x'"),
+        ("partial:0", r"'train\.strategy\.groups' must be at least 1 or null, got 0"),
+        ({"name": "partial", "groups": 0}, r"'train\.strategy\.groups' must be at least 1"),
+        ("fine-tune:2", r"'train\.strategy': fine-tune takes no argument"),
+        ({"name": "lora", "rnak": 2}, r"Unknown config key 'train\.strategy\.rnak'\. Did you mean 'rank'"),
+    ],
+)
+def test_a_bad_strategy_option_is_refused_naming_the_key(spec: str | dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
         create_strategy(TrainConfig(strategy=spec))
 
 
@@ -114,7 +124,7 @@ def test_gradual_thaws_one_more_group_per_epoch_or_at_milestones(tiny) -> None:
     assert all(_trainable(tiny.layer_groups()))
     # every group that will ever train has its rate from the first step (the optimizer never changes)
     assert len(strategy.param_groups(tiny)) == total
-    milestones = create_strategy(TrainConfig(strategy="gradual", unfreeze_milestones=[2, 4]))
+    milestones = create_strategy(TrainConfig(strategy={"name": "gradual", "unfreeze_milestones": [2, 4]}))
     assert [milestones.thawed_groups(total, e) for e in range(6)] == [2, 2, 3, 3, 4, 4]
 
 
@@ -123,7 +133,7 @@ def test_lora_starts_at_the_pretrained_function_and_merges_into_plain_weights(ti
     tiny.model.eval()
     before = tiny.model(images)
     keys = set(tiny.model.state_dict())
-    strategy = create_strategy(TrainConfig(strategy="lora", lora_rank=2))
+    strategy = create_strategy(TrainConfig(strategy={"name": "lora", "rank": 2}))
     strategy.adapt(tiny)
     assert torch.allclose(tiny.model(images), before, atol=1e-6)  # B = 0 at the start
     strategy.set_trainable(tiny, epoch=0)
@@ -188,6 +198,6 @@ def test_every_strategy_declares_its_phases() -> None:
 
 
 def test_freezing_every_group_is_refused_by_name(tiny) -> None:
-    strategy = create_strategy(TrainConfig(strategy="fine-tune", frozen_groups=99))
-    with pytest.raises(ConfigError, match=r"train\.frozen_groups=99"):
+    strategy = create_strategy(TrainConfig(strategy={"name": "fine-tune", "frozen_groups": 99}))
+    with pytest.raises(ConfigError, match=r"train\.strategy\.frozen_groups=99"):
         strategy.adapt(tiny)

@@ -1,6 +1,15 @@
-"""Learning from the unlabeled pool: FixMatch consistency and pseudo-label self-training."""
+"""Learning from the unlabeled pool: semi-supervised methods, registered by name (`semi_methods`)."""
 
-from transferkit.training.semi.fixmatch import Consistency
-from transferkit.training.semi.pseudo_label import PseudoLabels, self_train
+from transferkit.training.semi.base import SemiMethod, create_semi_method, semi_methods
+from transferkit.training.semi.fixmatch import FixMatch
+from transferkit.training.semi.pseudo_label import PseudoLabel, PseudoLabels, self_train
 
-__all__ = ["Consistency", "PseudoLabels", "self_train"]
+__all__ = [
+    "FixMatch",
+    "PseudoLabel",
+    "PseudoLabels",
+    "SemiMethod",
+    "create_semi_method",
+    "self_train",
+    "semi_methods",
+]

@@ -1,15 +1,18 @@
-"""FixMatch (Sohn et al., NeurIPS 2020): a confident prediction on a weakly augmented unlabeled image
-becomes the target for a strongly augmented view of the same image."""
+"""FixMatch (Sohn et al., NeurIPS 2020) as a semi-supervised method: the consistency term on the pool
+at every training step."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from transferkit.config import AT_LEAST_0, AT_LEAST_1, Interval, option
+from transferkit.data.cache import SplitImages
+from transferkit.training.semi.base import SemiMethod, semi_methods
+from transferkit.training.semi.consistency import Consistency, consistency_loss
 from transferkit.transforms.augment import ImageTransform
 
 
@@ -19,42 +22,61 @@ def strong_view(weak: ImageTransform | None) -> ImageTransform:
     return v2.Compose([*steps, v2.TrivialAugmentWide(), v2.RandomErasing(p=0.5, value=0)])
 
 
-@dataclass
-class Consistency:
-    """What one step adds for the pool: the masked loss, and how many targets were used and right."""
+@semi_methods.register("fixmatch")
+class FixMatch(SemiMethod):
+    """FixMatch: each training step adds the consistency loss on `ratio` pool images per labeled one,
+    counting only targets predicted with at least `threshold` confidence (Sohn et al., NeurIPS 2020).
 
-    loss: torch.Tensor
-    used: int
-    correct: int  # among used targets whose true label is known (a label budget hid it)
-    known: int
+    Objective per step: ``L = CE(labeled) + weight * mean_u 1[max p(weak u) >= threshold] *
+    CE(strong u, argmax p(weak u))``.
+    """
 
+    @dataclass
+    class Options:
+        threshold: float = option(
+            0.95, "confidence for a prediction to become a target", within=Interval(0, 1, "neither")
+        )
+        ratio: int = option(2, "unlabeled images per labeled image in each step", within=AT_LEAST_1)
+        weight: float = option(1.0, "weight of the unlabeled loss", within=AT_LEAST_0)
 
-def consistency_loss(
-    model: nn.Module,
-    normalize: nn.Module,
-    pool: torch.Tensor,
-    pool_labels: torch.Tensor,
-    *,
-    count: int,
-    weak: ImageTransform | None,
-    strong: ImageTransform,
-    threshold: float,
-) -> Consistency:
-    """FixMatch's unlabeled term on `count` pool images drawn with the current random state."""
-    drawn = torch.randint(len(pool), (count,))
-    images = pool[drawn]
-    weak_images = torch.stack([weak(image) for image in images]) if weak is not None else images
-    strong_images = torch.stack([strong(image) for image in images])
-    with torch.no_grad():
-        confidence, targets = model(normalize(weak_images)).softmax(1).max(1)
-    mask = (confidence >= threshold).float()
-    per_image = F.cross_entropy(model(normalize(strong_images)), targets, reduction="none")
-    truth = pool_labels[drawn].to(targets.device)
-    used = mask.bool()
-    known = used & (truth >= 0)
-    return Consistency(
-        loss=(per_image * mask).mean(),
-        used=int(used.sum()),
-        correct=int((targets[known] == truth[known]).sum()),
-        known=int(known.sum()),
-    )
+    name = "fixmatch"
+    needs_pool = True
+    trains_on_pool_each_step = True
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.pool: SplitImages | None = None
+        self.weak: ImageTransform | None = None
+        self.strong: ImageTransform = strong_view(None)
+
+    def attach(self, pool: SplitImages, weak: ImageTransform | None) -> None:
+        self.pool, self.weak, self.strong = pool, weak, strong_view(weak)
+
+    def step_loss(self, model: nn.Module, normalize: nn.Module, batch_size: int) -> Consistency | None:
+        if self.pool is None:
+            return None
+        consistency = consistency_loss(
+            model,
+            normalize,
+            self.pool.images,
+            self.pool.labels,
+            count=self.options.ratio * batch_size,
+            weak=self.weak,
+            strong=self.strong,
+            threshold=self.options.threshold,
+        )
+        consistency.loss = self.options.weight * consistency.loss
+        return consistency
+
+    def note(self, history: list[dict[str, Any]], summary: Any) -> str | None:
+        epochs = [row for row in history if row.get("pseudo_labels") is not None]
+        steps = "; ".join(
+            f"epoch {row['epoch']}: {int(row['pseudo_labels'])} targets"
+            + (
+                f" ({row['pseudo_label_accuracy']:.1%} right)"
+                if row.get("pseudo_label_accuracy") is not None
+                else ""
+            )
+            for row in epochs
+        )
+        return f"FixMatch on the unlabeled pool, confident targets per epoch: {steps}."

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferkit.config import TrainConfig
+from transferkit.config import AT_LEAST_1, Interval, option
 from transferkit.data.cache import SplitImages
 from transferkit.data.splits import UNLABELED
 from transferkit.faults import kill_point
@@ -25,9 +25,43 @@ from transferkit.files import write_json
 from transferkit.models.backbone import Backbone
 from transferkit.progress import progress_task
 from transferkit.training.features import extract_features, fit_linear_head
+from transferkit.training.semi.base import SemiMethod, Splits, semi_methods
 
 L2 = 1e-3
-PSEUDO_LABEL_THRESHOLD = 0.8  # linear heads on frozen features are less confident than fine-tuned nets
+
+
+@semi_methods.register("pseudo-label")
+class PseudoLabel(SemiMethod):
+    """Self-training rounds on frozen features before training; the confident, class-balanced
+    pseudo-labels join the training set of whatever strategy follows."""
+
+    @dataclass
+    class Options:
+        # linear heads on frozen features are less confident than fine-tuned networks: 0.8, not 0.95
+        threshold: float = option(
+            0.8, "confidence for a pool image to get a pseudo-label", within=Interval(0, 1, "neither")
+        )
+        rounds: int = option(3, "self-training rounds on frozen features", within=AT_LEAST_1)
+
+    name = "pseudo-label"
+    needs_pool = True
+
+    def pseudo_label(
+        self, backbone: Backbone, normalize: nn.Module, data: Splits, run_dir: Path, *, save: bool
+    ) -> tuple[Splits, PseudoLabels]:
+        saved = run_dir / "pseudo_labels.json"
+        return label_the_pool(backbone, normalize, data, self.options, saved, save=save)
+
+    def note(self, history: list[dict[str, Any]], summary: Any) -> str | None:
+        if summary is None:
+            return None
+        steps = "; ".join(
+            f"round {r['round']}: {r['pseudo_labels']} pseudo-labels"
+            + (f" ({r['pseudo_label_accuracy']:.1%} right)" if r["pseudo_label_accuracy"] is not None else "")
+            + (f", val accuracy {r['val_accuracy']:.1%}" if r["val_accuracy"] is not None else "")
+            for r in summary.rounds
+        )
+        return f"Pseudo-label self-training on frozen features: {steps}."
 
 
 @dataclass
@@ -110,7 +144,7 @@ def label_the_pool(
     backbone: Backbone,
     normalize: nn.Module,
     data: dict[str, SplitImages],
-    config: TrainConfig,
+    options: PseudoLabel.Options,
     saved: Path,
     *,
     save: bool = True,
@@ -131,8 +165,8 @@ def label_the_pool(
             (features["val"], data["val"].labels),
             (features[UNLABELED], pool.labels),
             num_classes=int(backbone.head().out_features),  # type: ignore[arg-type]
-            rounds=config.semi_rounds,
-            threshold=config.semi_threshold or PSEUDO_LABEL_THRESHOLD,
+            rounds=options.rounds,
+            threshold=options.threshold,
         )
         if save:
             write_json(saved, labels.to_dict())

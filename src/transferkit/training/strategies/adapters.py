@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from transferkit.config import AT_LEAST_1, POSITIVE, option
 from transferkit.models.backbone import Backbone
 from transferkit.training.strategies.base import FinetuneStrategy, Phase, freeze_all_but, strategies
 
@@ -46,10 +48,15 @@ def adapted_layers(backbone: Backbone) -> list[nn.Module]:
 class LoRA(FinetuneStrategy):
     """Low-rank updates on every dense layer of the backbone; merged into the weights before export."""
 
+    @dataclass
+    class Options:
+        rank: int = option(8, "rank of each low-rank update", within=AT_LEAST_1)
+        alpha: float = option(16.0, "scale of the updates: alpha / rank", within=POSITIVE)
+
     name = "lora"
 
     def phases(self) -> list[Phase]:
-        rank = f"rank {self.config.lora_rank}, alpha {self.config.lora_alpha:g}"
+        rank = f"rank {self.options.rank}, alpha {self.options.alpha:g}"
         return [
             *super().phases(),
             Phase("lora", self.config.epochs, f"LoRA adapters ({rank}), lr {self.config.lr}"),
@@ -59,7 +66,7 @@ class LoRA(FinetuneStrategy):
         for layer in adapted_layers(backbone):
             weight = layer.weight
             assert isinstance(weight, torch.Tensor)
-            update = LowRankUpdate(weight, self.config.lora_rank, self.config.lora_alpha)
+            update = LowRankUpdate(weight, self.options.rank, self.options.alpha)
             parametrize.register_parametrization(layer, "weight", update)
 
     def _trainable(self, backbone: Backbone) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
-from transferkit.config import TrainConfig
+from transferkit.config import MethodSpec, NoOptions, TrainConfig, create_method, resolved_spec
 from transferkit.data.cache import SplitImages
-from transferkit.errors import ConfigError
 from transferkit.models.backbone import Backbone
 from transferkit.registry import Registry
 from transferkit.training.head import fit_head
@@ -42,14 +41,19 @@ class FinetuneStrategy:
     """
 
     name = "base"
+    Options: ClassVar[type] = NoOptions  # the strategy's own options, a dataclass of config `option`s
+    argument: ClassVar[str | None] = None  # the option that ``name:VALUE`` sets (``partial:2``)
     default_lr_decay = 1.0
     fits_head_first = True  # a linear probe on frozen features before any gradient step
 
-    def __init__(self, config: TrainConfig, argument: str | None = None) -> None:
-        if argument is not None:
-            raise ConfigError(f"Strategy {self.name!r} takes no argument; got {self.name}:{argument}.")
+    def __init__(self, config: TrainConfig, options: Any = None) -> None:
         self.config = config
+        self.options = options if options is not None else self.Options()
         self.lr = float(config.lr) if config.lr != "auto" else float("nan")  # "auto": set by the range test
+
+    def spec(self) -> MethodSpec:
+        """The strategy with every option, as config.yaml records it."""
+        return resolved_spec(self.name, self.options)
 
     @property
     def lr_decay(self) -> float:
@@ -116,6 +120,5 @@ strategies: Registry[type[FinetuneStrategy]] = Registry("strategy")
 
 
 def create_strategy(config: TrainConfig) -> FinetuneStrategy:
-    """The strategy a config names; ``partial:4`` passes ``"4"`` to the partial strategy."""
-    name, _, argument = config.strategy.partition(":")
-    return strategies.get(name)(config, argument or None)
+    """The strategy ``train.strategy`` names, with its options checked."""
+    return create_method(strategies, config.strategy, "train.strategy", config)

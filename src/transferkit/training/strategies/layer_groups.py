@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from transferkit.config import TrainConfig
+from dataclasses import dataclass
+from typing import Any
+
+from transferkit.config import AT_LEAST_0, AT_LEAST_1, TrainConfig, option
 from transferkit.errors import ConfigError
 from transferkit.models.backbone import Backbone
 from transferkit.training.strategies.base import FinetuneStrategy, Phase, strategies
@@ -23,24 +26,30 @@ class FineTune(FinetuneStrategy):
     freezing them also skips their backward pass, the most expensive one at full resolution.
     """
 
+    @dataclass
+    class Options:
+        frozen_groups: int = option(
+            3, "lowest layer groups kept frozen (generic features, no backward pass)", within=AT_LEAST_0
+        )
+
     name = "fine-tune"
     default_lr_decay = 0.8
 
     def phases(self) -> list[Phase]:
-        frozen = f"the lowest {self.config.frozen_groups} layer groups frozen"
+        frozen = f"the lowest {self.options.frozen_groups} layer groups frozen"
         return [*super().phases(), Phase("fine-tune", self.config.epochs, f"{_rates(self)}, {frozen}")]
 
     def adapt(self, backbone: Backbone) -> None:
         groups = len(backbone.layer_groups())
-        if self.config.frozen_groups >= groups - 1:
+        if self.options.frozen_groups >= groups - 1:
             raise ConfigError(
-                f"train.frozen_groups={self.config.frozen_groups} would freeze every layer group of "
-                f"{backbone.spec} ({groups - 1} below the head); use at most {groups - 2}, "
+                f"train.strategy.frozen_groups={self.options.frozen_groups} would freeze every layer "
+                f"group of {backbone.spec} ({groups - 1} below the head); use at most {groups - 2}, "
                 "or the linear-probe strategy."
             )
 
     def thawed_groups(self, total: int, epoch: int) -> int:
-        return total - self.config.frozen_groups
+        return total - self.options.frozen_groups
 
 
 @strategies.register("lp-ft")
@@ -53,8 +62,8 @@ class LinearProbeThenFineTune(FinetuneStrategy):
 
     name = "lp-ft"
 
-    def __init__(self, config: TrainConfig, argument: str | None = None) -> None:
-        super().__init__(config, argument)
+    def __init__(self, config: TrainConfig, options: Any = None) -> None:
+        super().__init__(config, options)
         self.lr = self.lr / 10
 
     def phases(self) -> list[Phase]:
@@ -77,15 +86,20 @@ class Full(FinetuneStrategy):
 class Partial(FinetuneStrategy):
     """``partial:K``: the head on frozen features, then only the top K layer groups below it train."""
 
-    name = "partial"
+    @dataclass
+    class Options:
+        groups: int | None = option(None, "layer groups below the head that train", within=AT_LEAST_1)
 
-    def __init__(self, config: TrainConfig, argument: str | None = None) -> None:
-        super().__init__(config)
-        if argument is None or not argument.isdigit() or int(argument) < 1:
+    name = "partial"
+    argument = "groups"
+
+    def __init__(self, config: TrainConfig, options: Any = None) -> None:
+        super().__init__(config, options)
+        if self.options.groups is None:
             raise ConfigError(
                 f"Strategy {config.strategy!r} needs the number of layer groups to train, e.g. partial:2."
             )
-        self.top = int(argument)
+        self.top = int(self.options.groups)
 
     def phases(self) -> list[Phase]:
         trained = f"the top {self.top} layer groups and the head, {_rates(self)}"
@@ -107,16 +121,20 @@ class Partial(FinetuneStrategy):
 class Gradual(FinetuneStrategy):
     """The head on frozen features, then one more layer group thaws per epoch, top down.
 
-    With ``train.unfreeze_milestones`` (e.g. [2, 4]) a group thaws at each listed epoch instead, as
-    Lightning Flash's ``unfreeze_milestones``. Which groups train is a function of the epoch alone, so
-    a resumed run trains exactly the groups the interrupted one did.
+    With ``unfreeze_milestones`` (``{name: gradual, unfreeze_milestones: [2, 4]}``) a group thaws at
+    each listed epoch instead, as Lightning Flash's ``unfreeze_milestones``. Which groups train is a
+    function of the epoch alone, so a resumed run trains exactly the groups the interrupted one did.
     """
+
+    @dataclass
+    class Options:
+        unfreeze_milestones: list[int] | None = option(None, "epochs at which the next group thaws")
 
     name = "gradual"
     default_lr_decay = 0.8
 
     def phases(self) -> list[Phase]:
-        milestones = self.config.unfreeze_milestones
+        milestones = self.options.unfreeze_milestones
         when = f"at epochs {milestones}" if milestones else "each epoch"
         return [
             *super().phases(),
@@ -124,6 +142,6 @@ class Gradual(FinetuneStrategy):
         ]
 
     def thawed_groups(self, total: int, epoch: int) -> int:
-        milestones = self.config.unfreeze_milestones
+        milestones = self.options.unfreeze_milestones
         thawed = 1 + sum(epoch >= m for m in milestones) if milestones is not None else 1 + epoch
         return min(total, 1 + thawed)  # the head, plus `thawed` groups below it

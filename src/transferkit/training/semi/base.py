@@ -1,0 +1,66 @@
+"""The SemiMethod interface: how a method learns from the unlabeled pool. The training loop calls
+these hooks and never branches on a method's name; ``none`` is this base class itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+from transferkit.config import MethodSpec, NoOptions, TrainConfig, create_method, resolved_spec
+from transferkit.data.cache import SplitImages
+from transferkit.models.backbone import Backbone
+from transferkit.registry import Registry
+from transferkit.training.semi.consistency import Consistency
+from transferkit.transforms.augment import ImageTransform
+
+Splits = dict[str, SplitImages]
+
+
+class SemiMethod:
+    """Base class, and the ``none`` method: no use of the pool. Override the hooks that differ.
+
+    Hooks, in the order training calls them:
+        pseudo_label: before any training, may add pool images with pseudo-labels to train; returns
+            the splits and a summary for the report. A selection saved in the run directory is read
+            back, so a resumed run trains on the same images.
+        attach: the pool and the training augmentation, before the epoch loop.
+        step_loss: an extra loss for one training step on pool images, or None.
+        note: one sentence for the report, from the training history and the summary.
+    """
+
+    name = "none"
+    Options: ClassVar[type] = NoOptions
+    argument: ClassVar[str | None] = None
+    needs_pool = False  # fit must provide an unlabeled pool (a label budget or --unlabeled)
+    trains_on_pool_each_step = False  # the pool goes through the whole network at every step
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    def spec(self) -> MethodSpec:
+        return resolved_spec(self.name, self.options)
+
+    def pseudo_label(
+        self, backbone: Backbone, normalize: nn.Module, data: Splits, run_dir: Path, *, save: bool
+    ) -> tuple[Splits, Any]:
+        return data, None
+
+    def attach(self, pool: SplitImages, weak: ImageTransform | None) -> None:
+        """Called before the epoch loop with the unlabeled pool and the per-image training augmentation."""
+
+    def step_loss(self, model: nn.Module, normalize: nn.Module, batch_size: int) -> Consistency | None:
+        return None
+
+    def note(self, history: list[dict[str, Any]], summary: Any) -> str | None:
+        return None
+
+
+semi_methods: Registry[type[SemiMethod]] = Registry("semi-supervised method")
+semi_methods.register("none")(SemiMethod)
+
+
+def create_semi_method(config: TrainConfig) -> SemiMethod:
+    """The method ``train.semi`` names, with its options checked."""
+    return create_method(semi_methods, config.semi, "train.semi")

@@ -140,8 +140,7 @@ def transferkit_train_step(strategy_name: str, image_size: int) -> Callable[[], 
     backbone = fresh_backbone()
     config = TrainConfig(strategy=strategy_name)
     strategy = create_strategy(config)
-    module = TransferModule(backbone, strategy, config).train()
-    module.augment = random_d4
+    module = TransferModule(backbone, strategy, config, augment=random_d4).train()
     optimizer = torch.optim.AdamW(strategy.param_groups(backbone))
     images = torch.randint(0, 256, (TRAIN_BATCH, 1, image_size, image_size), dtype=torch.uint8)
     labels = torch.randint(NUM_CLASSES, (TRAIN_BATCH,))

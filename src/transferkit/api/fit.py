@@ -132,10 +132,17 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         balance = resolve_balance(config.train.balance, train_counts)
         weights = class_weights(train_counts) if balance == "weights" else None
         module = TransferModule(
-            backbone, strategy, config.train, config.seed, weights, semi=semi, regularizer=regularizer
+            backbone,
+            strategy,
+            config.train,
+            config.seed,
+            weights,
+            augment=augment.train,
+            semi=semi,
+            regularizer=regularizer,
         )
         sampler = balance == "sampler"
-        plan = TrainingPlan(data, augment, paths, config.runtime, sampler, train_counts, is_main_process())
+        plan = TrainingPlan(data, paths, config.runtime, sampler, train_counts, is_main_process())
         training = run_phases(module, plan, resume=resume)
         strategy.finalize(backbone)
         source = with_note(source, semi.note(training.history, training.semi_summary))

@@ -30,17 +30,15 @@ from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
 from transferkit.training.trainer import create_trainer, quiet_lightning
-from transferkit.transforms.augment import AugmentPreset
 
 RANGE_TEST_FILE = "lr_range_test.json"
 
 
 @dataclass
 class TrainingPlan:
-    """What the epoch loop needs beyond the module: data, augmentation, where to write, how to balance."""
+    """What the epoch loop needs beyond the module: data, where to write, how to run and balance."""
 
     data: dict[str, SplitImages]
-    augment: AugmentPreset
     paths: RunPaths
     runtime: RuntimeConfig
     balanced_sampling: bool = False
@@ -99,7 +97,6 @@ def train_epochs(
     if math.isnan(module.strategy.lr):  # --lr auto
         range_test = automatic_rate(module, plan.data["train"], plan.paths, save=plan.writes)
         module.strategy.lr = range_test.suggestion
-    module.augment = plan.augment.train
     if module.semi.needs_pool:
         module.semi.attach(plan.data[UNLABELED], module.augment)
     # Several processes: DDP registers what requires gradients when it wraps the model, so everything

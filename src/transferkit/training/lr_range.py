@@ -60,7 +60,7 @@ def lr_range_test(
             for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
                 group["lr"] = rate * ratio
             images, labels = next(batches)
-            loss = module.loss(images, labels, seed=step)
+            loss = module.loss(images, labels, seed=step, augmented=False)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

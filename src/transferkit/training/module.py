@@ -37,6 +37,7 @@ class TransferModule(L.LightningModule):
         config: the optimisation settings.
         seed: the run's seed.
         class_weights: per-class loss weights for imbalanced data, or None.
+        augment: the per-image training augmentation (uint8 in and out), or None.
         semi: what each step learns from the unlabeled pool (the base class: nothing).
         regularizer: what each step adds to the loss (the base class: nothing).
     """
@@ -49,6 +50,7 @@ class TransferModule(L.LightningModule):
         seed: int = 0,
         class_weights: torch.Tensor | None = None,
         *,
+        augment: ImageTransform | None = None,
         semi: SemiMethod | None = None,
         regularizer: Regularizer | None = None,
     ) -> None:
@@ -59,7 +61,7 @@ class TransferModule(L.LightningModule):
         self.strategy = strategy
         self.config = config
         self.seed = seed
-        self.augment: ImageTransform | None = None  # per image, uint8 in and out; set by the loop
+        self.augment = augment  # per image, uint8 in and out
         self.semi = semi or SemiMethod()
         self.regularizer = regularizer or Regularizer()
         self.regularizer.bind(self.model, backbone.head())
@@ -95,10 +97,13 @@ class TransferModule(L.LightningModule):
                 )
         return loss
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
-        """The training loss of one batch of uint8 images, with augmentation and mixing drawn from `seed`."""
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, seed: int, *, augmented: bool = True
+    ) -> torch.Tensor:
+        """The training loss of one batch of uint8 images, with augmentation (unless not `augmented`) and
+        mixing drawn from `seed`."""
         torch.manual_seed(seed)
-        if self.augment is not None:
+        if augmented and self.augment is not None:
             images = torch.stack([self.augment(image) for image in images])
         inputs = self.normalize(images)
         targets: torch.Tensor = labels

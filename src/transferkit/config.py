@@ -75,6 +75,9 @@ def _number(value: float | None) -> str:
 
 
 AT_LEAST_0, AT_LEAST_1, POSITIVE = Interval(0), Interval(1), Interval(0, closed="neither")
+# Below this many validation images per class (on average), choices made on validation are noise:
+# `cv.folds: auto` cross-validates instead.
+SMALL_VALIDATION_PER_CLASS = 10
 FRACTION = Interval(0, 1, "left")  # [0, 1)
 
 
@@ -235,6 +238,21 @@ class TrainConfig(Section):
 
 
 @dataclass
+class CrossValidationConfig(Section):
+    """K-fold cross-validation over the train images (validation folded in): out-of-fold metrics and
+    calibration, then the final model trained on every train image."""
+
+    key: ClassVar[str] = "cv"
+    folds: int | Literal["auto"] | None = option(
+        "auto",
+        "folds of cross-validation over train; auto: 5 when the validation split would hold fewer than "
+        f"{SMALL_VALIDATION_PER_CLASS} images per class, else none; null: never",
+        within=Interval(2),
+        flag="folds",
+    )
+
+
+@dataclass
 class RuntimeConfig(Section):
     """Where and how training runs: devices, numeric precision, workers, reproducibility, checkpoints."""
 
@@ -262,6 +280,7 @@ class FitConfig(Section):
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # numpy and Lightning's seed_everything take seeds in [0, 2**32) only, and would fail mid-fit.
     seed: int = option(

@@ -101,6 +101,16 @@ class RunPaths:
         return self.root / "data_checks.json"
 
     @property
+    def oof_predictions(self) -> Path:
+        return self.root / "oof_predictions.csv"
+
+    def fold(self, number: int) -> RunPaths:
+        """The directory of one cross-validation fold's model, ``folds/fold-N`` (kept for a resume)."""
+        root = self.root / "folds" / f"fold-{number}"
+        (root / "plots").mkdir(parents=True, exist_ok=True)
+        return RunPaths(root)
+
+    @property
     def predictions(self) -> Path:
         return self.root / "predictions.csv"
 

@@ -23,8 +23,8 @@ def test_elpv_follows_the_deitsch_protocol(elpv) -> None:
 
 def test_elpv_test_split_is_stratified_by_class_and_module_type(elpv) -> None:
     splits = make_splits(elpv, 0.1, 0.25, seed=0)
-    everything = Counter((r.label, r.group) for r in elpv.records)
-    test = Counter((elpv.records[i].label, elpv.records[i].group) for i in splits.test)
+    everything = Counter((r.label, r.stratum) for r in elpv.records)
+    test = Counter((elpv.records[i].label, elpv.records[i].stratum) for i in splits.test)
     for stratum, count in everything.items():
         assert abs(test[stratum] - count / 4) <= 1
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import lightning as L
 
-from transferkit.api.outputs import evaluate_test, write_run_outputs
+from transferkit.api.cross_validation import cross_validate, joined, resolve_folds, subset
+from transferkit.api.outputs import evaluate_test, validation_set, write_run_outputs
+from transferkit.api.recipe import Recipe, build_backbone
 from transferkit.config import DataConfig, FitConfig, resolve_config
 from transferkit.data import (
     ImageSource,
@@ -27,18 +29,13 @@ from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation import headline_metrics
-from transferkit.export.predictor import Classifier
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
-from transferkit.models import Backbone, resolve_model
+from transferkit.models import Backbone
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
-from transferkit.training.balance import class_weights, resolve_balance
-from transferkit.training.loop import TrainingPlan, run_phases
 from transferkit.training.methods import create_methods, with_resolved_methods
-from transferkit.training.module import TransferModule
 from transferkit.training.semi import SemiMethod
 from transferkit.transforms import augment_presets, create_augmentation
-from transferkit.transforms.augment import identity
 
 logger = logging.getLogger(__name__)
 
@@ -101,76 +98,52 @@ def fit(
 def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: bool) -> Run:
     # Every name and method option is checked before any work: a typo must not cost a model load.
     methods = create_methods(config)
-    strategy, semi, regularizer = methods.strategy, methods.semi, methods.regularizer
     config = with_resolved_methods(config, methods)
     source = load_source(config.data)
     augment_name = resolve_augment_name(config.preprocess.augment, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    # 1. the pretrained model, with a new head
-    model = config.model
-    backbone = resolve_model(model.name, model.pretrained, model.arch, model.weights)
-    backbone.reset_head(len(source.class_names))
-    backbone.adapt_input_channels(source.channels)
-    strategy.adapt(backbone)
+    # 1. the pretrained model, with a new head, at the input size it is trained at
+    backbone = build_backbone(config, source, methods.strategy)
+    augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
     # 2. the new dataset, split, with its label budget; unreadable files found before any training
     splits = split_with_budget(source, config.data)
     source = with_budget_note(source, splits, config.data)
     checks = check_data(source, splits)
     splits = leave_out_bad_images(checks, splits, config.data.bad_images)
-    splits = check_unlabeled_pool(checks, splits, semi)
+    splits = check_unlabeled_pool(checks, splits, methods.semi)
+    recipe = Recipe(config, methods, source, augment)
+    folds = resolve_folds(recipe, splits)
     paths = start_run_directory(config, source, backbone, paths)
     with paths.lock() if is_main_process() else contextlib.nullcontext(), sharing_run_dir(paths):
-        # 3. preprocessing: the size, crop and normalization the weights expect, plus augmentation
-        if config.preprocess.image_size:
-            backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
-        augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
+        # 3. preprocessing: the size, crop and normalization the weights expect, decoded once
         cache = DiskCache.default() if config.data.cache else None
-        data = decode_splits(source, splits, backbone.preprocessing, cache, unlabeled=semi.needs_pool)
-        # 4. fine-tuning
-        counts = class_counts(source, splits)
-        train_counts = list(counts["train"].values())
-        balance = resolve_balance(config.train.balance, train_counts)
-        weights = class_weights(train_counts) if balance == "weights" else None
-        module = TransferModule(
-            backbone,
-            strategy,
-            config.train,
-            config.seed,
-            weights,
-            augment=augment.train,
-            semi=semi,
-            regularizer=regularizer,
-        )
-        sampler = balance == "sampler"
-        plan = TrainingPlan(data, paths, config.runtime, sampler, train_counts, is_main_process())
-        training = run_phases(module, plan, resume=resume)
-        strategy.finalize(backbone)
-        source = with_note(source, semi.note(training.history, training.semi_summary))
+        data = decode_splits(source, splits, backbone.preprocessing, cache, unlabeled=methods.semi.needs_pool)
+        # 4. fine-tuning: with cross-validation, one model per fold first, then one on every train image
+        cv = cross_validate(recipe, data, folds, paths, resume=resume) if folds else None
+        if cv is not None:
+            data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
+            splits = replace(splits, train=[*splits.train, *splits.val], val=[])
+        training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
+        source = with_note(source, methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
-        # 5. evaluation on the held-out test split, report and export
+        # 5. evaluation on the held-out test split, calibrated on validation or out-of-fold predictions
         kill_point("evaluation")
-        views = augment.tta_views if config.preprocess.tta else (identity,)
-        classifier = Classifier.from_network(
-            backbone.model,
-            source.class_names,
-            backbone.preprocessing,
-            views=views,
-            data_channels=source.channels,
-        )
-        # the temperature is fitted on the validation split, with the same views as the test evaluation
-        _, evaluation = evaluate_test(classifier, source, data["test"], val=data["val"])
+        classifier = recipe.classifier(backbone)
+        held_out = cv.held_out if cv is not None else validation_set(classifier, data["val"])
+        _, evaluation = evaluate_test(classifier, source, data["test"], held_out)
         wall_time = time.perf_counter() - started
         write_run_outputs(
             paths,
             config,
             evaluation,
             backbone=backbone,
-            phases=strategy.phases(),
+            phases=methods.strategy.phases(),
             training=training,
-            counts=counts,
+            counts=class_counts(source, splits),
             wall_time_s=wall_time,
             data_checks=checks,
+            cross_validation=cv,
         )
     return Run(paths, config, evaluation.metrics, wall_time)
 

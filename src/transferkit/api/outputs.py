@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import asdict, astuple, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from transferkit.api.cross_validation import CrossValidation
 from transferkit.config import FitConfig, method_name
 from transferkit.data.cache import SplitImages
 from transferkit.data.checks import DataReport
 from transferkit.data.source import ImageSource
 from transferkit.evaluation.calibration import (
+    CalibrationSet,
     expected_calibration_error,
-    fit_temperature,
     tempered_probabilities,
 )
 from transferkit.evaluation.metrics import compute_metrics, headline_metrics
@@ -56,37 +59,41 @@ class TestEvaluation:
 
 
 def evaluate_test(
-    classifier: Classifier, source: ImageSource, test: SplitImages, val: SplitImages | None = None
+    classifier: Classifier, source: ImageSource, test: SplitImages, calibration: CalibrationSet
 ) -> tuple[Classifier, TestEvaluation]:
-    """The classifier calibrated on `val`, and its probabilities and metrics on every test image.
+    """The classifier calibrated on `calibration`, and its probabilities and metrics on every test image.
 
     `fit` evaluates through the same `Classifier` that `load` returns, so the run's metrics are what
-    the bundle predicts. The temperature minimizes the validation NLL of the view-averaged tempered
-    softmax (`fit_temperature`); without a validation split it stays 1.
+    the bundle predicts. The temperature minimizes the NLL of the view-averaged tempered softmax on the
+    held-out calibration set (`fit_temperature`): the validation split, or out-of-fold predictions.
     """
     labels = test.labels.numpy()
     logits = classifier.view_logits(test.images)
-    temperature = 1.0
-    if val is not None and len(val.labels) > 0:
-        temperature = fit_temperature(classifier.view_logits(val.images), val.labels.numpy())
+    temperature = calibration.temperature()
     classifier = classifier.with_temperature(temperature)
     probabilities = tempered_probabilities(logits, temperature)
-    calibration = {
+    calibration_summary = {
         "temperature": temperature,
         "ece_before": expected_calibration_error(tempered_probabilities(logits), labels),
         "ece_after": expected_calibration_error(probabilities, labels),
-        "fitted_on": f"val ({0 if val is None else len(val.labels)} images)",
+        "fitted_on": calibration.name,
     }
     metrics = compute_metrics(labels, probabilities, source.class_names, source.groupings)
     names = tuple(view.__name__ for view in classifier.views)
     tta = tta_gain(classifier, test, logits, metrics["accuracy"])
-    metrics["temperature_scaling"] = calibration
+    metrics["temperature_scaling"] = calibration_summary
     if tta is not None:
         metrics["tta"] = tta
     evaluation = TestEvaluation(
-        source, test.indices, probabilities, metrics, names, temperature, calibration, tta
+        source, test.indices, probabilities, metrics, names, temperature, calibration_summary, tta
     )
     return classifier, evaluation
+
+
+def validation_set(classifier: Classifier, val: SplitImages) -> CalibrationSet:
+    """The validation split's view logits, to fit the temperature on."""
+    logits = classifier.view_logits(val.images) if len(val.labels) else np.empty((0, 0, 0), np.float32)
+    return CalibrationSet(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
 
 
 def tta_gain(
@@ -121,16 +128,24 @@ def write_run_outputs(
     counts: dict[str, dict[str, int]],
     wall_time_s: float,
     data_checks: DataReport | None = None,
+    cross_validation: CrossValidation | None = None,
 ) -> None:
-    """metrics.json, predictions.csv, the model bundle, plots, both reports and data_checks.json if given."""
+    """metrics.json, predictions.csv, the model bundle, plots, both reports, data_checks.json if given,
+    and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv."""
     source, metrics = evaluation.source, evaluation.metrics
     headline = headline_metrics(metrics)
-    run_level = {"calibration": evaluation.calibration, "tta": evaluation.tta}
+    cv = cross_validation.summary(source, evaluation.temperature) if cross_validation else None
+    run_level = {"calibration": evaluation.calibration, "tta": evaluation.tta, "cv": cv}
     extras = {key: value for key, value in run_level.items() if value is not None}
     write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})
     if data_checks is not None:
         write_json(paths.data_checks, data_checks.to_dict())
-    write_predictions(paths, evaluation)
+    write_predictions(paths.predictions, source, evaluation.indices, evaluation.probabilities)
+    if cross_validation is not None:
+        oof = cross_validation.probabilities(evaluation.temperature)
+        write_predictions(
+            paths.oof_predictions, source, cross_validation.indices, oof, cross_validation.fold_of
+        )
     info = BundleInfo(
         source.class_names,
         headline,
@@ -164,18 +179,30 @@ def write_run_outputs(
         notes=list(source.notes),
         wall_time_s=wall_time_s,
         data_checks=data_checks,
+        cross_validation=cv,
     )
     write_reports(context)
 
 
-def write_predictions(paths: RunPaths, evaluation: TestEvaluation) -> None:
-    """predictions.csv: one row per test image with its true and predicted label and every probability."""
-    names = evaluation.source.class_names
+def write_predictions(
+    path: Path,
+    source: ImageSource,
+    indices: Sequence[int],
+    probabilities: np.ndarray,
+    folds: Sequence[int] | np.ndarray | None = None,
+) -> None:
+    """One row per image with its true and predicted label and every probability (and its fold)."""
+    names = source.class_names
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(["path", "true", "predicted", *(f"p_{name}" for name in names)])
-    for index, row in zip(evaluation.indices, evaluation.probabilities, strict=True):
-        record = evaluation.source.records[index]
-        predicted = names[int(np.argmax(row))]
-        writer.writerow([record.path, names[record.label], predicted, *(f"{p:.6f}" for p in row)])
-    write_atomic(paths.predictions, text.getvalue().encode())
+    writer.writerow(
+        ["path", *(["fold"] if folds is not None else []), "true", "predicted"] + [f"p_{n}" for n in names]
+    )
+    for row, (index, row_probabilities) in enumerate(zip(indices, probabilities, strict=True)):
+        record = source.records[index]
+        fold = [int(folds[row])] if folds is not None else []
+        predicted = names[int(np.argmax(row_probabilities))]
+        writer.writerow(
+            [record.path, *fold, names[record.label], predicted, *(f"{p:.6f}" for p in row_probabilities)]
+        )
+    write_atomic(path, text.getvalue().encode())

@@ -1,8 +1,10 @@
 """Manifests: a CSV or JSON Lines file listing image paths with their labels and, optionally, splits.
 
-CSV files have a header line, ``path,label[,split]``; JSON Lines files hold one object per line with the
-same keys. ``file_name`` may name the path column instead, as in the ``metadata.jsonl`` of a Hugging Face
-imagefolder. Paths are relative to the manifest's folder unless absolute.
+CSV files have a header line, ``path,label[,split][,group]``; JSON Lines files hold one object per line
+with the same keys. ``group`` names images that belong together (the cells of one solar module, the photos
+of one patient): cross-validation keeps each group within one fold. ``file_name`` may name the path column
+instead, as in the ``metadata.jsonl`` of a Hugging Face imagefolder. Paths are relative to the manifest's
+folder unless absolute.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ MANIFEST_SUFFIXES = (".csv", ".jsonl")
 PATH_COLUMNS = ("path", "file_name")  # file_name: the Hugging Face imagefolder convention
 LABEL_COLUMN = "label"
 SPLIT_COLUMN = "split"
+GROUP_COLUMN = "group"  # images that belong together: cross-validation keeps a group in one fold
 SHOWN = 5  # how many bad paths or rows an error message lists
 
 
@@ -50,6 +53,7 @@ class _Entry:
     path: str
     label: str
     split: str
+    group: str
 
 
 def is_manifest(spec: str | Path) -> bool:
@@ -89,7 +93,9 @@ def load_manifest(
         fix="add train rows with those labels, or remove the rows",
     )
     index = {name: i for i, name in enumerate(class_names)}
-    records = [ImageRecord(entry.path, index[entry.label], entry.split) for entry in entries]
+    records = [
+        ImageRecord(entry.path, index[entry.label], entry.split, group=entry.group) for entry in entries
+    ]
     return ImageSource(str(manifest), class_names, records)
 
 
@@ -201,6 +207,7 @@ def _entry(manifest: Manifest, row: ManifestRow, path_key: str, label_key: str) 
         _path(manifest, row, path_key),
         _label(manifest.path, row, label_key),
         _split(manifest.path, row),
+        _group(row),
     )
 
 
@@ -248,6 +255,11 @@ def _check_no_duplicates(manifest: Path, paths: Sequence[str]) -> None:
             f"Manifest {manifest} lists {len(repeated)} image(s) more than once, e.g. {repeated[:SHOWN]}; "
             f"keep one row per image."
         )
+
+
+def _group(row: ManifestRow) -> str:
+    value = row.values.get(GROUP_COLUMN)
+    return "" if value is None else str(value).strip()
 
 
 def _labels_by_split(entries: Iterable[_Entry]) -> dict[str, set[str]]:

@@ -25,12 +25,15 @@ class ImageRecord:
         path: file path, or a stable reference for images that live in memory (``digits/0042``).
         label: index into the source's class names.
         split: the split the source assigns it to ("train", "val", "test"), or "" to let transferkit split.
-        group: extra stratification key, e.g. ELPV's module type, so splits keep its proportions.
+        stratum: extra stratification key, e.g. ELPV's module type, so splits keep its proportions.
+        group: images that belong together (e.g. the cells of one solar module): cross-validation
+            never puts one group in two folds. "" for none.
     """
 
     path: str
     label: int
     split: str = ""
+    stratum: str = ""
     group: str = ""
 
 

@@ -49,7 +49,7 @@ def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, 
 
     Records the source placed stay where they are. Unplaced records form the test split when the source
     has none (`test_fraction` of them), and validation is carved out of train when the source has none.
-    Both are stratified by label and by the record's group.
+    Both are stratified by label and by the record's stratum.
     """
     by_split: dict[str, list[int]] = {name: [] for name in ("", *SPLIT_NAMES, UNLABELED)}
     for index, record in enumerate(source.records):
@@ -114,7 +114,7 @@ class _FilesBesides:
 def stratified_split(
     source: ImageSource, indices: Sequence[int], fraction: float, seed: int, key: str = "fraction"
 ) -> tuple[list[int], list[int]]:
-    """Splits `indices` into (rest, `fraction` of them), keeping class and group proportions."""
+    """Splits `indices` into (rest, `fraction` of them), keeping class and stratum proportions."""
     if not 0 < fraction < 1:
         raise DataError(f"{key} must lie between 0 and 1, got {fraction}.")
     part = math.ceil(fraction * len(indices))
@@ -124,7 +124,7 @@ def stratified_split(
             "source its own split (train/ and test/ folders)."
         )
     records = [source.records[i] for i in indices]
-    candidates = ([f"{r.label}/{r.group}" for r in records], [str(r.label) for r in records])
+    candidates = ([f"{r.label}/{r.stratum}" for r in records], [str(r.label) for r in records])
     keys = _stratification(candidates, smallest_part=min(part, len(indices) - part))
     rest, chosen = train_test_split(np.asarray(indices), test_size=part, stratify=keys, random_state=seed)
     return rest.tolist(), chosen.tolist()

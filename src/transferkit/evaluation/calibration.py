@@ -7,6 +7,7 @@ argmax, and so accuracy, is unchanged for a single view.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,25 @@ DEFAULT_BINS = 15
 # T is searched as log T in this range, i.e. T between 0.05 and 20: wide enough for any trained network,
 # narrow enough that a degenerate validation split cannot push it to 0 or infinity.
 _LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Held-out predictions a temperature is fitted on: the validation split, or out-of-fold ones.
+
+    Attributes:
+        logits: per test-time view, ``(views, N, C)``.
+        labels: true classes, ``(N,)``.
+        name: what they are, for the report, e.g. ``val (197 images)``.
+    """
+
+    logits: np.ndarray
+    labels: np.ndarray
+    name: str
+
+    def temperature(self) -> float:
+        """The fitted temperature; 1 (no calibration) when there is nothing to fit on."""
+        return fit_temperature(self.logits, self.labels) if len(self.labels) else 1.0
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -70,6 +70,8 @@ class ReportContext:
         notes: Extra lines shown under the headline metrics, e.g. published reference numbers.
         wall_time_s: Total run time in seconds, if known.
         data_checks: What :func:`transferkit.data.checks.check_data` found, if the data was checked.
+        cross_validation: :func:`transferkit.evaluation.cross_validation.summarize_folds`'s output, if the
+            run cross-validated.
     """
 
     title: str
@@ -83,6 +85,7 @@ class ReportContext:
     notes: list[str] = field(default_factory=list)
     wall_time_s: float | None = None
     data_checks: DataReport | None = None
+    cross_validation: dict[str, Any] | None = None
 
 
 def write_reports(context: ReportContext) -> tuple[Path, Path]:
@@ -213,6 +216,7 @@ def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
         *_data_blocks(context.data_summary),
         *_data_check_blocks(context.data_checks),
         *_strategy_blocks(context.strategy, context.phases),
+        *_cross_validation_blocks(context.cross_validation),
         *_plot_blocks(context.plots, run_dir),
         *_per_class_blocks(context.metrics),
         *_grouping_blocks(context.metrics),
@@ -330,6 +334,31 @@ def _strategy_blocks(strategy: str, phases: list[dict[str, Any]]) -> list[_Block
         rows = [[_cell(phase.get(key, "")) for key in columns] for phase in phases]
         blocks.append(_Table(columns, rows, numeric_from=len(columns)))
     return blocks
+
+
+def _cross_validation_blocks(cv: dict[str, Any] | None) -> list[_Block]:
+    if cv is None:
+        return []
+    names = list(cv["mean"])
+    header = ["fold", "held-out images", *(_metric_label(name) for name in names)]
+    rows = [
+        [str(row["fold"] + 1), str(row["images"]), *(_percent(row[name]) for name in names)]
+        for row in cv["folds"]
+    ]
+    rows.append(["mean ± sd", "", *(f"{100 * cv['mean'][n]:.1f} ± {100 * cv['sd'][n]:.1f} %" for n in names)])
+    oof = cv["out_of_fold"]
+    text = (
+        f"Each of the {len(cv['folds'])} folds was predicted by a model trained on the other folds; the "
+        f"final model trained on all {int(oof['num_samples'])} train images, and its calibration "
+        "temperature was fitted on these out-of-fold predictions, so no choice was made on the test split. "
+        "Out-of-fold "
+        f"accuracy: {_percent(oof['accuracy'], (oof.get('intervals') or {}).get('accuracy'))}."
+    )
+    return [_Heading("Cross-validation (train split)"), _Table(header, rows), _Paragraph(text)]
+
+
+def _metric_label(name: str) -> str:
+    return _HEADLINE_LABELS.get(name, name.replace("_", " "))
 
 
 def _plot_blocks(plots: dict[str, Path], run_dir: Path) -> list[_Block]:

@@ -54,6 +54,7 @@ def tiny_fit_config(data: str | Path, out: str | Path, epochs: int = 1) -> FitCo
             "preprocess.image_size": 32,
             "train.epochs": epochs,
             "train.batch_size": 8,
+            "cv.folds": None,  # a few images: cross-validation would train six models, not one
             "out": str(out),
         }
     )

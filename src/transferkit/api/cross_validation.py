@@ -1,0 +1,119 @@
+"""K-fold cross-validation inside `fit`: a model per fold, trained on the other folds and predicting its
+own; the out-of-fold predictions give the fold metrics and the final model's calibration set."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferkit.api.recipe import Recipe
+from transferkit.config import SMALL_VALIDATION_PER_CLASS
+from transferkit.data.cache import SplitImages
+from transferkit.data.folds import make_folds
+from transferkit.data.source import ImageSource
+from transferkit.data.splits import Splits
+from transferkit.errors import ConfigError
+from transferkit.evaluation.calibration import CalibrationSet, tempered_probabilities
+from transferkit.evaluation.cross_validation import summarize_folds
+from transferkit.run_dir import RunPaths
+
+logger = logging.getLogger(__name__)
+AUTO_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Out-of-fold predictions of every train image (validation folded in).
+
+    Attributes:
+        indices: the images' record indices, in the order of the arrays.
+        fold_of: the fold that held each image out, ``(N,)``.
+        held_out: view logits of each image from the model that did not train on it, and the labels.
+    """
+
+    indices: list[int]
+    fold_of: np.ndarray
+    held_out: CalibrationSet
+
+    def summary(self, source: ImageSource, temperature: float) -> dict[str, Any]:
+        """Per-fold and out-of-fold metrics, with the final model's temperature applied."""
+        probabilities = self.probabilities(temperature)
+        labels = self.held_out.labels
+        return summarize_folds(self.fold_of, labels, probabilities, source.class_names, source.groupings)
+
+    def probabilities(self, temperature: float) -> np.ndarray:
+        return tempered_probabilities(self.held_out.logits, temperature)
+
+
+def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
+    """The number of folds to cross-validate with, or None: ``cv.folds``, where ``auto`` means
+    `AUTO_FOLDS` when validation holds fewer than `SMALL_VALIDATION_PER_CLASS` images per class."""
+    config, classes = recipe.config, len(recipe.source.class_names)
+    folds = config.cv.folds
+    if folds == "auto":
+        if len(splits.val) >= SMALL_VALIDATION_PER_CLASS * classes:
+            return None
+        labels = Counter(recipe.source.records[i].label for i in [*splits.train, *splits.val])
+        smallest = min(labels.get(k, 0) for k in range(classes))
+        if smallest < 2:
+            logger.warning(
+                "Validation is small, and a class has %d train image(s): no cross-validation.", smallest
+            )
+            return None
+        folds = min(AUTO_FOLDS, smallest)
+        logger.info(
+            "Validation holds %d images for %d classes: %d-fold cross-validation over train chooses the "
+            "temperature instead (cv.folds).",
+            len(splits.val),
+            classes,
+            folds,
+        )
+    if folds is not None and (config.runtime.devices > 1 or config.runtime.num_nodes > 1):
+        raise ConfigError("Cross-validation runs on one device: set cv.folds null with several devices.")
+    return folds
+
+
+def cross_validate(
+    recipe: Recipe, data: dict[str, SplitImages], folds: int, paths: RunPaths, *, resume: bool
+) -> CrossValidation:
+    """Trains one model per fold on the others (``folds/fold-N`` in the run directory, each resumable)
+    and collects its view logits on the fold it did not see."""
+    pool = joined(data["train"], data["val"])
+    held_out = make_folds(recipe.source, pool.indices, folds, recipe.config.data.split_seed)
+    position = {index: row for row, index in enumerate(pool.indices)}
+    logits: list[np.ndarray] = []
+    order: list[int] = []
+    fold_of: list[int] = []
+    for number, part in enumerate(held_out):
+        rows = [position[index] for index in part]
+        rest = sorted(set(range(len(pool.indices))) - set(rows))
+        fold_data = {**data, "train": subset(pool, rest), "val": subset(pool, rows)}
+        del fold_data["test"]  # a fold model never sees the test split
+        logger.info("cross-validation: fold %d of %d (%d images held out)", number + 1, folds, len(rows))
+        backbone = recipe.backbone()
+        recipe.train(backbone, fold_data, paths.fold(number), resume=resume)
+        logits.append(recipe.classifier(backbone).view_logits(fold_data["val"].images))
+        order += rows
+        fold_of += [number] * len(rows)
+    labels = pool.labels.numpy()[order]
+    name = f"out-of-fold predictions ({folds} folds, {len(order)} images)"
+    held = CalibrationSet(np.concatenate(logits, axis=1), labels, name)
+    return CrossValidation([pool.indices[row] for row in order], np.asarray(fold_of), held)
+
+
+def joined(first: SplitImages, second: SplitImages) -> SplitImages:
+    return SplitImages(
+        torch.cat([first.images, second.images]),
+        torch.cat([first.labels, second.labels]),
+        [*first.indices, *second.indices],
+    )
+
+
+def subset(split: SplitImages, rows: list[int]) -> SplitImages:
+    chosen = torch.tensor(rows, dtype=torch.long)
+    return SplitImages(split.images[chosen], split.labels[chosen], [split.indices[row] for row in rows])

@@ -3,6 +3,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import datasets  # the dev extra: a missing one fails, not skips
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,8 +11,6 @@ from PIL import Image
 from transferkit.data import fingerprint, resolve_data
 from transferkit.data.hf_datasets import is_saved_dataset
 from transferkit.errors import DataError, MissingDependencyError
-
-datasets = pytest.importorskip("datasets")
 
 
 def _images(count: int, size: tuple[int, int] = (6, 5)) -> list[Image.Image]:

@@ -4,14 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # the dev extra: a missing one fails, not skips
 
 import transferkit
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models import resolve_model
 from transferkit.testing import tiny_fit_config
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")

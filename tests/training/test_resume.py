@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from transferkit import FitConfig
 from transferkit.faults import KILL_AT, KILL_SIGNAL
 from transferkit.testing import tiny_fit_config
 
@@ -149,3 +150,45 @@ def test_a_run_directory_in_use_refuses_a_second_process(tmp_path: Path) -> None
         transferkit.fit(resume=paths.root)
     with pytest.raises(RunError, match="exists already"):
         RunPaths.at(paths.root)
+
+
+# The default path: the packaged Lite0 with its ImageNet weights, BatchNorm statistics frozen, the default
+# fine-tune strategy (a head first, then the top layer groups), ELPV's d4 augmentation and test-time views.
+# 48 ELPV cells at 48 px (small, to keep three runs short): 32 train images in batches of 8, 4 steps per
+# epoch, 2 epochs.
+DEFAULT_PATH_OVERRIDES = {
+    "data.subset": 48,
+    "data.cache": False,
+    "preprocess.image_size": 48,
+    "train.epochs": 2,
+    "train.batch_size": 8,
+    "train.deterministic": True,
+    "train.checkpoint_every": 2,
+}
+
+
+@pytest.mark.slow
+def test_the_default_path_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    config = FitConfig().with_overrides(DEFAULT_PATH_OVERRIDES)
+    assert (config.model.name, config.model.pretrained, config.train.batchnorm) == (
+        "efficientnet_lite0",
+        True,
+        "frozen",
+    )
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config.to_yaml())
+    reference = tmp_path / "uninterrupted"
+    result = _fit("--config", str(config_file), "--out", str(reference))
+    assert result.returncode == 0, result.stderr
+    interrupted = tmp_path / "interrupted"
+    # kill -9 mid-epoch 2, before step 7's checkpoint: the resume starts from step 6's
+    killed = _fit("--config", str(config_file), "--out", str(interrupted), env={KILL_AT: "step:7"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (run_dir,) = interrupted.iterdir()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (run_dir / "report.md").exists()
+    # A restart from scratch would end with the same weights too; a kill point at step 6 tells them apart:
+    # the resumed run starts after it, while a restart (or a resume from epoch 1's end) passes it.
+    resumed = _fit("--resume", str(run_dir), env={KILL_AT: "step:6"})
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_weights(interrupted, _weights(reference))

@@ -1,0 +1,63 @@
+"""The default path's bundle: `transferkit.load` and its ONNX export predict what the run measured.
+
+test_predictor.py and test_onnx.py check this on a random-init network whose BatchNorm statistics adapt;
+here the packaged Lite0 keeps its ImageNet weights and frozen statistics, and uses ELPV's test-time views.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import transferkit
+from transferkit.cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> transferkit.Run:
+    """The default model and data, made small: 64 ELPV cells at 64 px, the head and one fine-tune epoch."""
+    out = tmp_path_factory.mktemp("runs")
+    run = transferkit.fit(epochs=1, image_size=64, batch_size=8, seed=0, out=out, **{"data.subset": 64})
+    assert (run.config.model.name, run.config.model.pretrained) == ("efficientnet_lite0", True)
+    assert run.config.train.batchnorm == "frozen"
+    return run
+
+
+@pytest.fixture(scope="module")
+def test_rows(run: transferkit.Run) -> list[dict[str, str]]:
+    with open(run.dir / "predictions.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _probabilities(rows: list[dict[str, str]], labels: list[str]) -> np.ndarray:
+    return np.array([[float(row[f"p_{name}"]) for name in labels] for row in rows])
+
+
+def test_load_predicts_the_runs_test_probabilities(
+    run: transferkit.Run, test_rows: list[dict[str, str]]
+) -> None:
+    classifier = transferkit.load(run.dir)
+    # ELPV's test-time views (the image, its two mirrors, its half turn), repeated by the bundle
+    assert [view.__name__ for view in classifier.views] == ["identity", "hflip", "vflip", "rot180"]
+    expected = _probabilities(test_rows, classifier.label_names)
+    probabilities = classifier.predict_proba([row["path"] for row in test_rows], batch_size=5)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)  # predictions.csv keeps 6 decimals
+
+
+def test_the_onnx_export_of_the_packaged_lite0_predicts_the_same(
+    run: transferkit.Run, test_rows: list[dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # export fails unless onnxruntime is within 1e-4 of PyTorch on the run's test images
+    assert main(["export", str(run.dir), "--format", "onnx"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"on {len(test_rows)} test images of {run.dir} (from predictions.csv)" in out
+    on_onnx = transferkit.load(run.dir, backend="onnx")
+    assert on_onnx.backend == "onnx"
+    paths = [row["path"] for row in test_rows]
+    expected = _probabilities(test_rows, on_onnx.label_names)
+    np.testing.assert_allclose(on_onnx.predict_proba(paths, batch_size=3), expected, atol=1e-4)
+    assert [p.label for p in on_onnx.predict(paths)] == [row["predicted"] for row in test_rows]

@@ -162,8 +162,8 @@ DEFAULT_PATH_OVERRIDES = {
     "preprocess.image_size": 48,
     "train.epochs": 2,
     "train.batch_size": 8,
-    "train.deterministic": True,
-    "train.checkpoint_every": 2,
+    "runtime.deterministic": True,
+    "runtime.checkpoint_every": 2,
 }
 
 

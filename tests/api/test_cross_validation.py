@@ -1,0 +1,111 @@
+"""Cross-validation inside fit: folds, out-of-fold predictions, calibration on them, automatic use."""
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import transferkit
+from transferkit.api.cross_validation import resolve_folds
+from transferkit.api.recipe import Recipe
+from transferkit.config import FitConfig
+from transferkit.data.folds import make_folds
+from transferkit.data.source import ImageRecord, ImageSource
+from transferkit.data.splits import Splits
+from transferkit.errors import DataError
+from transferkit.testing import tiny_fit_config
+from transferkit.training.methods import create_methods
+from transferkit.transforms import create_augmentation
+
+
+def _source(labels: list[int], groups: list[str] | None = None) -> ImageSource:
+    groups = groups or [""] * len(labels)
+    records = [
+        ImageRecord(f"img/{i}", label, group=group)
+        for i, (label, group) in enumerate(zip(labels, groups, strict=True))
+    ]
+    return ImageSource("toy", ["a", "b"], records)
+
+
+def test_folds_are_stratified_disjoint_and_cover_every_image() -> None:
+    source = _source([0] * 30 + [1] * 15)
+    folds = make_folds(source, list(range(45)), 5, seed=0)
+    assert sorted(i for fold in folds for i in fold) == list(range(45))
+    for fold in folds:
+        assert Counter(source.records[i].label for i in fold) == {0: 6, 1: 3}
+
+
+def test_a_group_never_sits_in_two_folds() -> None:
+    labels = [i % 2 for i in range(40)]
+    groups = [f"module-{i // 4}" for i in range(40)]  # ten modules of four cells
+    source = _source(labels, groups)
+    folds = make_folds(source, list(range(40)), 5, seed=0)
+    fold_of_group: dict[str, set[int]] = {}
+    for number, fold in enumerate(folds):
+        for i in fold:
+            fold_of_group.setdefault(groups[i], set()).add(number)
+    assert all(len(numbers) == 1 for numbers in fold_of_group.values())
+    assert all(fold for fold in folds)
+
+
+def test_too_few_images_of_a_class_for_the_folds_is_refused_with_a_fix() -> None:
+    with pytest.raises(DataError, match=r"smallest class has 2.*--folds 2"):
+        make_folds(_source([0] * 10 + [1] * 2), list(range(12)), 5, seed=0)
+
+
+def _recipe(**overrides: object) -> Recipe:
+    config = FitConfig().with_overrides(dict(overrides))
+    return Recipe(
+        config, create_methods(config), _source([0] * 40 + [1] * 20), create_augmentation("none", 32)
+    )
+
+
+@pytest.mark.parametrize(
+    ("folds", "val", "expected"),
+    [
+        ("auto", 4, 5),  # 4 validation images for 2 classes: cross-validate
+        ("auto", 20, None),  # 10 per class: validation decides
+        (None, 4, None),  # never
+        (3, 20, 3),  # always, with the folds asked for
+    ],
+)
+def test_auto_cross_validates_only_when_validation_is_small(
+    folds: object, val: int, expected: int | None
+) -> None:
+    splits = Splits(train=list(range(60 - val)), val=list(range(60 - val, 60)), test=[])
+    assert resolve_folds(_recipe(**{"cv.folds": folds}), splits) == expected
+
+
+def test_a_cross_validated_fit_reports_folds_and_calibrates_out_of_fold(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides({"cv.folds": 3})
+    run = transferkit.fit(config)
+    metrics = json.loads((run.dir / "metrics.json").read_text())
+    cv = metrics["cv"]
+    assert [row["fold"] for row in cv["folds"]] == [0, 1, 2]
+    assert set(cv["mean"]) == set(cv["sd"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    with open(run.dir / "oof_predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(run.dir / "predictions.csv", newline="") as handle:
+        test_paths = {row["path"] for row in csv.DictReader(handle)}
+    # every train and validation image predicted once, by the one model that did not train on it
+    images = len(list(image_folder.rglob("*.png")))
+    assert len(rows) == len({row["path"] for row in rows}) == cv["out_of_fold"]["num_samples"] == images - 9
+    assert not test_paths & {row["path"] for row in rows}
+    assert Counter(row["fold"] for row in rows) == {"0": 9, "1": 9, "2": 9}
+    accuracy = sum(row["true"] == row["predicted"] for row in rows) / len(rows)
+    assert cv["out_of_fold"]["accuracy"] == pytest.approx(accuracy)
+    assert metrics["calibration"]["fitted_on"] == "out-of-fold predictions (3 folds, 27 images)"
+    assert [p.name for p in sorted((run.dir / "folds").iterdir())] == ["fold-0", "fold-1", "fold-2"]
+    assert "Cross-validation (train split)" in (run.dir / "report.md").read_text()
+    # the final model trained on every train image, with no validation left; each fold validated on its own
+    assert not any(row["val_accuracy"] for row in _history(run.dir))
+    assert all(_history(run.dir / "folds" / f"fold-{k}")[-1]["val_accuracy"] for k in range(3))
+
+
+def _history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -2,10 +2,16 @@
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import transferkit
 from transferkit.api.cross_validation import resolve_folds
@@ -109,3 +115,33 @@ def test_a_cross_validated_fit_reports_folds_and_calibrates_out_of_fold(
 def _history(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "metrics.csv", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def _fit_process(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"TRANSFERKIT_KILL_AT": kill_at} if kill_at else {})}
+    command = [sys.executable, "-m", "transferkit", "fit", *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_cross_validated_run_killed_between_folds_resumes_to_the_same_model(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides(
+        {"cv.folds": 3, "runtime.deterministic": True, "data.cache": False}
+    )
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config.to_yaml())
+    plain, killed = tmp_path / "plain", tmp_path / "killed"
+    assert _fit_process("--config", str(config_file), "--out", str(plain)).returncode == 0
+    stopped = _fit_process("--config", str(config_file), "--out", str(killed), kill_at="fold:2")
+    assert stopped.returncode == -signal.SIGKILL
+    (run_dir,) = killed.iterdir()
+    assert not (run_dir / "folds" / "fold-2").exists()  # killed before the third fold began
+    resumed = _fit_process("--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    (plain_dir,) = plain.iterdir()
+    expected = load_file(plain_dir / "model" / "model.safetensors")
+    weights = load_file(run_dir / "model" / "model.safetensors")
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)
+    plain_cv = json.loads((plain_dir / "metrics.json").read_text())["cv"]
+    assert json.loads((run_dir / "metrics.json").read_text())["cv"]["out_of_fold"] == plain_cv["out_of_fold"]

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 
@@ -20,6 +21,7 @@ from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError
 from transferkit.evaluation.calibration import CalibrationSet, tempered_probabilities
 from transferkit.evaluation.cross_validation import summarize_folds
+from transferkit.faults import kill_point
 from transferkit.run_dir import RunPaths
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,10 @@ def cross_validate(
         rest = sorted(set(range(len(pool.indices))) - set(rows))
         fold_data = {**data, "train": subset(pool, rest), "val": subset(pool, rows)}
         del fold_data["test"]  # a fold model never sees the test split
+        kill_point(f"fold:{number}")
         logger.info("cross-validation: fold %d of %d (%d images held out)", number + 1, folds, len(rows))
+        # the fold's own random draws (a new head, a random-init network): the same after a resume
+        L.seed_everything((recipe.config.seed * 1_000 + number) % 2**32, workers=True, verbose=False)
         backbone = recipe.backbone()
         recipe.train(backbone, fold_data, paths.fold(number), resume=resume)
         logits.append(recipe.classifier(backbone).view_logits(fold_data["val"].images))

@@ -240,7 +240,7 @@ class TrainConfig(Section):
 @dataclass
 class CrossValidationConfig(Section):
     """K-fold cross-validation over the train images (validation folded in): out-of-fold metrics and
-    calibration, then the final model trained on every train image."""
+    calibration, then the final model: refit on every train image, or the ensemble of the fold models."""
 
     key: ClassVar[str] = "cv"
     folds: int | Literal["auto"] | None = option(
@@ -249,6 +249,12 @@ class CrossValidationConfig(Section):
         f"{SMALL_VALIDATION_PER_CLASS} images per class, else none; null: never",
         within=Interval(2),
         flag="folds",
+    )
+    final: Literal["refit", "ensemble"] = option(
+        "refit",
+        "the final model: refit on every train image, or the ensemble of the fold models (the mean of "
+        "their probabilities)",
+        flag="folds_final",
     )
 
 

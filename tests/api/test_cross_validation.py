@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -20,7 +21,8 @@ from transferkit.config import FitConfig
 from transferkit.data.folds import make_folds
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import Splits
-from transferkit.errors import DataError
+from transferkit.errors import DataError, ModelError
+from transferkit.export import export_model
 from transferkit.testing import tiny_fit_config
 from transferkit.training.methods import create_methods
 from transferkit.transforms import create_augmentation
@@ -145,3 +147,30 @@ def test_a_cross_validated_run_killed_between_folds_resumes_to_the_same_model(
     assert all(torch.equal(weights[name], expected[name]) for name in expected)
     plain_cv = json.loads((plain_dir / "metrics.json").read_text())["cv"]
     assert json.loads((run_dir / "metrics.json").read_text())["cv"]["out_of_fold"] == plain_cv["out_of_fold"]
+
+
+def test_the_ensemble_of_the_fold_models_is_one_bundle_that_load_and_onnx_predict_with(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides({"cv.folds": 3, "cv.final": "ensemble"})
+    run = transferkit.fit(config)
+    bundle = json.loads((run.dir / "model" / "config.json").read_text())
+    assert bundle["ensemble_members"] == 3
+    with open(run.dir / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    saved = np.array([[float(row[f"p_{name}"]) for name in ("cat", "dog", "fox")] for row in rows])
+    classifier = transferkit.load(run.dir)
+    assert np.allclose(classifier.predict_proba([row["path"] for row in rows]), saved, atol=1e-5)
+    # the mean of the members' probabilities: each member alone differs from it
+    members = classifier.network.model.members  # type: ignore[union-attr]
+    pixels = classifier.preprocess([rows[0]["path"]])
+    alone = [member(classifier.network.normalize(pixels)).softmax(1) for member in members]  # type: ignore[union-attr]
+    expected = torch.stack(alone).mean(0)
+    assert torch.allclose(classifier.network(pixels).softmax(1), expected, atol=1e-6)  # type: ignore[misc]
+    report = export_model(run.dir)
+    assert report.parity is not None and report.parity.max_abs_difference < 1e-4  # one ONNX graph
+    assert "ensemble of the 3 fold models" in (run.dir / "report.md").read_text()
+    with pytest.raises(ModelError, match="not the start of another transfer"):
+        transferkit.fit(
+            tiny_fit_config(image_folder, tmp_path).with_overrides({"model.name": f"run:{run.dir}"})
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import lightning as L
@@ -22,7 +22,10 @@ from transferkit.errors import ConfigError
 from transferkit.evaluation.calibration import CalibrationSet, tempered_probabilities
 from transferkit.evaluation.cross_validation import summarize_folds
 from transferkit.faults import kill_point
+from transferkit.models import Backbone
+from transferkit.models.ensemble import Ensemble
 from transferkit.run_dir import RunPaths
+from transferkit.training.loop import TrainingResult
 
 logger = logging.getLogger(__name__)
 AUTO_FOLDS = 5
@@ -36,11 +39,15 @@ class CrossValidation:
         indices: the images' record indices, in the order of the arrays.
         fold_of: the fold that held each image out, ``(N,)``.
         held_out: view logits of each image from the model that did not train on it, and the labels.
+        members: the fold models, when the final model is their ensemble (else empty: freed).
+        last_training: the last fold's training, for the report of an ensemble.
     """
 
     indices: list[int]
     fold_of: np.ndarray
     held_out: CalibrationSet
+    members: list[Backbone]
+    last_training: TrainingResult
 
     def summary(self, source: ImageSource, temperature: float) -> dict[str, Any]:
         """Per-fold and out-of-fold metrics, with the final model's temperature applied."""
@@ -50,6 +57,19 @@ class CrossValidation:
 
     def probabilities(self, temperature: float) -> np.ndarray:
         return tempered_probabilities(self.held_out.logits, temperature)
+
+    def ensemble(self) -> Backbone:
+        """The fold models as one network that predicts the mean of their probabilities.
+
+        Its output is a log-probability, so the out-of-fold temperature applies to it as to logits: a
+        softmax is unchanged by the per-image shift from logits to log-probabilities, scaled or not.
+        """
+        first = self.members[0]
+        return replace(
+            first,
+            spec=f"{first.spec} (ensemble of {len(self.members)} folds)",
+            model=Ensemble([m.model for m in self.members]),
+        )
 
 
 def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
@@ -91,6 +111,7 @@ def cross_validate(
     logits: list[np.ndarray] = []
     order: list[int] = []
     fold_of: list[int] = []
+    members: list[Backbone] = []
     for number, part in enumerate(held_out):
         rows = [position[index] for index in part]
         rest = sorted(set(range(len(pool.indices))) - set(rows))
@@ -101,14 +122,15 @@ def cross_validate(
         # the fold's own random draws (a new head, a random-init network): the same after a resume
         L.seed_everything((recipe.config.seed * 1_000 + number) % 2**32, workers=True, verbose=False)
         backbone = recipe.backbone()
-        recipe.train(backbone, fold_data, paths.fold(number), resume=resume)
+        training = recipe.train(backbone, fold_data, paths.fold(number), resume=resume)
         logits.append(recipe.classifier(backbone).view_logits(fold_data["val"].images))
+        members += [backbone] if recipe.config.cv.final == "ensemble" else []
         order += rows
         fold_of += [number] * len(rows)
     labels = pool.labels.numpy()[order]
     name = f"out-of-fold predictions ({folds} folds, {len(order)} images)"
     held = CalibrationSet(np.concatenate(logits, axis=1), labels, name)
-    return CrossValidation([pool.indices[row] for row in order], np.asarray(fold_of), held)
+    return CrossValidation([pool.indices[row] for row in order], np.asarray(fold_of), held, members, training)
 
 
 def joined(first: SplitImages, second: SplitImages) -> SplitImages:

@@ -119,11 +119,15 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         cache = DiskCache.default() if config.data.cache else None
         data = decode_splits(source, splits, backbone.preprocessing, cache, unlabeled=methods.semi.needs_pool)
         # 4. fine-tuning: with cross-validation, one model per fold first, then one on every train image
+        #    (or the ensemble of the fold models)
         cv = cross_validate(recipe, data, folds, paths, resume=resume) if folds else None
         if cv is not None:
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
-        training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
+        if cv is not None and cv.members:
+            backbone, training = cv.ensemble(), cv.last_training
+        else:
+            training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
         source = with_note(source, methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)

@@ -134,7 +134,10 @@ def write_run_outputs(
     and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv."""
     source, metrics = evaluation.source, evaluation.metrics
     headline = headline_metrics(metrics)
-    cv = cross_validation.summary(source, evaluation.temperature) if cross_validation else None
+    cv = None
+    if cross_validation is not None:
+        final = "ensemble" if cross_validation.members else "refit"
+        cv = {**cross_validation.summary(source, evaluation.temperature), "final": final}
     run_level = {"calibration": evaluation.calibration, "tta": evaluation.tta, "cv": cv}
     extras = {key: value for key, value in run_level.items() if value is not None}
     write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})

@@ -347,11 +347,15 @@ def _cross_validation_blocks(cv: dict[str, Any] | None) -> list[_Block]:
     ]
     rows.append(["mean ± sd", "", *(f"{100 * cv['mean'][n]:.1f} ± {100 * cv['sd'][n]:.1f} %" for n in names)])
     oof = cv["out_of_fold"]
+    final = (
+        f"the final model is the ensemble of the {len(cv['folds'])} fold models (their mean probability)"
+        if cv.get("final") == "ensemble"
+        else f"the final model trained on all {int(oof['num_samples'])} train images"
+    )
     text = (
-        f"Each of the {len(cv['folds'])} folds was predicted by a model trained on the other folds; the "
-        f"final model trained on all {int(oof['num_samples'])} train images, and its calibration "
-        "temperature was fitted on these out-of-fold predictions, so no choice was made on the test split. "
-        "Out-of-fold "
+        f"Each of the {len(cv['folds'])} folds was predicted by a model trained on the other folds; "
+        f"{final}, and its calibration temperature was fitted on these out-of-fold predictions, so no "
+        "choice was made on the test split. Out-of-fold "
         f"accuracy: {_percent(oof['accuracy'], (oof.get('intervals') or {}).get('accuracy'))}."
     )
     return [_Heading("Cross-validation (train split)"), _Table(header, rows), _Paragraph(text)]

@@ -12,6 +12,7 @@ from safetensors.torch import save
 
 from transferkit.files import write_folder_atomic
 from transferkit.models.backbone import Backbone
+from transferkit.models.ensemble import Ensemble
 
 BUNDLE_FORMAT = 1
 # The source's pretrained_cfg keys kept for timm's `create_model("local-dir:DIR")` besides the
@@ -72,7 +73,9 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
         "metric_intervals": info.intervals,
         "test_images": info.test_images,
     }
-    if backbone.family == "timm":
+    if isinstance(backbone.model, Ensemble):
+        config["ensemble_members"] = len(backbone.model.members)
+    elif backbone.family == "timm":
         config.update(timm_local_dir_config(backbone, len(info.class_names)))
     return config
 

@@ -8,11 +8,14 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from transferkit.config import ModelConfig
 from transferkit.data.decode import IMAGE_CHANNELS
 from transferkit.errors import ModelError
 from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Backbone, adapt_first_conv
+from transferkit.models.ensemble import Ensemble
 from transferkit.models.files import read_state_dict
 from transferkit.models.sources import model_sources, rebuild_network
 from transferkit.transforms.preprocessing import CROP_MODES, Preprocessing
@@ -29,9 +32,7 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
     weights = bundle / "model.safetensors"
     # Damaged or swapped weights are refused before any network is built.
     weights_sha256 = checked_weights_hash(weights, saved.get("model_sha256")) if config.pretrained else None
-    model = rebuild_network(family, saved["architecture"], saved["num_classes"], architecture_config)
-    if preprocessing.channels not in (1, 3):  # exported after `Backbone.adapt_input_channels`
-        adapt_first_conv(model, preprocessing.channels)
+    model = rebuild(saved, preprocessing.channels)
     if config.pretrained:
         try:
             model.load_state_dict(read_state_dict(weights))
@@ -48,6 +49,23 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
         family,
         architecture_config,
     )
+
+
+def rebuild(saved: dict[str, Any], channels: int) -> nn.Module:
+    """The untrained network a bundle's config.json describes: one, or an ensemble of several."""
+    members = [
+        rebuild_network(
+            saved.get("family", "timm"),
+            saved["architecture"],
+            saved["num_classes"],
+            saved.get("architecture_config"),
+        )
+        for _ in range(saved.get("ensemble_members") or 1)
+    ]
+    if channels not in (1, 3):  # exported after `Backbone.adapt_input_channels`
+        for member in members:
+            adapt_first_conv(member, channels)
+    return Ensemble(members) if "ensemble_members" in saved else members[0]
 
 
 def checked_weights_hash(weights: Path, expected: str | None) -> str:
@@ -96,6 +114,7 @@ def read_saved_config(path: Path) -> dict[str, Any]:
         ("family", "a name", lambda value: isinstance(value, str)),
         ("architecture_config", "an object or null", lambda value: value is None or isinstance(value, dict)),
         ("model_sha256", "a SHA-256 or null", lambda value: value is None or isinstance(value, str)),
+        ("ensemble_members", "2 to 64 members", lambda value: _is_int(value) and 2 <= value <= 64),
         # Bounds num_classes by the file itself, so no network of an absurd size is built.
         ("label_names", f"a list of {classes} names", lambda value: _is_names(value, classes)),
     ]

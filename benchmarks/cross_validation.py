@@ -1,0 +1,104 @@
+"""`transferkit fit --folds K` on ELPV: per-fold and out-of-fold metrics, and the test accuracy of both
+final models (refit on every train image, ensemble of the fold models), each run as its own process.
+
+    python benchmarks/cross_validation.py --folds 5
+    python benchmarks/cross_validation.py --folds 5 --name cross_validation_quick -- --set data.subset=800 \\
+        --image-size 128 --epochs 3
+
+The test split is read once per final model; every choice inside (the temperature) is made on the
+out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from default_fit import RESULTS, _source_state, write_csv
+
+FINALS = ("refit", "ensemble")
+METRICS = ("binary_accuracy", "accuracy", "balanced_accuracy", "macro_f1")
+
+
+def run_final(final: str, folds: int, out: Path, extra: list[str]) -> dict[str, Any]:
+    """One cross-validated fit in a child process; its metrics.json and wall time."""
+    command = [sys.executable, "-m", "transferkit", "fit", "--folds", str(folds), "--folds-final", final]
+    command += ["--out", str(out), *extra]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{final} failed:\n{result.stderr[-3000:]}")
+    report = Path(result.stdout.split("report: ")[1].split()[0])
+    metrics = json.loads((report.parent / "metrics.json").read_text())
+    return {"final": final, "metrics": metrics, "wall_min": (time.perf_counter() - started) / 60}
+
+
+def rows_of(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per fold, then the out-of-fold row and the test row of the final model."""
+    cv, final = run["metrics"]["cv"], run["final"]
+    rows = [{"final": final, "part": f"fold {row['fold'] + 1}", **_pick(row)} for row in cv["folds"]]
+    rows.append({"final": final, "part": "folds mean", **_pick(cv["mean"])})
+    rows.append({"final": final, "part": "folds sd", **_pick(cv["sd"])})
+    rows.append({"final": final, "part": "out-of-fold", **_pick(_flat(cv["out_of_fold"]))})
+    test = {**_pick(run["metrics"]["headline"]), "wall_min": run["wall_min"]}
+    rows.append({"final": final, "part": "test (final model)", **test})
+    return rows
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    flat = {key: metrics[key] for key in ("accuracy", "balanced_accuracy", "macro_f1")}
+    for name, grouped in metrics.get("groupings", {}).items():
+        flat[f"{name}_accuracy"] = grouped["accuracy"]
+    return flat
+
+
+def _pick(values: dict[str, Any]) -> dict[str, float]:
+    return {key: float(values[key]) for key in METRICS if key in values}
+
+
+def cpu() -> str:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line), "?")
+    return f"{model}, {os.cpu_count()} cores, {'AVX-512' if 'avx512f' in text else 'no AVX-512'}"
+
+
+def markdown(rows: list[dict[str, Any]], command: str) -> str:
+    keys = [*METRICS, "wall_min"]
+    lines = [
+        "# Cross-validation on ELPV: folds, out-of-fold, and the two final models on test",
+        "",
+        f"Command: `{command}` at commit {_source_state()}; {cpu()}.",
+        "",
+        "| final | part | " + " | ".join(keys) + " |",
+        "| --- | --- |" + " ---: |" * len(keys),
+    ]
+    for row in rows:
+        cells = [f"{row[k]:.4f}" if k in row else "" for k in keys]
+        lines.append(f"| {row['final']} | {row['part']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-cv"))
+    parser.add_argument("--name", default="cross_validation")
+    parser.add_argument("extra", nargs="*", help="extra flags for `transferkit fit`, after --")
+    args = parser.parse_args()
+    rows = [row for final in FINALS for row in rows_of(run_final(final, args.folds, args.out, args.extra))]
+    command = f"python benchmarks/cross_validation.py --folds {args.folds}"
+    if args.extra:
+        command += f" --name {args.name} -- {' '.join(args.extra)}"
+    write_csv(args.name, rows, ["final", "part", *METRICS, "wall_min"])
+    (RESULTS / f"{args.name}.md").write_text(markdown(rows, command))
+    print(markdown(rows, command))
+
+
+if __name__ == "__main__":
+    main()

@@ -358,7 +358,7 @@ def split_method(spec: MethodSpec, key: str) -> tuple[str, dict[str, Any]]:
     argument for the method's `argument` option."""
     if isinstance(spec, str):
         name, colon, argument = spec.partition(":")
-        return name, ({"": yaml.safe_load(argument)} if colon else {})
+        return name, ({"": _scalar(argument)} if colon else {})
     options = dict(spec)
     name = options.pop("name", None)
     if not isinstance(name, str):
@@ -366,6 +366,14 @@ def split_method(spec: MethodSpec, key: str) -> tuple[str, dict[str, Any]]:
             f"Config key {key!r} must name its method, e.g. {{name: lora, rank: 8}}; got {spec!r}."
         )
     return name, options
+
+
+def _scalar(text: str) -> Any:
+    """``2`` -> 2, ``0.5`` -> 0.5; what YAML cannot read stays text (the option's type check names it)."""
+    try:
+        return yaml.safe_load(text)
+    except (ValueError, OverflowError, RecursionError, yaml.YAMLError):
+        return text
 
 
 def build_options(cls: type[_T], spec: MethodSpec, key: str, argument: str | None = None) -> _T:

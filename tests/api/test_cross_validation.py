@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 import transferkit
@@ -174,3 +175,11 @@ def test_the_ensemble_of_the_fold_models_is_one_bundle_that_load_and_onnx_predic
         transferkit.fit(
             tiny_fit_config(image_folder, tmp_path).with_overrides({"model.name": f"run:{run.dir}"})
         )
+
+
+def test_each_fold_finds_its_own_rate_with_lr_auto(image_folder: Path, tmp_path: Path) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides({"cv.folds": 2, "train.lr": "auto"})
+    run = transferkit.fit(config)
+    runs = [run.dir / "folds" / "fold-0", run.dir / "folds" / "fold-1", run.dir]
+    assert all((folder / "lr_range_test.json").is_file() for folder in runs)  # none reuses another's rate
+    assert yaml.safe_load((run.dir / "config.yaml").read_text())["train"]["lr"] == "auto"

@@ -135,7 +135,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         kill_point("evaluation")
         classifier = recipe.classifier(backbone)
         held_out = cv.held_out if cv is not None else validation_set(classifier, data["val"])
-        _, evaluation = evaluate_test(classifier, source, data["test"], held_out)
+        evaluation = evaluate_test(classifier, source, data["test"], held_out)
         wall_time = time.perf_counter() - started
         write_run_outputs(
             paths,

@@ -60,8 +60,8 @@ class TestEvaluation:
 
 def evaluate_test(
     classifier: Classifier, source: ImageSource, test: SplitImages, calibration: CalibrationSet
-) -> tuple[Classifier, TestEvaluation]:
-    """The classifier calibrated on `calibration`, and its probabilities and metrics on every test image.
+) -> TestEvaluation:
+    """The classifier's probabilities and metrics on every test image, calibrated on `calibration`.
 
     `fit` evaluates through the same `Classifier` that `load` returns, so the run's metrics are what
     the bundle predicts. The temperature minimizes the NLL of the view-averaged tempered softmax on the
@@ -70,7 +70,6 @@ def evaluate_test(
     labels = test.labels.numpy()
     logits = classifier.view_logits(test.images)
     temperature = calibration.temperature()
-    classifier = classifier.with_temperature(temperature)
     probabilities = tempered_probabilities(logits, temperature)
     calibration_summary = {
         "temperature": temperature,
@@ -84,10 +83,9 @@ def evaluate_test(
     metrics["temperature_scaling"] = calibration_summary
     if tta is not None:
         metrics["tta"] = tta
-    evaluation = TestEvaluation(
+    return TestEvaluation(
         source, test.indices, probabilities, metrics, names, temperature, calibration_summary, tta
     )
-    return classifier, evaluation
 
 
 def validation_set(classifier: Classifier, val: SplitImages) -> CalibrationSet:

@@ -96,7 +96,7 @@ def train_epochs(
     range_test = None
     if math.isnan(module.strategy.lr):  # --lr auto
         range_test = automatic_rate(module, plan.data["train"], plan.paths, save=plan.writes)
-        module.strategy.lr = range_test.suggestion
+        module.strategy = module.strategy.with_rate(range_test.suggestion)
     if module.semi.needs_pool:
         module.semi.attach(plan.data[UNLABELED], module.augment)
     # Several processes: DDP registers what requires gradients when it wraps the model, so everything

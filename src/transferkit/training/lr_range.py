@@ -42,9 +42,8 @@ def lr_range_test(
     keep the strategy's ratios to the top group. The module's weights are restored afterwards.
     """
     saved = copy.deepcopy(module.state_dict())
-    strategy = module.strategy
+    strategy = module.strategy.with_rate(1.0)  # param_groups' rates become ratios to the top group's rate
     strategy.set_trainable(module.backbone, 0)
-    strategy.lr = 1.0  # param_groups' rates become ratios to the top group's rate
     groups = strategy.param_groups(module.backbone)
     ratios = [group["lr"] for group in groups]
     optimizer = torch.optim.AdamW(groups, weight_decay=module.config.weight_decay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,6 +51,13 @@ class FinetuneStrategy:
         self.config = config
         self.options = options if options is not None else self.Options()
         self.lr = float(config.lr) if config.lr != "auto" else float("nan")  # "auto": set by the range test
+
+    def with_rate(self, lr: float) -> FinetuneStrategy:
+        """A copy at top rate `lr` (found by a range test): the configured strategy, shared by every
+        model of a cross-validated run, stays as configured."""
+        rated = copy.copy(self)
+        rated.lr = lr
+        return rated
 
     def spec(self) -> MethodSpec:
         """The strategy with every option, as config.yaml records it."""

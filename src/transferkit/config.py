@@ -217,6 +217,12 @@ class TrainConfig(Section):
         0.0, "alpha for pasting a box of one image into another; 0: off", within=AT_LEAST_0, flag=True
     )
     ema: bool = option(False, "evaluate an exponential moving average of the weights", flag=True)
+    wise_ft: bool = option(
+        True,
+        "keep the weights that predict held-out images best among the fitted head, the fine-tuned network "
+        "and interpolations between them (WiSE-FT), chosen on validation or out-of-fold predictions",
+        flag=True,
+    )
     ema_decay: float = option(0.998, "decay of the weight average", within=Interval(0, 1, "neither"))
     regularizer: MethodSpec = option("none", "a regularizer of fine-tuning", flag=True)
     balance: Literal["none", "auto", "weights", "sampler"] = option(

@@ -128,6 +128,11 @@ class RunPaths:
         return self.checkpoints / "best.ckpt"
 
     @property
+    def start_weights(self) -> Path:
+        """The weights with the head fitted on frozen features, before fine-tuning: one end of WiSE-FT."""
+        return self.checkpoints / "start.pt"
+
+    @property
     def trained_weights(self) -> Path:
         """The weights training ended with: a run resumed after this point goes straight to evaluation."""
         return self.checkpoints / "trained.pt"

@@ -25,6 +25,7 @@ from transferkit.faults import kill_point
 from transferkit.models import Backbone
 from transferkit.models.ensemble import Ensemble
 from transferkit.run_dir import RunPaths
+from transferkit.training.interpolation import ALPHAS, WeightChoice, choose_alpha
 from transferkit.training.loop import TrainingResult
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,10 @@ class CrossValidation:
     Attributes:
         indices: the images' record indices, in the order of the arrays.
         fold_of: the fold that held each image out, ``(N,)``.
-        held_out: view logits of each image from the model that did not train on it, and the labels.
+        held_out: view logits of each image from the model that did not train on it (at the chosen
+            WiSE-FT candidate), and the labels.
+        choice: the WiSE-FT candidates' out-of-fold accuracy and the α chosen (None: WiSE-FT off, or a
+            strategy without a fitted head).
         members: the fold models, when the final model is their ensemble (else empty: freed).
         last_training: the last fold's training, for the report of an ensemble.
     """
@@ -46,6 +50,7 @@ class CrossValidation:
     indices: list[int]
     fold_of: np.ndarray
     held_out: CalibrationSet
+    choice: WeightChoice | None
     members: list[Backbone]
     last_training: TrainingResult
 
@@ -104,14 +109,15 @@ def cross_validate(
     recipe: Recipe, data: dict[str, SplitImages], folds: int, paths: RunPaths, *, resume: bool
 ) -> CrossValidation:
     """Trains one model per fold on the others (``folds/fold-N`` in the run directory, each resumable)
-    and collects its view logits on the fold it did not see."""
+    and collects its view logits on the fold it did not see, for every WiSE-FT candidate; the candidate
+    with the best out-of-fold predictions is the one every model of the run keeps."""
     pool = joined(data["train"], data["val"])
     held_out = make_folds(recipe.source, pool.indices, folds, recipe.config.data.split_seed)
     position = {index: row for row, index in enumerate(pool.indices)}
-    logits: list[np.ndarray] = []
+    candidates: list[list[np.ndarray]] = []  # per fold, per candidate: view logits of its held-out images
     order: list[int] = []
     fold_of: list[int] = []
-    members: list[Backbone] = []
+    members: list[tuple[Backbone, TrainingResult]] = []
     for number, part in enumerate(held_out):
         rows = [position[index] for index in part]
         rest = sorted(set(range(len(pool.indices))) - set(rows))
@@ -123,14 +129,21 @@ def cross_validate(
         L.seed_everything((recipe.config.seed * 1_000 + number) % 2**32, workers=True, verbose=False)
         backbone = recipe.backbone()
         training = recipe.train(backbone, fold_data, paths.fold(number), resume=resume)
-        logits.append(recipe.classifier(backbone).view_logits(fold_data["val"].images))
-        members += [backbone] if recipe.config.cv.final == "ensemble" else []
+        candidates.append(recipe.candidate_logits(backbone, training, fold_data["val"].images))
+        members += [(backbone, training)] if recipe.config.cv.final == "ensemble" else []
         order += rows
         fold_of += [number] * len(rows)
     labels = pool.labels.numpy()[order]
     name = f"out-of-fold predictions ({folds} folds, {len(order)} images)"
-    held = CalibrationSet(np.concatenate(logits, axis=1), labels, name)
-    return CrossValidation([pool.indices[row] for row in order], np.asarray(fold_of), held, members, training)
+    out_of_fold = [np.concatenate(fold, axis=1) for fold in zip(*candidates, strict=False)]
+    choice = choose_alpha(out_of_fold, labels, name) if len(out_of_fold) == len(ALPHAS) else None
+    held = CalibrationSet(
+        out_of_fold[ALPHAS.index(choice.alpha)] if choice else out_of_fold[-1], labels, name
+    )
+    for member, member_training in members:
+        recipe.finish(member, member_training, choice.alpha if choice else 1.0)
+    indices = [pool.indices[row] for row in order]
+    return CrossValidation(indices, np.asarray(fold_of), held, choice, [m for m, _ in members], training)
 
 
 def joined(first: SplitImages, second: SplitImages) -> SplitImages:

@@ -23,7 +23,7 @@ from transferkit.data import (
     decode_splits,
     fingerprint,
 )
-from transferkit.data.cache import DiskCache
+from transferkit.data.cache import DiskCache, SplitImages
 from transferkit.data.checks import DataReport, check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
@@ -33,6 +33,8 @@ from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
+from transferkit.training.interpolation import WeightChoice, choose_alpha
+from transferkit.training.loop import TrainingResult
 from transferkit.training.methods import create_methods, with_resolved_methods
 from transferkit.training.semi import SemiMethod
 from transferkit.transforms import augment_presets, create_augmentation
@@ -125,9 +127,13 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
         if cv is not None and cv.members:
-            backbone, training = cv.ensemble(), cv.last_training
+            backbone, training, choice = cv.ensemble(), cv.last_training, cv.choice
         else:
             training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
+            choice = (
+                cv.choice if cv is not None else choose_on_validation(recipe, backbone, training, data["val"])
+            )
+            recipe.finish(backbone, training, choice.alpha if choice else 1.0)
         source = with_note(source, methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
@@ -148,8 +154,22 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             wall_time_s=wall_time,
             data_checks=checks,
             cross_validation=cv,
+            weight_choice=choice,
         )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+def choose_on_validation(
+    recipe: Recipe, backbone: Backbone, training: TrainingResult, val: SplitImages
+) -> WeightChoice | None:
+    """The WiSE-FT candidate with the best validation predictions; None without a validation split or
+    without candidates."""
+    if not len(val.labels):
+        return None
+    logits = recipe.candidate_logits(backbone, training, val.images)
+    if len(logits) == 1:
+        return None
+    return choose_alpha(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
 
 
 def with_batchnorm_for_random_init(config: FitConfig) -> FitConfig:

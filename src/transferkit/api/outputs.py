@@ -29,6 +29,7 @@ from transferkit.export.predictor import Classifier
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
 from transferkit.run_dir import RunPaths
+from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
 from transferkit.training.strategies import Phase
 from transferkit.transforms.augment import identity
@@ -127,6 +128,7 @@ def write_run_outputs(
     wall_time_s: float,
     data_checks: DataReport | None = None,
     cross_validation: CrossValidation | None = None,
+    weight_choice: WeightChoice | None = None,
 ) -> None:
     """metrics.json, predictions.csv, the model bundle, plots, both reports, data_checks.json if given,
     and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv."""
@@ -136,7 +138,13 @@ def write_run_outputs(
     if cross_validation is not None:
         final = "ensemble" if cross_validation.members else "refit"
         cv = {**cross_validation.summary(source, evaluation.temperature), "final": final}
-    run_level = {"calibration": evaluation.calibration, "tta": evaluation.tta, "cv": cv}
+    choice = weight_choice.to_dict() if weight_choice is not None else None
+    run_level = {
+        "calibration": evaluation.calibration,
+        "tta": evaluation.tta,
+        "cv": cv,
+        "weight_choice": choice,
+    }
     extras = {key: value for key, value in run_level.items() if value is not None}
     write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})
     if data_checks is not None:
@@ -181,6 +189,7 @@ def write_run_outputs(
         wall_time_s=wall_time_s,
         data_checks=data_checks,
         cross_validation=cv,
+        weight_choice=choice,
     )
     write_reports(context)
 

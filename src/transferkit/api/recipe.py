@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from transferkit.config import FitConfig
@@ -13,6 +14,7 @@ from transferkit.export.predictor import Classifier
 from transferkit.models import Backbone, resolve_model
 from transferkit.run_dir import RunPaths
 from transferkit.training.balance import class_weights, resolve_balance
+from transferkit.training.interpolation import ALPHAS, interpolate
 from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
 from transferkit.training.methods import Methods
 from transferkit.training.module import TransferModule
@@ -56,7 +58,7 @@ class Recipe:
         writes: bool = True,
     ) -> TrainingResult:
         """Trains `backbone` on ``data["train"]`` (validating on ``data["val"]``), writing into `paths`;
-        leaves it in its plain, exportable form."""
+        `finish` then puts it in its final, exportable form."""
         config, methods = self.config, self.methods
         train_counts = torch.bincount(data["train"].labels, minlength=len(self.source.class_names)).tolist()
         balance = resolve_balance(config.train.balance, train_counts)
@@ -71,9 +73,31 @@ class Recipe:
             regularizer=methods.regularizer,
         )
         plan = TrainingPlan(data, paths, config.runtime, balance == "sampler", train_counts, writes)
-        training = run_phases(module, plan, resume=resume)
-        methods.strategy.finalize(backbone)
-        return training
+        return run_phases(module, plan, resume=resume)
+
+    def candidate_logits(
+        self, backbone: Backbone, training: TrainingResult, images: torch.Tensor
+    ) -> list[np.ndarray]:
+        """View logits of `images` for each WiSE-FT candidate, in the order of `ALPHAS`; only the
+        fine-tuned network's (α = 1) when the run keeps no start or WiSE-FT is off. The network is left
+        as it was trained."""
+        classifier = self.classifier(backbone)
+        if training.start is None or not self.config.train.wise_ft:
+            return [classifier.view_logits(images)]
+        tuned = {name: value.detach().clone() for name, value in backbone.model.state_dict().items()}
+        logits = []
+        for alpha in ALPHAS:
+            backbone.model.load_state_dict(interpolate(training.start, tuned, alpha))
+            logits.append(classifier.view_logits(images))
+        backbone.model.load_state_dict(tuned)
+        return logits
+
+    def finish(self, backbone: Backbone, training: TrainingResult, alpha: float = 1.0) -> None:
+        """The network at `alpha` between its fitted head and its fine-tuned weights, in its plain,
+        exportable form (adapters merged)."""
+        if training.start is not None and alpha != 1.0:
+            backbone.model.load_state_dict(interpolate(training.start, backbone.model.state_dict(), alpha))
+        self.methods.strategy.finalize(backbone)
 
     def classifier(self, backbone: Backbone) -> Classifier:
         """The trained network as `load` will return it, with the run's test-time views (uncalibrated)."""

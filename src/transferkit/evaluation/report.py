@@ -72,6 +72,8 @@ class ReportContext:
         data_checks: What :func:`transferkit.data.checks.check_data` found, if the data was checked.
         cross_validation: :func:`transferkit.evaluation.cross_validation.summarize_folds`'s output, if the
             run cross-validated.
+        weight_choice: the WiSE-FT candidates (``alphas``, ``accuracy``, ``log_loss``), the ``alpha`` kept
+            and what it was ``chosen_on``, if the run chose among them.
     """
 
     title: str
@@ -86,6 +88,7 @@ class ReportContext:
     wall_time_s: float | None = None
     data_checks: DataReport | None = None
     cross_validation: dict[str, Any] | None = None
+    weight_choice: dict[str, Any] | None = None
 
 
 def write_reports(context: ReportContext) -> tuple[Path, Path]:
@@ -217,6 +220,7 @@ def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
         *_data_check_blocks(context.data_checks),
         *_strategy_blocks(context.strategy, context.phases),
         *_cross_validation_blocks(context.cross_validation),
+        *_weight_choice_blocks(context.weight_choice),
         *_plot_blocks(context.plots, run_dir),
         *_per_class_blocks(context.metrics),
         *_grouping_blocks(context.metrics),
@@ -359,6 +363,24 @@ def _cross_validation_blocks(cv: dict[str, Any] | None) -> list[_Block]:
         f"accuracy: {_percent(oof['accuracy'], (oof.get('intervals') or {}).get('accuracy'))}."
     )
     return [_Heading("Cross-validation (train split)"), _Table(header, rows), _Paragraph(text)]
+
+
+def _weight_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
+    if choice is None:
+        return []
+    rows = [
+        [f"{alpha:g}" + (" (kept)" if alpha == choice["alpha"] else ""), _percent(accuracy), f"{loss:.4f}"]
+        for alpha, accuracy, loss in zip(
+            choice["alphas"], choice["accuracy"], choice["log_loss"], strict=True
+        )
+    ]
+    text = (
+        "θ = (1 - α) θ_head + α θ_fine-tuned (WiSE-FT, Wortsman et al. 2022): α = 0 is the head fitted on "
+        "frozen features, α = 1 the fine-tuned network. The run keeps the α with the best accuracy on the "
+        f"{choice['chosen_on']}, so there it never ends below its own head."
+    )
+    header = ["α", "accuracy", "log-loss"]
+    return [_Heading("Final weights: head, fine-tuned, or between"), _Table(header, rows), _Paragraph(text)]
 
 
 def _metric_label(name: str) -> str:

@@ -12,6 +12,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from transferkit.run_dir import RunPaths
 from transferkit.training.balance import sample_weights
 from transferkit.training.callbacks import WeightAverage, write_history
 from transferkit.training.data_order import SeededBatchSampler
+from transferkit.training.interpolation import State
 from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
@@ -49,11 +51,13 @@ class TrainingPlan:
 @dataclass(frozen=True)
 class TrainingResult:
     """What training found besides the weights: the per-epoch history (also in metrics.csv), the
-    pseudo-label rounds and the learning-rate range test, when the run had them."""
+    pseudo-label rounds, the learning-rate range test and the weights before fine-tuning, when the run
+    had them."""
 
     history: list[dict[str, Any]]
     semi_summary: Any = None  # what the semi-supervised method did before training (pseudo-labels)
     range_test: RangeTest | None = None
+    start: State | None = None  # the weights with the fitted head, before fine-tuning (for WiSE-FT)
 
 
 def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = False) -> TrainingResult:
@@ -65,21 +69,37 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
     )
     if resume and paths.trained_weights.exists():
         module.model.load_state_dict(torch.load(paths.trained_weights, weights_only=True))
-        return TrainingResult(read_history(paths), semi_summary, _saved_range_test(paths))
+        return TrainingResult(read_history(paths), semi_summary, _saved_range_test(paths), _start(paths))
     history: list[dict[str, Any]] = []
     resuming = resume and paths.last_checkpoint.exists()
+    keeps_start = strategy.fits_head_first and strategy.train_epochs > 0
     if not resuming:
         summary = strategy.prepare(module.backbone, module.normalize, plan.data["train"], plan.data["val"])
         history.append({"epoch": 0, "phase": strategy.phases()[0].name, **summary})
         if plan.writes:
             write_history(paths.history, history)
+            if keeps_start:
+                save_weights(module, paths.start_weights)
         kill_point("after-head")
+    start = _start(paths) if resuming else _copy(module.model.state_dict()) if keeps_start else None
     range_test = None
     if strategy.train_epochs > 0:
         range_test = train_epochs(module, plan, history, resuming)
     if plan.writes:
-        save_trained_weights(module, paths)
-    return TrainingResult(history, semi_summary, range_test)
+        save_weights(module, paths.trained_weights)
+    return TrainingResult(history, semi_summary, range_test, start)
+
+
+def _start(paths: RunPaths) -> State | None:
+    """The weights a run saved after fitting its head, if its strategy fits one."""
+    if not paths.start_weights.exists():
+        return None
+    state: State = torch.load(paths.start_weights, weights_only=True)
+    return state
+
+
+def _copy(state: State) -> State:
+    return {name: value.detach().clone() for name, value in state.items()}
 
 
 def _saved_range_test(paths: RunPaths) -> RangeTest | None:
@@ -182,10 +202,10 @@ def load_checkpoint_weights(module: TransferModule, path: Any) -> None:
         module.model.load_state_dict(average, strict=False)
 
 
-def save_trained_weights(module: TransferModule, paths: RunPaths) -> None:
+def save_weights(module: TransferModule, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(module.model.state_dict(), buffer)
-    write_atomic(paths.trained_weights, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def read_history(paths: RunPaths) -> list[dict[str, Any]]:

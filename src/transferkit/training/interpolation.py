@@ -1,0 +1,68 @@
+"""Weight-space interpolation between the fitted head and the fine-tuned network (WiSE-FT).
+
+Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022: ``θ(α) = (1 - α) θ_start +
+α θ_tuned``. Here θ_start is the network with its head fitted on frozen features (the linear probe),
+θ_tuned the network after fine-tuning; α = 0 is the probe itself, α = 1 the fine-tuned network. The
+run keeps the α that predicts held-out images best, so fine-tuning never ends below its own probe on
+them. BatchNorm running statistics are interpolated like the weights (with the default frozen
+statistics they are equal at both ends); integer buffers keep the fine-tuned values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.special import log_softmax, logsumexp
+
+State = dict[str, torch.Tensor]
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def interpolate(start: State, tuned: State, alpha: float) -> State:
+    """``start + alpha * (tuned - start)`` for every float tensor; other tensors as in `tuned`."""
+    return {
+        name: start[name] + alpha * (value - start[name]) if value.is_floating_point() else value
+        for name, value in tuned.items()
+    }
+
+
+@dataclass(frozen=True)
+class WeightChoice:
+    """The candidates' held-out accuracy and log-loss, and the α chosen.
+
+    Attributes:
+        alphas: the candidates, 0 (the head on frozen features) to 1 (the fine-tuned network).
+        accuracy, log_loss: of each candidate on the held-out images (all test-time views averaged).
+        alpha: the chosen one: the best accuracy, then the lowest log-loss, then the larger α.
+        chosen_on: the held-out images, e.g. ``val (197 images)``.
+    """
+
+    alphas: tuple[float, ...]
+    accuracy: tuple[float, ...]
+    log_loss: tuple[float, ...]
+    alpha: float
+    chosen_on: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "alphas": list(self.alphas),
+            "accuracy": list(self.accuracy),
+            "log_loss": list(self.log_loss),
+            "alpha": self.alpha,
+            "chosen_on": self.chosen_on,
+        }
+
+
+def choose_alpha(logits: Sequence[np.ndarray], labels: np.ndarray, chosen_on: str) -> WeightChoice:
+    """The WiSE-FT candidate that predicts `labels` best, from each candidate's view logits
+    ``(views, N, classes)``, in the order of `ALPHAS`."""
+    accuracy, loss = [], []
+    for views in logits:
+        log_probabilities = logsumexp(log_softmax(views, axis=2), axis=0) - np.log(len(views))
+        accuracy.append(float(np.mean(log_probabilities.argmax(1) == labels)))
+        loss.append(float(-log_probabilities[np.arange(len(labels)), labels].mean()))
+    best = max(range(len(ALPHAS)), key=lambda i: (accuracy[i], -loss[i], ALPHAS[i]))
+    return WeightChoice(ALPHAS, tuple(accuracy), tuple(loss), ALPHAS[best], chosen_on)

@@ -1,0 +1,60 @@
+"""WiSE-FT: the final weights are the best held-out candidate between the fitted head and fine-tuning."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import transferkit
+from transferkit.testing import tiny_fit_config
+from transferkit.training.interpolation import ALPHAS, choose_alpha, interpolate
+
+
+def test_interpolation_is_linear_in_floats_and_keeps_integer_buffers_fine_tuned() -> None:
+    start = {"w": torch.zeros(3), "num_batches_tracked": torch.tensor(0)}
+    tuned = {"w": torch.tensor([4.0, 8.0, -4.0]), "num_batches_tracked": torch.tensor(7)}
+    assert torch.equal(interpolate(start, tuned, 0.0)["w"], start["w"])
+    assert torch.equal(interpolate(start, tuned, 1.0)["w"], tuned["w"])
+    assert torch.equal(interpolate(start, tuned, 0.25)["w"], torch.tensor([1.0, 2.0, -1.0]))
+    assert int(interpolate(start, tuned, 0.5)["num_batches_tracked"]) == 7
+
+
+def _logits(correct: int, total: int = 10, confidence: float = 3.0) -> np.ndarray:
+    """One view's logits for `total` images of class 0, the first `correct` of them predicted right."""
+    logits = np.zeros((1, total, 2))
+    logits[0, :correct, 0] = confidence
+    logits[0, correct:, 1] = confidence
+    return logits
+
+
+def test_the_most_accurate_candidate_wins_then_the_lower_loss_then_the_larger_alpha() -> None:
+    labels = np.zeros(10, dtype=int)
+    accurate = [_logits(c) for c in (6, 9, 7, 7, 5)]
+    assert choose_alpha(accurate, labels, "val").alpha == 0.25
+    tied = [_logits(8, confidence=c) for c in (0.5, 0.5, 1.5, 0.5, 0.5)]
+    assert choose_alpha(tied, labels, "val").alpha == 0.5  # same accuracy: the lowest log-loss
+    same = [_logits(8) for _ in ALPHAS]
+    assert choose_alpha(same, labels, "val").alpha == 1.0  # nothing to tell them apart: fine-tuned
+
+
+def test_fine_tuning_that_destroys_the_head_is_undone(image_folder: Path, tmp_path: Path) -> None:
+    """A rate of 3 wrecks the network in one epoch: the run keeps the head (α = 0), which predicts
+    the test split exactly as the linear probe does."""
+    base = tiny_fit_config(image_folder, tmp_path).with_overrides({"data.val_fraction": 0.4})
+    wrecked = transferkit.fit(base.with_overrides({"train.lr": 3.0, "train.warmup_fraction": 0.0}))
+    choice = json.loads((wrecked.dir / "metrics.json").read_text())["weight_choice"]
+    assert choice["chosen_on"].startswith("val (")
+    assert choice["accuracy"][ALPHAS.index(choice["alpha"])] == max(choice["accuracy"])
+    assert choice["accuracy"][-1] < choice["accuracy"][0]  # fine-tuning alone ended below the head
+    probe = transferkit.fit(base.with_overrides({"train.strategy": "linear-probe"}))
+    if choice["alpha"] == 0.0:
+        assert wrecked.metrics["accuracy"] == pytest.approx(probe.metrics["accuracy"])
+    assert wrecked.metrics["accuracy"] >= probe.metrics["accuracy"] - 1 / wrecked.metrics["num_samples"]
+
+
+def test_without_wise_ft_the_fine_tuned_weights_are_kept(image_folder: Path, tmp_path: Path) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides({"train.wise_ft": False})
+    metrics = json.loads((transferkit.fit(config).dir / "metrics.json").read_text())
+    assert "weight_choice" not in metrics

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from default_fit import RESULTS, _source_state, write_csv
+from default_fit import RESULTS, _cpu, _source_state, write_csv
 
 FINALS = ("refit", "ensemble")
 METRICS = ("binary_accuracy", "accuracy", "balanced_accuracy", "macro_f1")
@@ -62,18 +61,12 @@ def _pick(values: dict[str, Any]) -> dict[str, float]:
     return {key: float(values[key]) for key in METRICS if key in values}
 
 
-def cpu() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line), "?")
-    return f"{model}, {os.cpu_count()} cores, {'AVX-512' if 'avx512f' in text else 'no AVX-512'}"
-
-
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
     keys = [*METRICS, "wall_min"]
     lines = [
         "# Cross-validation on ELPV: folds, out-of-fold, and the two final models on test",
         "",
-        f"Command: `{command}` at commit {_source_state()}; {cpu()}.",
+        f"Command: `{command}` at commit {_source_state()}; {_cpu()}.",
         "",
         "| final | part | " + " | ".join(keys) + " |",
         "| --- | --- |" + " ---: |" * len(keys),

@@ -47,8 +47,25 @@ def run_seed(seed: int, out: Path, extra: list[str], threads: int | None = None)
     if status != 0:
         raise SystemExit(f"seed {seed} failed (status {status}):\n{stdout}")
     report = Path(stdout.split("report: ")[1].split()[0])
-    headline = json.loads((report.parent / "metrics.json").read_text())["headline"]
-    return {"seed": seed, **headline, "wall_min": wall / 60, "peak_rss_gib": usage.ru_maxrss / 2**20}
+    metrics = json.loads((report.parent / "metrics.json").read_text())
+    return {
+        "seed": seed,
+        **metrics["headline"],
+        **test_sampling(metrics["test"]),
+        "wall_min": wall / 60,
+        "peak_rss_gib": usage.ru_maxrss / 2**20,
+    }
+
+
+def test_sampling(test: dict[str, Any]) -> dict[str, float]:
+    """Half the width of the 95 % bootstrap interval of the test accuracies: how far the figure moves
+    with another draw of test images, beside the seed spread (which moves with training)."""
+    half = {"accuracy_half_ci": (test["intervals"]["accuracy"][1] - test["intervals"]["accuracy"][0]) / 2}
+    binary = test.get("groupings", {}).get("binary")
+    if binary:
+        bounds = binary["intervals"]["accuracy"]
+        half["binary_accuracy_half_ci"] = (bounds[1] - bounds[0]) / 2
+    return half
 
 
 def write_csv(name: str, rows: Sequence[Mapping[str, Any]], fields: list[str] | None = None) -> None:
@@ -77,7 +94,8 @@ def summary(rows: list[dict[str, float]], key: str) -> str:
 
 
 def markdown_table(rows: list[dict[str, float]], command: str, extra: list[str], jobs: int = 1) -> str:
-    keys = ["binary_accuracy", "accuracy", "balanced_accuracy", "macro_f1", "wall_min", "peak_rss_gib"]
+    keys = ["binary_accuracy", "binary_accuracy_half_ci", "accuracy", "accuracy_half_ci", "balanced_accuracy"]
+    keys += ["macro_f1", "wall_min", "peak_rss_gib"]
     recipe = f"`transferkit fit {' '.join(extra)}`" if extra else "transferkit fit (embedded default)"
     lines = [
         f"# {recipe} on ELPV",
@@ -94,9 +112,21 @@ def markdown_table(rows: list[dict[str, float]], command: str, extra: list[str],
     lines += ["| seed | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 1)]
     lines += [f"| {row['seed']} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for row in rows]
     lines += ["| mean ± sd | " + " | ".join(summary(rows, k) for k in keys) + " |", ""]
+    lines += [
+        "`*_half_ci`: half the 95 % bootstrap interval on the test split (another draw of test images), "
+        "beside the mean ± sd over seeds (another training). "
+        f"Machine: {_cpu()}.",
+        "",
+    ]
     lines += ["Reference figures (docs/benchmarks.md): binary / 4-class accuracy", ""]
     lines += [f"- {name}: {b:.2%} / {'n/a' if f is None else f'{f:.2%}'}" for name, (b, f) in ANCHORS.items()]
     return "\n".join(lines) + "\n"
+
+
+def _cpu() -> str:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line), "?")
+    return f"{model}, {os.cpu_count()} cores, {'AVX-512' if 'avx512f' in text else 'no AVX-512'}"
 
 
 def _threads(jobs: int) -> int:

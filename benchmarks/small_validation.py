@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cross_validation import cpu
-from default_fit import RESULTS, _source_state, write_csv
+from default_fit import RESULTS, _cpu, _source_state, write_csv
 
 SETTINGS = {
     "validation carve (cv.folds null)": ["--set", "cv.folds=null"],
@@ -76,7 +75,7 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         "# A small labelled set: validation carve against cv.folds auto",
         "",
-        f"Command: `{command}` at commit {_source_state()}; {cpu()}.",
+        f"Command: `{command}` at commit {_source_state()}; {_cpu()}.",
         "digits, 10 train images per class (100), 500 test images; packaged Lite0, fine-tune, 64 px.",
         "",
         "| setting | seed | " + " | ".join(KEYS) + " | calibrated on |",

@@ -1,5 +1,6 @@
 """torchvision:<arch>[:<enum>] from torch hub's cache or a local file, with the enum's preprocessing."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,5 +90,10 @@ def test_fit_and_chain_a_torchvision_model(image_folder: Path, tmp_path: Path) -
     chained = resolve_model(f"run:{first.dir}")
     assert (chained.family, chained.architecture) == ("torchvision", ARCH)
     assert chained.preprocessing.mean == (0.485, 0.456, 0.406)
-    saved = torch.load(first.dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert torch.equal(chained.model.state_dict()["head.weight"], saved["model.head.weight"])
+    # the head the run kept: between the fitted and the fine-tuned one, at the alpha WiSE-FT chose
+    start, trained = (
+        torch.load(first.dir / "checkpoints" / name, weights_only=True) for name in ("start.pt", "trained.pt")
+    )
+    alpha = json.loads((first.dir / "metrics.json").read_text())["weight_choice"]["alpha"]
+    kept = start["head.weight"] + alpha * (trained["head.weight"] - start["head.weight"])
+    assert torch.allclose(chained.model.state_dict()["head.weight"], kept, atol=1e-7)

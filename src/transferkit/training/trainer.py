@@ -100,6 +100,8 @@ def quiet_lightning() -> Iterator[None]:
             lg.setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # checkpoints/ holds the head's weights (start.pt) before best.ckpt joins them, on purpose
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
         # the final model of a cross-validated run trains on every train image: there is no validation
         warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_dataloader.*")
         # frozen BatchNorm layers stay in eval mode on purpose (keep_batchnorm_statistics)

@@ -174,9 +174,10 @@ def main() -> None:
     threads = _threads(args.jobs) if args.jobs > 1 else None
     with ThreadPoolExecutor(args.jobs) as pool:
         runs = [pool.submit(run_seed, seed, args.out, args.extra, threads) for seed in args.seeds]
-        rows = [run.result() for run in runs]
-    for row in rows:
-        print(json.dumps(row), flush=True)
+        rows = []
+        for run in runs:  # each seed's figures as soon as it finishes
+            rows.append(run.result())
+            print(json.dumps(rows[-1]), flush=True)
     command = " ".join(["python benchmarks/default_fit.py", "--seeds", *map(str, args.seeds)])
     if args.jobs > 1:
         command += f" --jobs {args.jobs}"

@@ -36,7 +36,7 @@ class WeightChoice:
     Attributes:
         alphas: the candidates, 0 (the head on frozen features) to 1 (the fine-tuned network).
         accuracy, log_loss: of each candidate on the held-out images (all test-time views averaged).
-        alpha: the chosen one: the best accuracy, then the lowest log-loss, then the larger α.
+        alpha: the chosen one: the largest α whose accuracy is within one standard error of the best.
         chosen_on: the held-out images, e.g. ``val (197 images)``.
     """
 
@@ -57,12 +57,17 @@ class WeightChoice:
 
 
 def choose_alpha(logits: Sequence[np.ndarray], labels: np.ndarray, chosen_on: str) -> WeightChoice:
-    """The WiSE-FT candidate that predicts `labels` best, from each candidate's view logits
-    ``(views, N, classes)``, in the order of `ALPHAS`."""
+    """The WiSE-FT candidate to keep, from each candidate's view logits ``(views, N, classes)`` on
+    held-out images with `labels`, in the order of `ALPHAS`."""
     accuracy, loss = [], []
     for views in logits:
         log_probabilities = logsumexp(log_softmax(views, axis=2), axis=0) - np.log(len(views))
         accuracy.append(float(np.mean(log_probabilities.argmax(1) == labels)))
         loss.append(float(-log_probabilities[np.arange(len(labels)), labels].mean()))
-    best = max(range(len(ALPHAS)), key=lambda i: (accuracy[i], -loss[i], ALPHAS[i]))
-    return WeightChoice(ALPHAS, tuple(accuracy), tuple(loss), ALPHAS[best], chosen_on)
+    # One-standard-error rule (Breiman et al. 1984): a held-out set of a few hundred images cannot tell
+    # candidates a point apart, so the largest alpha (the most fine-tuning) within one standard error
+    # of the best accuracy is kept; a candidate clearly better than fine-tuning still wins.
+    best = max(accuracy)
+    standard_error = float(np.sqrt(best * (1 - best) / max(1, len(labels))))
+    alpha = max(a for a, acc in zip(ALPHAS, accuracy, strict=True) if acc >= best - standard_error)
+    return WeightChoice(ALPHAS, tuple(accuracy), tuple(loss), alpha, chosen_on)

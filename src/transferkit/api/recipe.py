@@ -14,7 +14,7 @@ from transferkit.export.predictor import Classifier
 from transferkit.models import Backbone, resolve_model
 from transferkit.run_dir import RunPaths
 from transferkit.training.balance import class_weights, resolve_balance
-from transferkit.training.interpolation import ALPHAS, interpolate
+from transferkit.training.interpolation import ALPHAS, cloned, interpolate
 from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
 from transferkit.training.methods import Methods
 from transferkit.training.module import TransferModule
@@ -84,7 +84,7 @@ class Recipe:
         classifier = self.classifier(backbone)
         if training.start is None or not self.config.train.wise_ft:
             return [classifier.view_logits(images)]
-        tuned = {name: value.detach().clone() for name, value in backbone.model.state_dict().items()}
+        tuned = cloned(backbone.model.state_dict())
         logits = []
         for alpha in ALPHAS:
             backbone.model.load_state_dict(interpolate(training.start, tuned, alpha))

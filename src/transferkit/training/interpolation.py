@@ -21,6 +21,11 @@ State = dict[str, torch.Tensor]
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def cloned(state: State) -> State:
+    """A copy of a state dict that later training steps cannot change."""
+    return {name: value.detach().clone() for name, value in state.items()}
+
+
 def interpolate(start: State, tuned: State, alpha: float) -> State:
     """``start + alpha * (tuned - start)`` for every float tensor; other tensors as in `tuned`."""
     return {

@@ -27,7 +27,7 @@ from transferkit.run_dir import RunPaths
 from transferkit.training.balance import sample_weights
 from transferkit.training.callbacks import WeightAverage, write_history
 from transferkit.training.data_order import SeededBatchSampler
-from transferkit.training.interpolation import State
+from transferkit.training.interpolation import State, cloned
 from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
@@ -81,7 +81,7 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
             if keeps_start:
                 save_weights(module, paths.start_weights)
         kill_point("after-head")
-    start = _start(paths) if resuming else _copy(module.model.state_dict()) if keeps_start else None
+    start = _start(paths) if resuming else cloned(module.model.state_dict()) if keeps_start else None
     range_test = None
     if strategy.train_epochs > 0:
         range_test = train_epochs(module, plan, history, resuming)
@@ -96,10 +96,6 @@ def _start(paths: RunPaths) -> State | None:
         return None
     state: State = torch.load(paths.start_weights, weights_only=True)
     return state
-
-
-def _copy(state: State) -> State:
-    return {name: value.detach().clone() for name, value in state.items()}
 
 
 def _saved_range_test(paths: RunPaths) -> RangeTest | None:

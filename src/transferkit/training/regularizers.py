@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from transferkit import catalog
 from transferkit.config import (
     Interval,
     MethodSpec,
@@ -47,7 +48,7 @@ class Regularizer:
         return True
 
 
-regularizers: Registry[type[Regularizer]] = Registry("regularizer")
+regularizers: Registry[type[Regularizer]] = catalog.regularizers
 regularizers.register("none")(Regularizer)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
+from transferkit import catalog
 from transferkit.registry import Registry
 
 ImageTransform = Callable[[torch.Tensor], torch.Tensor]
@@ -29,7 +30,7 @@ class AugmentPreset:
     tta_views: tuple[ImageTransform, ...]
 
 
-augment_presets: Registry[Callable[[int], AugmentPreset]] = Registry("augmentation preset")
+augment_presets: Registry[Callable[[int], AugmentPreset]] = catalog.augment_presets
 
 
 def identity(images: torch.Tensor) -> torch.Tensor:

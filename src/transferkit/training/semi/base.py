@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from transferkit import catalog
 from transferkit.config import MethodSpec, NoOptions, TrainConfig, create_method, resolved_spec
 from transferkit.data.cache import SplitImages
 from transferkit.models.backbone import Backbone
@@ -57,7 +58,7 @@ class SemiMethod:
         return None
 
 
-semi_methods: Registry[type[SemiMethod]] = Registry("semi-supervised method")
+semi_methods: Registry[type[SemiMethod]] = catalog.semi_methods
 semi_methods.register("none")(SemiMethod)
 
 

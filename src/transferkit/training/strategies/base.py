@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from transferkit import catalog
 from transferkit.config import MethodSpec, NoOptions, TrainConfig, create_method, resolved_spec
 from transferkit.data.cache import SplitImages
 from transferkit.models.backbone import Backbone
@@ -124,7 +125,7 @@ def freeze_all_but(backbone: Backbone, trainable: list[nn.Parameter]) -> None:
         param.requires_grad_(id(param) in keep)
 
 
-strategies: Registry[type[FinetuneStrategy]] = Registry("strategy")
+strategies: Registry[type[FinetuneStrategy]] = catalog.strategies
 
 
 def create_strategy(config: TrainConfig) -> FinetuneStrategy:

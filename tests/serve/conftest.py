@@ -20,8 +20,6 @@ from transferkit.models import resolve_model
 from transferkit.testing import make_problem_folder
 
 LABELS = ["cat", "dog", "fox"]
-API_KEY = "test-key-123"
-MAX_UPLOAD_MB = 1
 START_TIMEOUT_S = 90
 
 
@@ -45,6 +43,11 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def labels() -> list[str]:
+    return list(LABELS)
+
+
+@pytest.fixture(scope="session")
 def problem_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_problem_folder(tmp_path_factory.mktemp("problems"), per_class=3)
 
@@ -55,8 +58,12 @@ class LiveServer:
     process: subprocess.Popen[bytes]
     workdir: Path  # the server's working directory: it must stay empty
     log: Path
+    api_key: str | None = None
+    max_upload_mb: int = 20
 
-    def client(self, key: str | None = API_KEY, timeout: float = 60) -> httpx.Client:
+    def client(self, key: str | None = "", timeout: float = 60) -> httpx.Client:
+        """A client sending `key` ("": the server's own key; None: no key)."""
+        key = self.api_key if key == "" else key
         headers = {"X-API-Key": key} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
@@ -67,7 +74,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(bundle: Path, root: Path, *flags: str) -> LiveServer:
+def start_server(
+    bundle: Path, root: Path, *flags: str, api_key: str | None = None, max_upload_mb: int = 20
+) -> LiveServer:
     """`python -m transferkit serve BUNDLE --port P ...` in a fresh process, once /health answers."""
     workdir, tmp = root / "cwd", root / "tmp"
     workdir.mkdir()
@@ -78,9 +87,10 @@ def start_server(bundle: Path, root: Path, *flags: str) -> LiveServer:
     python_path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": python_path, "TMPDIR": str(tmp)}
     command = [sys.executable, "-m", "transferkit", "serve", str(bundle), "--port", str(port), *flags]
+    command += ["--max-upload-mb", str(max_upload_mb)] + (["--api-key", api_key] if api_key else [])
     with open(log, "wb") as output:
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, workdir, log)
+    server = LiveServer(f"http://127.0.0.1:{port}", process, workdir, log, api_key, max_upload_mb)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -107,7 +117,7 @@ def stop_server(server: LiveServer) -> None:
 def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The server with an API key, a 1 MB upload limit, and batches that wait up to 100 ms for
     company, so concurrent requests are grouped."""
-    flags = ["--api-key", API_KEY, "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-batch", "8"]
-    live = start_server(bundle, tmp_path_factory.mktemp("server"), *flags, "--max-wait-ms", "100")
+    root, flags = tmp_path_factory.mktemp("server"), ["--max-batch", "8", "--max-wait-ms", "100"]
+    live = start_server(bundle, root, *flags, api_key="test-key-123", max_upload_mb=1)
     yield live
     stop_server(live)

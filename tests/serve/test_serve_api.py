@@ -11,14 +11,17 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
 import pytest
-from conftest import API_KEY, LABELS, MAX_UPLOAD_MB, LiveServer
 
 import transferkit
 from transferkit.testing.problems import BAD_FILES
+
+if TYPE_CHECKING:
+    from conftest import LiveServer  # the fixture's type; pytest provides the value
 
 GOOD_ODD_FILES = ["train/cat/gray.png", "train/cat/deep.png", "train/dog/palette.png", "train/cat/cmyk.jpg"]
 
@@ -39,8 +42,11 @@ def _bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + (
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + (chunk(b"IEND", b""))
     )
 
 
@@ -59,20 +65,20 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def test_probabilities_equal_load_predict_proba(
-    client: httpx.Client, bundle: Path, problem_folder: Path
+    client: httpx.Client, bundle: Path, problem_folder: Path, labels: list[str]
 ) -> None:
     paths = _images(problem_folder)
     response = client.post("/predict", files=_files(paths), params={"top_k": 2})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [result["name"] for result in results] == [path.name for path in paths]
-    served = np.array([[result["probabilities"][label] for label in LABELS] for result in results])
+    served = np.array([[result["probabilities"][label] for label in labels] for result in results])
     expected = transferkit.load(bundle).predict_proba([str(path) for path in paths])
     np.testing.assert_allclose(served, expected, atol=1e-5)
     for result, row in zip(results, expected, strict=True):
         order = np.argsort(-row, kind="stable")[:2]
-        assert [entry["label"] for entry in result["top"]] == [LABELS[i] for i in order]
-        assert result["label"] == LABELS[order[0]]
+        assert [entry["label"] for entry in result["top"]] == [labels[i] for i in order]
+        assert result["label"] == labels[order[0]]
 
 
 def test_json_base64_answers_like_multipart(client: httpx.Client, problem_folder: Path) -> None:
@@ -96,24 +102,31 @@ def test_the_answer_names_the_model(client: httpx.Client, bundle: Path, problem_
     assert client.get("/health").json()["model"] == answer["model"]
 
 
-def test_info_describes_labels_preprocessing_metrics_and_card(client: httpx.Client) -> None:
+def test_info_describes_labels_preprocessing_metrics_and_card(
+    client: httpx.Client, server: LiveServer, labels: list[str]
+) -> None:
     info = client.get("/info").json()
-    assert info["labels"] == LABELS
+    assert info["labels"] == labels
     assert info["preprocessing"]["input_size"] == [3, 32, 32]
     assert info["test_time_views"] == ["identity", "hflip"]
     assert info["temperature"] == pytest.approx(1.7)
     assert info["metrics"] == {"accuracy": {"value": 0.5, "interval_95": [0.4, 0.6]}}
     assert "# test_efficientnet fine-tuned on animals" in info["model_card"]
-    assert info["server"]["max_upload_bytes"] == MAX_UPLOAD_MB * 1024 * 1024
+    assert info["server"]["max_upload_bytes"] == server.max_upload_mb * 1024 * 1024
 
 
-def test_concurrent_requests_are_batched(server: LiveServer, client: httpx.Client, problem_folder: Path) -> None:
+def test_concurrent_requests_are_batched(
+    server: LiveServer, client: httpx.Client, problem_folder: Path
+) -> None:
     requests, image = 16, _images(problem_folder)[0]
     batches_before, images_before = _batch_totals(client)
 
     async def post_all() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.url, headers={"X-API-Key": API_KEY}, timeout=60) as peer:
-            return await asyncio.gather(*(peer.post("/predict", files=_files([image])) for _ in range(requests)))
+        headers = dict(client.headers)  # the key
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as peer:
+            return await asyncio.gather(
+                *(peer.post("/predict", files=_files([image])) for _ in range(requests))
+            )
 
     responses = asyncio.run(post_all())
     assert [response.status_code for response in responses] == [200] * requests
@@ -153,24 +166,24 @@ def test_a_bad_image_does_not_fail_the_others(client: httpx.Client, problem_fold
     assert [entry["name"] for entry in bad_json.json()["results"]] == ["image 1", "x"]
 
 
-def test_oversized_upload_with_content_length_gets_413(client: httpx.Client) -> None:
-    payload = b"\0" * (MAX_UPLOAD_MB * 1024 * 1024 + 1)
+def test_oversized_upload_with_content_length_gets_413(client: httpx.Client, server: LiveServer) -> None:
+    payload = b"\0" * (server.max_upload_mb * 1024 * 1024 + 1)
     response = client.post("/predict", files=[("images", ("big.png", payload, "image/png"))])
     assert response.status_code == 413
     assert "declares" in response.json()["detail"]
     assert "--max-upload-mb" in response.json()["detail"]
 
 
-def test_oversized_chunked_upload_without_length_gets_413(client: httpx.Client) -> None:
+def test_oversized_chunked_upload_without_length_gets_413(client: httpx.Client, server: LiveServer) -> None:
     boundary = "transferkitboundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"big.png\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="big.png"\r\n'
         "Content-Type: image/png\r\n\r\n"
     ).encode()
 
     def body() -> Iterator[bytes]:  # a generator: httpx sends it chunked, with no Content-Length
         yield head
-        for _ in range(3 * MAX_UPLOAD_MB * 16):
+        for _ in range(3 * server.max_upload_mb * 16):
             yield b"\0" * 65536
         yield f"\r\n--{boundary}--\r\n".encode()
 

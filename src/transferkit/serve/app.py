@@ -156,7 +156,9 @@ async def _predict_one(services: _Services, upload: Upload, top_k: int, preview:
         return {"name": upload.name, "error": upload.error}
     loop = asyncio.get_running_loop()
     try:
-        pixels = await loop.run_in_executor(services.decoders, services.model.pixels, upload.data, upload.name)
+        pixels = await loop.run_in_executor(
+            services.decoders, services.model.pixels, upload.data, upload.name
+        )
     except DataError as err:
         metrics.images.inc("error")
         metrics.errors.inc("image")

@@ -95,7 +95,9 @@ class MicroBatcher:
         pixels = np.stack([pending.pixels for pending in batch])
         started = time.perf_counter()
         try:
-            probabilities = await asyncio.get_running_loop().run_in_executor(self.executor, self.model, pixels)
+            probabilities = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.model, pixels
+            )
         except Exception as err:  # the model's failure belongs to these callers, not to the batcher
             self.observe(len(batch), time.perf_counter() - started, err)
             for pending in batch:

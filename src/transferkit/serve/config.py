@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from transferkit.config import AT_LEAST_1, Interval, Section, option
+from transferkit.config import AT_LEAST_1, POSITIVE, Interval, Section, option
 
 PORTS = Interval(0, 65535)  # 0: any free port
 
@@ -31,7 +31,7 @@ class ServeConfig(Section):
     max_upload_mb: float = option(
         20.0,
         "largest request body; larger ones get 413 before they are read",
-        within=Interval(0, None, "neither"),
+        within=POSITIVE,
         flag=True,
     )
     api_key: str | None = option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,10 +67,8 @@ class _LimitedRequest:
                     raise BodyTooLarge
             return message
 
-        try:
+        with contextlib.suppress(BodyTooLarge):  # the application let it through; answered below
             await self.limit.app(scope, counted_receive, self.guarded_send)
-        except BodyTooLarge:
-            pass  # the application let it through; answered below
         if self.too_large and not self.started:
             self.started = True
             await self.limit._refuse(self.send, f"passed {self.limit.max_bytes:,} bytes while streaming")

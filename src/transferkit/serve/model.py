@@ -54,7 +54,7 @@ class ModelIdentity:
 
 
 def resolve_backend(bundle: Path, backend: str) -> str:
-    """"auto": onnx when the bundle has model.onnx and onnxruntime is installed, else torch."""
+    """ "auto": onnx when the bundle has model.onnx and onnxruntime is installed, else torch."""
     if backend != "auto":
         return backend
     has_runtime = importlib.util.find_spec("onnxruntime") is not None

@@ -113,7 +113,7 @@ def stop_server(server: LiveServer) -> None:
         server.process.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one process for the API and page tests: starting one takes seconds
 def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The server with an API key, a 1 MB upload limit, and batches that wait up to 100 ms for
     company, so concurrent requests are grouped."""

@@ -6,11 +6,12 @@ import asyncio
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from transferkit.cli.main import build_parser
+from transferkit.cli.main import build_parser, main
 from transferkit.errors import ConfigError, MissingDependencyError
 from transferkit.serve import server
 from transferkit.serve.batching import MicroBatcher
@@ -101,3 +102,11 @@ def test_a_missing_web_stack_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "fastapi" else real(name))
     with pytest.raises(MissingDependencyError, match=r"pip install 'transferkit\[serve\]'"):
         server.check_dependencies()
+
+
+def test_a_folder_without_a_bundle_is_refused_before_the_port_opens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", str(tmp_path), "--port", "0"]) == 2
+    error = " ".join(capsys.readouterr().err.split())  # rich wraps the line
+    assert "is neither a transferkit run directory nor a bundle" in error

@@ -40,8 +40,11 @@ class UnknownNameError(TransferkitError, KeyError):
 class MissingDependencyError(TransferkitError, ImportError):
     """An optional package is needed for the requested feature."""
 
-    def __init__(self, package: str, feature: str) -> None:
-        super().__init__(f"{feature} needs the package {package!r}. Install it with: pip install {package}")
+    def __init__(self, package: str, feature: str, install: str | None = None) -> None:
+        """`install` is what to pip-install when it is not the package itself (an extra)."""
+        super().__init__(
+            f"{feature} needs the package {package!r}. Install it with: pip install {install or package}"
+        )
 
 
 class RunError(TransferkitError, RuntimeError):

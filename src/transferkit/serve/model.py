@@ -1,0 +1,127 @@
+"""`ServedModel`: the bundle behind the server: its `Classifier`, identity, card, and image decoding.
+
+Images are decoded, resized and cropped exactly as `Classifier.predict_proba` does for a file
+(`decode_image`, then the bundle's `Preprocessing.resize`), and the batch goes through
+`Classifier.probabilities` (views, temperature), so the server answers what `load(bundle)` predicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from transferkit.data.decode import decode_image
+from transferkit.errors import DataError
+from transferkit.export.onnx_runtime import ONNX_FILE
+from transferkit.export.predictor import Classifier, load
+from transferkit.models.runs import find_bundle
+
+
+class _NamedBytes(io.BytesIO):
+    """Bytes that PIL's error messages call by the uploaded file's name, not by a memory address."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.display_name = name
+
+    def __repr__(self) -> str:
+        return repr(self.display_name)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model answered: `bundle_sha256` hashes config.json, which holds the weights' hash
+    (`weights_sha256`), labels, preprocessing and temperature, so any change to them changes it."""
+
+    bundle_sha256: str
+    weights_sha256: str | None
+    architecture: str
+    data: str
+    backend: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def resolve_backend(bundle: Path, backend: str) -> str:
+    """ "auto": onnx when the bundle has model.onnx and onnxruntime is installed, else torch."""
+    if backend != "auto":
+        return backend
+    has_runtime = importlib.util.find_spec("onnxruntime") is not None
+    return "onnx" if (bundle / ONNX_FILE).is_file() and has_runtime else "torch"
+
+
+class ServedModel:
+    """A loaded bundle and what the server says about it."""
+
+    def __init__(self, path: str | Path, backend: str = "auto") -> None:
+        self.bundle = find_bundle(Path(path))
+        self.backend = resolve_backend(self.bundle, backend)
+        self.classifier: Classifier = load(self.bundle, backend=self.backend)
+        config_bytes = (self.bundle / "config.json").read_bytes()
+        self.config: dict[str, Any] = json.loads(config_bytes)
+        card = self.bundle / "README.md"
+        self.model_card = card.read_text(errors="replace") if card.is_file() else ""
+        self.identity = ModelIdentity(
+            bundle_sha256=hashlib.sha256(config_bytes).hexdigest(),
+            weights_sha256=self.config.get("model_sha256"),
+            architecture=str(self.config.get("architecture", "")),
+            data=str(self.config.get("data", "")),
+            backend=self.backend,
+        )
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.classifier.label_names
+
+    def pixels(self, data: bytes, name: str) -> np.ndarray:
+        """One uploaded file as uint8 (C, H, W), decoded, resized and cropped as in training.
+
+        Raises:
+            DataError: empty, truncated, not an image, or a decompression bomb; the message names `name`.
+        """
+        if not data:
+            raise DataError(f"Cannot decode image {name}: the file is empty (0 bytes).")
+        image = decode_image(_NamedBytes(data, name), self.classifier.data_channels, name=name)
+        return self.classifier.preprocessing.resize(image)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (N, classes) of a batch of uint8 pixels (N, C, H, W)."""
+        return self.classifier.probabilities(torch.from_numpy(pixels))
+
+    def info(self) -> dict[str, Any]:
+        """Labels, preprocessing, test metrics with their intervals, and the model card."""
+        config = self.config
+        return {
+            "model": self.identity.to_dict(),
+            "labels": self.label_names,
+            "preprocessing": config.get("preprocessing", {}),
+            "data_channels": self.classifier.data_channels,
+            "test_time_views": config.get("test_time_views", ["identity"]),
+            "temperature": self.classifier.temperature,
+            "metrics": {
+                name: {"value": value, "interval_95": (config.get("metric_intervals") or {}).get(name)}
+                for name, value in (config.get("metrics") or {}).items()
+            },
+            "test_images": config.get("test_images", 0),
+            "model_card": self.model_card,
+        }
+
+
+def png_data_url(pixels: np.ndarray) -> str:
+    """uint8 pixels (C, H, W) as a PNG data URL: the image as the model sees it."""
+    channels = pixels.shape[0]
+    array = pixels[0] if channels == 1 else np.ascontiguousarray(pixels.transpose(1, 2, 0))
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")  # L, RGB or RGBA from the array's shape
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

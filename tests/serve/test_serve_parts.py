@@ -1,0 +1,112 @@
+"""The server's parts on their own: the micro-batcher, the metrics text, the config and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transferkit.cli.main import build_parser, main
+from transferkit.errors import ConfigError, MissingDependencyError
+from transferkit.serve import server
+from transferkit.serve.batching import MicroBatcher
+from transferkit.serve.config import ServeConfig
+from transferkit.serve.metrics import Histogram
+
+
+def _sums(pixels: np.ndarray) -> np.ndarray:
+    return pixels.reshape(len(pixels), -1).sum(axis=1, keepdims=True).astype(np.float32)
+
+
+def test_concurrent_submissions_share_batches_and_keep_their_own_answers() -> None:
+    sizes: list[int] = []
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(_sums, max_batch=4, max_wait_s=0.5, observe=lambda n, s, e: sizes.append(n))
+        async with batcher:
+            images = [np.full((1, 2, 2), i, np.uint8) for i in range(10)]
+            return await asyncio.gather(*(batcher.submit(image) for image in images))
+
+    answers = asyncio.run(main())
+    assert [float(answer[0]) for answer in answers] == [4.0 * i for i in range(10)]
+    assert sizes == [4, 4, 2]  # full batches at once; the rest after at most max_wait
+
+
+def test_a_failing_model_fails_its_callers_and_the_batcher_goes_on() -> None:
+    calls: list[int] = []
+
+    def flaky(pixels: np.ndarray) -> np.ndarray:
+        calls.append(len(pixels))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return _sums(pixels)
+
+    async def main() -> tuple[BaseException | np.ndarray, np.ndarray]:
+        async with MicroBatcher(flaky, max_batch=8, max_wait_s=0) as batcher:
+            first = await asyncio.gather(batcher.submit(np.ones((1, 1, 1), np.uint8)), return_exceptions=True)
+            return first[0], await batcher.submit(np.ones((1, 1, 1), np.uint8))
+
+    failed, served = asyncio.run(main())
+    assert isinstance(failed, RuntimeError)
+    assert served.tolist() == [1.0]
+
+
+def test_histogram_buckets_are_cumulative() -> None:
+    histogram = Histogram("sizes", "Batch sizes.", [1, 4])
+    for value in (1, 2, 4, 9):
+        histogram.observe(value)
+    lines = list(histogram.render())
+    assert 'sizes_bucket{le="1"} 1' in lines
+    assert 'sizes_bucket{le="4"} 3' in lines
+    assert 'sizes_bucket{le="+Inf"} 4' in lines
+    assert "sizes_sum 16" in lines and "sizes_count 4" in lines
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_batch", 0, "at least 1"),
+        ("port", 70000, "must lie in"),
+        ("max_upload_mb", 0, "must be positive"),
+    ],
+)
+def test_bad_limits_are_refused_with_their_bounds(option: str, value: float, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServeConfig(model="run", **{option: value})  # type: ignore[arg-type]
+
+
+def test_the_command_line_fills_the_config_and_binds_locally() -> None:
+    args = build_parser().parse_args(["serve", "runs/x", "--max-batch", "4", "--cors-origin", "http://a"])
+    assert args.run.__name__ == "run_serve"
+    assert (args.model, args.max_batch, args.cors_origin, args.host) == ("runs/x", 4, ["http://a"], None)
+    assert ServeConfig().host == "127.0.0.1"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "runs/x", "--backend", "tensorrt"])
+
+
+def test_the_serve_command_module_imports_no_web_stack_or_torch() -> None:
+    # Only `run_serve` imports them, so adding the command costs the CLI's start-up nothing.
+    heavy = "{'fastapi', 'uvicorn', 'starlette', 'torch'}"
+    script = f"import sys, transferkit.cli.serve; print(sorted({heavy} & set(sys.modules)))"
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"
+
+
+def test_a_missing_web_stack_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "fastapi" else real(name))
+    with pytest.raises(MissingDependencyError, match=r"pip install 'transferkit\[serve\]'"):
+        server.check_dependencies()
+
+
+def test_a_folder_without_a_bundle_is_refused_before_the_port_opens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", str(tmp_path), "--port", "0"]) == 2
+    error = " ".join(capsys.readouterr().err.split())  # rich wraps the line
+    assert "is neither a transferkit run directory nor a bundle" in error

@@ -66,7 +66,14 @@ print("heavy:", ",".join(heavy), "status:", status)
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["fit", "--help"], ["models"], ["fit", "--epochs", "many"], ["predict", "--help"]],
+    [
+        ["--help"],
+        ["fit", "--help"],
+        ["models"],
+        ["fit", "--epochs", "many"],
+        ["predict", "--help"],
+        ["serve", "--help"],
+    ],
     ids=" ".join,
 )
 def test_help_listing_and_argument_errors_import_no_torch(argv: list[str]) -> None:

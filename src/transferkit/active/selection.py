@@ -15,11 +15,13 @@ are 2 - 2 cos and lie in [0, 4].
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 from transferkit.active.scores import uncertainty_scores
 from transferkit.errors import ConfigError
@@ -201,11 +203,13 @@ def coreset(inputs: SelectionInputs, budget: int, rng: np.random.Generator) -> P
         first = int(np.argmin(squared_distances(pool, pool.mean(0, keepdims=True))[:, 0]))
         picked, nearest = [first], squared_distances(pool, pool[first : first + 1])[:, 0]
     scores = [float("nan")] * len(picked)
+    nearest[picked] = -1.0  # never again, even when every distance left is 0 (copies of labels)
     while len(picked) < budget:
         index = int(np.argmax(nearest))
         picked.append(index)
-        scores.append(float(np.sqrt(nearest[index])))
+        scores.append(float(np.sqrt(max(nearest[index], 0.0))))
         nearest = np.minimum(nearest, squared_distances(pool, pool[index : index + 1])[:, 0])
+        nearest[picked] = -1.0
     return Picks(np.array(picked, dtype=np.int64), np.array(scores), "distance to labelled")
 
 
@@ -224,7 +228,7 @@ def typiclust(inputs: SelectionInputs, budget: int, rng: np.random.Generator) ->
     scores: list[float] = []
     available = np.ones(len(inputs.pool), dtype=bool)
     while len(picked) < budget:
-        # Clusters already covered count only once every cluster is (more picks than clusters).
+        # With more picks than clusters, every cluster is covered at some point: start a second round.
         uncovered = [c for c in range(clusters) if c not in covered and (available & (pool_clusters == c)).any()]
         if not uncovered:
             covered.clear()
@@ -261,7 +265,10 @@ def _kmeans(
     features: np.ndarray, clusters: int, rng: np.random.Generator, weights: np.ndarray | None = None
 ) -> KMeans:
     seed = int(rng.integers(2**31 - 1))
-    return KMeans(clusters, n_init=1, max_iter=100, random_state=seed).fit(features, sample_weight=weights)
+    with warnings.catch_warnings():
+        # Fewer distinct points than clusters (copies in a tiny pool): some clusters stay empty, as intended.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(clusters, n_init=1, max_iter=100, random_state=seed).fit(features, sample_weight=weights)
 
 
 def _nearest_distinct(features: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ def test_uncertainty_methods_pick_no_two_near_duplicates(method: str) -> None:
     centres = _unit_directions(8)
     features = _blobs(rng, centres, per_blob=25, spread=1.0)
     probabilities = np.tile([0.9, 0.05, 0.05], (len(features), 1))
-    probabilities[:: 7] = [0.5, 0.35, 0.15]  # moderately uncertain images in every blob
+    probabilities[::7] = [0.5, 0.35, 0.15]  # moderately uncertain images in every blob
     copies = centres[0] * 0.3 + 0.001 * rng.normal(size=(10, DIM))
     features = np.concatenate([features, copies])
     probabilities = np.concatenate([probabilities, np.tile([0.34, 0.33, 0.33], (10, 1))])

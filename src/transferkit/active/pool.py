@@ -76,14 +76,13 @@ def run_labelled(run_dir: Path) -> Labelled | None:
     except DataError as err:
         raise DataError(
             f"Cannot read the dataset the run {run_dir} was trained on ({err}). Suggestions must avoid its "
-            "images: restore it, or pass the bundle folder (RUN/model) and name labelled images with --labelled."
+            "images: restore it, or pass the bundle folder (RUN/model) and name labelled images with "
+            "--labelled."
         ) from err
     return Labelled(source, split_with_budget(source, data))
 
 
-def build_pool(
-    pool_spec: str, labelled: Labelled | None, labelled_specs: list[str], channels: int
-) -> Pool:
+def build_pool(pool_spec: str, labelled: Labelled | None, labelled_specs: list[str], channels: int) -> Pool:
     """The pool of `pool_spec` (folder or manifest) checked against every labelled image.
 
     Args:
@@ -124,16 +123,12 @@ def _labelled_records(labelled: Labelled | None, channels: int) -> tuple[ImageSo
         return ImageSource("labelled", [], [], channels=channels), Splits([], [], [])
     kept = [i for _, indices in labelled.splits.items() for i in indices]
     position = {old: new for new, old in enumerate(kept)}
-    source = replace(
-        labelled.source, records=[labelled.source.records[i] for i in kept], channels=channels
-    )
+    source = replace(labelled.source, records=[labelled.source.records[i] for i in kept], channels=channels)
     train, val, test = ([position[i] for i in indices] for _, indices in labelled.splits.items())
     return source, Splits(train, val, test)
 
 
-def _copies_and_bad_files(
-    report: DataReport, pool: set[int], split_of: dict[int, str]
-) -> dict[int, str]:
+def _copies_and_bad_files(report: DataReport, pool: set[int], split_of: dict[int, str]) -> dict[int, str]:
     """Pool indices to leave out, with the reason: unreadable, or a copy of a labelled or earlier image."""
     dropped = {bad.index: f"unreadable ({bad.reason})" for bad in report.bad_images if bad.index in pool}
     for group in report.duplicates:

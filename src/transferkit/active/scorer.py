@@ -8,6 +8,7 @@ both. (The run's test-time views are not averaged here; uncertainty of the plain
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class Scorer:
         return self.label_names is not None
 
 
-def load_scorer(run: str | Path | None, model: str | None, image_size: int | None) -> Scorer:
+def load_scorer(run: str | os.PathLike[str] | None, model: str | None, image_size: int | None) -> Scorer:
     """A fitted run's model, or `model` (default: the packaged EfficientNet-Lite0) for a cold start."""
     if run is not None and model is not None:
         raise ConfigError(
@@ -83,7 +84,9 @@ def _run_scorer(run: Path) -> Scorer:
             "share no feature space to measure diversity in. Suggest with a run fitted with cv.final: refit."
         )
     if not isinstance(backbone.head(), nn.Linear):
-        raise ModelError(f"{run}: the model's head is not one linear layer; suggest cannot read its features.")
+        raise ModelError(
+            f"{run}: the model's head is not one linear layer; suggest cannot read its features."
+        )
     channels = bundle_channels(config, bundle) or backbone.preprocessing.channels
     return Scorer(str(run), backbone, channels, config["label_names"], bundle_temperature(config, bundle))
 

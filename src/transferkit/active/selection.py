@@ -133,9 +133,7 @@ def diverse_entropy(inputs: SelectionInputs, budget: int, rng: np.random.Generat
     return _diverse_uncertain(inputs, budget, rng, "entropy")
 
 
-def _diverse_uncertain(
-    inputs: SelectionInputs, budget: int, rng: np.random.Generator, score: str
-) -> Picks:
+def _diverse_uncertain(inputs: SelectionInputs, budget: int, rng: np.random.Generator, score: str) -> Picks:
     """Top `PREFILTER * budget` by uncertainty, k-means with `budget` clusters weighted by uncertainty,
     then the candidate nearest each centre: near-duplicates share a cluster, so at most one is picked."""
     assert inputs.probabilities is not None  # checked by `select`
@@ -213,7 +211,9 @@ def coreset(inputs: SelectionInputs, budget: int, rng: np.random.Generator) -> P
     return Picks(np.array(picked, dtype=np.int64), np.array(scores), "distance to labelled")
 
 
-@register_method("typiclust", needs_model=False, summary="most typical image per uncovered cluster (Hacohen 2022)")
+@register_method(
+    "typiclust", needs_model=False, summary="most typical image per uncovered cluster (Hacohen 2022)"
+)
 def typiclust(inputs: SelectionInputs, budget: int, rng: np.random.Generator) -> Picks:
     """TypiClust: k-means on pool and labelled images with |labelled| + budget clusters; repeatedly the
     largest cluster without a labelled or picked image gives its most typical image, typicality being
@@ -229,7 +229,9 @@ def typiclust(inputs: SelectionInputs, budget: int, rng: np.random.Generator) ->
     available = np.ones(len(inputs.pool), dtype=bool)
     while len(picked) < budget:
         # With more picks than clusters, every cluster is covered at some point: start a second round.
-        uncovered = [c for c in range(clusters) if c not in covered and (available & (pool_clusters == c)).any()]
+        uncovered = [
+            c for c in range(clusters) if c not in covered and (available & (pool_clusters == c)).any()
+        ]
         if not uncovered:
             covered.clear()
             uncovered = [c for c in range(clusters) if (available & (pool_clusters == c)).any()]
@@ -268,7 +270,9 @@ def _kmeans(
     with warnings.catch_warnings():
         # Fewer distinct points than clusters (copies in a tiny pool): some clusters stay empty, as intended.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return KMeans(clusters, n_init=1, max_iter=100, random_state=seed).fit(features, sample_weight=weights)
+        return KMeans(clusters, n_init=1, max_iter=100, random_state=seed).fit(
+            features, sample_weight=weights
+        )
 
 
 def _nearest_distinct(features: np.ndarray, centres: np.ndarray) -> np.ndarray:

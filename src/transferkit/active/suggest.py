@@ -1,8 +1,8 @@
 """`suggest`: the pool images to label next, written as a manifest with the reason for each.
 
-    >>> from transferkit.active import suggest
-    >>> picks = suggest("runs/my-run", pool="photos/", budget=20, out="to_label.csv")  # doctest: +SKIP
-    >>> cold = suggest(pool="photos/", budget=20, model="efficientnet_lite0")  # doctest: +SKIP
+>>> from transferkit.active import suggest
+>>> picks = suggest("runs/my-run", pool="photos/", budget=20, out="to_label.csv")  # doctest: +SKIP
+>>> cold = suggest(pool="photos/", budget=20, model="efficientnet_lite0")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -149,8 +149,9 @@ def _checked_method(method: str | None, *, fitted: bool, budget: int) -> str:
     if selection_methods.get(name).needs_model and not fitted:
         cold = [n for n in selection_methods if not selection_methods.get(n).needs_model]
         raise ConfigError(
-            f"--method {name} ranks images by a fitted model's uncertainty, and no run was given. Give the run "
-            f"directory (transferkit suggest RUN --pool ...), or start cold with --method {' or '.join(cold)}."
+            f"--method {name} ranks images by a fitted model's uncertainty, and no run was given. Give the "
+            f"run directory (transferkit suggest RUN --pool ...), or start cold with --method "
+            f"{' or '.join(cold)}."
         )
     return name
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli import assess, rank, ship
+from transferkit.cli import active, assess, rank, ship
 from transferkit.cli.flags import add_config_flags
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_commands(commands)
     assess.add_commands(commands)
     rank.add_commands(commands)
+    active.add_commands(commands)
     return parser
 
 

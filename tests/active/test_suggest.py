@@ -146,3 +146,8 @@ def test_labelling_session_undo_skip_and_resume(tmp_path: Path) -> None:
     assert again.current() == 1 and again.counts()["labelled"] == 1
     assert again.undo() == 0, "after a restart, undo takes back the file's last label of these images"
     assert out.read_text() == "path,label\n" and not again.can_undo()
+
+
+def test_suggest_is_part_of_the_public_api() -> None:
+    assert transferkit.suggest is suggest
+    assert "suggest" in transferkit.__all__

@@ -126,3 +126,20 @@ def test_the_same_seed_picks_the_same_images() -> None:
     for method in selection_methods:
         first, again = select(method, inputs, 10, seed=3), select(method, inputs, 10, seed=3)
         np.testing.assert_array_equal(first.indices, again.indices)
+
+
+def test_a_new_method_is_one_function_and_one_registration() -> None:
+    from transferkit.active import Picks, register_method
+
+    @register_method("first-n", needs_model=False, summary="the first images, for this test")
+    def first_n(inputs: SelectionInputs, budget: int, rng: np.random.Generator) -> Picks:
+        return Picks(np.arange(budget), np.zeros(budget), "none")
+
+    try:
+        features = l2_normalised(np.random.default_rng(8).normal(size=(9, DIM)))
+        picks = select("first-n", SelectionInputs(features, features[:0]), budget=4)
+        assert picks.indices.tolist() == [0, 1, 2, 3]
+        with pytest.raises(ValueError, match="twice"):
+            register_method("first-n", needs_model=False, summary="again")(first_n)
+    finally:
+        selection_methods.remove("first-n")

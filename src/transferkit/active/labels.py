@@ -15,17 +15,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferkit.active.suggest import manifest_path
+from transferkit.active.paths import image_key, manifest_path
 from transferkit.data.manifest import LABEL_COLUMN, manifest_path_column, read_manifest
 from transferkit.errors import ConfigError, DataError
 from transferkit.files import write_atomic
 
 COLUMNS = ("path", LABEL_COLUMN)
-
-
-def image_key(path: str | os.PathLike[str]) -> str:
-    """One name per file however the path is written (relative, absolute, through a link)."""
-    return os.path.normcase(os.path.realpath(path))
 
 
 class LabelFile:

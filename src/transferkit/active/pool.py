@@ -9,10 +9,10 @@ only the first may be.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from transferkit.active.paths import image_key, unique_paths
 from transferkit.config import FitConfig
 from transferkit.data.checks import DataReport, check_data
 from transferkit.data.load import load_source, split_with_budget
@@ -61,7 +61,7 @@ class Labelled:
 
 
 def run_labelled(run_dir: Path) -> Labelled | None:
-    """The run's dataset split as the run split it (from its config.yaml); None for a bare bundle."""
+    """The run's dataset split as the run split it (from its config.yaml); None for a bundle folder."""
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         logger.warning(
@@ -92,13 +92,13 @@ def build_pool(pool_spec: str, labelled: Labelled | None, labelled_specs: list[s
         channels: channels the model reads the images with.
     """
     base, splits = _labelled_records(labelled, channels)
-    in_run = {_key(record.path) for record in base.records}
+    in_run = {image_key(record.path) for record in base.records}
     named = [path for spec in labelled_specs for path in load_unlabeled(spec)]
-    extra = _new_paths([path for path in named if _key(path) not in in_run])
+    extra = unique_paths([path for path in named if image_key(path) not in in_run])
     pool_paths = load_unlabeled(pool_spec)
-    known = in_run | {_key(path) for path in extra}
-    fresh = _new_paths([path for path in pool_paths if _key(path) not in known])
-    excluded = [Exclusion(path, "already labelled") for path in pool_paths if _key(path) in known]
+    known = in_run | {image_key(path) for path in extra}
+    fresh = unique_paths([path for path in pool_paths if image_key(path) not in known])
+    excluded = [Exclusion(path, "already labelled") for path in pool_paths if image_key(path) in known]
     source = with_unlabeled(base, [*extra, *fresh])
     extra_indices = list(range(len(base.records), len(base.records) + len(extra)))
     pool_indices = list(range(len(base.records) + len(extra), len(source.records)))
@@ -145,19 +145,3 @@ def _copies_and_bad_files(report: DataReport, pool: set[int], split_of: dict[int
             reason = f"{group.kind} copy of {path_of[first]}, also in the pool"
             dropped.update({i: reason for i in pooled if i != first})
     return dropped
-
-
-def _new_paths(paths: list[str]) -> list[str]:
-    """`paths` without repeats (first kept)."""
-    seen: set[str] = set()
-    unique = []
-    for path in paths:
-        if _key(path) not in seen:
-            seen.add(_key(path))
-            unique.append(path)
-    return unique
-
-
-def _key(path: str) -> str:
-    """One name per file, however the path was written."""
-    return os.path.normcase(os.path.realpath(path)) if os.path.exists(path) else path

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.active.paths import manifest_path
 from transferkit.active.pool import Exclusion, Pool, build_pool, run_labelled
 from transferkit.active.scorer import Scorer, class_probabilities, load_scorer, pool_features
 from transferkit.active.selection import (
@@ -213,15 +214,6 @@ def write_suggestions(suggestions: Suggestions, out: Path) -> Path:
             ]
         )
     return write_atomic(out, buffer.getvalue().encode())
-
-
-def manifest_path(path: str, manifest: Path) -> str:
-    """`path` as a manifest at `manifest` should list it: relative below its folder, else absolute."""
-    image, folder = Path(path).absolute(), manifest.absolute().parent
-    try:
-        return image.relative_to(folder).as_posix()
-    except ValueError:
-        return str(image)
 
 
 def _number(value: float) -> str:

@@ -17,7 +17,8 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
-from transferkit.active.labels import LabelFile, LabellingSession, image_key, resolve_classes
+from transferkit.active.labels import LabelFile, LabellingSession, resolve_classes
+from transferkit.active.paths import unique_paths
 from transferkit.data.decode import decode_image
 from transferkit.data.unlabeled import load_unlabeled
 from transferkit.errors import TransferkitError
@@ -48,9 +49,8 @@ def shortcut_keys(classes: list[str]) -> list[list[str]]:
 def create_session(pool: str, classes: list[str] | None, out: str | os.PathLike[str]) -> LabellingSession:
     """The session over the images of `pool` (folder or manifest, e.g. suggest's to_label.csv)."""
     store = LabelFile(out)
-    images = [str(Path(path).absolute()) for path in load_unlabeled(pool)]
-    unique = list({image_key(path): path for path in reversed(images)}.values())[::-1]  # first kept
-    return LabellingSession(unique, resolve_classes(classes, store), store)
+    images = unique_paths([str(Path(path).absolute()) for path in load_unlabeled(pool)])
+    return LabellingSession(images, resolve_classes(classes, store), store)
 
 
 def create_app(session: LabellingSession) -> FastAPI:

@@ -151,3 +151,10 @@ def test_labelling_session_undo_skip_and_resume(tmp_path: Path) -> None:
 def test_suggest_is_part_of_the_public_api() -> None:
     assert transferkit.suggest is suggest
     assert "suggest" in transferkit.__all__
+
+
+def test_cli_label_without_classes_says_how_to_name_them(
+    pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["label", str(pool / "new"), "--out", str(tmp_path / "labels.csv")]) == 2
+    assert "--classes" in capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,11 @@ def test_cli_label_without_classes_says_how_to_name_them(
 ) -> None:
     assert main(["label", str(pool / "new"), "--out", str(tmp_path / "labels.csv")]) == 2
     assert "--classes" in capsys.readouterr().err
+
+
+def test_the_cli_module_imports_nothing_heavy() -> None:
+    """`transferkit --help` must stay fast: torch, numpy and FastAPI load only when a command runs."""
+    heavy = "('torch', 'numpy', 'fastapi')"
+    code = f"import sys, transferkit.cli.active; print([n for n in {heavy} if n in sys.modules])"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"

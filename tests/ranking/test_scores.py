@@ -223,7 +223,7 @@ def test_source_scores_say_which_models_they_need() -> None:
 
 
 def test_methods_resolve_by_name_and_all() -> None:
-    assert resolve_methods("all") == ["hscore", "leep", "logme", "nce"]
+    assert resolve_methods("all") == ["hscore", "knn", "leep", "logme", "nce"]
     assert resolve_methods(["nce", "logme", "nce"]) == ["nce", "logme"]
     with pytest.raises(UnknownNameError, match="Did you mean 'logme'"):
         resolve_methods(["logmee"])

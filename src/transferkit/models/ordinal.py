@@ -71,7 +71,7 @@ def class_log_probabilities(scores: torch.Tensor, cutpoints: torch.Tensor) -> to
     at_most = F.logsigmoid(theta - scores)  # log P(y <= k), k = 0 .. K - 2
     above = F.logsigmoid(scores - theta)  # log P(y > k)
     zero = torch.zeros_like(scores)
-    gaps = F.logsigmoid(cutpoints[1:]).expand(len(scores), -1)
+    gaps = zero + F.logsigmoid(cutpoints[1:])  # (N, K - 2) by broadcasting: no batch size in an export
     return torch.cat([at_most, zero], 1) + torch.cat([zero, above], 1) + torch.cat([zero, gaps, zero], 1)
 
 

@@ -2,7 +2,11 @@
 `cv.folds: auto` (out-of-fold calibration, the final model on every train image), same seeds.
 
 The data: scikit-learn's digits, 10 train images per class in `train/` and 50 per class in `test/`,
-written as PNG files once. The default recipe (packaged EfficientNet-Lite0, fine-tune) at 64 px.
+drawn at random (a fixed draw per class) and written as PNG files once. The set's order is not random:
+with the first 10 images of each class as train and the next 50 as test, out-of-fold accuracy was 93 %
+and test accuracy 71.6 % (seed 0), a shift between train and test that no held-out part of train can
+see, and the out-of-fold temperature (0.43) over-sharpened the test predictions. The default recipe
+(packaged EfficientNet-Lite0, fine-tune) at 64 px.
 
     python benchmarks/small_validation.py --seeds 0 1 2
 """
@@ -31,7 +35,7 @@ KEYS = ("accuracy", "macro_f1", "ece_after", "temperature", "wall_min")
 
 
 def make_digits_folder(root: Path, train_per_class: int, test_per_class: int) -> Path:
-    """digits as PNG files in train/ and test/ class folders (the first images of each class)."""
+    """digits as PNG files in train/ and test/ class folders, drawn at random within each class."""
     from sklearn.datasets import load_digits
 
     if root.exists():
@@ -39,7 +43,7 @@ def make_digits_folder(root: Path, train_per_class: int, test_per_class: int) ->
     digits = load_digits()
     pixels = (digits.images * (255 / 16)).round().astype(np.uint8)
     for label in range(10):
-        rows = np.flatnonzero(digits.target == label)
+        rows = np.random.default_rng(label).permutation(np.flatnonzero(digits.target == label))
         for split, chosen in (
             ("train", rows[:train_per_class]),
             ("test", rows[train_per_class:][:test_per_class]),
@@ -101,7 +105,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-small-validation"))
     args = parser.parse_args()
-    data = make_digits_folder(args.out / "digits-10-per-class", 10, 50)
+    data = make_digits_folder(args.out / "digits-10-per-class-random", 10, 50)
     rows = [
         {"setting": setting, **run(seed, flags, data, args.out)}
         for seed in args.seeds

@@ -111,7 +111,7 @@ class ModelConfig(Section):
     name: str = option(
         "efficientnet_lite0",
         "efficientnet_lite0/1/2 (packaged), timm:, hf:, torchvision:, file:, run: or a folder "
-        "(see: transferkit models)",
+        "(see: transferkit models); several as a,b,c, or auto (the packaged ones): the best-scoring starts",
         flag=True,
     )
     pretrained: bool = option(True, "False: random init, for tests and controls", flag=True)

@@ -101,6 +101,10 @@ class RunPaths:
         return self.root / "data_checks.json"
 
     @property
+    def model_choice(self) -> Path:
+        return self.root / "model_choice.json"
+
+    @property
     def oof_predictions(self) -> Path:
         return self.root / "oof_predictions.csv"
 

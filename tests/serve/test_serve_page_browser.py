@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from playwright import sync_api as playwright
 
 if TYPE_CHECKING:
     from conftest import LiveServer  # the fixture's type; pytest provides the value
@@ -19,7 +20,6 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_a_picked_image_shows_the_apis_top_label(server: LiveServer, problem_folder: Path) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
     image = sorted(problem_folder.glob("test/cat/*.png"))[0]
     with server.client() as client:
         expected = client.post("/predict", files=[("images", (image.name, image.read_bytes()))]).json()

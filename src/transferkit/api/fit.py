@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -14,6 +15,7 @@ from typing import Any
 import lightning as L
 
 from transferkit.api.cross_validation import cross_validate, joined, resolve_folds, subset
+from transferkit.api.model_choice import ModelChoice, choose_start
 from transferkit.api.outputs import evaluate_test, validation_set, write_run_outputs
 from transferkit.api.recipe import Recipe, build_backbone
 from transferkit.config import DataConfig, FitConfig, resolve_config
@@ -104,6 +106,8 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     config = with_resolved_methods(config, methods)
     source = ordered_source(load_source(config.data), config.train.task)
     recall_target = resolve_recall_target(config.decision.recall(), source.class_names)
+    # with several candidate models, the best-scoring one starts (a resumed run reads its choice back)
+    config, model_choice = (config, resumed_choice(paths)) if resume else choose_start(config)
     augment_name = resolve_augment_name(config.preprocess.augment, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # 1. the pretrained model, with a new head, at the input size it is trained at
@@ -118,6 +122,8 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     recipe = Recipe(config, methods, source, augment)
     folds = resolve_folds(recipe, splits)
     paths = start_run_directory(config, source, backbone, paths)
+    if model_choice is not None and not resume:
+        write_json(paths.model_choice, model_choice.to_dict())
     with paths.lock() if is_main_process() else contextlib.nullcontext(), sharing_run_dir(paths):
         # 3. preprocessing: the size, crop and normalization the weights expect, decoded once
         cache = DiskCache.default() if config.data.cache else None
@@ -157,8 +163,16 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             data_checks=checks,
             cross_validation=cv,
             weight_choice=choice,
+            model_choice=model_choice,
         )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+def resumed_choice(paths: RunPaths | None) -> ModelChoice | None:
+    """The start model choice a resumed run made when it began (its config.yaml names the start)."""
+    if paths is None or not paths.model_choice.exists():
+        return None
+    return ModelChoice.from_dict(json.loads(paths.model_choice.read_text()))
 
 
 def choose_on_validation(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.api.cross_validation import CrossValidation
+from transferkit.api.model_choice import ModelChoice
 from transferkit.config import FitConfig, method_name
 from transferkit.data.cache import SplitImages
 from transferkit.data.checks import DataReport
@@ -165,6 +166,7 @@ def write_run_outputs(
     data_checks: DataReport | None = None,
     cross_validation: CrossValidation | None = None,
     weight_choice: WeightChoice | None = None,
+    model_choice: ModelChoice | None = None,
 ) -> None:
     """metrics.json, predictions.csv, the model bundle, plots, both reports, data_checks.json if given,
     and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv."""
@@ -180,6 +182,7 @@ def write_run_outputs(
         "tta": evaluation.tta,
         "cv": cv,
         "weight_choice": choice,
+        "model_choice": model_choice.to_dict() if model_choice is not None else None,
     }
     extras = {key: value for key, value in run_level.items() if value is not None}
     write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})
@@ -223,11 +226,12 @@ def write_run_outputs(
         phases=[asdict(p) for p in phases],
         config=config.to_dict(),
         plots=plots,
-        notes=list(source.notes),
+        notes=[*source.notes, *([model_choice.warning] if model_choice and model_choice.warning else [])],
         wall_time_s=wall_time_s,
         data_checks=data_checks,
         cross_validation=cv,
         weight_choice=choice,
+        model_choice=extras.get("model_choice"),
     )
     write_reports(context)
 

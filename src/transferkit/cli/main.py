@@ -21,7 +21,7 @@ from transferkit.catalog import (
     semi_methods,
     strategies,
 )
-from transferkit.cli import assess, rank, serve, ship
+from transferkit.cli import active, assess, rank, serve, ship
 from transferkit.cli.flags import add_config_flags
 from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_commands(commands)
     rank.add_commands(commands)
     serve.add_commands(commands)
+    active.add_commands(commands)
     return parser
 
 

@@ -74,6 +74,8 @@ class ReportContext:
             run cross-validated.
         weight_choice: the WiSE-FT candidates (``alphas``, ``accuracy``, ``log_loss``), the ``alpha`` kept
             and what it was ``chosen_on``, if the run chose among them.
+        model_choice: the start models scored (``candidates`` with ``spec``, ``scores``, ``place``) and
+            the one ``chosen``, if the run compared several.
     """
 
     title: str
@@ -89,6 +91,7 @@ class ReportContext:
     data_checks: DataReport | None = None
     cross_validation: dict[str, Any] | None = None
     weight_choice: dict[str, Any] | None = None
+    model_choice: dict[str, Any] | None = None
 
 
 def write_reports(context: ReportContext) -> tuple[Path, Path]:
@@ -220,6 +223,7 @@ def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
         *_data_check_blocks(context.data_checks),
         *_strategy_blocks(context.strategy, context.phases),
         *_cross_validation_blocks(context.cross_validation),
+        *_model_choice_blocks(context.model_choice),
         *_weight_choice_blocks(context.weight_choice),
         *_plot_blocks(context.plots, run_dir),
         *_operating_point_blocks(context.metrics.get("operating_point")),
@@ -376,6 +380,31 @@ def _cross_validation_blocks(cv: dict[str, Any] | None) -> list[_Block]:
         f"accuracy: {_percent(oof['accuracy'], (oof.get('intervals') or {}).get('accuracy'))}."
     )
     return [_Heading("Cross-validation (train split)"), _Table(header, rows), _Paragraph(text)]
+
+
+def _model_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
+    if choice is None:
+        return []
+    scores = choice["scores"]
+    rows = [
+        [
+            str(row["place"]),
+            row["spec"] + (" (start)" if row["spec"] == choice["chosen"] else ""),
+            *(f"{row['scores'][name]:.4f}" if row["scores"][name] is not None else "n/a" for name in scores),
+        ]
+        for row in choice["candidates"]
+    ]
+    text = (
+        f"model.name was {choice['given']!r}. Each candidate's frozen features of the train split were "
+        "scored by LogME (You et al. 2021) and leave-one-out kNN accuracy; the place is the mean of the "
+        "two ranks, kNN breaking ties. No test image was used."
+    )
+    blocks: list[_Block] = [
+        _Heading("Start model"),
+        _Table(["place", "model", *scores], rows),
+        _Paragraph(text),
+    ]
+    return blocks
 
 
 def _weight_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:

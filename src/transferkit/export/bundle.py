@@ -70,6 +70,8 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
         "task": "ordinal" if ordinal else "classification",
         "preprocessing": preprocessing,
         "source_model": {"spec": backbone.spec, "weights_sha256": backbone.weights_sha256},
+        # the whole line of starts, nearest first, so a chained transfer can be compared to its roots
+        "ancestry": [{"spec": backbone.spec, "weights_sha256": backbone.weights_sha256}, *backbone.ancestry],
         "data": info.data,
         "data_channels": info.data_channels or backbone.preprocessing.channels,
         "test_time_views": list(info.test_time_views),

@@ -27,6 +27,8 @@ class Backbone:
         family: the library that builds the architecture (timm, torchvision, hf); `model` has timm's
             interface either way (see `adapter.FeatureNetwork`).
         architecture_config: what the family needs beyond the name to rebuild it (a transformers config).
+        ancestry: for a model fine-tuned by transferkit, the models it descends from, nearest first, each
+            ``{"spec": ..., "weights_sha256": ...}``; empty for any other source.
     """
 
     spec: str
@@ -36,6 +38,7 @@ class Backbone:
     weights_sha256: str | None
     family: str = "timm"
     architecture_config: dict[str, Any] | None = None
+    ancestry: tuple[dict[str, str | None], ...] = ()
 
     @property
     def num_features(self) -> int:

@@ -49,7 +49,17 @@ def load_run(path: str, config: ModelConfig) -> Backbone:
         weights_sha256,
         family,
         architecture_config,
+        saved_ancestry(saved),
     )
+
+
+def saved_ancestry(saved: dict[str, Any]) -> tuple[dict[str, str | None], ...]:
+    """The models a bundle descends from, nearest first; bundles written before ancestry was recorded
+    name only their own start."""
+    if "ancestry" in saved:
+        return tuple(saved["ancestry"])
+    start = saved.get("source_model")
+    return (start,) if isinstance(start, dict) else ()
 
 
 def rebuild(saved: dict[str, Any], channels: int) -> nn.Module:

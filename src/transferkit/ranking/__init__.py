@@ -5,6 +5,7 @@ Scores (higher is better), each registered in `transferability_scores`:
     hscore  between-class over total feature covariance (Bao et al., ICIP 2019)
     leep    log expected empirical prediction of the source head (Nguyen et al., ICML 2020)
     nce     negative conditional entropy of target given source labels (Tran et al., ICCV 2019)
+    knn     leave-one-out k-nearest-neighbour accuracy on the features (Renggli et al., WACV 2022)
 
     >>> from transferkit.ranking import rank
     >>> ranking = rank("digits", ["efficientnet_lite0", "efficientnet_lite1"])  # doctest: +SKIP
@@ -13,6 +14,7 @@ Scores (higher is better), each registered in `transferability_scores`:
 
 # Importing a score module registers it.
 from transferkit.ranking import hscore as _hscore  # noqa: F401
+from transferkit.ranking import knn as _knn  # noqa: F401
 from transferkit.ranking import leep as _leep  # noqa: F401
 from transferkit.ranking import logme as _logme  # noqa: F401
 from transferkit.ranking import nce as _nce  # noqa: F401
@@ -26,6 +28,7 @@ from transferkit.ranking.base import (
 from transferkit.ranking.candidates import Candidate, RankSettings
 from transferkit.ranking.feature_cache import CachedFeatures, FeatureCache, cached_features, features_key
 from transferkit.ranking.hscore import hscore
+from transferkit.ranking.knn import knn_accuracy
 from transferkit.ranking.leep import leep
 from transferkit.ranking.logme import logme
 from transferkit.ranking.nce import nce
@@ -45,6 +48,7 @@ __all__ = [
     "create_ranking_dir",
     "features_key",
     "hscore",
+    "knn_accuracy",
     "leep",
     "logme",
     "nce",

@@ -95,7 +95,7 @@ def summary(rows: list[dict[str, float]], key: str) -> str:
 
 def markdown_table(rows: list[dict[str, float]], command: str, extra: list[str], jobs: int = 1) -> str:
     keys = ["binary_accuracy", "binary_accuracy_half_ci", "accuracy", "accuracy_half_ci", "balanced_accuracy"]
-    keys += ["macro_f1", "wall_min", "peak_rss_gib"]
+    keys += ["macro_f1", *(key for key in ("mae", "qwk") if key in rows[0]), "wall_min", "peak_rss_gib"]
     recipe = f"`transferkit fit {' '.join(extra)}`" if extra else "transferkit fit (embedded default)"
     lines = [
         f"# {recipe} on ELPV",

@@ -79,6 +79,7 @@ AT_LEAST_0, AT_LEAST_1, POSITIVE = Interval(0), Interval(1), Interval(0, closed=
 # `cv.folds: auto` cross-validates instead.
 SMALL_VALIDATION_PER_CLASS = 10
 FRACTION = Interval(0, 1, "left")  # [0, 1)
+RECALL, RECALL_TEXT = Interval(0, 1, "right"), "(0, 1]"
 
 
 def option(
@@ -155,6 +156,12 @@ class DataConfig(Section):
         "skip", "unreadable files: leave out and list in the report (skip), or stop (error)", flag=True
     )
     cache: bool = option(True, "keep decoded, resized images on disk between runs")
+    class_order: list[str] | None = option(
+        None,
+        "every class name once, in the classes' order (ordered classes: lowest first; their metrics then "
+        "include MAE and QWK); null: as the source gives them (folder names sorted)",
+        flag=True,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -241,6 +248,12 @@ class TrainConfig(Section):
     accumulate: int = option(
         1, "batches whose gradients add up before each optimizer step", within=AT_LEAST_1, flag=True
     )
+    task: Literal["classification", "ordinal"] = option(
+        "classification",
+        "ordinal: the classes are ordered (as data.class_order or the source gives them) and the head is a "
+        "cumulative-link model, whose predictions keep that order",
+        flag=True,
+    )
 
 
 @dataclass
@@ -262,6 +275,39 @@ class CrossValidationConfig(Section):
         "their probabilities)",
         flag="folds_final",
     )
+
+
+@dataclass
+class DecisionConfig(Section):
+    """How the exported model turns probabilities into a predicted class."""
+
+    key: ClassVar[str] = "decision"
+    recall_target: str | None = option(
+        None,
+        "CLASS:RECALL, e.g. defective:0.95: predict CLASS whenever its probability reaches the largest "
+        "threshold that finds RECALL of it on validation (or out-of-fold) images; null: the most probable "
+        "class",
+        flag=True,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.recall()  # a malformed target fails when the config is built, before any work
+
+    def recall(self) -> tuple[str, float] | None:
+        """The recall target as (class name, recall in (0, 1]), or None."""
+        if self.recall_target is None:
+            return None
+        name, colon, text = self.recall_target.rpartition(":")
+        target = _scalar(text) if colon else None
+        number = isinstance(target, int | float) and not isinstance(target, bool)
+        _require(
+            bool(name) and number and typing.cast(float, target) in RECALL,
+            "decision.recall_target",
+            f"(--recall-target) must be CLASS:RECALL with RECALL in {RECALL_TEXT}, e.g. defective:0.95",
+            self.recall_target,
+        )
+        return name, float(target)  # type: ignore[arg-type]  # a number: checked above
 
 
 @dataclass
@@ -293,6 +339,7 @@ class FitConfig(Section):
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # numpy and Lightning's seed_everything take seeds in [0, 2**32) only, and would fail mid-fit.
     seed: int = option(

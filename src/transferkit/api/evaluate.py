@@ -18,7 +18,7 @@ from transferkit.data.checks import BadImage
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.source import ImageSource
 from transferkit.errors import ConfigError, DataError
-from transferkit.evaluation.metrics import compute_metrics
+from transferkit.evaluation.metrics import compute_metrics, operating_point_metrics
 from transferkit.export.predictor import Classifier, load
 from transferkit.progress import progress_task
 from transferkit.transforms.augment import identity
@@ -71,9 +71,18 @@ def evaluate(
     labels = _model_labels(source, classifier)
     indices = _split_indices(source, data_config, split)
     probabilities, kept, skipped = _predict_records(classifier, source, indices, batch_size)
+    same_classes = source.class_names == classifier.label_names
     metrics = compute_metrics(
-        labels[kept], probabilities, classifier.label_names, _groupings(source, classifier)
+        labels[kept],
+        probabilities,
+        classifier.label_names,
+        _groupings(source, classifier),
+        ordered=classifier.ordinal or (source.ordered and same_classes),
     )
+    if classifier.operating_point is not None:
+        metrics["operating_point"] = operating_point_metrics(
+            labels[kept], probabilities, classifier.operating_point
+        )
     return Evaluation(
         str(model),
         data_config.name,

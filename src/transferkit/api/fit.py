@@ -31,6 +31,7 @@ from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation import headline_metrics
+from transferkit.evaluation.operating_point import resolve_recall_target
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
@@ -103,9 +104,10 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     # Every name and method option is checked before any work: a typo must not cost a model load.
     methods = create_methods(config)
     config = with_resolved_methods(config, methods)
+    source = ordered_source(load_source(config.data), config.train.task)
+    recall_target = resolve_recall_target(config.decision.recall(), source.class_names)
     # with several candidate models, the best-scoring one starts (a resumed run reads its choice back)
     config, model_choice = (config, resumed_choice(paths)) if resume else choose_start(config)
-    source = load_source(config.data)
     augment_name = resolve_augment_name(config.preprocess.augment, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # 1. the pretrained model, with a new head, at the input size it is trained at
@@ -147,7 +149,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         kill_point("evaluation")
         classifier = recipe.classifier(backbone)
         held_out = cv.held_out if cv is not None else validation_set(classifier, data["val"])
-        evaluation = evaluate_test(classifier, source, data["test"], held_out)
+        evaluation = evaluate_test(classifier, source, data["test"], held_out, recall_target)
         wall_time = time.perf_counter() - started
         write_run_outputs(
             paths,
@@ -184,6 +186,14 @@ def choose_on_validation(
     if len(logits) == 1:
         return None
     return choose_alpha(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
+
+
+def ordered_source(source: ImageSource, task: str) -> ImageSource:
+    """An ordinal run's classes are ordered as the source (or data.class_order) lists them."""
+    if task != "ordinal":
+        return source
+    logger.info("Ordinal classes, lowest first: %s (data.class_order sets their order).", source.class_names)
+    return replace(source, ordered=True)
 
 
 def with_batchnorm_for_random_init(config: FitConfig) -> FitConfig:

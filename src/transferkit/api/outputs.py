@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from transferkit.evaluation.calibration import (
     expected_calibration_error,
     tempered_probabilities,
 )
-from transferkit.evaluation.metrics import compute_metrics, headline_metrics
+from transferkit.evaluation.metrics import compute_metrics, headline_metrics, operating_point_metrics
+from transferkit.evaluation.operating_point import OperatingPoint, RecallTarget, decide, operating_point
 from transferkit.evaluation.plots import create_run_plots
 from transferkit.evaluation.report import ReportContext, write_reports
 from transferkit.export.bundle import BundleInfo, save_bundle
@@ -34,6 +36,8 @@ from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
 from transferkit.training.strategies import Phase
 from transferkit.transforms.augment import identity
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class TestEvaluation:
         temperature: the calibration temperature fitted on the validation split (1.0: none).
         calibration: temperature, ECE on the test split before and after, and what it was fitted on.
         tta: accuracy with the identity view alone, with every view, and the gain; None for one view.
+        operating_point: the threshold chosen for a recall target on the calibration set, or None.
     """
 
     source: ImageSource
@@ -58,16 +63,23 @@ class TestEvaluation:
     temperature: float = 1.0
     calibration: dict[str, Any] | None = None
     tta: dict[str, Any] | None = None
+    operating_point: OperatingPoint | None = None
 
 
 def evaluate_test(
-    classifier: Classifier, source: ImageSource, test: SplitImages, calibration: CalibrationSet
+    classifier: Classifier,
+    source: ImageSource,
+    test: SplitImages,
+    calibration: CalibrationSet,
+    recall_target: RecallTarget | None = None,
 ) -> TestEvaluation:
     """The classifier's probabilities and metrics on every test image, calibrated on `calibration`.
 
     `fit` evaluates through the same `Classifier` that `load` returns, so the run's metrics are what
     the bundle predicts. The temperature minimizes the NLL of the view-averaged tempered softmax on the
     held-out calibration set (`fit_temperature`): the validation split, or out-of-fold predictions.
+    A `recall_target`'s threshold is chosen on the same set, calibrated, and scored on test
+    (``metrics["operating_point"]``). Ordered classes (`ImageSource.ordered`) add MAE and QWK.
     """
     labels = test.labels.numpy()
     logits = classifier.view_logits(test.images)
@@ -79,15 +91,39 @@ def evaluate_test(
         "ece_after": expected_calibration_error(probabilities, labels),
         "fitted_on": calibration.name,
     }
-    metrics = compute_metrics(labels, probabilities, source.class_names, source.groupings)
+    metrics = compute_metrics(
+        labels, probabilities, source.class_names, source.groupings, ordered=source.ordered
+    )
+    point = choose_operating_point(recall_target, calibration, temperature)
+    if point is not None:
+        metrics["operating_point"] = operating_point_metrics(labels, probabilities, point)
     names = tuple(view.__name__ for view in classifier.views)
     tta = tta_gain(classifier, test, logits, metrics["accuracy"])
     metrics["temperature_scaling"] = calibration_summary
     if tta is not None:
         metrics["tta"] = tta
     return TestEvaluation(
-        source, test.indices, probabilities, metrics, names, temperature, calibration_summary, tta
+        source, test.indices, probabilities, metrics, names, temperature, calibration_summary, tta, point
     )
+
+
+def choose_operating_point(
+    target: RecallTarget | None, calibration: CalibrationSet, temperature: float
+) -> OperatingPoint | None:
+    """The threshold reaching `target` on the calibration set's calibrated probabilities; None without a
+    target, or (with a warning) when the set holds no image of the class."""
+    if target is None:
+        return None
+    if not np.any(calibration.labels == target.class_index):
+        logger.warning(
+            "No image of %r in %s: no threshold for the recall target; predictions stay the most probable "
+            "class.",
+            target.class_name,
+            calibration.name,
+        )
+        return None
+    probabilities = tempered_probabilities(calibration.logits, temperature)
+    return operating_point(target, probabilities, calibration.labels, calibration.name)
 
 
 def validation_set(classifier: Classifier, val: SplitImages) -> CalibrationSet:
@@ -152,7 +188,8 @@ def write_run_outputs(
     write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})
     if data_checks is not None:
         write_json(paths.data_checks, data_checks.to_dict())
-    write_predictions(paths.predictions, source, evaluation.indices, evaluation.probabilities)
+    point = evaluation.operating_point
+    write_predictions(paths.predictions, source, evaluation.indices, evaluation.probabilities, point=point)
     if cross_validation is not None:
         oof = cross_validation.probabilities(evaluation.temperature)
         write_predictions(
@@ -167,6 +204,7 @@ def write_run_outputs(
         temperature=evaluation.temperature,
         intervals={name: bounds for name, bounds in metrics.get("intervals", {}).items() if name in headline},
         test_images=len(evaluation.indices),
+        operating_point=evaluation.operating_point,
     )
     save_bundle(backbone, info, paths.model)
     plots = create_run_plots(
@@ -204,18 +242,22 @@ def write_predictions(
     indices: Sequence[int],
     probabilities: np.ndarray,
     folds: Sequence[int] | np.ndarray | None = None,
+    *,
+    point: OperatingPoint | None = None,
 ) -> None:
-    """One row per image with its true and predicted label and every probability (and its fold)."""
+    """One row per image with its true and predicted label (by the operating `point` when there is one,
+    as the bundle predicts) and every probability (and its fold)."""
     names = source.class_names
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(
         ["path", *(["fold"] if folds is not None else []), "true", "predicted"] + [f"p_{n}" for n in names]
     )
+    decisions = decide(probabilities, point) if len(probabilities) else np.empty(0, np.int64)
     for row, (index, row_probabilities) in enumerate(zip(indices, probabilities, strict=True)):
         record = source.records[index]
         fold = [int(folds[row])] if folds is not None else []
-        predicted = names[int(np.argmax(row_probabilities))]
+        predicted = names[int(decisions[row])]
         writer.writerow(
             [record.path, *fold, names[record.label], predicted, *(f"{p:.6f}" for p in row_probabilities)]
         )

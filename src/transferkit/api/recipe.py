@@ -27,7 +27,7 @@ def build_backbone(config: FitConfig, source: ImageSource, strategy: FinetuneStr
     configured input size."""
     model = config.model
     backbone = resolve_model(model.name, model.pretrained, model.arch, model.weights)
-    backbone.reset_head(len(source.class_names))
+    backbone.reset_head(len(source.class_names), ordinal=config.train.task == "ordinal")
     backbone.adapt_input_channels(source.channels)
     strategy.adapt(backbone)
     if config.preprocess.image_size:

@@ -73,7 +73,7 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     table.add_column("95 % interval", justify="right")
     rows = [
         (name.replace("_", " "), metrics, name)
-        for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
+        for name in ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "mae", "qwk")
     ]
     rows += [
         (f"{group} accuracy", grouped, "accuracy") for group, grouped in metrics.get("groupings", {}).items()
@@ -85,15 +85,18 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     return table
 
 
+_SCORES = ("auroc", "mae", "qwk")  # not percentages
+
+
 def _format(name: str, value: float) -> str:
-    return f"{value:.3f}" if name == "auroc" else f"{100 * value:.2f} %"  # as the report shows them
+    return f"{value:.3f}" if name in _SCORES else f"{100 * value:.2f} %"  # as the report shows them
 
 
 def _format_interval(name: str, interval: list[float] | None) -> str:
     if not interval:
         return ""
     low, high = interval
-    return f"[{low:.3f}, {high:.3f}]" if name == "auroc" else f"[{100 * low:.1f}, {100 * high:.1f}]"
+    return f"[{low:.3f}, {high:.3f}]" if name in _SCORES else f"[{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def comparison_table(rows: list[RunRow]) -> Table:

@@ -33,6 +33,8 @@ def flag_arguments(hint: Any, spec: dataclasses.Field[Any], names: list[str] | N
         help_text += f" (default: {spec.default})"
     if others == [bool]:
         return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
+    if others and typing.get_origin(others[0]) is list:  # a list of names: --class-order low mid high
+        return {"nargs": "+", "type": str, "metavar": "NAME", "default": None, "help": help_text}
     if not others:  # a set of names: argparse lists and checks them
         return {"type": type(literals[0]), "choices": literals, "default": None, "help": help_text}
     arguments: dict[str, Any] = {"type": _parser(others[0], literals), "default": None, "help": help_text}

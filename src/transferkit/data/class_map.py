@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
-from transferkit.errors import DataError
+from transferkit.data.source import ImageSource
+from transferkit.errors import ConfigError, DataError
 
 
 def train_class_names(
@@ -33,3 +35,26 @@ def train_class_names(
         if unknown:
             raise DataError(f"{where} has {split} classes {unknown} that {train} lacks; {fix}.")
     return names
+
+
+def with_class_order(source: ImageSource, order: Sequence[str]) -> ImageSource:
+    """The source with its classes in `order` (labels and groupings renumbered), and marked ordered.
+
+    Raises:
+        ConfigError: `order` does not name each of the source's classes exactly once.
+    """
+    names = list(source.class_names)
+    missing = [name for name in names if name not in order]
+    unknown = [name for name in order if name not in names]
+    if missing or unknown or len(order) != len(names):
+        raise ConfigError(
+            f"Config key 'data.class_order' (--class-order) must name each class of {source.name} once, "
+            f"got {list(order)!r}: missing {missing}, unknown {unknown}; the classes are {names}."
+        )
+    new_index = {old: list(order).index(name) for old, name in enumerate(names)}
+    records = [replace(r, label=new_index.get(r.label, r.label)) for r in source.records]  # -1: unlabeled
+    groupings = tuple(
+        replace(g, group_of_class=tuple(g.group_of_class[names.index(name)] for name in order))
+        for g in source.groupings
+    )
+    return replace(source, class_names=list(order), records=records, groupings=groupings, ordered=True)

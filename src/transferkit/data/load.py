@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from transferkit.config import DataConfig
+from transferkit.data.class_map import with_class_order
 from transferkit.data.resolve import resolve_data
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits, apply_label_budget, make_splits, subsample, with_unlabeled
@@ -17,6 +18,8 @@ from transferkit.data.unlabeled import load_unlabeled
 def load_source(config: DataConfig) -> ImageSource:
     """The dataset named by `config.name`, with its channel count, subset and unlabeled images applied."""
     source = resolve_data(config.name, image_column=config.image_column, label_column=config.label_column)
+    if config.class_order is not None:
+        source = with_class_order(source, config.class_order)
     if config.channels:
         source = replace(source, channels=config.channels)
     if config.subset:

@@ -39,6 +39,7 @@ def load_elpv(spec: str) -> ImageSource:
         augment="d4",
         groupings=(ELPV_BINARY,),
         notes=[ELPV_NOTE],
+        ordered=True,
     )
 
 
@@ -47,7 +48,13 @@ def load_elpv_binary(spec: str) -> ImageSource:
     """ELPV as functional (p <= 0.5) vs defective (p > 0.5), the task Deitsch et al. score."""
     records = _elpv_records(binary=True)
     return ImageSource(
-        spec, list(ELPV_BINARY.group_names), records, channels=1, augment="d4", notes=[ELPV_NOTE]
+        spec,
+        list(ELPV_BINARY.group_names),
+        records,
+        channels=1,
+        augment="d4",
+        notes=[ELPV_NOTE],
+        ordered=True,
     )
 
 

@@ -49,6 +49,8 @@ class ImageSource:
         augment: the augmentation preset that suits the images (e.g. "d4" when orientation is arbitrary).
         groupings: coarser tasks evaluated as well, e.g. ELPV's functional/defective.
         notes: facts for the report, e.g. a published result on this data.
+        ordered: the classes are ordered, lowest first (ELPV's defect probabilities): their metrics
+            include the mean absolute class error and the quadratic weighted kappa.
         loader: how to open one record; files by default.
     """
 
@@ -59,6 +61,7 @@ class ImageSource:
     augment: str = "light"
     groupings: tuple[LabelGrouping, ...] = ()
     notes: list[str] = field(default_factory=list)
+    ordered: bool = False
     loader: Callable[[ImageRecord, int], Image.Image] | None = None
 
     def open(self, record: ImageRecord) -> Image.Image:

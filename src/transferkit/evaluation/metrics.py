@@ -16,6 +16,8 @@ import numpy as np
 
 from transferkit.data.labels import LabelGrouping
 from transferkit.evaluation.calibration import expected_calibration_error, reliability_bins
+from transferkit.evaluation.operating_point import OperatingPoint, decide
+from transferkit.evaluation.ordinal import mean_absolute_error, quadratic_weighted_kappa
 
 # Probabilities of exactly zero would make the log-loss infinite; clipping keeps one confident mistake from
 # swamping the average while still punishing it hard.
@@ -27,6 +29,7 @@ _INTERVAL_PERCENTILES = (2.5, 97.5)
 # Resample indices drawn at a time (resamples x test images): bounds memory for large test sets.
 _MAX_DRAWS_PER_CHUNK = 1 << 20
 TOP_K = (3, 5)
+ORDINAL_METRICS = ("mae", "qwk")
 # Below one accuracy point of resolution a test set is precise enough not to warrant a warning.
 _NOISE_NOTE_THRESHOLD = 0.01
 
@@ -39,6 +42,7 @@ def compute_metrics(
     class_names: Sequence[str],
     groupings: Sequence[LabelGrouping] = (),
     *,
+    ordered: bool = False,
     seed: int = 0,
     resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> dict[str, Any]:
@@ -59,6 +63,8 @@ def compute_metrics(
         probs: Class probabilities, shape ``(N, C)``, rows summing to one.
         class_names: Name of each of the ``C`` classes.
         groupings: Coarser tasks to score in addition to the fine classes.
+        ordered: The classes are ordered as ``class_names`` lists them: add ``mae`` (mean absolute error
+            in class steps) and ``qwk`` (quadratic weighted kappa), with intervals.
         seed: Seed of the bootstrap resampling; the fine classes and every grouping share the resamples.
         resamples: Number of bootstrap resamples of the test images.
 
@@ -85,6 +91,10 @@ def compute_metrics(
         "intervals": scores.intervals,
         "resolution": _half_width(scores.intervals["accuracy"]),
     }
+    if ordered:
+        ordinal = _ordinal_scores(labels, probabilities.argmax(axis=1), len(class_names), bootstrap)
+        metrics.update({name: value for name, (value, _) in ordinal.items()})
+        metrics["intervals"] |= {name: interval for name, (_, interval) in ordinal.items()}
     if len(class_names) > max(TOP_K):
         metrics["top_k_accuracy"] = {str(k): _top_k_accuracy(labels, probabilities, k) for k in TOP_K}
     return {
@@ -106,12 +116,59 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         metrics: Output of :func:`compute_metrics`.
 
     Returns:
-        ``accuracy``, ``balanced_accuracy``, ``macro_f1`` and ``<grouping>_accuracy`` for every grouping.
+        ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``mae`` and ``qwk`` for ordered classes, and
+        ``<grouping>_accuracy`` for every grouping.
     """
     flat = {key: float(metrics[key]) for key in ("accuracy", "balanced_accuracy", "macro_f1")}
+    flat |= {key: float(metrics[key]) for key in ORDINAL_METRICS if metrics.get(key) is not None}
     for name, grouped in metrics.get("groupings", {}).items():
         flat[f"{name}_accuracy"] = float(grouped["accuracy"])
     return flat
+
+
+def operating_point_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    point: OperatingPoint,
+    *,
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> dict[str, Any]:
+    """Recall and precision of the point's class when it is predicted by its threshold (`decide`), with
+    bootstrap intervals, and the accuracy and share of images flagged under that rule.
+
+    Returns:
+        ``point`` (the operating point), ``recall``, ``precision`` (None when nothing is flagged),
+        ``accuracy``, ``flagged`` (the share of images predicted as the class) and ``intervals``.
+    """
+    labels = np.asarray(y_true, dtype=np.int64)
+    predictions = decide(np.asarray(probs, dtype=np.float64), point)
+    num_classes = np.asarray(probs).shape[1]
+    confusion = _confusion_matrix(labels, predictions, num_classes)
+
+    def scores(confusions: np.ndarray) -> np.ndarray:
+        hits = confusions[..., point.class_index, point.class_index].astype(np.float64)
+        support, flagged = (
+            confusions[..., point.class_index, :].sum(-1),
+            confusions[..., point.class_index].sum(-1),
+        )
+        recall = np.divide(hits, support, out=np.full(hits.shape, np.nan), where=support > 0)
+        precision = np.divide(hits, flagged, out=np.full(hits.shape, np.nan), where=flagged > 0)
+        accuracy = np.trace(confusions, axis1=-2, axis2=-1) / confusions.sum(axis=(-2, -1))
+        return np.stack([recall, precision, accuracy, flagged / confusions.sum(axis=(-2, -1))], axis=-1)
+
+    values = scores(confusion)
+    samples = _Bootstrap(len(labels), resamples, seed).apply(
+        lambda draws: scores(_resampled_confusions(labels, predictions, num_classes, draws))
+    )
+    names = ("recall", "precision", "accuracy", "flagged")
+    return {
+        "point": point.to_dict(),
+        **{
+            name: None if np.isnan(value) else float(value) for name, value in zip(names, values, strict=True)
+        },
+        "intervals": {name: _interval(samples[:, i]) for i, name in enumerate(names[:3])},
+    }
 
 
 def noise_note(metrics: dict[str, Any]) -> str | None:
@@ -375,6 +432,25 @@ def _per_class(
 def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     true_class_probs = probabilities[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(true_class_probs, _LOG_LOSS_EPS, 1.0))))
+
+
+def _ordinal_scores(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int, bootstrap: _Bootstrap
+) -> dict[str, tuple[float | None, list[float] | None]]:
+    """MAE and QWK of the predictions with their bootstrap intervals, on the same resamples."""
+    confusion = _confusion_matrix(labels, predictions, num_classes)
+
+    def both(confusions: np.ndarray) -> np.ndarray:
+        return np.stack([mean_absolute_error(confusions), quadratic_weighted_kappa(confusions)], axis=-1)
+
+    samples = bootstrap.apply(
+        lambda draws: both(_resampled_confusions(labels, predictions, num_classes, draws))
+    )
+    values = both(confusion)
+    return {
+        name: (None if np.isnan(values[i]) else float(values[i]), _interval(samples[:, i]))
+        for i, name in enumerate(ORDINAL_METRICS)
+    }
 
 
 def _grouped_metrics(

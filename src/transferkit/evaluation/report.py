@@ -226,6 +226,7 @@ def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
         *_model_choice_blocks(context.model_choice),
         *_weight_choice_blocks(context.weight_choice),
         *_plot_blocks(context.plots, run_dir),
+        *_operating_point_blocks(context.metrics.get("operating_point")),
         *_per_class_blocks(context.metrics),
         *_grouping_blocks(context.metrics),
         _Heading("Configuration"),
@@ -239,6 +240,7 @@ def _headline_blocks(context: ReportContext) -> list[_Block]:
     rows = [[label, _percent(metrics[key], intervals.get(key))] for key, label in _HEADLINE_LABELS.items()]
     if metrics.get("auroc") is not None:
         rows.append(["AUROC", _score(metrics["auroc"], intervals.get("auroc"))])
+    rows += _ordinal_rows(metrics)
     for k, value in (metrics.get("top_k_accuracy") or {}).items():
         rows.append([f"top-{k} accuracy", _percent(value)])
     for name, grouped in metrics.get("groupings", {}).items():
@@ -256,6 +258,17 @@ def _headline_blocks(context: ReportContext) -> list[_Block]:
     if context.notes:
         blocks.append(_Bullets(context.notes))
     return blocks
+
+
+def _ordinal_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    """MAE and QWK of ordered classes (none for unordered ones)."""
+    intervals = metrics.get("intervals") or {}
+    labels = {"mae": "mean absolute error (class steps)", "qwk": "quadratic weighted kappa"}
+    return [
+        [label, _score(metrics[key], intervals.get(key))]
+        for key, label in labels.items()
+        if metrics.get(key) is not None
+    ]
 
 
 def _calibration_sentence(metrics: dict[str, Any]) -> str | None:
@@ -441,6 +454,30 @@ def _per_class_blocks(metrics: dict[str, Any]) -> list[_Block]:
     with_intervals = any(c.get("f1_interval") for c in per_class)
     header = ["class", "precision", "recall", "F1 [95 % interval]" if with_intervals else "F1", "support"]
     return [_Heading("Per-class metrics (test split)"), _Table(header, rows)]
+
+
+def _operating_point_blocks(scores: dict[str, Any] | None) -> list[_Block]:
+    """The class predicted by its threshold: where the threshold lies and what it does on test."""
+    if scores is None:
+        return []
+    point, intervals = scores["point"], scores.get("intervals") or {}
+    name = point["class_name"]
+    precision = scores.get("precision")
+    rows = [
+        ["threshold on its probability", f"{point['threshold']:.4g}"],
+        [f"recall on {point['chosen_on']}", _percent(point["held_out_recall"])],
+        ["test recall", _percent(scores["recall"], intervals.get("recall"))],
+        ["test precision", "—" if precision is None else _percent(precision, intervals.get("precision"))],
+        ["test images predicted as it", _percent(scores["flagged"])],
+        ["test accuracy with this rule", _percent(scores["accuracy"], intervals.get("accuracy"))],
+    ]
+    text = (
+        f"Recall target {point['recall_target']:.0%} for {name}: the largest threshold on its calibrated "
+        f"probability that reaches it on the {point['chosen_on']}. The bundle predicts {name} whenever its "
+        "probability reaches the threshold, and otherwise the most probable other class; the other metrics "
+        "of this report are those of the most probable class."
+    )
+    return [_Heading(f"Operating point: {name}"), _Table(["", "value"], rows), _Paragraph(text)]
 
 
 def _grouping_blocks(metrics: dict[str, Any]) -> list[_Block]:

@@ -10,9 +10,11 @@ from typing import Any
 
 from safetensors.torch import save
 
+from transferkit.evaluation.operating_point import OperatingPoint
 from transferkit.files import write_folder_atomic
 from transferkit.models.backbone import Backbone
 from transferkit.models.ensemble import Ensemble
+from transferkit.models.ordinal import is_ordinal
 
 BUNDLE_FORMAT = 1
 # The source's pretrained_cfg keys kept for timm's `create_model("local-dir:DIR")` besides the
@@ -32,6 +34,7 @@ class BundleInfo:
     temperature: float = 1.0  # probabilities are softmax(logits / temperature), fitted on the val split
     intervals: dict[str, list[float] | None] = field(default_factory=dict)  # 95 % bootstrap, per metric
     test_images: int = 0  # how many images the metrics were measured on
+    operating_point: OperatingPoint | None = None  # a class predicted by its threshold (a recall target)
 
 
 def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
@@ -56,6 +59,7 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
     preprocessing = backbone.preprocessing.to_dict()
     preprocessing["input_size"] = list(preprocessing["input_size"])
     preprocessing["resize"] = backbone.preprocessing.describe_resize()
+    ordinal = is_ordinal(backbone.model)
     config = {
         "format": BUNDLE_FORMAT,
         "family": backbone.family,
@@ -63,6 +67,7 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
         "architecture_config": backbone.architecture_config,
         "num_classes": len(info.class_names),
         "label_names": info.class_names,
+        "task": "ordinal" if ordinal else "classification",
         "preprocessing": preprocessing,
         "source_model": {"spec": backbone.spec, "weights_sha256": backbone.weights_sha256},
         # the whole line of starts, nearest first, so a chained transfer can be compared to its roots
@@ -71,13 +76,14 @@ def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
         "data_channels": info.data_channels or backbone.preprocessing.channels,
         "test_time_views": list(info.test_time_views),
         "temperature": info.temperature,
+        "operating_point": info.operating_point.to_dict() if info.operating_point else None,
         "metrics": info.metrics,
         "metric_intervals": info.intervals,
         "test_images": info.test_images,
     }
     if isinstance(backbone.model, Ensemble):
         config["ensemble_members"] = len(backbone.model.members)
-    elif backbone.family == "timm":
+    elif backbone.family == "timm" and not ordinal:  # timm cannot build the cumulative-link head
         config.update(timm_local_dir_config(backbone, len(info.class_names)))
     return config
 
@@ -135,6 +141,7 @@ mean {prep["mean"]}, std {prep["std"]}.
 ## Output
 Probabilities are softmax(logits / {config["temperature"]:.4g}), averaged over the test-time views
 {", ".join(config["test_time_views"])}; the temperature is fitted on the validation split (1: uncalibrated).
+{_decision_text(config)}
 
 ## Test metrics
 Measured on {config.get("test_images") or "the"} held-out test images of {config["data"]}.
@@ -150,9 +157,35 @@ check the model on a labelled sample of them first (`transferkit evaluate THIS_F
 
 ## Use
 `transferkit.load("THIS_FOLDER").predict(["image.png"], top_k=2)`, or `transferkit predict THIS_FOLDER
-image.png`. With timm alone: `timm.create_model("local-dir:THIS_FOLDER", pretrained=True)`, fed images
-prepared as above. `transferkit export THIS_FOLDER --format onnx` adds a checked `model.onnx`.
+image.png`.{_timm_text(config)} `transferkit export THIS_FOLDER --format onnx` adds a checked `model.onnx`.
 
 ## Files
 `model.safetensors` (weights, no pickle) and `config.json` (labels, preprocessing, provenance).
 """
+
+
+def _decision_text(config: dict[str, Any]) -> str:
+    """How the model card's model orders its classes and decides."""
+    lines = []
+    if config.get("task") == "ordinal":
+        lines.append(
+            f"The classes are ordered ({' < '.join(config['label_names'])}); a cumulative-link head gives "
+            "their probabilities, and the network outputs their logarithms."
+        )
+    point = config.get("operating_point")
+    if point:
+        lines.append(
+            f"`{point['class_name']}` is predicted whenever its probability is at least "
+            f"{point['threshold']:.4g} (chosen for {point['recall_target']:.0%} recall of it on "
+            f"{point['chosen_on']}); otherwise the most probable other class."
+        )
+    return "\n".join(lines) or "The prediction is the most probable class."
+
+
+def _timm_text(config: dict[str, Any]) -> str:
+    if "pretrained_cfg" not in config:
+        return ""
+    return (
+        ' With timm alone: `timm.create_model("local-dir:THIS_FOLDER", pretrained=True)`, fed images\n'
+        "prepared as above."
+    )

@@ -8,6 +8,7 @@ training loop is imported (no Lightning) and weights are read from safetensors o
 
 from __future__ import annotations
 
+import copy
 import glob
 import math
 import os
@@ -27,6 +28,8 @@ from transferkit.data.folder import list_images
 from transferkit.data.manifest import is_manifest, manifest_path_column, manifest_paths, read_manifest
 from transferkit.errors import DataError, ModelError, UnknownNameError
 from transferkit.evaluation.calibration import tempered_probabilities
+from transferkit.evaluation.operating_point import OperatingPoint, decide
+from transferkit.models.ordinal import is_ordinal
 from transferkit.models.runs import find_bundle, load_run, read_saved_config, saved_preprocessing
 from transferkit.training.inference import inference_device
 from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
@@ -109,6 +112,9 @@ class Classifier:
         pixel_model: uint8 pixels (N, C, H, W) -> logits; PyTorch or onnxruntime (see `backend`).
         backend: "torch" or "onnx".
         network: the PyTorch module (normalization + network), or None for the onnx backend.
+        operating_point: a class predicted whenever its probability reaches a threshold (chosen for a
+            recall target), or None: the most probable class.
+        ordinal: the classes are ordered and the network is a cumulative-link model (`models.ordinal`).
     """
 
     def __init__(
@@ -122,6 +128,8 @@ class Classifier:
         data_channels: int | None = None,
         backend: str = "torch",
         network: ClassifierNetwork | None = None,
+        operating_point: OperatingPoint | None = None,
+        ordinal: bool = False,
     ) -> None:
         self.pixel_model = pixel_model
         self.label_names = list(label_names)
@@ -131,6 +139,8 @@ class Classifier:
         self.data_channels = data_channels or preprocessing.channels
         self.backend = backend
         self.network = network
+        self.operating_point = operating_point
+        self.ordinal = ordinal
 
     @classmethod
     def from_network(
@@ -152,25 +162,22 @@ class Classifier:
             views=views,
             data_channels=data_channels,
             network=network,
+            ordinal=is_ordinal(model),
         )
 
     def with_temperature(self, temperature: float) -> Classifier:
         """The same network and preprocessing, calibrated with `temperature`."""
-        return Classifier(
-            self.pixel_model,
-            self.label_names,
-            self.preprocessing,
-            temperature,
-            views=self.views,
-            data_channels=self.data_channels,
-            backend=self.backend,
-            network=self.network,
-        )
+        return replace_attributes(self, temperature=temperature)
+
+    def with_operating_point(self, point: OperatingPoint | None) -> Classifier:
+        """The same classifier, predicting `point`'s class whenever its probability reaches the threshold."""
+        return replace_attributes(self, operating_point=point)
 
     def predict(
         self, images: ImageInput | Sequence[ImageInput], top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[Prediction]:
-        """The `top_k` most probable labels of each image."""
+        """The predicted label of each image, then the next most probable up to `top_k` labels; with an
+        operating point, the prediction follows its threshold (`decide`)."""
         return [self.top(row, top_k) for row in self.predict_proba(images, batch_size)]
 
     def predict_proba(
@@ -242,8 +249,11 @@ class Classifier:
         return torch.cat(batches, dim=1).numpy()
 
     def top(self, probabilities: np.ndarray, top_k: int = 1) -> Prediction:
-        """The `top_k` labels of one row of probabilities, most probable first."""
-        order = np.argsort(-probabilities, kind="stable")[: max(1, top_k)]
+        """The `top_k` labels of one row of probabilities: the predicted one (the most probable, or as the
+        operating point decides), then the others from the most probable."""
+        predicted = int(decide(probabilities[None], self.operating_point)[0])
+        others = [i for i in np.argsort(-probabilities, kind="stable") if i != predicted]
+        order = [predicted, *others][: max(1, top_k)]
         return Prediction(
             tuple(self.label_names[i] for i in order), tuple(float(probabilities[i]) for i in order)
         )
@@ -280,19 +290,36 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
     preprocessing = saved_preprocessing(config, bundle / "config.json")
     labels, temperature = config["label_names"], bundle_temperature(config, bundle)
     views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
+    point = bundle_operating_point(config, bundle)
     if backend == "torch":
         model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
         device_ = torch.device(device) if device else None
         classifier = Classifier.from_network(
             model, labels, preprocessing, views=views, data_channels=channels, device=device_
         )
-        return classifier.with_temperature(temperature)
+        return classifier.with_temperature(temperature).with_operating_point(point)
     from transferkit.export.onnx_runtime import OnnxPixelModel  # onnxruntime is optional
 
     onnx_model = OnnxPixelModel.from_bundle(bundle)
     return Classifier(
-        onnx_model, labels, preprocessing, temperature, views=views, data_channels=channels, backend=backend
+        onnx_model,
+        labels,
+        preprocessing,
+        temperature,
+        views=views,
+        data_channels=channels,
+        backend=backend,
+        operating_point=point,
+        ordinal=config.get("task") == "ordinal",
     )
+
+
+def replace_attributes(classifier: Classifier, **changes: Any) -> Classifier:
+    """A copy of `classifier` with `changes`; the network and pixel model are shared, not copied."""
+    copied = copy.copy(classifier)
+    for name, value in changes.items():
+        setattr(copied, name, value)
+    return copied
 
 
 def read_bundle_config(bundle: Path) -> dict[str, Any]:
@@ -339,6 +366,19 @@ def bundle_temperature(config: dict[str, Any], bundle: Path) -> float:
     ):
         raise ModelError(f"{bundle / 'config.json'}: temperature must be a positive number, not {value!r}.")
     return float(value)
+
+
+def bundle_operating_point(config: dict[str, Any], bundle: Path) -> OperatingPoint | None:
+    """The operating point in config.json (None when absent: the most probable class is predicted)."""
+    values = config.get("operating_point")
+    if values is None:
+        return None
+    try:
+        return OperatingPoint.from_dict(values, config["label_names"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise ModelError(
+            f"{bundle / 'config.json'}: operating_point is not valid ({err}); export the run again."
+        ) from err
 
 
 def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:

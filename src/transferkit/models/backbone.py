@@ -10,6 +10,7 @@ from timm.models import adapt_input_conv, group_parameters
 from torch import nn
 
 from transferkit.errors import ModelError
+from transferkit.models.ordinal import install_ordinal_head
 from transferkit.transforms.preprocessing import Preprocessing
 
 
@@ -43,8 +44,12 @@ class Backbone:
     def num_features(self) -> int:
         return int(self.model.num_features)  # type: ignore[arg-type]
 
-    def reset_head(self, num_classes: int) -> None:
+    def reset_head(self, num_classes: int, *, ordinal: bool = False) -> None:
+        """A new, untrained head for `num_classes`: linear, or for ordered classes a cumulative-link
+        head (`models.ordinal`)."""
         self.model.reset_classifier(num_classes)  # type: ignore[operator]
+        if ordinal:
+            install_ordinal_head(self.model)
 
     def head(self) -> nn.Module:
         return self.model.get_classifier()  # type: ignore[operator]

@@ -17,6 +17,7 @@ from transferkit.files import sha256_of_file
 from transferkit.models.backbone import Backbone, adapt_first_conv
 from transferkit.models.ensemble import Ensemble
 from transferkit.models.files import read_state_dict
+from transferkit.models.ordinal import install_ordinal_head
 from transferkit.models.sources import model_sources, rebuild_network
 from transferkit.transforms.preprocessing import CROP_MODES, Preprocessing
 
@@ -72,9 +73,11 @@ def rebuild(saved: dict[str, Any], channels: int) -> nn.Module:
         )
         for _ in range(saved.get("ensemble_members") or 1)
     ]
-    if channels not in (1, 3):  # exported after `Backbone.adapt_input_channels`
-        for member in members:
+    for member in members:
+        if channels not in (1, 3):  # exported after `Backbone.adapt_input_channels`
             adapt_first_conv(member, channels)
+        if saved.get("task") == "ordinal":
+            install_ordinal_head(member)
     return Ensemble(members) if "ensemble_members" in saved else members[0]
 
 
@@ -125,6 +128,7 @@ def read_saved_config(path: Path) -> dict[str, Any]:
         ("architecture_config", "an object or null", lambda value: value is None or isinstance(value, dict)),
         ("model_sha256", "a SHA-256 or null", lambda value: value is None or isinstance(value, str)),
         ("ensemble_members", "2 to 64 members", lambda value: _is_int(value) and 2 <= value <= 64),
+        ("task", "classification or ordinal", lambda value: value in ("classification", "ordinal")),
         # Bounds num_classes by the file itself, so no network of an absurd size is built.
         ("label_names", f"a list of {classes} names", lambda value: _is_names(value, classes)),
     ]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.models.backbone import Backbone
+from transferkit.models.ordinal import class_log_probabilities
 from transferkit.training.inference import inference_device, run_batched
 
 
@@ -54,3 +55,42 @@ def fit_linear_head(
 
     optimizer.step(closure)
     return weight.detach(), bias.detach()
+
+
+def fit_ordinal_head(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float, max_iter: int = 300
+) -> dict[str, torch.Tensor]:
+    """A cumulative-link (proportional-odds) model on fixed features, solved with L-BFGS.
+
+    Objective: mean negative log-likelihood of `CumulativeLinkHead` + l2 * ||w||^2. It starts from
+    w = 0 with the thresholds at the logits of the classes' cumulative frequencies, which is the
+    maximum-likelihood fit without features.
+
+    Shape:
+        features: (N, D); labels: (N,). Returns ``weight`` (1, D) and ``cutpoints`` (num_classes - 1,).
+    """
+    weight = torch.zeros(1, features.shape[1], requires_grad=True)
+    cutpoints = _marginal_cutpoints(labels, num_classes).requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [weight, cutpoints], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        log_probabilities = class_log_probabilities(features @ weight.T, cutpoints)
+        loss = F.nll_loss(log_probabilities, labels) + l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return {"weight": weight.detach(), "cutpoints": cutpoints.detach()}
+
+
+def _marginal_cutpoints(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Cutpoints whose thresholds are the logits of the cumulative class frequencies (smoothed by one
+    image per class, so an empty class keeps a finite gap)."""
+    counts = torch.bincount(labels, minlength=num_classes).double() + 1
+    cumulative = (counts.cumsum(0) / counts.sum())[:-1]
+    theta = torch.logit(cumulative)
+    gaps = theta.diff()
+    return torch.cat([theta[:1], torch.log(torch.expm1(gaps))]).float()

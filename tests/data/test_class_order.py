@@ -1,0 +1,60 @@
+"""data.class_order: the classes in a given order, labels and groupings renumbered, and the flags that
+set it and the ordinal options from the command line."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transferkit.cli.main import main
+from transferkit.config import DataConfig
+from transferkit.data.class_map import with_class_order
+from transferkit.data.labels import LabelGrouping
+from transferkit.data.load import load_source
+from transferkit.data.source import ImageRecord, ImageSource
+from transferkit.errors import ConfigError
+from transferkit.testing import make_image_folder
+
+
+def _source() -> ImageSource:
+    records = [ImageRecord(f"{name}.png", label) for label, name in enumerate(["high", "low", "mid"])]
+    grouping = LabelGrouping("alarm", ("quiet", "alarm"), (1, 0, 0))
+    return ImageSource(
+        "levels", ["high", "low", "mid"], [*records, ImageRecord("pool.png", -1)], groupings=(grouping,)
+    )
+
+
+def test_labels_and_groupings_follow_the_new_order() -> None:
+    ordered = with_class_order(_source(), ["low", "mid", "high"])
+    assert ordered.class_names == ["low", "mid", "high"] and ordered.ordered
+    assert [(r.path, r.label) for r in ordered.records] == [
+        ("high.png", 2),
+        ("low.png", 0),
+        ("mid.png", 1),
+        ("pool.png", -1),  # unlabeled stays unlabeled
+    ]
+    assert ordered.groupings[0].group_of_class == (0, 0, 1)
+
+
+@pytest.mark.parametrize("order", [["low", "mid"], ["low", "mid", "high", "top"], ["low", "low", "high"]])
+def test_an_order_must_name_each_class_once(order: list[str]) -> None:
+    with pytest.raises(
+        ConfigError, match=r"data.class_order.*--class-order.*the classes are \['high', 'low', 'mid'\]"
+    ):
+        with_class_order(_source(), order)
+
+
+def test_a_folder_source_takes_the_configured_order(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path, classes=("high", "low", "mid"), per_class=1, size=8)
+    source = load_source(DataConfig(name=str(folder), class_order=["low", "mid", "high"]))
+    assert source.class_names == ["low", "mid", "high"]
+    assert {Path(r.path).parent.name: r.label for r in source.records} == {"low": 0, "mid": 1, "high": 2}
+
+
+def test_the_flags_set_task_order_and_recall_target(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["fit", "--print-config", "--task", "ordinal", "--class-order", "low", "mid", "high"]
+    assert main([*argv, "--recall-target", "high:0.9"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["task"] == "ordinal"
+    assert printed["data"]["class_order"] == ["low", "mid", "high"]
+    assert printed["decision"]["recall_target"] == "high:0.9"

@@ -1,0 +1,118 @@
+"""Recall-target operating points: the threshold reaches the target on held-out images and is the largest
+that does; the rule predicts the class exactly when the threshold is reached; test scores have intervals."""
+
+import numpy as np
+import pytest
+
+from transferkit.config import FitConfig, resolve_config
+from transferkit.errors import ConfigError
+from transferkit.evaluation.metrics import operating_point_metrics
+from transferkit.evaluation.operating_point import (
+    OperatingPoint,
+    RecallTarget,
+    choose_threshold,
+    decide,
+    operating_point,
+    resolve_recall_target,
+)
+
+CLASSES = ["functional", "defective"]
+
+
+def _held_out(seed: int, count: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes, the last one rare, with overlapping probabilities."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, size=count, p=[0.6, 0.3, 0.1])
+    logits = rng.normal(0, 1.0, (count, 3))
+    logits[np.arange(count), labels] += 1.2
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return probabilities, labels
+
+
+def _recall(probabilities: np.ndarray, labels: np.ndarray, threshold: float, index: int) -> float:
+    return float(np.mean(probabilities[labels == index, index] >= threshold))
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 0.95, 1.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_threshold_reaches_the_target_and_is_the_largest_that_does(target: float, seed: int) -> None:
+    probabilities, labels = _held_out(seed)
+    threshold = choose_threshold(probabilities, labels, 2, target)
+    assert _recall(probabilities, labels, threshold, 2) >= target
+    # Raising the threshold past the least probable image it flags falls short of the target.
+    positives = probabilities[labels == 2, 2]
+    above = positives[positives > positives[positives >= threshold].min()]
+    if len(above):
+        assert _recall(probabilities, labels, float(above.min()), 2) < target
+    assert np.float32(threshold) == threshold  # float32 probabilities meet it where float64 ones do
+
+
+def test_a_target_of_exactly_k_of_n_needs_k_not_k_plus_one() -> None:
+    """0.95 x 20 is 19.000000000000004 in floating point; 19 positives of 20 are enough."""
+    probabilities = np.zeros((20, 2))
+    probabilities[:, 1] = np.linspace(0.05, 1.0, 20)
+    probabilities[:, 0] = 1 - probabilities[:, 1]
+    threshold = choose_threshold(probabilities, np.ones(20, dtype=int), 1, 0.95)
+    assert threshold == pytest.approx(0.1, abs=1e-6)  # the 19th most probable, not the 20th (0.05)
+
+
+def test_decide_predicts_the_class_exactly_when_its_threshold_is_reached() -> None:
+    point = OperatingPoint("rare", 2, 0.2, 0.9, 0.9, "val")
+    probabilities = np.array(
+        [
+            [0.7, 0.1, 0.2],  # reached: rare, though not the most probable
+            [0.5, 0.31, 0.19],  # below: the most probable of the others
+            [0.1, 0.5, 0.4],
+            [0.15, 0.05, 0.8],
+        ]
+    )
+    assert decide(probabilities, point).tolist() == [2, 0, 2, 2]
+    high = OperatingPoint("rare", 2, 0.85, 0.5, 0.5, "val")  # above the argmax: the class becomes rarer
+    assert decide(probabilities, high).tolist() == [0, 0, 1, 0]
+    assert decide(probabilities, None).tolist() == probabilities.argmax(1).tolist()
+
+
+def test_test_scores_follow_the_rule_and_have_intervals() -> None:
+    probabilities, labels = _held_out(0)
+    test_probabilities, test_labels = _held_out(1)
+    point = operating_point(RecallTarget("rare", 2, 0.9), probabilities, labels, "val (300 images)")
+    assert point.held_out_recall >= 0.9
+    scores = operating_point_metrics(test_labels, test_probabilities, point, resamples=200)
+    predicted = decide(test_probabilities, point)
+    flagged = predicted == 2
+    assert scores["recall"] == pytest.approx(np.mean(flagged[test_labels == 2]))
+    assert scores["precision"] == pytest.approx(np.mean(test_labels[flagged] == 2))
+    assert scores["accuracy"] == pytest.approx(np.mean(predicted == test_labels))
+    assert scores["flagged"] == pytest.approx(np.mean(flagged))
+    for name in ("recall", "precision", "accuracy"):
+        low, high = scores["intervals"][name]
+        assert low <= scores[name] <= high
+    assert scores["point"]["threshold"] == point.threshold
+
+
+def test_the_recall_target_names_a_class_of_the_data() -> None:
+    assert resolve_recall_target(("defective", 0.95), CLASSES) == RecallTarget("defective", 1, 0.95)
+    assert resolve_recall_target(None, CLASSES) is None
+    with pytest.raises(ConfigError, match=r"decision.recall_target.*'broken'.*'functional', 'defective'"):
+        resolve_recall_target(("broken", 0.95), CLASSES)
+
+
+@pytest.mark.parametrize(
+    "text", ["defective", "defective:0", "defective:1.01", "defective:-0.5", ":0.9", "x:high"]
+)
+def test_a_malformed_recall_target_is_a_config_error_naming_the_option(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"decision.recall_target.*--recall-target.*\(0, 1\]"):
+        resolve_config(recall_target=text)
+
+
+def test_class_names_with_colons_and_a_target_of_one() -> None:
+    config = FitConfig.from_dict({"decision": {"recall_target": "p=1:1"}})
+    assert config.decision.recall() == ("p=1", 1.0)
+    assert resolve_config(recall_target="a:b:0.5").decision.recall() == ("a:b", 0.5)
+
+
+def test_a_bundle_operating_point_must_fit_its_labels() -> None:
+    point = OperatingPoint("defective", 1, 0.3, 0.95, 0.96, "val")
+    assert OperatingPoint.from_dict(point.to_dict(), CLASSES) == point
+    with pytest.raises(ValueError, match="is not output 1"):
+        OperatingPoint.from_dict(point.to_dict(), ["functional", "broken"])

@@ -110,3 +110,20 @@ def test_a_folder_without_a_bundle_is_refused_before_the_port_opens(
     assert main(["serve", str(tmp_path), "--port", "0"]) == 2
     error = " ".join(capsys.readouterr().err.split())  # rich wraps the line
     assert "is neither a transferkit run directory nor a bundle" in error
+
+
+def test_the_answer_follows_the_bundles_operating_point(bundle: Path) -> None:
+    from transferkit.evaluation.operating_point import OperatingPoint
+    from transferkit.serve.app import _answer
+    from transferkit.serve.model import ServedModel
+
+    model = ServedModel(bundle, "torch")
+    labels = model.label_names
+    probabilities = np.full(len(labels), 0.5 / (len(labels) - 1))
+    probabilities[0] = 0.5  # the most probable class, but the point flags the last one at 0.05
+    plain = _answer("x.png", probabilities, model, top_k=2)
+    assert plain["label"] == labels[0]
+    point = OperatingPoint(labels[-1], len(labels) - 1, 0.05, 0.95, 1.0, "val (10 images)")
+    model.classifier = model.classifier.with_operating_point(point)
+    flagged = _answer("x.png", probabilities, model, top_k=2)
+    assert flagged["label"] == labels[-1] and flagged["top"][1]["label"] == labels[0]

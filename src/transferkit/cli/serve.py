@@ -24,9 +24,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     hints = typing.get_type_hints(ServeConfig)
     for spec in dataclasses.fields(ServeConfig):
         if spec.metadata.get("flag"):
-            arguments = flag_arguments(hints[spec.name], spec)
-            if spec.name == "cors_origin":  # a list: one origin per flag
-                arguments.update(action="append", type=str)
+            arguments = flag_arguments(hints[spec.name], spec)  # a list (cors_origin) takes several values
             parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, **arguments)
     parser.set_defaults(run=run_serve)
 

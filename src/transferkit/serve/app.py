@@ -167,19 +167,22 @@ async def _predict_one(services: _Services, upload: Upload, top_k: int, preview:
         raise RuntimeError("The app is not running: its lifespan starts the batcher.")
     probabilities = await services.batcher.submit(pixels)
     metrics.images.inc("predicted")
-    answer = _answer(upload.name, probabilities, services.model.label_names, top_k)
+    answer = _answer(upload.name, probabilities, services.model, top_k)
     if preview:
         answer["preview"] = await loop.run_in_executor(services.decoders, png_data_url, pixels)
     return answer
 
 
-def _answer(name: str, probabilities: np.ndarray, labels: list[str], top_k: int) -> dict[str, Any]:
-    order = np.argsort(-probabilities, kind="stable")[:top_k]  # as Classifier.top orders them
-    top = [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
+def _answer(name: str, probabilities: np.ndarray, model: ServedModel, top_k: int) -> dict[str, Any]:
+    # `Classifier.top` orders as load().predict does: a bundle's operating point decides the label
+    top = model.classifier.top(probabilities, top_k)
+    labels = model.label_names
     return {
         "name": name,
-        "label": top[0]["label"],
-        "probability": top[0]["probability"],
-        "top": top,
+        "label": top.label,
+        "probability": top.probability,
+        "top": [
+            {"label": label, "probability": p} for label, p in zip(top.labels, top.probabilities, strict=True)
+        ],
         "probabilities": {label: float(p) for label, p in zip(labels, probabilities, strict=True)},
     }

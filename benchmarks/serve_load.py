@@ -41,7 +41,6 @@ import transferkit
 from default_fit import RESULTS, _cpu, _source_state
 from transferkit.data import make_splits, resolve_data
 from transferkit.models.runs import find_bundle
-from transferkit.serve.model import resolve_backend
 
 UPLOAD_BYTES = 1024**3
 CHUNK = 1024**2
@@ -62,7 +61,8 @@ def in_process(bundle: Path, backend: str, paths: list[str], batch: int, repeats
         started = time.perf_counter()
         classifier.predict_proba(paths, batch_size=batch)
         times.append(time.perf_counter() - started)
-    return {"images_per_s": len(paths) / statistics.median(times), "probabilities": probabilities}
+    speed = len(paths) / statistics.median(times)
+    return {"images_per_s": speed, "probabilities": probabilities, "backend": classifier.backend}
 
 
 def free_port() -> int:
@@ -240,9 +240,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for serve_load.{csv,md}")
     args = parser.parse_args()
     bundle = find_bundle(args.bundle)  # a clear error for a path that holds no bundle
-    backend = resolve_backend(bundle, args.backend)
     paths = elpv_test_paths(args.limit)
-    baseline = in_process(bundle, backend, paths, args.max_batch, args.repeats)
+    baseline = in_process(bundle, args.backend, paths, args.max_batch, args.repeats)
+    backend = baseline["backend"]  # what "auto" chose; the server chooses the same way
     images = [(Path(path).name, Path(path).read_bytes()) for path in paths]
     port = free_port()
     url = f"http://127.0.0.1:{port}"

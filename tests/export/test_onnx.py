@@ -92,7 +92,7 @@ def test_a_mismatch_fails_and_leaves_no_model_onnx(
 ) -> None:
     good = (bundle / "model.onnx").read_bytes()
 
-    def reuse_export(classifier: Classifier, path: Path) -> Path:  # the real export, without its seconds
+    def reuse_export(classifier: Classifier, path: Path, weights_sha256: str | None) -> Path:  # no seconds
         path.write_bytes(good)
         return path
 
@@ -127,3 +127,18 @@ def test_an_unreadable_onnx_file_is_a_model_error(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="onnxruntime cannot load"):
         OnnxPixelModel(tmp_path / "model.onnx")
+
+
+def test_auto_predicts_with_a_current_model_onnx_and_not_with_a_stale_one(
+    exported: onnx_export.ExportReport, bundle: Path, tmp_path: Path
+) -> None:
+    assert transferkit.load(bundle, backend="auto", device="cpu").backend == "onnx"
+    assert transferkit.load(bundle, backend="auto", device="cpu").network is None
+    # The same model.onnx beside other weights (a bundle saved again after the export) is stale.
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.reset_head(len(LABELS))
+    backbone.preprocessing = backbone.preprocessing.resized(32)
+    other = save_bundle(backbone, BundleInfo(LABELS, {}, "animals"), tmp_path / "other")
+    (other / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes())
+    assert transferkit.load(other, backend="auto", device="cpu").backend == "torch"
+    assert transferkit.load(bundle, backend="torch").backend == "torch"

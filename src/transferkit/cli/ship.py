@@ -44,9 +44,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     predict.add_argument("--format", choices=OUTPUT_FORMATS, default="table", help="output on stdout")
     predict.add_argument(
         "--backend",
-        choices=("torch", "onnx"),
-        default="torch",
-        help="onnx: the bundle's model.onnx with onnxruntime (made by transferkit export)",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="onnx: the bundle's model.onnx with onnxruntime (made by transferkit export); auto (default): "
+        "onnx on a CPU when model.onnx was exported from the bundle's current weights, else torch",
     )
     predict.add_argument("--batch-size", type=positive_int, default=32)
     export = commands.add_parser(

@@ -36,10 +36,11 @@ from transferkit.export.onnx_runtime import (
     INT8_FILE,
     ONNX_FILE,
     OUTPUT_NAME,
+    WEIGHTS_KEY,
     OnnxPixelModel,
     optional_import,
 )
-from transferkit.export.predictor import Classifier, load
+from transferkit.export.predictor import Classifier, load, read_bundle_config
 from transferkit.files import write_atomic
 
 QUANTIZATIONS = ("int8",)
@@ -68,7 +69,8 @@ def export_onnx_format(bundle: Path, target: Path, quantize: str | None) -> Expo
     classifier = load(bundle, device="cpu")  # the reference on the CPU: no TF32 convolutions vs onnxruntime
     images = check_images(bundle, classifier)
     target.mkdir(parents=True, exist_ok=True)
-    parity = export_checked(classifier, target / ONNX_FILE, images)
+    weights = read_bundle_config(bundle).get("model_sha256")
+    parity = export_checked(classifier, target / ONNX_FILE, images, weights_sha256=weights)
     files = [*copied, target / ONNX_FILE]
     if quantize is None:
         return ExportReport(target, files, parity)
@@ -77,13 +79,18 @@ def export_onnx_format(bundle: Path, target: Path, quantize: str | None) -> Expo
 
 
 def export_checked(
-    classifier: Classifier, path: Path, images: CheckImages, tolerance: float = PARITY_TOLERANCE
+    classifier: Classifier,
+    path: Path,
+    images: CheckImages,
+    tolerance: float = PARITY_TOLERANCE,
+    weights_sha256: str | None = None,
 ) -> Parity:
-    """Exports to a temporary file, checks it against PyTorch, then moves it to `path`."""
+    """Exports to a temporary file, checks it against PyTorch, then moves it to `path`; the metadata
+    names the bundle weights (`weights_sha256`) it was checked against."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
     os.close(handle)
     try:
-        export_onnx(classifier, Path(temporary))
+        export_onnx(classifier, Path(temporary), weights_sha256)
         parity = check_parity(classifier, Path(temporary), images, tolerance=tolerance)
         os.replace(temporary, path)
     finally:
@@ -91,7 +98,7 @@ def export_checked(
     return parity
 
 
-def export_onnx(classifier: Classifier, path: Path) -> Path:
+def export_onnx(classifier: Classifier, path: Path, weights_sha256: str | None = None) -> Path:
     """Writes the classifier's network (normalization included) as ONNX with a dynamic batch axis."""
     onnx = optional_import("onnx", "ONNX export")
     optional_import("onnxscript", "ONNX export")  # torch.onnx's exporter translates with it
@@ -113,7 +120,10 @@ def export_onnx(classifier: Classifier, path: Path) -> Path:
     except Exception as err:  # torch.export and the ONNX translation raise many unrelated types
         raise ModelError(f"torch.onnx.export failed for this network: {err}") from err
     proto = program.model_proto  # type: ignore[union-attr]
-    onnx.helper.set_model_props(proto, onnx_metadata(classifier))
+    metadata = onnx_metadata(classifier)
+    if weights_sha256 is not None:  # lets `load(backend="auto")` tell a stale model.onnx from a current one
+        metadata[WEIGHTS_KEY] = weights_sha256
+    onnx.helper.set_model_props(proto, metadata)
     return write_atomic(path, proto.SerializeToString())
 
 

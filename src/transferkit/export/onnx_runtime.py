@@ -13,6 +13,7 @@ from transferkit.errors import MissingDependencyError, ModelError
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
+WEIGHTS_KEY = "transferkit_weights_sha256"  # metadata: the bundle weights the export was checked against
 
 
 class OnnxPixelModel:
@@ -37,6 +38,11 @@ class OnnxPixelModel:
                 + (" --quantize int8" if name == INT8_FILE else "")
             )
         return cls(path)
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """The bundle weights this graph was exported from and checked against (None: older exports)."""
+        return self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels.cpu().numpy()})

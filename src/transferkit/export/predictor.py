@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import glob
+import importlib.util
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
@@ -36,13 +38,17 @@ from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
 from transferkit.transforms.normalize import Normalize
 from transferkit.transforms.preprocessing import Preprocessing
 
+if TYPE_CHECKING:
+    from transferkit.export.onnx_runtime import OnnxPixelModel
+
 ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
 """An image file's path, a PIL image, or a uint8 array (H x W or H x W x C)."""
 
 PixelModel: TypeAlias = Callable[[torch.Tensor], torch.Tensor]
 """uint8 pixels (N, C, H, W), resized and cropped -> logits (N, classes) on the CPU."""
 
-BACKENDS = ("torch", "onnx")
+logger = logging.getLogger(__name__)
+BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -277,7 +283,9 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
     Args:
         path: a run directory or a bundle folder (config.json + model.safetensors).
         backend: "torch" runs the safetensors weights with PyTorch; "onnx" runs the bundle's
-            ``model.onnx`` with onnxruntime (``transferkit export PATH --format onnx`` writes it).
+            ``model.onnx`` with onnxruntime (``transferkit export PATH --format onnx`` writes it);
+            "auto" takes onnx on a CPU when model.onnx was exported, and checked, from the bundle's
+            current weights and onnxruntime is installed (several times faster there), else torch.
         device: where the torch backend runs, e.g. "cpu"; by default the GPU when there is one.
 
     Raises:
@@ -291,6 +299,11 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
     labels, temperature = config["label_names"], bundle_temperature(config, bundle)
     views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
     point = bundle_operating_point(config, bundle)
+    onnx_model = None
+    if backend == "auto":
+        onnx_model = current_onnx_model(bundle, config) if _on_cpu(device) else None
+        backend = "torch" if onnx_model is None else "onnx"
+        logger.info("predicting with %s", "onnxruntime (model.onnx)" if onnx_model else "PyTorch")
     if backend == "torch":
         model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
         device_ = torch.device(device) if device else None
@@ -300,7 +313,7 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
         return classifier.with_temperature(temperature).with_operating_point(point)
     from transferkit.export.onnx_runtime import OnnxPixelModel  # onnxruntime is optional
 
-    onnx_model = OnnxPixelModel.from_bundle(bundle)
+    onnx_model = onnx_model or OnnxPixelModel.from_bundle(bundle)
     return Classifier(
         onnx_model,
         labels,
@@ -312,6 +325,25 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
         operating_point=point,
         ordinal=config.get("task") == "ordinal",
     )
+
+
+def current_onnx_model(bundle: Path, config: dict[str, Any]) -> OnnxPixelModel | None:
+    """The bundle's model.onnx when it was exported from the weights the bundle holds now; None when
+    there is none, onnxruntime is missing, or it is stale (a bundle re-saved after the export)."""
+    from transferkit.export.onnx_runtime import ONNX_FILE, OnnxPixelModel
+
+    if not (bundle / ONNX_FILE).is_file() or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    model = OnnxPixelModel(bundle / ONNX_FILE)
+    if model.weights_sha256 is None or model.weights_sha256 != config.get("model_sha256"):
+        logger.info("%s was not exported from these weights: export it again to predict with it", model.path)
+        return None
+    return model
+
+
+def _on_cpu(device: str | None) -> bool:
+    # on a GPU, PyTorch on the device beats onnxruntime's CPU provider
+    return torch.device(device).type == "cpu" if device else not torch.cuda.is_available()
 
 
 def replace_attributes(classifier: Classifier, **changes: Any) -> Classifier:

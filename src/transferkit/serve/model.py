@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import io
 import json
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from PIL import Image
 
 from transferkit.data.decode import decode_image
 from transferkit.errors import DataError
-from transferkit.export.onnx_runtime import ONNX_FILE
 from transferkit.export.predictor import Classifier, load
 from transferkit.models.runs import find_bundle
 
@@ -53,21 +51,14 @@ class ModelIdentity:
         return dict(self.__dict__)
 
 
-def resolve_backend(bundle: Path, backend: str) -> str:
-    """ "auto": onnx when the bundle has model.onnx and onnxruntime is installed, else torch."""
-    if backend != "auto":
-        return backend
-    has_runtime = importlib.util.find_spec("onnxruntime") is not None
-    return "onnx" if (bundle / ONNX_FILE).is_file() and has_runtime else "torch"
-
-
 class ServedModel:
     """A loaded bundle and what the server says about it."""
 
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
         self.bundle = find_bundle(Path(path))
-        self.backend = resolve_backend(self.bundle, backend)
-        self.classifier: Classifier = load(self.bundle, backend=self.backend)
+        # "auto": load() takes model.onnx when it was exported from these weights, else PyTorch
+        self.classifier: Classifier = load(self.bundle, backend=backend)
+        self.backend = self.classifier.backend
         config_bytes = (self.bundle / "config.json").read_bytes()
         self.config: dict[str, Any] = json.loads(config_bytes)
         card = self.bundle / "README.md"

@@ -122,7 +122,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     recipe = Recipe(config, methods, source, augment)
     folds = resolve_folds(recipe, splits)
     paths = start_run_directory(config, source, backbone, paths)
-    if model_choice is not None and not resume:
+    if model_choice is not None and not resume and is_main_process():
         write_json(paths.model_choice, model_choice.to_dict())
     with paths.lock() if is_main_process() else contextlib.nullcontext(), sharing_run_dir(paths):
         # 3. preprocessing: the size, crop and normalization the weights expect, decoded once

@@ -41,6 +41,7 @@ import transferkit
 from default_fit import RESULTS, _cpu, _source_state
 from transferkit.data import make_splits, resolve_data
 from transferkit.models.runs import find_bundle
+from transferkit.testing.servers import free_port, start_server
 
 UPLOAD_BYTES = 1024**3
 CHUNK = 1024**2
@@ -65,28 +66,14 @@ def in_process(bundle: Path, backend: str, paths: list[str], batch: int, repeats
     return {"images_per_s": speed, "probabilities": probabilities, "backend": classifier.backend}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(bundle: Path, args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen[bytes]:
+def launch_server(bundle: Path, args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "transferkit", "serve", str(bundle), "--port", str(port)]
     command += ["--backend", args.backend, "--max-batch", str(args.max_batch)]
     command += ["--max-wait-ms", str(args.max_wait_ms), "--max-upload-mb", "20"]
-    with open(log, "wb") as output:  # a file, not a pipe: a full pipe would stall the server
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not answer /health within 2 minutes")
+    try:
+        return start_server(command, f"http://127.0.0.1:{port}/health", log, timeout_s=120)
+    except RuntimeError as err:
+        raise SystemExit(str(err)) from None
 
 
 async def load_level(
@@ -247,7 +234,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     load_before = os.getloadavg()[0]
-    server = start_server(bundle, args, port, Path(tempfile.mkdtemp()) / "server.log")
+    server = launch_server(bundle, args, port, Path(tempfile.mkdtemp()) / "server.log")
     try:
         labels = httpx.get(f"{url}/info").json()["labels"]
         parity = float(np.abs(server_probabilities(url, images, labels) - baseline["probabilities"]).max())

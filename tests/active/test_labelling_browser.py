@@ -10,46 +10,28 @@ import csv
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright
 
 from transferkit.testing import make_image_folder
+from transferkit.testing.servers import free_port, start_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs headless Chromium: apt-get install chromium (Debian package 'chromium')"
 )
-playwright = pytest.importorskip("playwright.sync_api", reason="needs Playwright (pip install -e '.[dev]')")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start(pool: Path, out: Path, port: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "transferkit", "label", str(pool), "--classes", "cat,dog,fox"]
     command += ["--port", str(port), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"server exited: {server.stdout.read().decode() if server.stdout else ''}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise AssertionError("the server did not listen within 60 s")
+    return start_server(command, f"http://127.0.0.1:{port}/", out.parent / "label.log", 60, env=env)
 
 
 @pytest.fixture
@@ -104,7 +86,7 @@ def _session(
 ) -> None:
     """A fresh server process and page; the server is killed with SIGKILL afterwards, so nothing can be
     flushed at shutdown: what is on disk is what every answer wrote."""
-    port = _free_port()
+    port = free_port()
     server = _start(pool, out, port)
     try:
         page = browser.new_page()

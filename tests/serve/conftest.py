@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ import transferkit
 from transferkit.export import BundleInfo, save_bundle
 from transferkit.models import resolve_model
 from transferkit.testing import make_problem_folder
+from transferkit.testing.servers import free_port
+from transferkit.testing.servers import start_server as launch
 
 LABELS = ["cat", "dog", "fox"]
 START_TIMEOUT_S = 90
@@ -68,12 +68,6 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start_server(
     bundle: Path, root: Path, *flags: str, api_key: str | None = None, max_upload_mb: int = 20
 ) -> LiveServer:
@@ -88,20 +82,12 @@ def start_server(
     env = {**os.environ, "PYTHONPATH": python_path, "TMPDIR": str(tmp)}
     command = [sys.executable, "-m", "transferkit", "serve", str(bundle), "--port", str(port), *flags]
     command += ["--max-upload-mb", str(max_upload_mb)] + (["--api-key", api_key] if api_key else [])
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, workdir, log, api_key, max_upload_mb)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"transferkit serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"transferkit serve did not answer /health in {START_TIMEOUT_S} s:\n{log.read_text()}")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process = launch(command, f"{url}/health", log, START_TIMEOUT_S, cwd=workdir, env=env)
+    except RuntimeError as err:
+        raise RuntimeError(f"transferkit serve did not start: {err}") from None
+    return LiveServer(url, process, workdir, log, api_key, max_upload_mb)
 
 
 def stop_server(server: LiveServer) -> None:

@@ -91,7 +91,6 @@ def measure(paths: list[str], bundle: Path, batch_size: int, repeats: int) -> li
         on_onnx.label_names,
         on_onnx.preprocessing,
         data_channels=on_onnx.data_channels,
-        backend="onnx",
     )
     channels = classifier.data_channels
     images = [decode_image(path, channels) for path in paths]

@@ -94,3 +94,11 @@ SPEC_EXAMPLES = (
     ("file", "file:weights.safetensors --arch resnet18", "a bare state dict for a timm architecture"),
     ("run", "run:runs/<run directory>", "a model fine-tuned by transferkit, or its model/ bundle"),
 )
+
+# What runs a fine-tuned network for `load`, `predict`, `evaluate` and `serve`.
+BACKENDS = ("auto", "torch", "onnx")
+BACKENDS_HELP = (
+    "auto (default): onnxruntime on a CPU, from model.onnx when it was exported from the current weights, "
+    "else from the network translated in memory once it matches PyTorch on the first images; torch; "
+    "onnx: the bundle's model.onnx (transferkit export makes it)"
+)

@@ -328,6 +328,12 @@ class RuntimeConfig(Section):
     )
     checkpoint_every: int = option(50, "optimizer steps between resume checkpoints", within=AT_LEAST_1)
     num_workers: int = option(0, "data loader workers (the decoded images live in memory)", within=AT_LEAST_0)
+    inference: Literal["auto", "onnx", "torch"] = option(
+        "auto",
+        "what runs validation and test predictions: auto takes onnxruntime on a CPU when it matches PyTorch "
+        "on the run's first images, else PyTorch",
+        flag=True,
+    )
 
 
 @dataclass

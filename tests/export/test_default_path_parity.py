@@ -7,6 +7,7 @@ here the packaged Lite0 keeps its ImageNet weights and frozen statistics, and us
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -46,6 +47,19 @@ def test_load_predicts_the_runs_test_probabilities(
     expected = _probabilities(test_rows, classifier.label_names)
     probabilities = classifier.predict_proba([row["path"] for row in test_rows], batch_size=5)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)  # predictions.csv keeps 6 decimals
+
+
+def test_the_run_predicted_with_onnxruntime_checked_against_pytorch(
+    run: transferkit.Run, test_rows: list[dict[str, str]]
+) -> None:
+    # predictions.csv came from onnxruntime (the test above holds them to PyTorch's within 1e-5)
+    choice = json.loads((run.dir / "metrics.json").read_text())["inference"]
+    assert choice["backend"] == "onnx" and 0 <= choice["max_difference"] <= 1e-4
+    in_memory = transferkit.load(run.dir, backend="auto", device="cpu")
+    paths = [row["path"] for row in test_rows]
+    expected = _probabilities(test_rows, in_memory.label_names)
+    np.testing.assert_allclose(in_memory.predict_proba(paths), expected, atol=1e-4)
+    assert in_memory.backend == "onnx" and in_memory.network is not None
 
 
 def test_the_onnx_export_of_the_packaged_lite0_predicts_the_same(

@@ -59,8 +59,9 @@ def test_cached_features_equal_a_fresh_pass_and_are_reused(
     first = cached_features(tiny, normalize, images, cache, batch_size=2)
     second = cached_features(tiny, normalize, images, cache, batch_size=2)
     assert (first.from_cache, second.from_cache) == (False, True)
-    assert torch.equal(first.features, fresh)
-    assert torch.equal(second.features, fresh)
+    # onnxruntime's sums depend slightly on the batch size (2 here, 64 for `fresh`)
+    torch.testing.assert_close(first.features, fresh, rtol=0, atol=1e-5)
+    assert torch.equal(second.features, first.features)
     assert first.images_per_second is not None  # three batches: the last two were timed
     assert second.images_per_second == first.images_per_second  # kept with the features
 

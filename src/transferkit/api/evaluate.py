@@ -51,7 +51,13 @@ class Evaluation:
 
 
 def evaluate(
-    model: str | Path, data: str | None = None, split: str = "test", tta: bool = True, batch_size: int = 32
+    model: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    tta: bool = True,
+    batch_size: int = 32,
+    *,
+    backend: str = "auto",
 ) -> Evaluation:
     """Scores the model of a run directory or bundle on a labelled split.
 
@@ -60,10 +66,12 @@ def evaluate(
         data: a dataset spec (folder, manifest, packaged name, hf:...); None: the run's own dataset.
         split: train, val, test, or all (every labelled image).
         tta: average the bundle's test-time views (as the run did); False: the image alone.
+        backend: what runs the network, as `load` takes it; "auto": onnxruntime on a CPU when it matches
+            PyTorch on the first images.
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}.")
-    classifier = load(model)
+    classifier = load(model, backend=backend)
     if not tta:
         classifier.views = (identity,)
     data_config = _data_config(Path(model), data)

@@ -53,6 +53,7 @@ class TestEvaluation:
         calibration: temperature, ECE on the test split before and after, and what it was fitted on.
         tta: accuracy with the identity view alone, with every view, and the gain; None for one view.
         operating_point: the threshold chosen for a recall target on the calibration set, or None.
+        inference: which backend ran the test predictions and why (`InferenceChoice`), or None.
     """
 
     source: ImageSource
@@ -64,6 +65,7 @@ class TestEvaluation:
     calibration: dict[str, Any] | None = None
     tta: dict[str, Any] | None = None
     operating_point: OperatingPoint | None = None
+    inference: dict[str, Any] | None = None
 
 
 def evaluate_test(
@@ -102,8 +104,18 @@ def evaluate_test(
     metrics["temperature_scaling"] = calibration_summary
     if tta is not None:
         metrics["tta"] = tta
+    inference = classifier.inference.to_dict() if classifier.inference is not None else None
     return TestEvaluation(
-        source, test.indices, probabilities, metrics, names, temperature, calibration_summary, tta, point
+        source,
+        test.indices,
+        probabilities,
+        metrics,
+        names,
+        temperature,
+        calibration_summary,
+        tta,
+        point,
+        inference,
     )
 
 
@@ -183,6 +195,7 @@ def write_run_outputs(
         "cv": cv,
         "weight_choice": choice,
         "model_choice": model_choice.to_dict() if model_choice is not None else None,
+        "inference": evaluation.inference,
     }
     extras = {key: value for key, value in run_level.items() if value is not None}
     write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})

@@ -81,14 +81,13 @@ class Recipe:
         """View logits of `images` for each WiSE-FT candidate, in the order of `ALPHAS`; only the
         fine-tuned network's (α = 1) when the run keeps no start or WiSE-FT is off. The network is left
         as it was trained."""
-        classifier = self.classifier(backbone)
         if training.start is None or not self.config.train.wise_ft:
-            return [classifier.view_logits(images)]
+            return [self.classifier(backbone).view_logits(images)]
         tuned = cloned(backbone.model.state_dict())
         logits = []
-        for alpha in ALPHAS:
+        for alpha in ALPHAS:  # a new classifier each time: onnxruntime runs a copy of the weights
             backbone.model.load_state_dict(interpolate(training.start, tuned, alpha))
-            logits.append(classifier.view_logits(images))
+            logits.append(self.classifier(backbone).view_logits(images))
         backbone.model.load_state_dict(tuned)
         return logits
 
@@ -108,4 +107,5 @@ class Recipe:
             backbone.preprocessing,
             views=views,
             data_channels=self.source.channels,
+            backend=self.config.runtime.inference,
         )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from transferkit.catalog import BACKENDS, BACKENDS_HELP
 from transferkit.files import write_json
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--no-tta", dest="tta", action="store_false", help="the image alone, no test-time views"
     )
     evaluate.add_argument("--out", help="folder to write evaluation.json into")
+    evaluate.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help=BACKENDS_HELP,
+    )
     compare = commands.add_parser(
         "compare",
         help="compare finished runs: metrics, intervals, and which differences exceed the noise",
@@ -43,7 +50,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run_evaluate(args: argparse.Namespace) -> int:
     from transferkit.api.evaluate import evaluate
 
-    result = evaluate(args.model, args.data, args.split, args.tta)
+    result = evaluate(args.model, args.data, args.split, args.tta, backend=args.backend)
     stdout.print(
         metrics_table(result.metrics, f"{result.data}, {result.split} split ({len(result.paths)} images)")
     )

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from transferkit.catalog import BACKENDS, BACKENDS_HELP
+
 if TYPE_CHECKING:
     from transferkit.export.formats import ExportReport, QuantizationReport
     from transferkit.export.predictor import FilePrediction
@@ -44,10 +46,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     predict.add_argument("--format", choices=OUTPUT_FORMATS, default="table", help="output on stdout")
     predict.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnx"),
+        choices=BACKENDS,
         default="auto",
-        help="onnx: the bundle's model.onnx with onnxruntime (made by transferkit export); auto (default): "
-        "onnx on a CPU when model.onnx was exported from the bundle's current weights, else torch",
+        help=BACKENDS_HELP,
     )
     predict.add_argument("--batch-size", type=positive_int, default=32)
     export = commands.add_parser(

@@ -246,7 +246,6 @@ def _with_pixel_model(classifier: Classifier, pixel_model: OnnxPixelModel) -> Cl
         classifier.temperature,
         views=classifier.views,
         data_channels=classifier.data_channels,
-        backend="onnx",
     )
 
 

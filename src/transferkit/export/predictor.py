@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
+from transferkit.catalog import BACKENDS
 from transferkit.config import ModelConfig
 from transferkit.data.decode import IMAGE_CHANNELS, decode_image, to_channels
 from transferkit.data.folder import list_images
@@ -31,11 +32,11 @@ from transferkit.data.manifest import is_manifest, manifest_path_column, manifes
 from transferkit.errors import DataError, ModelError, UnknownNameError
 from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.evaluation.operating_point import OperatingPoint, decide
+from transferkit.export.pixel_models import CheckedPixelModel, ClassifierNetwork, PixelModel
 from transferkit.models.ordinal import is_ordinal
 from transferkit.models.runs import find_bundle, load_run, read_saved_config, saved_preprocessing
-from transferkit.training.inference import inference_device
+from transferkit.training.fast_inference import InferenceChoice
 from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
-from transferkit.transforms.normalize import Normalize
 from transferkit.transforms.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -44,11 +45,7 @@ if TYPE_CHECKING:
 ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
 """An image file's path, a PIL image, or a uint8 array (H x W or H x W x C)."""
 
-PixelModel: TypeAlias = Callable[[torch.Tensor], torch.Tensor]
-"""uint8 pixels (N, C, H, W), resized and cropped -> logits (N, classes) on the CPU."""
-
 logger = logging.getLogger(__name__)
-BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -77,35 +74,6 @@ class FilePrediction:
     error: str | None = None
 
 
-class ClassifierNetwork(nn.Module):
-    """Normalization and the fine-tuned network in one module: what `Classifier` runs and ONNX exports.
-
-    Shape:
-        input: uint8 (N, C, H, W) pixels after the resize and centre crop.
-        output: logits (N, classes).
-    """
-
-    def __init__(self, model: nn.Module, preprocessing: Preprocessing) -> None:
-        super().__init__()
-        self.normalize = Normalize(preprocessing)
-        self.model = model
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(pixels))
-
-
-class TorchPixelModel:
-    """A `ClassifierNetwork` in inference mode on the inference device (the GPU when there is one)."""
-
-    def __init__(self, network: ClassifierNetwork, device: torch.device | None = None) -> None:
-        self.device = device or inference_device()
-        self.network = network.eval().to(self.device)
-
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.network(pixels.to(self.device)).float().cpu()
-
-
 class Classifier:
     """A fine-tuned image classifier: the bundle's network, preprocessing, label names and temperature.
 
@@ -115,9 +83,9 @@ class Classifier:
         temperature: calibration temperature; probabilities are softmax(logits / temperature).
         views: test-time views whose probabilities are averaged, as the run's test evaluation did.
         data_channels: channels images are decoded to, as in training (1 for grayscale sets).
-        pixel_model: uint8 pixels (N, C, H, W) -> logits; PyTorch or onnxruntime (see `backend`).
-        backend: "torch" or "onnx".
-        network: the PyTorch module (normalization + network), or None for the onnx backend.
+        pixel_model: uint8 pixels (N, C, H, W) -> logits; PyTorch, onnxruntime, or onnxruntime once it
+            matched PyTorch on the first batch (`CheckedPixelModel`).
+        network: the PyTorch module (normalization + network), or None when only an ONNX file runs.
         operating_point: a class predicted whenever its probability reaches a threshold (chosen for a
             recall target), or None: the most probable class.
         ordinal: the classes are ordered and the network is a cumulative-link model (`models.ordinal`).
@@ -132,7 +100,6 @@ class Classifier:
         *,
         views: Sequence[ImageTransform] = (identity,),
         data_channels: int | None = None,
-        backend: str = "torch",
         network: ClassifierNetwork | None = None,
         operating_point: OperatingPoint | None = None,
         ordinal: bool = False,
@@ -143,7 +110,6 @@ class Classifier:
         self.temperature = temperature
         self.views = tuple(views)
         self.data_channels = data_channels or preprocessing.channels
-        self.backend = backend
         self.network = network
         self.operating_point = operating_point
         self.ordinal = ordinal
@@ -158,11 +124,16 @@ class Classifier:
         views: Sequence[ImageTransform] = (identity,),
         data_channels: int | None = None,
         device: torch.device | None = None,
+        backend: str = "torch",
     ) -> Classifier:
-        """A classifier over a network in memory (uncalibrated): what `fit` evaluates, and `load` returns."""
+        """A classifier over a network in memory (uncalibrated): what `fit` evaluates, and `load` returns.
+
+        `backend` "auto" runs it with onnxruntime on a CPU once that matches PyTorch on the first batch
+        (`CheckedPixelModel`), "torch" with PyTorch alone.
+        """
         network = ClassifierNetwork(model, preprocessing)
         return cls(
-            TorchPixelModel(network, device),
+            CheckedPixelModel(network, device, backend),
             label_names,
             preprocessing,
             views=views,
@@ -170,6 +141,17 @@ class Classifier:
             network=network,
             ordinal=is_ordinal(model),
         )
+
+    @property
+    def backend(self) -> str:
+        """ "torch" or "onnx": what runs the network ("auto" until a checked one has seen its first batch)."""
+        return str(getattr(self.pixel_model, "backend", "torch"))
+
+    @property
+    def inference(self) -> InferenceChoice | None:
+        """Which backend runs the network and why; None for an ONNX file, or before the first image when
+        onnxruntime may be tried."""
+        return getattr(self.pixel_model, "choice", None)
 
     def with_temperature(self, temperature: float) -> Classifier:
         """The same network and preprocessing, calibrated with `temperature`."""
@@ -246,12 +228,14 @@ class Classifier:
         views: Sequence[ImageTransform] | None = None,
     ) -> np.ndarray:
         """Logits of uint8 pixels (N, C, H, W) under each test-time view (or `views`): float32
-        (views, N, classes), what calibration fits its temperature on."""
+        (views, N, classes), what calibration fits its temperature on. The views of a chunk of images
+        run as one batch of about `batch_size`."""
         pixels = pixels.expand(-1, self.preprocessing.channels, -1, -1)  # grayscale into an RGB network
-        batches = [
-            torch.stack([self.pixel_model(view(batch)).float() for view in views or self.views])
-            for batch in pixels.split(batch_size)
-        ]
+        views = tuple(views or self.views)
+        batches = []
+        for chunk in pixels.split(max(1, batch_size // len(views))):
+            logits = self.pixel_model(torch.cat([view(chunk) for view in views])).float()
+            batches.append(logits.unflatten(0, (len(views), len(chunk))))
         return torch.cat(batches, dim=1).numpy()
 
     def top(self, probabilities: np.ndarray, top_k: int = 1) -> Prediction:
@@ -284,8 +268,10 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
         path: a run directory or a bundle folder (config.json + model.safetensors).
         backend: "torch" runs the safetensors weights with PyTorch; "onnx" runs the bundle's
             ``model.onnx`` with onnxruntime (``transferkit export PATH --format onnx`` writes it);
-            "auto" takes onnx on a CPU when model.onnx was exported, and checked, from the bundle's
-            current weights and onnxruntime is installed (several times faster there), else torch.
+            "auto", on a CPU with onnxruntime installed (about three times faster there): the bundle's
+            model.onnx when it was exported, and checked, from its current weights, else the weights
+            translated to ONNX in memory and kept when they match PyTorch on the first batch
+            (`CheckedPixelModel`); PyTorch otherwise.
         device: where the torch backend runs, e.g. "cpu"; by default the GPU when there is one.
 
     Raises:
@@ -299,16 +285,15 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
     labels, temperature = config["label_names"], bundle_temperature(config, bundle)
     views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
     point = bundle_operating_point(config, bundle)
-    onnx_model = None
-    if backend == "auto":
-        onnx_model = current_onnx_model(bundle, config) if _on_cpu(device) else None
-        backend = "torch" if onnx_model is None else "onnx"
-        logger.info("predicting with %s", "onnxruntime (model.onnx)" if onnx_model else "PyTorch")
-    if backend == "torch":
+    onnx_model = current_onnx_model(bundle, config) if backend == "auto" and _on_cpu(device) else None
+    if onnx_model is not None:
+        logger.info("predicting with onnxruntime (%s)", onnx_model.path)
+        backend = "onnx"
+    if backend != "onnx":
         model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
         device_ = torch.device(device) if device else None
         classifier = Classifier.from_network(
-            model, labels, preprocessing, views=views, data_channels=channels, device=device_
+            model, labels, preprocessing, views=views, data_channels=channels, device=device_, backend=backend
         )
         return classifier.with_temperature(temperature).with_operating_point(point)
     from transferkit.export.onnx_runtime import OnnxPixelModel  # onnxruntime is optional
@@ -321,7 +306,6 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
         temperature,
         views=views,
         data_channels=channels,
-        backend=backend,
         operating_point=point,
         ordinal=config.get("task") == "ordinal",
     )

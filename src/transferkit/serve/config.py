@@ -19,7 +19,10 @@ class ServeConfig(Section):
     host: str = option("127.0.0.1", "address to bind; 0.0.0.0 opens the server to the network", flag=True)
     port: int = option(8000, "port to listen on", within=PORTS, flag=True)
     backend: Literal["auto", "torch", "onnx"] = option(
-        "auto", "auto: the bundle's model.onnx with onnxruntime when both exist, else torch", flag=True
+        "auto",
+        "auto: onnxruntime on a CPU (model.onnx when current, else the network translated in memory and "
+        "checked against PyTorch), else torch",
+        flag=True,
     )
     workers: int = option(
         1, "server processes, each with its own model copy and batcher", within=AT_LEAST_1, flag=True

@@ -58,6 +58,7 @@ class ServedModel:
         self.bundle = find_bundle(Path(path))
         # "auto": load() takes model.onnx when it was exported from these weights, else PyTorch
         self.classifier: Classifier = load(self.bundle, backend=backend)
+        self.warm_up()
         self.backend = self.classifier.backend
         config_bytes = (self.bundle / "config.json").read_bytes()
         self.config: dict[str, Any] = json.loads(config_bytes)
@@ -70,6 +71,13 @@ class ServedModel:
             data=str(self.config.get("data", "")),
             backend=self.backend,
         )
+
+    def warm_up(self) -> None:
+        """One prediction before the first request, so that it does not wait for onnxruntime to start, and
+        a checked backend (`load`'s "auto") has chosen what runs before the server says which."""
+        size = self.classifier.preprocessing.image_size
+        shape = (1, self.classifier.data_channels, size, size)
+        self.probabilities(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
 
     @property
     def label_names(self) -> list[str]:

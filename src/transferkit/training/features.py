@@ -10,7 +10,23 @@ from torch import nn
 
 from transferkit.models.backbone import Backbone
 from transferkit.models.ordinal import class_log_probabilities
-from transferkit.training.inference import inference_device, run_batched
+from transferkit.training.fast_inference import CheckedModule, relative_difference
+
+FEATURE_TOLERANCE = 1e-4  # onnxruntime's features may differ from PyTorch's by this, relative to their scale
+
+
+class FeatureNetwork(nn.Module):
+    """Normalization and the backbone up to its pooled pre-logit features: uint8 (N, C, H, W) ->
+    (N, num_features)."""
+
+    def __init__(self, backbone: Backbone, normalize: nn.Module) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.model = backbone.model  # registered, so the translation to ONNX sees its weights
+        self.backbone = backbone
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(self.normalize(pixels))
 
 
 def extract_features(
@@ -20,15 +36,24 @@ def extract_features(
     batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Pooled features of uint8 images (N, C, H, W) with the backbone in inference mode; (N, num_features)."""
+    """Pooled features of uint8 images (N, C, H, W) with the backbone in inference mode; (N, num_features).
+
+    On a CPU they come from onnxruntime when its features match PyTorch's on the first images
+    (`CheckedModule`); the backbone's train/eval mode is restored afterwards.
+    """
     if not len(images):
         return torch.empty(0, backbone.num_features)
-    normalize.to(inference_device())
-
-    def features(batch: torch.Tensor) -> torch.Tensor:
-        return backbone.forward_features(normalize(batch))
-
-    return run_batched(backbone.model, features, images, batch_size, on_batch)
+    was_training = backbone.model.training
+    network = CheckedModule(
+        FeatureNetwork(backbone, normalize), difference=relative_difference, tolerance=FEATURE_TOLERANCE
+    )
+    chunks = []
+    for batch in images.split(batch_size):
+        chunks.append(network(batch))
+        if on_batch is not None:
+            on_batch(len(batch))
+    backbone.model.train(was_training)
+    return torch.cat(chunks)
 
 
 def fit_linear_head(

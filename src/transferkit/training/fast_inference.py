@@ -1,0 +1,192 @@
+"""Frozen networks run fast: onnxruntime on a CPU, kept only once it has matched PyTorch.
+
+On a CPU, onnxruntime runs EfficientNet-style networks about three times faster than eager PyTorch,
+channels-last included (benchmarks/results/speed.md). `CheckedModule` translates a network in memory
+(TorchScript's exporter: under a second for Lite0, where torch.export takes about ten; nothing is
+written to disk), runs the first batch through both, and keeps onnxruntime only when their outputs
+agree within a tolerance. Otherwise, on a GPU, or without onnxruntime, PyTorch runs. Predictions,
+the head's frozen features and `rank`'s features all go through it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from transferkit.errors import MissingDependencyError, ModelError, UnknownNameError
+from transferkit.training.inference import inference_device
+
+INFERENCE_BACKENDS = ("auto", "onnx", "torch")
+PARITY_IMAGES = 4  # images of the first batch both backends run
+INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
+
+Difference = Callable[[torch.Tensor, torch.Tensor], float]
+"""How far onnxruntime's outputs are from PyTorch's (first, second), on the scale the tolerance uses."""
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferenceChoice:
+    """Which backend runs the network and why; `max_difference` is the largest difference between
+    onnxruntime and PyTorch on the `checked_on` images (None when they were not compared)."""
+
+    backend: str
+    reason: str
+    max_difference: float | None = None
+    checked_on: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class OnnxModule:
+    """An ONNX graph run with onnxruntime on the CPU: one tensor in, one tensor out.
+
+    Args:
+        source: a .onnx file, or a serialized model held in memory.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, source: Path | bytes) -> None:
+        ort = optional_import("onnxruntime", "ONNX inference")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: the CPU provider warns about unused initializers
+        try:
+            model = source if isinstance(source, bytes) else str(source)
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's errors (InvalidProtobuf, Fail ...) derive from Exception
+            name = "an in-memory ONNX model" if isinstance(source, bytes) else source
+            raise ModelError(f"onnxruntime cannot load {name}: {err}. Export it again.") from err
+        self.path = source if isinstance(source, Path) else None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        (outputs,) = self.session.run([self.output_name], {self.input_name: inputs.cpu().numpy()})
+        return torch.from_numpy(outputs)
+
+
+class CheckedModule:
+    """A network in inference mode, run by onnxruntime on the CPU when a translation of it matches
+    PyTorch on the first batch, by PyTorch otherwise; `choice` says which and why.
+
+    Args:
+        module: the network, from its input batch to its output (N, ...).
+        device: where PyTorch runs (default: the GPU when there is one); onnxruntime only replaces it on a
+            CPU.
+        backend: "auto", "onnx" (an error without onnxruntime; a translation that fails or differs still
+            falls back, with a warning) or "torch".
+        difference: the distance `tolerance` bounds between onnxruntime's and PyTorch's outputs.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        device: torch.device | None = None,
+        backend: str = "auto",
+        *,
+        difference: Difference,
+        tolerance: float,
+    ) -> None:
+        if backend not in INFERENCE_BACKENDS:
+            raise UnknownNameError("inference backend", backend, INFERENCE_BACKENDS)
+        self.device = device or inference_device()
+        self.module = module.eval().to(self.device)
+        self.requested = backend
+        self.difference, self.tolerance = difference, tolerance
+        self.choice = InferenceChoice("torch", "asked for") if backend == "torch" else None
+        self._onnx: OnnxModule | None = None
+
+    @property
+    def backend(self) -> str:
+        """ "onnx" or "torch" once the first batch has run; the requested backend before."""
+        return self.requested if self.choice is None else self.choice.backend
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.choice is None:
+            return self._choose(inputs)
+        return self._onnx(inputs) if self._onnx is not None else self.run_torch(inputs)
+
+    def run_torch(self, inputs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(inputs.to(self.device)).float().cpu()
+
+    def _choose(self, inputs: torch.Tensor) -> torch.Tensor:
+        """PyTorch's outputs of the first batch; onnxruntime is kept if it agrees on its first images."""
+        outputs = self.run_torch(inputs)
+        reason = self._why_torch()
+        if reason is not None:
+            self.choice = InferenceChoice("torch", reason)
+            return outputs
+        try:
+            onnx_module = in_memory_onnx(self.module, inputs[:2])
+            sample = inputs[:PARITY_IMAGES]
+            difference = self.difference(onnx_module(sample), outputs[: len(sample)])
+        except Exception as err:  # torch.onnx and onnxruntime raise many unrelated types
+            self.choice = InferenceChoice("torch", f"the ONNX translation failed: {err}")
+            logger.warning("running %s with PyTorch: %s", type(self.module).__name__, self.choice.reason)
+            return outputs
+        if not difference <= self.tolerance:  # NaN too
+            self.choice = InferenceChoice(
+                "torch", f"onnxruntime differs from PyTorch by {difference:.1e}", difference, len(sample)
+            )
+            logger.warning("running with PyTorch: %s (tolerance %.0e)", self.choice.reason, self.tolerance)
+            return outputs
+        self._onnx = onnx_module
+        self.choice = InferenceChoice("onnx", "matches PyTorch on the first images", difference, len(sample))
+        logger.info("onnxruntime runs %s (difference %.1e)", type(self.module).__name__, difference)
+        return outputs
+
+    def _why_torch(self) -> str | None:
+        """Why PyTorch must run, or None when onnxruntime may be tried."""
+        if self.device.type != "cpu":
+            return f"on {self.device.type}, PyTorch runs on the device"
+        if importlib.util.find_spec("onnxruntime") is None:
+            if self.requested == "onnx":
+                raise MissingDependencyError("onnxruntime", "ONNX inference")
+            return "onnxruntime is not installed (pip install 'transferkit[onnx]')"
+        return None
+
+
+def in_memory_onnx(module: nn.Module, example: torch.Tensor) -> OnnxModule:
+    """`module` translated to ONNX in memory, with a dynamic batch axis, loaded in onnxruntime."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False):
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            module.cpu().eval(),
+            (example.cpu(),),
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to a file object too
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=17,
+        )
+    return OnnxModule(buffer.getvalue())
+
+
+def relative_difference(first: torch.Tensor, second: torch.Tensor) -> float:
+    """Largest absolute difference, relative to the largest magnitude of `second` (at least 1)."""
+    scale = max(1.0, float(second.abs().max()))
+    return float((first.float() - second.float()).abs().max()) / scale
+
+
+def optional_import(module: str, feature: str) -> Any:
+    """`module`, or a MissingDependencyError saying which extra installs it for `feature`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(module.split(".", maxsplit=1)[0], feature) from err

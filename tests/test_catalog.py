@@ -50,7 +50,7 @@ def test_every_built_in_method_takes_its_declared_options(registry: Registry[typ
 def test_a_declared_name_whose_module_does_not_register_it_is_an_error() -> None:
     registry: Registry[int] = Registry("thing")
     registry.declare("ghost", "transferkit.errors")
-    assert "ghost" in registry and registry.names() == ["ghost"]
+    assert "ghost" in registry and registry.is_declared("ghost") and registry.names() == ["ghost"]
     with pytest.raises(RuntimeError, match=r"transferkit\.errors should register the thing 'ghost'"):
         registry.get("ghost")
 

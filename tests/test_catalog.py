@@ -4,14 +4,17 @@ register, its packaged-model facts must match timm, and the command line must st
 from __future__ import annotations
 
 import importlib
+import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 import timm
 
 from transferkit import catalog
 from transferkit.registry import Registry
+from transferkit.training.method_options import BUILT_IN_OPTIONS, resolve_method_options
 
 REGISTRIES = {
     "strategies": catalog.strategies,
@@ -37,10 +40,17 @@ def test_implementation_modules_register_nothing_undeclared() -> None:
         assert sorted(registry._entries) == sorted(registry._declared), name
 
 
+@pytest.mark.parametrize("registry", list(BUILT_IN_OPTIONS), ids=lambda registry: registry.kind)
+def test_every_built_in_method_takes_its_declared_options(registry: Registry[type]) -> None:
+    for name in registry.names():
+        method = registry.get(name)
+        assert (method.Options, method.argument) == resolve_method_options(registry, name), name
+
+
 def test_a_declared_name_whose_module_does_not_register_it_is_an_error() -> None:
     registry: Registry[int] = Registry("thing")
     registry.declare("ghost", "transferkit.errors")
-    assert "ghost" in registry and registry.names() == ["ghost"]
+    assert "ghost" in registry and registry.is_declared("ghost") and registry.names() == ["ghost"]
     with pytest.raises(RuntimeError, match=r"transferkit\.errors should register the thing 'ghost'"):
         registry.get("ghost")
 
@@ -73,6 +83,20 @@ print("heavy:", ",".join(heavy), "status:", status)
         ["fit", "--epochs", "many"],
         ["predict", "--help"],
         ["serve", "--help"],
+        ["fit", "--print-config"],
+        ["fit", "--strategy", "lora", "--print-config"],
+        ["fit", "--semi", "fixmatch", "--labels-per-class", "4", "--print-config"],
+        [
+            "fit",
+            "--strategy",
+            "partial:2",
+            "--regularizer",
+            "l2-sp",
+            "--semi",
+            "pseudo-label",
+            "--print-config",
+        ],
+        ["fit", "--set", "train.strategy.frozen_groups=2", "--data", "digits", "--print-config"],
     ],
     ids=" ".join,
 )
@@ -84,3 +108,26 @@ def test_help_listing_and_argument_errors_import_no_torch(argv: list[str]) -> No
     assert heavy.strip() == "", f"{' '.join(argv)} imported {heavy.strip()}"
     expected = 2 if argv[-1] == "many" else 0
     assert int(status) == expected, result.stderr
+
+
+def test_the_command_line_starts_in_a_small_multiple_of_a_bare_interpreter() -> None:
+    """`--help` and `fit --print-config` against `python -c pass`, interleaved, medians of 5.
+
+    Both take about 13x a bare interpreter on a 2-core machine (0.2 s); 30x leaves room for a machine
+    shared with other jobs and still fails on anything like torch (seconds) at start-up.
+    """
+    commands = {
+        "bare": ["-c", "pass"],
+        "help": ["-m", "transferkit", "--help"],
+        "print-config": ["-m", "transferkit", "fit", "--print-config"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(5):
+        for name, args in commands.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *args], capture_output=True, check=True)
+            times[name].append(time.perf_counter() - start)
+    bare = statistics.median(times["bare"])
+    for name in ("help", "print-config"):
+        ratio = statistics.median(times[name]) / bare
+        assert ratio < 30, f"{name}: {ratio:.1f}x python -c pass ({statistics.median(times[name]):.2f} s)"

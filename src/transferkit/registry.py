@@ -34,6 +34,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is declared twice; pick another name.")
         self._declared[name] = module
 
+    def is_declared(self, name: str) -> bool:
+        """Whether `name` was declared with its module: known, and described, without importing it."""
+        return name in self._declared
+
     def register(self, name: str) -> Callable[[T], T]:
         def decorate(entry: T) -> T:
             self.add(name, entry)

@@ -111,9 +111,9 @@ def run_fit(args: argparse.Namespace) -> int:
         raise ConfigError("--resume continues a run with its own config.yaml; give no other options.")
     config = resolve_config(args.config, **options) if not args.resume else None
     if args.print_config and config is not None:
-        from transferkit.training.methods import with_resolved_methods
+        from transferkit.training.method_options import with_resolved_options  # no torch
 
-        print(with_resolved_methods(config).to_yaml(), end="")
+        print(with_resolved_options(config).to_yaml(), end="")
         return 0
     from transferkit.api.fit import fit  # the training stack imports in seconds; only fit needs it
 

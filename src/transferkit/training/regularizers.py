@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from transferkit import catalog
-from transferkit.config import (
-    Interval,
-    MethodSpec,
-    NoOptions,
-    TrainConfig,
-    create_method,
-    option,
-    resolved_spec,
-)
+from transferkit.config import MethodSpec, NoOptions, TrainConfig, create_method, resolved_spec
 from transferkit.registry import Registry
+from transferkit.training.method_options import L2SPOptions
 
 
 class Regularizer:
@@ -60,10 +52,7 @@ class L2SP(Regularizer):
     replaces weight decay there (decay would pull toward zero, not the start); the head keeps decay.
     """
 
-    @dataclass
-    class Options:
-        strength: float = option(0.01, "alpha of the pull toward the pretrained weights", within=Interval(0))
-
+    Options = L2SPOptions
     name = "l2-sp"
 
     def __init__(self, options: Any = None) -> None:

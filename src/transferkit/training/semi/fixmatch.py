@@ -3,14 +3,13 @@ at every training step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 from torchvision.transforms import v2
 
-from transferkit.config import AT_LEAST_0, AT_LEAST_1, Interval, option
 from transferkit.data.cache import SplitImages
+from transferkit.training.method_options import FixMatchOptions
 from transferkit.training.semi.base import SemiMethod, semi_methods
 from transferkit.training.semi.consistency import Consistency, consistency_loss
 from transferkit.transforms.augment import ImageTransform
@@ -31,14 +30,7 @@ class FixMatch(SemiMethod):
     CE(strong u, argmax p(weak u))``.
     """
 
-    @dataclass
-    class Options:
-        threshold: float = option(
-            0.95, "confidence for a prediction to become a target", within=Interval(0, 1, "neither")
-        )
-        ratio: int = option(2, "unlabeled images per labeled image in each step", within=AT_LEAST_1)
-        weight: float = option(1.0, "weight of the unlabeled loss", within=AT_LEAST_0)
-
+    Options = FixMatchOptions
     name = "fixmatch"
     needs_pool = True
     trains_on_pool_each_step = True

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferkit.config import AT_LEAST_1, Interval, option
 from transferkit.data.cache import SplitImages
 from transferkit.data.splits import UNLABELED
 from transferkit.faults import kill_point
@@ -25,6 +24,7 @@ from transferkit.files import write_json
 from transferkit.models.backbone import Backbone
 from transferkit.progress import progress_task
 from transferkit.training.features import extract_features, fit_linear_head
+from transferkit.training.method_options import PseudoLabelOptions
 from transferkit.training.semi.base import SemiMethod, Splits, semi_methods
 
 L2 = 1e-3
@@ -35,14 +35,7 @@ class PseudoLabel(SemiMethod):
     """Self-training rounds on frozen features before training; the confident, class-balanced
     pseudo-labels join the training set of whatever strategy follows."""
 
-    @dataclass
-    class Options:
-        # linear heads on frozen features are less confident than fine-tuned networks: 0.8, not 0.95
-        threshold: float = option(
-            0.8, "confidence for a pool image to get a pseudo-label", within=Interval(0, 1, "neither")
-        )
-        rounds: int = option(3, "self-training rounds on frozen features", within=AT_LEAST_1)
-
+    Options = PseudoLabelOptions
     name = "pseudo-label"
     needs_pool = True
 
@@ -144,7 +137,7 @@ def label_the_pool(
     backbone: Backbone,
     normalize: nn.Module,
     data: dict[str, SplitImages],
-    options: PseudoLabel.Options,
+    options: PseudoLabelOptions,
     saved: Path,
     *,
     save: bool = True,

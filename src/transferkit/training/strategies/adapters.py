@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from transferkit.config import AT_LEAST_1, POSITIVE, option
 from transferkit.models.backbone import Backbone
+from transferkit.training.method_options import LoRAOptions
 from transferkit.training.strategies.base import FinetuneStrategy, Phase, freeze_all_but, strategies
 
 
@@ -48,11 +47,7 @@ def adapted_layers(backbone: Backbone) -> list[nn.Module]:
 class LoRA(FinetuneStrategy):
     """Low-rank updates on every dense layer of the backbone; merged into the weights before export."""
 
-    @dataclass
-    class Options:
-        rank: int = option(8, "rank of each low-rank update", within=AT_LEAST_1)
-        alpha: float = option(16.0, "scale of the updates: alpha / rank", within=POSITIVE)
-
+    Options = LoRAOptions
     name = "lora"
 
     def phases(self) -> list[Phase]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from transferkit.config import AT_LEAST_0, AT_LEAST_1, TrainConfig, option
+from transferkit.config import TrainConfig
 from transferkit.errors import ConfigError
 from transferkit.models.backbone import Backbone
+from transferkit.training.method_options import FineTuneOptions, GradualOptions, PartialOptions
 from transferkit.training.strategies.base import FinetuneStrategy, Phase, strategies
 
 
@@ -26,12 +26,7 @@ class FineTune(FinetuneStrategy):
     freezing them also skips their backward pass, the most expensive one at full resolution.
     """
 
-    @dataclass
-    class Options:
-        frozen_groups: int = option(
-            3, "lowest layer groups kept frozen (generic features, no backward pass)", within=AT_LEAST_0
-        )
-
+    Options = FineTuneOptions
     name = "fine-tune"
     default_lr_decay = 0.8
 
@@ -86,19 +81,12 @@ class Full(FinetuneStrategy):
 class Partial(FinetuneStrategy):
     """``partial:K``: the head on frozen features, then only the top K layer groups below it train."""
 
-    @dataclass
-    class Options:
-        groups: int | None = option(None, "layer groups below the head that train", within=AT_LEAST_1)
-
+    Options = PartialOptions  # which refuses to be built without `groups`
     name = "partial"
-    argument = "groups"
+    argument = PartialOptions.argument
 
     def __init__(self, config: TrainConfig, options: Any = None) -> None:
         super().__init__(config, options)
-        if self.options.groups is None:
-            raise ConfigError(
-                f"Strategy {config.strategy!r} needs the number of layer groups to train, e.g. partial:2."
-            )
         self.top = int(self.options.groups)
 
     def phases(self) -> list[Phase]:
@@ -126,10 +114,7 @@ class Gradual(FinetuneStrategy):
     function of the epoch alone, so a resumed run trains exactly the groups the interrupted one did.
     """
 
-    @dataclass
-    class Options:
-        unfreeze_milestones: list[int] | None = option(None, "epochs at which the next group thaws")
-
+    Options = GradualOptions
     name = "gradual"
     default_lr_decay = 0.8
 

@@ -1,0 +1,350 @@
+"""Old commit against new commit, in one invocation: start-up, predict, evaluate, few-label fit, rank.
+
+Each commit is checked out as a detached git worktree in a temporary folder; each measurement runs
+`python -m transferkit ...` as a child process of the current interpreter with ``PYTHONPATH`` set to
+that worktree's ``src``, in a fresh working folder with a fresh, empty ``TRANSFERKIT_CACHE`` (every run
+is a first run: nothing decoded or extracted before). The two sides alternate (old first in even
+rounds, new first in odd ones); the table gives medians of ``--repeats`` rounds. Before timing, each
+worktree's sources are byte-compiled and each side runs ``--help`` once; the quick measurements also
+run once per side untimed.
+
+The inputs are made once, with the new commit where a run is needed, and shared by both sides:
+
+- predict and evaluate: a run fine-tuned on digits (all of it, 64 px, 1 epoch), and 200 of the digits
+  written as PNG files;
+- few-label fit and rank: a manifest of digits 0 to 7 (8 classes) with 10 training images per class
+  and the other 1,363 images of those classes as test images (digits holds no more); the validation
+  carve leaves 72 labelled training images, which ``rank`` scores.
+
+    python benchmarks/speed.py                                       # every measurement but elpv-fit
+    python benchmarks/speed.py --only help print-config --repeats 1  # start-up alone, in seconds
+    python benchmarks/speed.py --elpv                                # also the default fit (10 min a side)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from default_fit import RESULTS, _cpu, write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "speed"
+PACKAGED = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
+BUNDLE_RECIPE = ["fit", "--data", "digits", "--epochs", "1", "--image-size", "64"]
+FEW_LABEL_CLASSES, LABELS_PER_CLASS, PREDICT_IMAGES = 8, 10, 200
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the measurements read, made once and shared by both sides."""
+
+    run: Path | None = None  # a run directory fine-tuned with the new commit
+    images: Path | None = None  # a folder of PREDICT_IMAGES digit PNGs
+    manifest: Path | None = None  # the few-label manifest (labels.csv)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    argv: Callable[[Inputs], list[str]]  # the arguments of `python -m transferkit`
+    needs: tuple[str, ...] = ()  # fields of Inputs
+    target: str = "—"  # as issue 20 states it
+    met: Callable[[float, float], bool] | None = None  # (old median s, new median s) -> target met
+    warm_up: bool = False  # one untimed run per side first (the quick ones)
+
+
+def _given(path: Path | None) -> str:
+    if path is None:
+        raise RuntimeError("an input this measurement needs was not made")
+    return str(path)
+
+
+MEASUREMENTS = (
+    Measurement("help", lambda _: ["--help"], target="< 1 s", met=lambda _, new: new < 1, warm_up=True),
+    Measurement("print-config", lambda _: ["fit", "--print-config"], warm_up=True),
+    Measurement(
+        "predict",
+        lambda i: ["predict", _given(i.run), _given(i.images), "--format", "csv"],
+        needs=("run", "images"),
+        target="≥ 2x",
+        met=lambda old, new: old / new >= 2,
+        warm_up=True,
+    ),
+    Measurement("evaluate", lambda i: ["evaluate", _given(i.run)], needs=("run",), warm_up=True),
+    Measurement(
+        "few-label-fit",
+        lambda i: ["fit", "--data", _given(i.manifest), "--image-size", "96"],
+        needs=("manifest",),
+        target="≤ 30 s",
+        met=lambda _, new: new <= 30,
+    ),
+    Measurement(
+        "rank",
+        lambda i: ["rank", "--data", _given(i.manifest), "--models", PACKAGED],
+        needs=("manifest",),
+        target="< 20 s",
+        met=lambda _, new: new < 20,
+    ),
+    Measurement("elpv-fit", lambda _: ["fit"], target="≥ 1.5x", met=lambda old, new: old / new >= 1.5),
+)
+BY_NAME = {m.name: m for m in MEASUREMENTS}
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
+
+
+@contextmanager
+def checked_out(commit: str, folder: Path) -> Iterator[Path]:
+    """A detached worktree of `commit`, removed again afterwards."""
+    git("worktree", "add", "--detach", "--quiet", str(folder), commit)
+    try:
+        yield folder
+    finally:
+        git("worktree", "remove", "--force", str(folder))
+
+
+def transferkit(worktree: Path, argv: list[str], folder: Path) -> tuple[float, str]:
+    """`python -m transferkit ARGV` with `worktree`'s package, run in the new `folder` (with its own
+    empty cache there): its wall time in seconds and its stdout."""
+    folder.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(worktree / "src"), "TRANSFERKIT_CACHE": str(folder / "cache")}
+    command = [sys.executable, "-m", "transferkit", *argv]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{worktree.name}: `transferkit {' '.join(argv)}` failed ({result.returncode}):\n"
+            f"{result.stderr[-3000:]}"
+        )
+    return wall, result.stdout
+
+
+def prepare_worktree(worktree: Path, scratch: Path) -> None:
+    """Byte-compiles the sources (the worktree is new) and checks that its own package is the one run."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(worktree / "src")], check=True)
+    probe = "import transferkit; print(transferkit.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(worktree / "src")}
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    if not Path(found.stdout.strip()).is_relative_to(worktree):
+        raise SystemExit(f"{worktree}: the child imported {found.stdout.strip()}, not the worktree's package")
+    transferkit(worktree, ["--help"], scratch)
+
+
+def make_inputs(needs: set[str], new: Path, scratch: Path) -> Inputs:
+    run = images = manifest = None
+    if "run" in needs:
+        print(f"input: `transferkit {' '.join(BUNDLE_RECIPE)}` with the new commit", file=sys.stderr)
+        _, stdout = transferkit(new, BUNDLE_RECIPE, scratch / "bundle")
+        run = run_dir(stdout, scratch / "bundle")
+    if "images" in needs:
+        images = write_digits(scratch / "predict-images", range(PREDICT_IMAGES))
+    if "manifest" in needs:
+        manifest = write_few_label_manifest(scratch / "few-label")
+    return Inputs(run, images, manifest)
+
+
+def write_digits(folder: Path, indices: Iterable[int]) -> Path:
+    """scikit-learn's digits `indices` as 8x8 grayscale PNG files named by index."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    folder.mkdir(parents=True)
+    pixels = (load_digits().images * (255.0 / 16.0)).round().astype("uint8")
+    for index in indices:
+        Image.fromarray(pixels[index], mode="L").save(folder / f"{index:04d}.png")
+    return folder
+
+
+def write_few_label_manifest(folder: Path) -> Path:
+    """labels.csv: digits 0 to 7, the first LABELS_PER_CLASS of each class in train, the rest in test."""
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    chosen = [i for i, label in enumerate(target) if label < FEW_LABEL_CLASSES]
+    write_digits(folder / "images", chosen)
+    seen: dict[int, int] = {}
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        for index in chosen:
+            label = int(target[index])
+            seen[label] = seen.get(label, 0) + 1
+            split = "train" if seen[label] <= LABELS_PER_CLASS else "test"
+            writer.writerow([f"images/{index:04d}.png", str(label), split])
+    return folder / "labels.csv"
+
+
+def run_dir(stdout: str, cwd: Path) -> Path:
+    """The run directory of a `fit`, from the report path it prints (relative to the folder it ran in)."""
+    return cwd / Path(stdout.split("report: ")[1].split(maxsplit=1)[0]).parent
+
+
+def extras(measurement: str, stdout: str, cwd: Path, inputs: Inputs, wall: float) -> dict[str, Any]:
+    """Images/s of predict and evaluate; the test accuracies of a fit."""
+    if measurement in ("predict", "evaluate"):
+        images = PREDICT_IMAGES if measurement == "predict" else count_test_images(_given(inputs.run))
+        return {"images": images, "images_per_s": images / wall}
+    if "report: " not in stdout:
+        return {}
+    headline = json.loads((run_dir(stdout, cwd) / "metrics.json").read_text())["headline"]
+    return {key: headline[key] for key in ("accuracy", "binary_accuracy") if key in headline}
+
+
+def count_test_images(run: str) -> int:
+    """The run's test split, which `evaluate RUN` scores again: the rows of its predictions.csv."""
+    with open(Path(run) / "predictions.csv", newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
+
+
+def measure(
+    measurement: Measurement, sides: dict[str, Path], inputs: Inputs, repeats: int, scratch: Path
+) -> list[dict[str, Any]]:
+    argv = measurement.argv(inputs)
+    if measurement.warm_up:
+        for side, worktree in sides.items():
+            transferkit(worktree, argv, scratch / f"{measurement.name}-{side}-warm-up")
+    rows = []
+    for repeat in range(repeats):
+        order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
+        for side in order:
+            cwd = scratch / f"{measurement.name}-{side}-{repeat}"
+            wall, stdout = transferkit(sides[side], argv, cwd)
+            row = {"measurement": measurement.name, "side": side, "repeat": repeat, "wall_s": wall}
+            rows.append(row | extras(measurement.name, stdout, cwd, inputs, wall))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def median_of(rows: list[dict[str, Any]], name: str, side: str, key: str = "wall_s") -> float:
+    return statistics.median(r[key] for r in rows if r["measurement"] == name and r["side"] == side)
+
+
+def summary(rows: list[dict[str, Any]], measurement: Measurement) -> dict[str, Any]:
+    old, new = (median_of(rows, measurement.name, side) for side in ("old", "new"))
+    met = "" if measurement.met is None else ("yes" if measurement.met(old, new) else "no")
+    return {"name": measurement.name, "old": old, "new": new, "target": measurement.target, "met": met}
+
+
+def notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Per measurement and side, the medians of what each run reported besides its time."""
+    lines = []
+    for name in dict.fromkeys(r["measurement"] for r in rows):
+        for key in ("images_per_s", "accuracy", "binary_accuracy"):
+            if any(key in r for r in rows if r["measurement"] == name):
+                old, new = (median_of(rows, name, side, key) for side in ("old", "new"))
+                lines.append(f"- {name}, {key}: old {old:.4g}, new {new:.4g}")
+    return lines
+
+
+def markdown(rows: list[dict[str, Any]], measurements: list[Measurement], context: dict[str, str]) -> str:
+    lines = [
+        "# transferkit speed: old commit against new commit",
+        "",
+        f"Command: `{context['command']}`",
+        "",
+        f"- old: {context['old']}",
+        f"- new: {context['new']}",
+        f"- machine: {context['machine']}",
+        "",
+        "Medians of each side's runs, each `python -m transferkit ...` in its own process with an empty "
+        "cache. Inputs, shared by both sides:",
+        "",
+        f"- predict, evaluate: the run of `transferkit {' '.join(BUNDLE_RECIPE)}` with the new commit; "
+        f"predict classifies {PREDICT_IMAGES} digits PNG files, evaluate the run's test split",
+        f"- few-label-fit, rank: digits 0 to {FEW_LABEL_CLASSES - 1}, {LABELS_PER_CLASS} labels per class "
+        "(72 train, 8 validation), 1,363 test images; fit at 96 px, default strategy; rank of "
+        f"{PACKAGED}",
+        "- elpv-fit: `transferkit fit`, the embedded default",
+        "",
+        "| measurement | old median s | new median s | speed-up (old/new) | target | met |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for s in (summary(rows, m) for m in measurements):
+        lines.append(
+            f"| {s['name']} | {s['old']:.2f} | {s['new']:.2f} | {s['old'] / s['new']:.2f}x | "
+            f"{s['target']} | {s['met']} |"
+        )
+    extra = notes(rows)
+    return "\n".join([*lines, *(["", "Also measured:", "", *extra] if extra else []), ""])
+
+
+def describe(commit: str) -> str:
+    """The short hash, date and subject of `commit` (the subject cut at 100 characters)."""
+    described = git("log", "-1", "--format=%h (%cs) %s", commit).strip()
+    return described if len(described) <= 120 else described[:119] + "…"
+
+
+def machine(load_before: tuple[float, ...]) -> str:
+    load = ", ".join(f"{x:.2f}" for x in load_before)
+    after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{_cpu()}; torch {metadata.version('torch')}, Python {sys.version.split()[0]}; "
+        f"load average (1, 5, 15 min) {load} before, {after} after"
+    )
+
+
+def selected(args: argparse.Namespace) -> list[Measurement]:
+    if args.only:
+        return [BY_NAME[name] for name in args.only]
+    return [m for m in MEASUREMENTS if m.name != "elpv-fit" or args.elpv]
+
+
+def run_all(args: argparse.Namespace, measurements: list[Measurement], scratch: Path) -> list[dict[str, Any]]:
+    with (
+        checked_out(args.old, scratch / "old") as old,
+        checked_out(args.new, scratch / "new") as new,
+    ):
+        sides = {"old": old, "new": new}
+        for side, worktree in sides.items():
+            prepare_worktree(worktree, scratch / f"prepare-{side}")
+        # the page cache holds the heavy libraries before the first timed run of either side
+        subprocess.run([sys.executable, "-c", "import torch, timm, lightning, sklearn, PIL"], check=True)
+        inputs = make_inputs({need for m in measurements for need in m.needs}, new, scratch / "inputs")
+        return [row for m in measurements for row in measure(m, sides, inputs, args.repeats, scratch)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", default="ef6807b", help="commit to compare against (default: ef6807b)")
+    parser.add_argument(
+        "--new", default="HEAD", help="commit measured (default: HEAD, without uncommitted changes)"
+    )
+    parser.add_argument("--only", nargs="+", choices=list(BY_NAME), metavar="NAME", help=", ".join(BY_NAME))
+    parser.add_argument(
+        "--elpv", action="store_true", help="also elpv-fit: `transferkit fit` (10 min a side)"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    measurements = selected(args)
+    context = {"old": describe(args.old), "new": describe(args.new)}
+    context["command"] = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="transferkit-speed-") as scratch:
+        rows = run_all(args, measurements, Path(scratch))
+    context["machine"] = machine(load_before)
+    for row in rows:
+        row["commit"] = context[row["side"]].split()[0]
+    fields = ["measurement", "side", "commit", "repeat", "wall_s", "images", "images_per_s", "accuracy"]
+    write_csv(NAME, rows, [*fields, "binary_accuracy"])
+    (RESULTS / f"{NAME}.md").write_text(markdown(rows, measurements, context))
+    print((RESULTS / f"{NAME}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

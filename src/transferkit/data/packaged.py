@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from transferkit.data.labels import LabelGrouping
 from transferkit.data.resolve import data_sources
 from transferkit.data.source import ImageRecord, ImageSource
+from transferkit.data.splits import sklearn_split
 from transferkit.errors import MissingDependencyError
 
 ELPV_PROBABILITIES = ("0", "1/3", "2/3", "1")
@@ -63,7 +63,7 @@ def _elpv_records(binary: bool) -> list[ImageRecord]:
     classes = [round(probability * 3) for _, probability, _ in rows]  # 0, 1/3, 2/3, 1 -> 0..3
     module_types = [module for _, _, module in rows]
     strata = [f"{c}-{m}" for c, m in zip(classes, module_types, strict=True)]
-    train, _ = train_test_split(
+    train, _ = sklearn_split(
         np.arange(len(rows)), test_size=ELPV_TEST_FRACTION, stratify=strata, random_state=ELPV_SPLIT_SEED
     )
     train_set = set(train.tolist())

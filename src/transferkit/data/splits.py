@@ -6,10 +6,10 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from transferkit.data.decode import decode_image
 from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
@@ -126,7 +126,7 @@ def stratified_split(
     records = [source.records[i] for i in indices]
     candidates = ([f"{r.label}/{r.stratum}" for r in records], [str(r.label) for r in records])
     keys = _stratification(candidates, smallest_part=min(part, len(indices) - part))
-    rest, chosen = train_test_split(np.asarray(indices), test_size=part, stratify=keys, random_state=seed)
+    rest, chosen = sklearn_split(np.asarray(indices), test_size=part, stratify=keys, random_state=seed)
     return rest.tolist(), chosen.tolist()
 
 
@@ -146,7 +146,7 @@ def subsample(source: ImageSource, size: int, seed: int) -> ImageSource:
         return source
     keys = [f"{r.split}/{r.label}" for r in source.records]
     stratify = _stratification([keys], smallest_part=min(size, len(keys) - size))
-    kept, _ = train_test_split(np.arange(len(keys)), train_size=size, stratify=stratify, random_state=seed)
+    kept, _ = sklearn_split(np.arange(len(keys)), train_size=size, stratify=stratify, random_state=seed)
     return replace(source, records=[source.records[i] for i in sorted(kept.tolist())])
 
 
@@ -157,3 +157,11 @@ def class_counts(source: ImageSource, splits: Splits) -> dict[str, dict[str, int
         per_class = Counter(source.records[i].label for i in indices)
         counts[name] = {c: per_class.get(k, 0) for k, c in enumerate(source.class_names)}
     return counts
+
+
+def sklearn_split(*arrays: Any, **options: Any) -> list[Any]:
+    """scikit-learn's `train_test_split`, imported on first use: scikit-learn takes seconds to import,
+    and `predict` never splits."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(*arrays, **options)

@@ -1,8 +1,28 @@
-"""Evaluation of a trained classifier: metrics, plots and run reports."""
+"""Evaluation of a trained classifier: metrics, plots and run reports.
 
-from transferkit.evaluation.metrics import LabelGrouping, compute_metrics, headline_metrics
-from transferkit.evaluation.plots import plot_confusion_matrix, plot_learning_curves
-from transferkit.evaluation.report import ReportContext, write_reports
+The names below load their module on first use, so that `predict`, which needs only calibration and
+decisions, does not import matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transferkit.evaluation.metrics import LabelGrouping, compute_metrics, headline_metrics
+    from transferkit.evaluation.plots import plot_confusion_matrix, plot_learning_curves
+    from transferkit.evaluation.report import ReportContext, write_reports
+
+_MODULES = {
+    "LabelGrouping": "metrics",
+    "compute_metrics": "metrics",
+    "headline_metrics": "metrics",
+    "plot_confusion_matrix": "plots",
+    "plot_learning_curves": "plots",
+    "ReportContext": "report",
+    "write_reports": "report",
+}
 
 __all__ = [
     "LabelGrouping",
@@ -13,3 +33,9 @@ __all__ = [
     "plot_learning_curves",
     "write_reports",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)

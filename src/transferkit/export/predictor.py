@@ -144,7 +144,7 @@ class Classifier:
 
     @property
     def backend(self) -> str:
-        """ "torch" or "onnx": what runs the network ("auto" until a checked one has seen its first batch)."""
+        """What runs the network, "torch" or "onnx" ("auto" until a checked one has seen its first batch)."""
         return str(getattr(self.pixel_model, "backend", "torch"))
 
     @property

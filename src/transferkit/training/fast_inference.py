@@ -111,7 +111,7 @@ class CheckedModule:
 
     @property
     def backend(self) -> str:
-        """ "onnx" or "torch" once the first batch has run; the requested backend before."""
+        """What runs the network, "onnx" or "torch", once the first batch has run; the request before."""
         return self.requested if self.choice is None else self.choice.backend
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:

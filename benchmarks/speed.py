@@ -10,8 +10,9 @@ run once per side untimed.
 
 The inputs are made once, with the new commit where a run is needed, and shared by both sides:
 
-- predict and evaluate: a run fine-tuned on digits (all of it, 64 px, 1 epoch), and 200 of the digits
-  written as PNG files;
+- predict and evaluate: a linear probe of Lite0 on digits at its own 224 px (the network `predict`
+  runs is the whole Lite0, as after any fine-tuning; the probe only makes it quickly), and 200 of the
+  digits written as PNG files;
 - few-label fit and rank: a manifest of digits 0 to 7 (8 classes) with 10 training images per class
   and the other 1,363 images of those classes as test images (digits holds no more); the validation
   carve leaves 72 labelled training images, which ``rank`` scores.
@@ -44,7 +45,7 @@ from default_fit import RESULTS, _cpu, write_csv
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "speed"
 PACKAGED = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
-BUNDLE_RECIPE = ["fit", "--data", "digits", "--epochs", "1", "--image-size", "64"]
+BUNDLE_RECIPE = ["fit", "--data", "digits", "--strategy", "linear-probe", "--image-size", "224"]
 FEW_LABEL_CLASSES, LABELS_PER_CLASS, PREDICT_IMAGES = 8, 10, 200
 
 

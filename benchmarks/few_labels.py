@@ -80,6 +80,7 @@ class Settings:
     epochs: int | None
     random_init_epochs: int
     image_size: int | None
+    threads: int | None = None  # OMP_NUM_THREADS of each fit (None: torch's default, every core)
 
     def size(self, task: Task) -> list[str]:
         size = self.image_size or task.image_size
@@ -106,7 +107,9 @@ def write_digit_manifests(root: Path) -> dict[str, Path]:
     return manifests
 
 
-def run_cell(folder: Path, arguments: list[str], facts: dict[str, Any]) -> dict[str, Any]:
+def run_cell(
+    folder: Path, arguments: list[str], facts: dict[str, Any], threads: int | None = None
+) -> dict[str, Any]:
     """One fit in `folder`, or the one it holds with the same arguments (its process facts are kept in
     result.json, its figures are read from the run's metrics.json)."""
     saved = folder / "result.json"
@@ -114,7 +117,7 @@ def run_cell(folder: Path, arguments: list[str], facts: dict[str, Any]) -> dict[
     if process.get("arguments") != arguments:
         shutil.rmtree(folder, ignore_errors=True)  # an interrupted or outdated cell starts afresh
         folder.mkdir(parents=True)
-        fit = run_fit([*arguments, "--out", str(folder)], log=folder / "fit.log")
+        fit = run_fit([*arguments, "--out", str(folder)], log=folder / "fit.log", threads=threads)
         process = {"arguments": arguments, "run_dir": str(fit.run_dir), "wall_min": fit.wall_s / 60}
         process |= {"cpu_min": fit.cpu_s / 60, "peak_rss_gib": fit.peak_rss_gib}
         process["load"] = os.getloadavg()[1]  # the 5-minute load average as the fit ended: other jobs
@@ -141,7 +144,7 @@ def source_run(settings: Settings, task: Task) -> dict[str, Any]:
     data = settings.out / "data" / "digits-0-4.csv"
     arguments = ["--data", str(data), "--seed", "0", "--set", f"data.split_seed={SPLIT_SEED}"]
     arguments += [*settings.size(task), *_epochs(settings.epochs), *DIGITS_AS_SOURCE]
-    return run_cell(settings.out / "source", arguments, {"task": "digits 0-4 (source)"})
+    return run_cell(settings.out / "source", arguments, {"task": "digits 0-4 (source)"}, settings.threads)
 
 
 def recipe_flags(recipe: str, settings: Settings, source: str | None) -> list[str]:
@@ -176,7 +179,7 @@ def run_grid(args: argparse.Namespace, settings: Settings, source: str | None) -
                     arguments += recipe_flags(recipe, settings, source if task.chained else None)
                     folder = settings.out / "cells" / task.name / f"k{budget}" / recipe / f"seed{seed}"
                     facts = {"task": task.name, "budget": budget, "recipe": recipe, "seed": seed}
-                    rows.append(run_cell(folder, arguments, facts))
+                    rows.append(run_cell(folder, arguments, facts, settings.threads))
                     shown = [*facts, "accuracy", "wall_min", "cpu_min", "load"]
                     print(json.dumps({key: rows[-1][key] for key in shown}), flush=True)
     return rows
@@ -227,7 +230,8 @@ def markdown(summary: list[dict[str, Any]], source: dict[str, Any] | None, setti
         "",
         f"Command: `{shlex.join(['python', 'benchmarks/few_labels.py', *sys.argv[1:]])}` at commit "
         f"{_source_state()}.",
-        f"Machine: {_cpu()}; load average when the results were written {_load()}.",
+        f"Machine: {_cpu()}; threads per fit: {settings.threads or 'every core'}; load average when the "
+        f"results were written {_load()}.",
         "",
         *_protocol(summary, source, settings),
         "",
@@ -351,10 +355,11 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     figure = Figure(figsize=(4.2 * len(tasks), 3.8), dpi=110)
     for index, task in enumerate(tasks, start=1):
         axes = figure.add_subplot(1, len(tasks), index)
-        for recipe in RECIPES:
+        for place, recipe in enumerate(RECIPES):
             rows = sorted((r for r in summary if r["task"] == task and r["recipe"] == recipe), key=_budget)
             if rows:
-                budgets = [row["budget"] for row in rows]
+                # recipes side by side around each budget, so equal accuracies do not hide each other
+                budgets = [row["budget"] * 1.04 ** (place - len(RECIPES) // 2) for row in rows]
                 means = [row["mean"] for row in rows]
                 errors = [row["sd"] for row in rows]
                 axes.errorbar(budgets, means, yerr=errors, marker="o", capsize=3, label=recipe)
@@ -366,7 +371,7 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
         axes.set_xlabel("labels per class")
         axes.set_ylabel("test accuracy" if index == 1 else "")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
 
@@ -384,10 +389,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs of the pretrained recipes (default: fit's)")
     parser.add_argument("--random-init-epochs", type=int, default=30)
     parser.add_argument("--image-size", type=int, help="every task's size (default: digits 64, ELPV 224)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads of each fit (OMP_NUM_THREADS); 1: steadier times when other jobs share the cores",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-few-labels"))
     parser.add_argument("--name", default="few_labels", help="results/NAME.{csv,md,png}")
     args = parser.parse_args()
-    settings = Settings(args.out.absolute(), args.epochs, args.random_init_epochs, args.image_size)
+    settings = Settings(
+        args.out.absolute(), args.epochs, args.random_init_epochs, args.image_size, args.threads
+    )
     source = None
     if "chained" in args.tasks:
         write_digit_manifests(settings.out / "data")

@@ -62,7 +62,8 @@ def run_fit(arguments: Sequence[str], log: Path | None = None, threads: int | No
     wall = time.perf_counter() - started
     if status != 0:
         tail = log.read_text()[-3000:] if log else ""
-        raise SystemExit(f"`{shlex.join(command)}` failed (status {status}):\n{stdout}{tail}")
+        code = os.waitstatus_to_exitcode(status)
+        raise SystemExit(f"`{shlex.join(command)}` failed (exit code {code}):\n{stdout}{tail}")
     report = Path(stdout.split("report: ")[1].split()[0])
     metrics = json.loads((report.parent / "metrics.json").read_text())
     return FitProcess(report.parent, metrics, wall, usage.ru_maxrss / 2**20, usage.ru_utime + usage.ru_stime)

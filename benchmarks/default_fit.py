@@ -13,15 +13,18 @@ wall times are not a lone run's (the table says so).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +38,46 @@ ANCHORS = {  # docs/benchmarks.md: binary and 4-class test accuracy on the same 
 }
 
 
-def run_seed(seed: int, out: Path, extra: list[str], threads: int | None = None) -> dict[str, float]:
-    """Runs `transferkit fit` for one seed in a child process; returns its metrics, time and peak RSS."""
-    command = [sys.executable, "-m", "transferkit", "fit", "--seed", str(seed), "--out", str(out), *extra]
+@dataclass(frozen=True)
+class FitProcess:
+    """One finished `transferkit fit` child process."""
+
+    run_dir: Path
+    metrics: dict[str, Any]  # its metrics.json
+    wall_s: float
+    peak_rss_gib: float
+    cpu_s: float  # user + system time: less sensitive than wall time to other jobs on the machine
+
+
+def run_fit(arguments: Sequence[str], log: Path | None = None, threads: int | None = None) -> FitProcess:
+    """Runs `transferkit fit ARGUMENTS` in a child process, its stderr (progress, warnings, errors) into
+    `log` or discarded; the wall time and peak RSS (`os.wait4`) are that process's alone."""
+    command = [sys.executable, "-m", "transferkit", "fit", *arguments]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    stdout = process.stdout.read() if process.stdout else ""
-    _, status, usage = os.wait4(process.pid, 0)
+    with open(log, "w") if log else contextlib.nullcontext(subprocess.DEVNULL) as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        stdout = process.stdout.read() if process.stdout else ""
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
-        raise SystemExit(f"seed {seed} failed (status {status}):\n{stdout}")
+        tail = log.read_text()[-3000:] if log else ""
+        code = os.waitstatus_to_exitcode(status)
+        raise SystemExit(f"`{shlex.join(command)}` failed (exit code {code}):\n{stdout}{tail}")
     report = Path(stdout.split("report: ")[1].split()[0])
     metrics = json.loads((report.parent / "metrics.json").read_text())
+    return FitProcess(report.parent, metrics, wall, usage.ru_maxrss / 2**20, usage.ru_utime + usage.ru_stime)
+
+
+def run_seed(seed: int, out: Path, extra: list[str], threads: int | None = None) -> dict[str, float]:
+    """Runs `transferkit fit` for one seed in a child process; returns its metrics, time and peak RSS."""
+    fit = run_fit(["--seed", str(seed), "--out", str(out), *extra], threads=threads)
     return {
         "seed": seed,
-        **metrics["headline"],
-        **test_sampling(metrics["test"]),
-        "wall_min": wall / 60,
-        "peak_rss_gib": usage.ru_maxrss / 2**20,
+        **fit.metrics["headline"],
+        **test_sampling(fit.metrics["test"]),
+        "wall_min": fit.wall_s / 60,
+        "peak_rss_gib": fit.peak_rss_gib,
     }
 
 

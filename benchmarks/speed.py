@@ -8,7 +8,8 @@ rounds, new first in odd ones); the table gives medians of ``--repeats`` rounds.
 worktree's sources are byte-compiled and each side runs ``--help`` once; the quick measurements also
 run once per side untimed.
 
-The inputs are made once, with the new commit where a run is needed, and shared by both sides:
+The inputs are made once, with the old commit where a run is needed (a newer commit reads an older
+run's config.yaml, not always the other way round), and shared by both sides:
 
 - predict and evaluate: a linear probe of Lite0 on digits at its own 224 px (the network `predict`
   runs is the whole Lite0, as after any fine-tuning; the probe only makes it quickly), and 200 of the
@@ -53,7 +54,7 @@ FEW_LABEL_CLASSES, LABELS_PER_CLASS, PREDICT_IMAGES = 8, 10, 200
 class Inputs:
     """What the measurements read, made once and shared by both sides."""
 
-    run: Path | None = None  # a run directory fine-tuned with the new commit
+    run: Path | None = None  # a run directory fine-tuned with the old commit
     images: Path | None = None  # a folder of PREDICT_IMAGES digit PNGs
     manifest: Path | None = None  # the few-label manifest (labels.csv)
 
@@ -147,11 +148,11 @@ def prepare_worktree(worktree: Path, scratch: Path) -> None:
     transferkit(worktree, ["--help"], scratch)
 
 
-def make_inputs(needs: set[str], new: Path, scratch: Path) -> Inputs:
+def make_inputs(needs: set[str], old: Path, scratch: Path) -> Inputs:
     run = images = manifest = None
     if "run" in needs:
-        print(f"input: `transferkit {' '.join(BUNDLE_RECIPE)}` with the new commit", file=sys.stderr)
-        _, stdout = transferkit(new, BUNDLE_RECIPE, scratch / "bundle")
+        print(f"input: `transferkit {' '.join(BUNDLE_RECIPE)}` with the old commit", file=sys.stderr)
+        _, stdout = transferkit(old, BUNDLE_RECIPE, scratch / "bundle")
         run = run_dir(stdout, scratch / "bundle")
     if "images" in needs:
         images = write_digits(scratch / "predict-images", range(PREDICT_IMAGES))
@@ -266,7 +267,7 @@ def markdown(rows: list[dict[str, Any]], measurements: list[Measurement], contex
         "Medians of each side's runs, each `python -m transferkit ...` in its own process with an empty "
         "cache. Inputs, shared by both sides:",
         "",
-        f"- predict, evaluate: the run of `transferkit {' '.join(BUNDLE_RECIPE)}` with the new commit; "
+        f"- predict, evaluate: the run of `transferkit {' '.join(BUNDLE_RECIPE)}` with the old commit; "
         f"predict classifies {PREDICT_IMAGES} digits PNG files, evaluate the run's test split",
         f"- few-label-fit, rank: digits 0 to {FEW_LABEL_CLASSES - 1}, {LABELS_PER_CLASS} labels per class "
         "(72 train, 8 validation), 1,363 test images; fit at 96 px, default strategy; rank of "
@@ -316,7 +317,7 @@ def run_all(args: argparse.Namespace, measurements: list[Measurement], scratch: 
             prepare_worktree(worktree, scratch / f"prepare-{side}")
         # the page cache holds the heavy libraries before the first timed run of either side
         subprocess.run([sys.executable, "-c", "import torch, timm, lightning, sklearn, PIL"], check=True)
-        inputs = make_inputs({need for m in measurements for need in m.needs}, new, scratch / "inputs")
+        inputs = make_inputs({need for m in measurements for need in m.needs}, old, scratch / "inputs")
         return [row for m in measurements for row in measure(m, sides, inputs, args.repeats, scratch)]
 
 

@@ -124,26 +124,27 @@ class CheckedModule:
             return self.module(inputs.to(self.device)).float().cpu()
 
     def _choose(self, inputs: torch.Tensor) -> torch.Tensor:
-        """PyTorch's outputs of the first batch; onnxruntime is kept if it agrees on its first images."""
-        outputs = self.run_torch(inputs)
+        """Outputs of the first batch: onnxruntime's when they agree with PyTorch's on its first images
+        (onnxruntime then runs from here on), else PyTorch's."""
         reason = self._why_torch()
         if reason is not None:
             self.choice = InferenceChoice("torch", reason)
-            return outputs
+            return self.run_torch(inputs)
+        sample = inputs[:PARITY_IMAGES]
         try:
             onnx_module = in_memory_onnx(self.module, inputs[:2])
-            sample = inputs[:PARITY_IMAGES]
-            difference = self.difference(onnx_module(sample), outputs[: len(sample)])
+            outputs = onnx_module(inputs)
+            difference = self.difference(outputs[: len(sample)], self.run_torch(sample))
         except Exception as err:  # torch.onnx and onnxruntime raise many unrelated types
             self.choice = InferenceChoice("torch", f"the ONNX translation failed: {err}")
             logger.warning("running %s with PyTorch: %s", type(self.module).__name__, self.choice.reason)
-            return outputs
+            return self.run_torch(inputs)
         if not difference <= self.tolerance:  # NaN too
             self.choice = InferenceChoice(
                 "torch", f"onnxruntime differs from PyTorch by {difference:.1e}", difference, len(sample)
             )
             logger.warning("running with PyTorch: %s (tolerance %.0e)", self.choice.reason, self.tolerance)
-            return outputs
+            return self.run_torch(inputs)
         self._onnx = onnx_module
         self.choice = InferenceChoice("onnx", "matches PyTorch on the first images", difference, len(sample))
         logger.info("onnxruntime runs %s (difference %.1e)", type(self.module).__name__, difference)

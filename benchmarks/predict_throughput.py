@@ -84,6 +84,8 @@ def bare_forward(classifier: Classifier, pixels: torch.Tensor, batch_size: int) 
 
 def measure(paths: list[str], bundle: Path, batch_size: int, repeats: int) -> list[dict[str, object]]:
     classifier = transferkit.load(bundle)
+    # before model.onnx exists: the weights translated in memory, kept once they match PyTorch
+    in_memory = transferkit.load(bundle, backend="auto", device="cpu")
     export_model(bundle, quantize="int8")
     on_onnx = transferkit.load(bundle, backend="onnx")
     on_int8 = Classifier(
@@ -101,6 +103,9 @@ def measure(paths: list[str], bundle: Path, batch_size: int, repeats: int) -> li
         "decode alone": lambda: [decode_image(path, channels) for path in paths],
         "predict_files on paths (all included)": lambda: classifier.predict_files(
             paths, batch_size=batch_size
+        ),
+        "auto, translated in memory: predict_proba on PIL images": lambda: in_memory.predict_proba(
+            images, batch_size
         ),
         "onnx: predict_proba on PIL images": lambda: on_onnx.predict_proba(images, batch_size),
         "onnx int8: predict_proba on PIL images": lambda: on_int8.predict_proba(images, batch_size),

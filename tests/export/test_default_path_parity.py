@@ -14,6 +14,7 @@ import pytest
 
 import transferkit
 from transferkit.cli.main import main
+from transferkit.training import fast_inference
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.slow
 def run(tmp_path_factory: pytest.TempPathFactory) -> transferkit.Run:
     """The default model and data, made small: 64 ELPV cells at 64 px, the head and one fine-tune epoch."""
     out = tmp_path_factory.mktemp("runs")
-    run = transferkit.fit(epochs=1, image_size=64, batch_size=8, seed=0, out=out, **{"data.subset": 64})
+    with pytest.MonkeyPatch.context() as patch:  # 64 px images: translate even these few
+        patch.setattr(fast_inference, "MIN_ELEMENTS", 0)
+        run = transferkit.fit(epochs=1, image_size=64, batch_size=8, seed=0, out=out, **{"data.subset": 64})
     assert (run.config.model.name, run.config.model.pretrained) == ("efficientnet_lite0", True)
     assert run.config.train.batchnorm == "frozen"
     return run
@@ -50,8 +53,9 @@ def test_load_predicts_the_runs_test_probabilities(
 
 
 def test_the_run_predicted_with_onnxruntime_checked_against_pytorch(
-    run: transferkit.Run, test_rows: list[dict[str, str]]
+    run: transferkit.Run, test_rows: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)
     # predictions.csv came from onnxruntime (the test above holds them to PyTorch's within 1e-5)
     choice = json.loads((run.dir / "metrics.json").read_text())["inference"]
     assert choice["backend"] == "onnx" and 0 <= choice["max_difference"] <= 1e-4

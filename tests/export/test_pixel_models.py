@@ -21,6 +21,12 @@ from transferkit.transforms.normalize import Normalize
 LABELS = ["cat", "dog", "fox"]
 
 
+@pytest.fixture(autouse=True)
+def translate_any_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These images are tiny: every job is worth translating here (but for the test of the rule)."""
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)
+
+
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     backbone = resolve_model("timm:test_efficientnet", pretrained=False)
@@ -43,7 +49,8 @@ def _pixels(count: int) -> torch.Tensor:
 
 def test_auto_runs_onnxruntime_with_pytorchs_probabilities(model: torch.nn.Module) -> None:
     checked, eager = _classifier(model, "auto"), _classifier(model, "torch")
-    assert checked.backend == "auto" and checked.inference is None  # nothing is decided before an image
+    assert checked.backend == "auto"  # nothing is decided before an image
+    assert checked.inference is not None and checked.inference.max_difference is None
     pixels = _pixels(11)
     probabilities = checked.probabilities(pixels)
     np.testing.assert_allclose(probabilities, eager.probabilities(pixels), atol=PARITY_ATOL)
@@ -128,3 +135,16 @@ def test_frozen_features_come_from_onnxruntime_with_pytorchs_values(model: torch
         )
     assert features.shape == (10, backbone.num_features)
     assert relative_difference(features, eager) <= FEATURE_TOLERANCE
+
+
+def test_a_job_too_small_to_pay_for_a_translation_runs_on_pytorch_undecided(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 4 * 3 * 32 * 32 * 4)  # 4 images with their 4 views
+    checked, eager = _classifier(model, "auto"), _classifier(model, "torch")
+    small = _pixels(3)
+    np.testing.assert_array_equal(checked.view_logits(small), eager.view_logits(small))
+    assert checked.backend == "auto" and checked.inference is not None
+    assert checked.inference.reason == "jobs too small to pay for a translation"
+    checked.view_logits(_pixels(4))  # large enough: translated, checked, and kept
+    assert checked.backend == "onnx"

@@ -35,7 +35,7 @@ from transferkit.evaluation.operating_point import OperatingPoint, decide
 from transferkit.export.pixel_models import CheckedPixelModel, ClassifierNetwork, PixelModel
 from transferkit.models.ordinal import is_ordinal
 from transferkit.models.runs import find_bundle, load_run, read_saved_config, saved_preprocessing
-from transferkit.training.fast_inference import InferenceChoice
+from transferkit.training.fast_inference import CheckedModule, InferenceChoice
 from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
 from transferkit.transforms.preprocessing import Preprocessing
 
@@ -149,9 +149,8 @@ class Classifier:
 
     @property
     def inference(self) -> InferenceChoice | None:
-        """Which backend runs the network and why; None for an ONNX file, or before the first image when
-        onnxruntime may be tried."""
-        return getattr(self.pixel_model, "choice", None)
+        """Which backend runs the network and why (so far); None for an ONNX file."""
+        return self.pixel_model.summary if isinstance(self.pixel_model, CheckedModule) else None
 
     def with_temperature(self, temperature: float) -> Classifier:
         """The same network and preprocessing, calibrated with `temperature`."""
@@ -232,9 +231,12 @@ class Classifier:
         run as one batch of about `batch_size`."""
         pixels = pixels.expand(-1, self.preprocessing.channels, -1, -1)  # grayscale into an RGB network
         views = tuple(views or self.views)
+        model = self.pixel_model
+        if isinstance(model, CheckedModule):  # a small job runs on PyTorch, without translating
+            model = model.for_work(pixels.numel() * len(views))
         batches = []
         for chunk in pixels.split(max(1, batch_size // len(views))):
-            logits = self.pixel_model(torch.cat([view(chunk) for view in views])).float()
+            logits = model(torch.cat([view(chunk) for view in views])).float()
             batches.append(logits.unflatten(0, (len(views), len(chunk))))
         return torch.cat(batches, dim=1).numpy()
 

@@ -73,11 +73,14 @@ class ServedModel:
         )
 
     def warm_up(self) -> None:
-        """One prediction before the first request, so that it does not wait for onnxruntime to start, and
-        a checked backend (`load`'s "auto") has chosen what runs before the server says which."""
-        size = self.classifier.preprocessing.image_size
-        shape = (1, self.classifier.data_channels, size, size)
-        self.probabilities(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
+        """One batch before the first request: a checked backend (`load`'s "auto") chooses what runs now,
+        whatever the size of the requests to come (a server runs long enough to pay for a translation),
+        and the first request does not wait for onnxruntime to start."""
+        preprocessing = self.classifier.preprocessing
+        shape = (4, preprocessing.channels, preprocessing.image_size, preprocessing.image_size)
+        self.classifier.pixel_model(
+            torch.from_numpy(np.random.default_rng(0).integers(0, 256, shape, np.uint8))
+        )
 
     @property
     def label_names(self) -> list[str]:

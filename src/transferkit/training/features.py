@@ -47,9 +47,10 @@ def extract_features(
     network = CheckedModule(
         FeatureNetwork(backbone, normalize), difference=relative_difference, tolerance=FEATURE_TOLERANCE
     )
+    run = network.for_work(images.numel())
     chunks = []
     for batch in images.split(batch_size):
-        chunks.append(network(batch))
+        chunks.append(run(batch))
         if on_batch is not None:
             on_batch(len(batch))
     backbone.model.train(was_training)

@@ -148,3 +148,14 @@ def test_a_job_too_small_to_pay_for_a_translation_runs_on_pytorch_undecided(
     assert checked.inference.reason == "jobs too small to pay for a translation"
     checked.view_logits(_pixels(4))  # large enough: translated, checked, and kept
     assert checked.backend == "onnx"
+
+
+def test_a_large_job_in_small_batches_translates(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 8 * 3 * 32 * 32 * 4)  # 8 images with their 4 views
+    checked, eager = _classifier(model, "auto"), _classifier(model, "torch")
+    images = list(_pixels(9).permute(0, 2, 3, 1).numpy())
+    probabilities = checked.predict_proba(images, batch_size=2)  # every batch alone is too small
+    assert checked.backend == "onnx"
+    np.testing.assert_allclose(probabilities, eager.predict_proba(images), atol=PARITY_ATOL)

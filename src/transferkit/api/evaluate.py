@@ -146,6 +146,7 @@ def _predict_records(
 ) -> tuple[np.ndarray, list[int], list[BadImage]]:
     """Probabilities of every readable record; unreadable ones are skipped and listed."""
     chunks, kept, skipped = [], [], []
+    classifier.expect(len(indices))  # one job, however small its batches
     with progress_task(f"evaluate {len(indices)} images", len(indices)) as advance:
         for start in range(0, len(indices), batch_size):
             images = []

@@ -178,6 +178,7 @@ class Classifier:
             batch_size: images decoded and run at a time.
         """
         items = as_image_list(images)
+        self.expect(len(items))
         chunks = [
             self.probabilities(self.preprocess(items[start : start + batch_size]))
             for start in range(0, len(items), batch_size)
@@ -189,6 +190,7 @@ class Classifier:
     ) -> list[FilePrediction]:
         """Predictions for image files in their order; an unreadable file is reported with its error."""
         paths = list(paths)
+        self.expect(len(paths))
         results: list[FilePrediction | None] = [None] * len(paths)
         batch: list[tuple[int, np.ndarray]] = []
         for index, path in enumerate(paths):
@@ -201,6 +203,13 @@ class Classifier:
                 batch = []
         self._predict_batch(paths, batch, top_k, results)
         return [result for result in results if result is not None]
+
+    def expect(self, images: int) -> None:
+        """Announces `images` to come in batches, so that a checked backend translates the network when
+        the whole job pays for it (`CheckedModule.expect`)."""
+        if isinstance(self.pixel_model, CheckedModule):
+            size, channels = self.preprocessing.image_size, self.preprocessing.channels
+            self.pixel_model.expect(images * len(self.views) * channels * size * size)
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """uint8 pixels (N, C, H, W): decoded, resized and cropped as in training."""

@@ -111,6 +111,7 @@ class CheckedModule:
         self.difference, self.tolerance = difference, tolerance
         self.choice = InferenceChoice("torch", "asked for") if backend == "torch" else None
         self._onnx: OnnxModule | None = None
+        self._large_job = False
 
     @property
     def backend(self) -> str:
@@ -122,10 +123,16 @@ class CheckedModule:
         """The choice, or before one: PyTorch, for jobs too small to translate for."""
         return self.choice or InferenceChoice("torch", "jobs too small to pay for a translation")
 
+    def expect(self, elements: int) -> None:
+        """Announces a job of `elements` input values in all, arriving in batches: when it pays for a
+        translation, the next batch, however small, translates."""
+        self._large_job = self._large_job or elements >= MIN_ELEMENTS
+
     def for_work(self, elements: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """What runs a job of `elements` input values in all: PyTorch alone, undecided, for a job too small
-        to pay for a translation (`MIN_ELEMENTS`); else this module."""
-        return self.run_torch if self.choice is None and elements < MIN_ELEMENTS else self
+        """What runs a job of `elements` input values: PyTorch alone, undecided, when neither it nor an
+        announced job pays for a translation (`MIN_ELEMENTS`); else this module."""
+        self.expect(elements)
+        return self if self.choice is not None or self._large_job else self.run_torch
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.choice is None:

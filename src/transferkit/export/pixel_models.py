@@ -47,7 +47,6 @@ class CheckedPixelModel(CheckedModule):
         self, network: ClassifierNetwork, device: torch.device | None = None, backend: str = "auto"
     ) -> None:
         super().__init__(network, device, backend, difference=probability_difference, tolerance=PARITY_ATOL)
-        self.network = network
 
 
 def probability_difference(first: torch.Tensor, second: torch.Tensor) -> float:

@@ -8,7 +8,7 @@ import torch
 from transferkit.models import Backbone, resolve_model
 from transferkit.ranking import FeatureCache, cached_features, features_key
 from transferkit.ranking.candidates import body_parameters, source_head_logits
-from transferkit.training.features import extract_features
+from transferkit.training.features import FeatureNetwork, extract_features
 from transferkit.transforms import Normalize
 
 
@@ -66,10 +66,21 @@ def test_cached_features_equal_a_fresh_pass_and_are_reused(
     assert second.images_per_second == first.images_per_second  # kept with the features
 
 
-def test_one_batch_is_too_few_to_time(tiny: Backbone, images: torch.Tensor) -> None:
+def test_a_single_batch_is_timed_on_a_second_pass(
+    tiny: Backbone, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[int] = []
+    forward = FeatureNetwork.forward
+
+    def counted(network: FeatureNetwork, pixels: torch.Tensor) -> torch.Tensor:
+        passes.append(len(pixels))
+        return forward(network, pixels)
+
+    monkeypatch.setattr(FeatureNetwork, "forward", counted)
     extracted = cached_features(tiny, Normalize(tiny.preprocessing), images, cache=None, batch_size=64)
-    assert extracted.images_per_second is None
     assert not extracted.from_cache
+    assert extracted.images_per_second is not None and extracted.images_per_second > 0
+    assert passes == [6, 6]  # the extraction, then the timed pass of the same batch (this job: PyTorch)
 
 
 def test_a_damaged_cache_file_is_recomputed(tiny: Backbone, images: torch.Tensor, tmp_path: Path) -> None:

@@ -1,12 +1,15 @@
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
 
 from transferkit.errors import RunError
 from transferkit.files import write_atomic
-from transferkit.training.callbacks import AtomicCheckpointIO
+from transferkit.training.callbacks import AtomicCheckpointIO, ResumePoints
+from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.module import warmup_cosine
 from transferkit.transforms.augment import create_augmentation, random_d4
 
@@ -44,6 +47,32 @@ def test_checkpoints_round_trip_through_the_atomic_writer(tmp_path: Path) -> Non
     io.save_checkpoint({"weights": torch.arange(3)}, tmp_path / "checkpoints" / "last.ckpt")
     loaded = io.load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert torch.equal(loaded["weights"], torch.arange(3))
+
+
+class SavingTrainer(SimpleNamespace):
+    """What ResumePoints needs of a Trainer: a step count, and a save that is recorded."""
+
+    def save_checkpoint(self, path: Path) -> None:
+        self.saved.append(self.global_step)
+
+
+def test_resume_points_every_n_steps_and_at_the_end_but_not_at_every_short_epoch(tmp_path: Path) -> None:
+    trainer: Any = SavingTrainer(global_step=0, accumulate_grad_batches=1, saved=[])
+    points = ResumePoints(
+        tmp_path / "last.ckpt", every=4, sampler=SeededBatchSampler(12, 3, 0, lambda: 0, drop_last=False)
+    )
+    for _ in range(3):  # 3 epochs of 3 steps, each epoch far shorter than the interval
+        for batch in range(3):
+            trainer.global_step += 1
+            points.on_train_batch_end(trainer, None, None, None, batch)  # type: ignore[arg-type]
+        points.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    points.on_train_end(trainer, None)  # type: ignore[arg-type]
+    assert trainer.saved == [4, 8, 9]
+
+    points.epoch_end_interval_s = 0.0  # epochs longer than the interval keep a resume point at each end
+    trainer.saved.clear()
+    points.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    assert trainer.saved == [9]
 
 
 def test_d4_reaches_all_eight_symmetries() -> None:

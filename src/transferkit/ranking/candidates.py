@@ -10,18 +10,17 @@ import torch
 from torch import nn
 
 from transferkit.config import ModelConfig
-from transferkit.data.cache import DiskCache, SplitImages, decode_splits
+from transferkit.data.cache import DiskCache, decode_splits
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError
 from transferkit.models import Backbone, parse_model_spec, resolve_model
 from transferkit.ranking.feature_cache import FeatureCache, cached_features
-from transferkit.training.inference import inference_device, run_batched
+from transferkit.training.inference import run_batched
 from transferkit.transforms import Normalize
 
 # Throughput, when the feature extraction had too few batches to time: the fastest of this many timed
 # batches after one warm-up batch (the fastest, because other work only ever slows a batch down).
-TIMED_BATCHES = 3
 
 
 @dataclass(frozen=True)
@@ -122,9 +121,7 @@ def load_candidate(
     val = cached_features(backbone, normalize, images["val"].images, cache, settings.batch_size)
     cached = train.from_cache and val.from_cache
     extraction = 0.0 if cached else time.perf_counter() - started
-    speed = train.images_per_second or measure_throughput(
-        backbone, normalize, images["train"], settings.batch_size
-    )
+    speed = train.images_per_second or math.nan  # None only for a cache entry without a timed batch
     return CandidateFeatures(
         candidate,
         backbone.architecture,
@@ -153,24 +150,3 @@ def source_head_logits(backbone: Backbone, features: torch.Tensor) -> torch.Tens
 def body_parameters(backbone: Backbone) -> int:
     head = {id(param) for param in backbone.head().parameters()}
     return sum(param.numel() for param in backbone.model.parameters() if id(param) not in head)
-
-
-def measure_throughput(
-    backbone: Backbone, normalize: nn.Module, split: SplitImages, batch_size: int
-) -> float:
-    """Images per second through the pooled features, as the extraction times them: the fastest batch."""
-    if not len(split.images):
-        return float("nan")
-    batch = split.images[:batch_size]
-    normalize.to(inference_device())
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        return backbone.forward_features(normalize(images))
-
-    run_batched(backbone.model, forward, batch, batch_size)  # warm-up: allocation, kernel selection
-    fastest = math.inf
-    for _ in range(TIMED_BATCHES):
-        started = time.perf_counter()
-        run_batched(backbone.model, forward, batch, batch_size)
-        fastest = min(fastest, time.perf_counter() - started)
-    return len(batch) / fastest

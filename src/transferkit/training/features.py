@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,43 @@ class FeatureNetwork(nn.Module):
         return self.backbone.forward_features(self.normalize(pixels))
 
 
+@contextmanager
+def feature_network(
+    backbone: Backbone, normalize: nn.Module, elements: int
+) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """The backbone's pooled features as a function of uint8 batches (N, C, H, W), in inference mode,
+    for a job of `elements` input values in all; the backbone's train/eval mode is restored on exit.
+
+    On a CPU, a job large enough to pay for a translation runs on onnxruntime once its features match
+    PyTorch's on the first images (`CheckedModule`).
+    """
+    was_training = backbone.model.training
+    network = CheckedModule(
+        FeatureNetwork(backbone, normalize), difference=relative_difference, tolerance=FEATURE_TOLERANCE
+    )
+    try:
+        yield network.for_work(elements)
+    finally:
+        backbone.model.train(was_training)
+
+
+def extract_feature_sets(
+    backbone: Backbone,
+    normalize: nn.Module,
+    image_sets: Sequence[torch.Tensor],
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:
+    """Pooled features of each set of uint8 images (N, C, H, W), (N, num_features) each, through one
+    network: the sets share one translation."""
+    empty = torch.empty(0, backbone.num_features)
+    with feature_network(backbone, normalize, sum(images.numel() for images in image_sets)) as run:
+        return [
+            run_in_batches(run, images, batch_size, on_batch) if len(images) else empty
+            for images in image_sets
+        ]
+
+
 def extract_features(
     backbone: Backbone,
     normalize: nn.Module,
@@ -36,24 +74,24 @@ def extract_features(
     batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Pooled features of uint8 images (N, C, H, W) with the backbone in inference mode; (N, num_features).
+    """Pooled features of uint8 images (N, C, H, W) with the backbone in inference mode; (N, num_features)."""
+    (features,) = extract_feature_sets(backbone, normalize, [images], batch_size, on_batch)
+    return features
 
-    On a CPU they come from onnxruntime when its features match PyTorch's on the first images
-    (`CheckedModule`); the backbone's train/eval mode is restored afterwards.
-    """
-    if not len(images):
-        return torch.empty(0, backbone.num_features)
-    was_training = backbone.model.training
-    network = CheckedModule(
-        FeatureNetwork(backbone, normalize), difference=relative_difference, tolerance=FEATURE_TOLERANCE
-    )
-    run = network.for_work(images.numel())
+
+def run_in_batches(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """`run` over `images` in batches of `batch_size`, outputs concatenated; `on_batch` gets each batch's
+    size once it has run."""
     chunks = []
     for batch in images.split(batch_size):
         chunks.append(run(batch))
         if on_batch is not None:
             on_batch(len(batch))
-    backbone.model.train(was_training)
     return torch.cat(chunks)
 
 

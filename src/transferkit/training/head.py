@@ -14,7 +14,7 @@ from transferkit.data.cache import SplitImages
 from transferkit.models.backbone import Backbone
 from transferkit.models.ordinal import CumulativeLinkHead
 from transferkit.progress import progress_task
-from transferkit.training.features import extract_features, fit_linear_head, fit_ordinal_head
+from transferkit.training.features import extract_feature_sets, fit_linear_head, fit_ordinal_head
 
 # Candidate L2 strengths; the one with the lowest validation loss wins (cheap on cached features).
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -27,8 +27,9 @@ def fit_head(
     """Fits the head on frozen features, L2 strength chosen on validation: a logistic regression, or a
     cumulative-link model for an ordinal head."""
     with progress_task("head: frozen features", len(train.images) + len(val.images)) as advance:
-        train_features = extract_features(backbone, normalize, train.images, on_batch=advance)
-        val_features = extract_features(backbone, normalize, val.images, on_batch=advance)
+        train_features, val_features = extract_feature_sets(
+            backbone, normalize, [train.images, val.images], on_batch=advance
+        )
     head = backbone.head()
     grid = L2_GRID if len(val.labels) else (DEFAULT_L2,)
     heads = {l2: _fit(head, train_features, train.labels, l2) for l2 in grid}

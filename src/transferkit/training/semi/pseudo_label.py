@@ -23,7 +23,7 @@ from transferkit.faults import kill_point
 from transferkit.files import write_json
 from transferkit.models.backbone import Backbone
 from transferkit.progress import progress_task
-from transferkit.training.features import extract_features, fit_linear_head
+from transferkit.training.features import extract_feature_sets, fit_linear_head
 from transferkit.training.method_options import PseudoLabelOptions
 from transferkit.training.semi.base import SemiMethod, Splits, semi_methods
 
@@ -150,9 +150,8 @@ def label_the_pool(
     else:
         names = ("train", "val", UNLABELED)
         with progress_task("pseudo-labels: frozen features", sum(len(data[n].images) for n in names)) as step:
-            features = {
-                n: extract_features(backbone, normalize, data[n].images, on_batch=step) for n in names
-            }
+            sets = extract_feature_sets(backbone, normalize, [data[n].images for n in names], on_batch=step)
+        features = dict(zip(names, sets, strict=True))
         labels = self_train(
             (features["train"], data["train"].labels),
             (features["val"], data["val"].labels),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,15 +55,21 @@ def test_load_predicts_the_runs_test_probabilities(
 
 
 def test_the_run_predicted_with_onnxruntime_checked_against_pytorch(
-    run: transferkit.Run, test_rows: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
+    run: transferkit.Run, test_rows: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)
     # predictions.csv came from onnxruntime (the test above holds them to PyTorch's within 1e-5)
     choice = json.loads((run.dir / "metrics.json").read_text())["inference"]
     assert choice["backend"] == "onnx" and 0 <= choice["max_difference"] <= 1e-4
-    in_memory = transferkit.load(run.dir, backend="auto", device="cpu")
     paths = [row["path"] for row in test_rows]
-    expected = _probabilities(test_rows, in_memory.label_names)
+    # the bundle keeps the graph that predicted them, and `auto` runs it without building the network
+    from_bundle = transferkit.load(run.dir, backend="auto", device="cpu")
+    assert from_bundle.backend == "onnx" and from_bundle.network is None
+    expected = _probabilities(test_rows, from_bundle.label_names)
+    np.testing.assert_allclose(from_bundle.predict_proba(paths), expected, atol=1e-5)
+    # without it, the weights are translated in memory and checked again
+    bundle = shutil.copytree(run.dir / "model", tmp_path / "model", ignore=shutil.ignore_patterns("*.onnx"))
+    in_memory = transferkit.load(bundle, backend="auto", device="cpu")
     np.testing.assert_allclose(in_memory.predict_proba(paths), expected, atol=1e-4)
     assert in_memory.backend == "onnx" and in_memory.network is not None
 

@@ -54,6 +54,7 @@ class TestEvaluation:
         tta: accuracy with the identity view alone, with every view, and the gain; None for one view.
         operating_point: the threshold chosen for a recall target on the calibration set, or None.
         inference: which backend ran the test predictions and why (`InferenceChoice`), or None.
+        translation: the ONNX graph that ran them (the bundle keeps it as model.onnx), or None: PyTorch.
     """
 
     source: ImageSource
@@ -66,6 +67,7 @@ class TestEvaluation:
     tta: dict[str, Any] | None = None
     operating_point: OperatingPoint | None = None
     inference: dict[str, Any] | None = None
+    translation: bytes | None = None
 
 
 def evaluate_test(
@@ -116,6 +118,7 @@ def evaluate_test(
         tta,
         point,
         inference,
+        classifier.translation,
     )
 
 
@@ -219,7 +222,7 @@ def write_run_outputs(
         test_images=len(evaluation.indices),
         operating_point=evaluation.operating_point,
     )
-    save_bundle(backbone, info, paths.model)
+    save_bundle(backbone, info, paths.model, onnx=evaluation.translation)
     plots = create_run_plots(
         paths.plots,
         metrics,

@@ -11,6 +11,7 @@ from typing import Any
 from safetensors.torch import save
 
 from transferkit.evaluation.operating_point import OperatingPoint
+from transferkit.export.onnx_runtime import ONNX_FILE, WEIGHTS_KEY, onnx_metadata, with_metadata
 from transferkit.files import write_folder_atomic
 from transferkit.models.backbone import Backbone
 from transferkit.models.ensemble import Ensemble
@@ -37,21 +38,28 @@ class BundleInfo:
     operating_point: OperatingPoint | None = None  # a class predicted by its threshold (a recall target)
 
 
-def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path) -> Path:
+def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path, onnx: bytes | None = None) -> Path:
     """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory.
 
-    The three are written together (`write_folder_atomic`): a failed write leaves a previous bundle in
-    `directory` complete, never new weights beside an old config.
+    `onnx`, the network translated to ONNX that ran the run's test predictions once it matched PyTorch,
+    becomes `model.onnx`, stamped with the weights' hash so that `load(backend="auto")` runs it (with
+    the onnx package installed). The files are written together (`write_folder_atomic`): a failed write
+    leaves a previous bundle in `directory` complete, never new weights beside an old config.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     weights = save(state)
     # The hash lets a loader tell a damaged or swapped weights file from the one this config describes.
-    config = {**bundle_config(backbone, info), "model_sha256": hashlib.sha256(weights).hexdigest()}
+    sha256 = hashlib.sha256(weights).hexdigest()
+    config = {**bundle_config(backbone, info), "model_sha256": sha256}
     files = {
         "model.safetensors": weights,
         "config.json": json.dumps(config, indent=2).encode(),
         "README.md": model_card(config).encode(),
     }
+    if onnx is not None:
+        metadata = onnx_metadata(info.class_names, backbone.preprocessing, info.temperature)
+        stamped = with_metadata(onnx, {**metadata, WEIGHTS_KEY: sha256})
+        files.update({ONNX_FILE: stamped} if stamped is not None else {})
     return write_folder_atomic(directory, files)
 
 
@@ -160,7 +168,8 @@ check the model on a labelled sample of them first (`transferkit evaluate THIS_F
 image.png`.{_timm_text(config)} `transferkit export THIS_FOLDER --format onnx` adds a checked `model.onnx`.
 
 ## Files
-`model.safetensors` (weights, no pickle) and `config.json` (labels, preprocessing, provenance).
+`model.safetensors` (weights, no pickle) and `config.json` (labels, preprocessing, provenance); with
+onnxruntime, `fit` also keeps `model.onnx`, the graph that computed the test metrics above.
 """
 
 

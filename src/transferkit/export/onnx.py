@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from transferkit.export.onnx_runtime import (
     OUTPUT_NAME,
     WEIGHTS_KEY,
     OnnxPixelModel,
+    onnx_metadata,
     optional_import,
 )
 from transferkit.export.predictor import Classifier, load, read_bundle_config
@@ -48,7 +48,6 @@ PARITY_TOLERANCE = 1e-4
 PARITY_BATCH_SIZES = (32, 1)  # batched as predict runs, and single images: the batch axis is dynamic
 OPSET = 18
 RANDOM_IMAGES = 8
-METADATA_FORMAT = "1"
 
 
 class ParityError(ModelError):
@@ -120,27 +119,11 @@ def export_onnx(classifier: Classifier, path: Path, weights_sha256: str | None =
     except Exception as err:  # torch.export and the ONNX translation raise many unrelated types
         raise ModelError(f"torch.onnx.export failed for this network: {err}") from err
     proto = program.model_proto  # type: ignore[union-attr]
-    metadata = onnx_metadata(classifier)
+    metadata = onnx_metadata(classifier.label_names, classifier.preprocessing, classifier.temperature)
     if weights_sha256 is not None:  # lets `load(backend="auto")` tell a stale model.onnx from a current one
         metadata[WEIGHTS_KEY] = weights_sha256
     onnx.helper.set_model_props(proto, metadata)
     return write_atomic(path, proto.SerializeToString())
-
-
-def onnx_metadata(classifier: Classifier) -> dict[str, str]:
-    """The ONNX metadata_props: what an application needs to feed the model and read its output."""
-    prep = classifier.preprocessing
-    return {
-        "transferkit_format": METADATA_FORMAT,
-        "label_names": json.dumps(classifier.label_names),
-        "preprocessing": json.dumps(prep.to_dict()),
-        "temperature": repr(classifier.temperature),
-        "input": f"{INPUT_NAME}: uint8 (N, {prep.channels}, {prep.image_size}, {prep.image_size}), "
-        f"{'RGBA' if prep.channels == 4 else 'RGB'}; {prep.describe_resize()}. "
-        "Mean/std normalization is inside the model.",
-        "output": f"{OUTPUT_NAME}: float32 (N, {len(classifier.label_names)}) in the order of label_names; "
-        "probabilities = softmax(logits / temperature).",
-    }
 
 
 def check_parity(

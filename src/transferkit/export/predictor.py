@@ -152,6 +152,12 @@ class Classifier:
         """Which backend runs the network and why (so far); None for an ONNX file."""
         return self.pixel_model.summary if isinstance(self.pixel_model, CheckedModule) else None
 
+    @property
+    def translation(self) -> bytes | None:
+        """The ONNX graph (logits, no metadata) that ran this classifier's predictions once it matched
+        PyTorch; None when PyTorch or an ONNX file runs."""
+        return self.pixel_model.translation if isinstance(self.pixel_model, CheckedModule) else None
+
     def with_temperature(self, temperature: float) -> Classifier:
         """The same network and preprocessing, calibrated with `temperature`."""
         return replace_attributes(self, temperature=temperature)

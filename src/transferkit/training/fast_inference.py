@@ -74,6 +74,7 @@ class OnnxModule:
             name = "an in-memory ONNX model" if isinstance(source, bytes) else source
             raise ModelError(f"onnxruntime cannot load {name}: {err}. Export it again.") from err
         self.path = source if isinstance(source, Path) else None
+        self.serialized = source if isinstance(source, bytes) else None
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
@@ -118,6 +119,11 @@ class CheckedModule:
     def backend(self) -> str:
         """What runs the network, "onnx" or "torch", once the first batch has run; the request before."""
         return self.requested if self.choice is None else self.choice.backend
+
+    @property
+    def translation(self) -> bytes | None:
+        """The serialized ONNX graph onnxruntime runs, once it has matched PyTorch; None otherwise."""
+        return self._onnx.serialized if self._onnx is not None else None
 
     @property
     def summary(self) -> InferenceChoice:

@@ -13,7 +13,8 @@ run's config.yaml, not always the other way round), and shared by both sides:
 
 - predict and evaluate: a linear probe of Lite0 on digits at its own 224 px (the network `predict`
   runs is the whole Lite0, as after any fine-tuning; the probe only makes it quickly), and 200 of the
-  digits written as PNG files;
+  digits written as PNG files; predict-own-bundle predicts with the same recipe's run made by each
+  side's own commit (what a user of that version has);
 - few-label fit and rank: a manifest of digits 0 to 7 (8 classes) with 10 training images per class
   and the other 1,363 images of those classes as test images (digits holds no more); the validation
   carve leaves 72 labelled training images, which ``rank`` scores.
@@ -55,6 +56,7 @@ class Inputs:
     """What the measurements read, made once and shared by both sides."""
 
     run: Path | None = None  # a run directory fine-tuned with the old commit
+    own_runs: dict[str, Path] | None = None  # per side, the same recipe run with that side's commit
     images: Path | None = None  # a folder of PREDICT_IMAGES digit PNGs
     manifest: Path | None = None  # the few-label manifest (labels.csv)
 
@@ -62,7 +64,7 @@ class Inputs:
 @dataclass(frozen=True)
 class Measurement:
     name: str
-    argv: Callable[[Inputs], list[str]]  # the arguments of `python -m transferkit`
+    argv: Callable[[Inputs, str], list[str]]  # (inputs, side) -> the arguments of `python -m transferkit`
     needs: tuple[str, ...] = ()  # fields of Inputs
     target: str = "—"  # as issue 20 states it
     met: Callable[[float, float], bool] | None = None  # (old median s, new median s) -> target met
@@ -75,33 +77,45 @@ def _given(path: Path | None) -> str:
     return str(path)
 
 
+def _own_run(inputs: Inputs, side: str) -> str:
+    return _given((inputs.own_runs or {}).get(side))
+
+
 MEASUREMENTS = (
-    Measurement("help", lambda _: ["--help"], target="< 1 s", met=lambda _, new: new < 1, warm_up=True),
-    Measurement("print-config", lambda _: ["fit", "--print-config"], warm_up=True),
+    Measurement("help", lambda _, __: ["--help"], target="< 1 s", met=lambda _, new: new < 1, warm_up=True),
+    Measurement("print-config", lambda _, __: ["fit", "--print-config"], warm_up=True),
     Measurement(
         "predict",
-        lambda i: ["predict", _given(i.run), _given(i.images), "--format", "csv"],
+        lambda i, _: ["predict", _given(i.run), _given(i.images), "--format", "csv"],
         needs=("run", "images"),
         target="≥ 2x",
         met=lambda old, new: old / new >= 2,
         warm_up=True,
     ),
-    Measurement("evaluate", lambda i: ["evaluate", _given(i.run)], needs=("run",), warm_up=True),
+    Measurement(
+        "predict-own-bundle",
+        lambda i, side: ["predict", _own_run(i, side), _given(i.images), "--format", "csv"],
+        needs=("own_runs", "images"),
+        target="≥ 2x",
+        met=lambda old, new: old / new >= 2,
+        warm_up=True,
+    ),
+    Measurement("evaluate", lambda i, _: ["evaluate", _given(i.run)], needs=("run",), warm_up=True),
     Measurement(
         "few-label-fit",
-        lambda i: ["fit", "--data", _given(i.manifest), "--image-size", "96"],
+        lambda i, _: ["fit", "--data", _given(i.manifest), "--image-size", "96"],
         needs=("manifest",),
         target="≤ 30 s",
         met=lambda _, new: new <= 30,
     ),
     Measurement(
         "rank",
-        lambda i: ["rank", "--data", _given(i.manifest), "--models", PACKAGED],
+        lambda i, _: ["rank", "--data", _given(i.manifest), "--models", PACKAGED],
         needs=("manifest",),
         target="< 20 s",
         met=lambda _, new: new < 20,
     ),
-    Measurement("elpv-fit", lambda _: ["fit"], target="≥ 1.5x", met=lambda old, new: old / new >= 1.5),
+    Measurement("elpv-fit", lambda _, __: ["fit"], target="≥ 1.5x", met=lambda old, new: old / new >= 1.5),
 )
 BY_NAME = {m.name: m for m in MEASUREMENTS}
 
@@ -148,17 +162,23 @@ def prepare_worktree(worktree: Path, scratch: Path) -> None:
     transferkit(worktree, ["--help"], scratch)
 
 
-def make_inputs(needs: set[str], old: Path, scratch: Path) -> Inputs:
-    run = images = manifest = None
+def make_inputs(needs: set[str], sides: dict[str, Path], scratch: Path) -> Inputs:
+    run = images = manifest = own_runs = None
     if "run" in needs:
         print(f"input: `transferkit {' '.join(BUNDLE_RECIPE)}` with the old commit", file=sys.stderr)
-        _, stdout = transferkit(old, BUNDLE_RECIPE, scratch / "bundle")
+        _, stdout = transferkit(sides["old"], BUNDLE_RECIPE, scratch / "bundle")
         run = run_dir(stdout, scratch / "bundle")
+    if "own_runs" in needs:
+        own_runs = {}
+        for side, worktree in sides.items():
+            print(f"input: `transferkit {' '.join(BUNDLE_RECIPE)}` with the {side} commit", file=sys.stderr)
+            _, stdout = transferkit(worktree, BUNDLE_RECIPE, scratch / f"bundle-{side}")
+            own_runs[side] = run_dir(stdout, scratch / f"bundle-{side}")
     if "images" in needs:
         images = write_digits(scratch / "predict-images", range(PREDICT_IMAGES))
     if "manifest" in needs:
         manifest = write_few_label_manifest(scratch / "few-label")
-    return Inputs(run, images, manifest)
+    return Inputs(run, images, manifest, own_runs)
 
 
 def write_digits(folder: Path, indices: Iterable[int]) -> Path:
@@ -199,8 +219,8 @@ def run_dir(stdout: str, cwd: Path) -> Path:
 
 def extras(measurement: str, stdout: str, cwd: Path, inputs: Inputs, wall: float) -> dict[str, Any]:
     """Images/s of predict and evaluate; the test accuracies of a fit."""
-    if measurement in ("predict", "evaluate"):
-        images = PREDICT_IMAGES if measurement == "predict" else count_test_images(_given(inputs.run))
+    if measurement in ("predict", "predict-own-bundle", "evaluate"):
+        images = count_test_images(_given(inputs.run)) if measurement == "evaluate" else PREDICT_IMAGES
         return {"images": images, "images_per_s": images / wall}
     if "report: " not in stdout:
         return {}
@@ -217,16 +237,16 @@ def count_test_images(run: str) -> int:
 def measure(
     measurement: Measurement, sides: dict[str, Path], inputs: Inputs, repeats: int, scratch: Path
 ) -> list[dict[str, Any]]:
-    argv = measurement.argv(inputs)
     if measurement.warm_up:
         for side, worktree in sides.items():
-            transferkit(worktree, argv, scratch / f"{measurement.name}-{side}-warm-up")
+            warm_up = scratch / f"{measurement.name}-{side}-warm-up"
+            transferkit(worktree, measurement.argv(inputs, side), warm_up)
     rows = []
     for repeat in range(repeats):
         order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
         for side in order:
             cwd = scratch / f"{measurement.name}-{side}-{repeat}"
-            wall, stdout = transferkit(sides[side], argv, cwd)
+            wall, stdout = transferkit(sides[side], measurement.argv(inputs, side), cwd)
             row = {"measurement": measurement.name, "side": side, "repeat": repeat, "wall_s": wall}
             rows.append(row | extras(measurement.name, stdout, cwd, inputs, wall))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -269,6 +289,8 @@ def markdown(rows: list[dict[str, Any]], measurements: list[Measurement], contex
         "",
         f"- predict, evaluate: the run of `transferkit {' '.join(BUNDLE_RECIPE)}` with the old commit; "
         f"predict classifies {PREDICT_IMAGES} digits PNG files, evaluate the run's test split",
+        "- predict-own-bundle: the same, with the bundle each side's own commit fitted (what a user of "
+        "that version predicts with: a newer fit keeps the ONNX graph it evaluated with)",
         f"- few-label-fit, rank: digits 0 to {FEW_LABEL_CLASSES - 1}, {LABELS_PER_CLASS} labels per class "
         "(72 train, 8 validation), 1,363 test images; fit at 96 px, default strategy; rank of "
         f"{PACKAGED}",
@@ -317,7 +339,7 @@ def run_all(args: argparse.Namespace, measurements: list[Measurement], scratch: 
             prepare_worktree(worktree, scratch / f"prepare-{side}")
         # the page cache holds the heavy libraries before the first timed run of either side
         subprocess.run([sys.executable, "-c", "import torch, timm, lightning, sklearn, PIL"], check=True)
-        inputs = make_inputs({need for m in measurements for need in m.needs}, old, scratch / "inputs")
+        inputs = make_inputs({need for m in measurements for need in m.needs}, sides, scratch / "inputs")
         return [row for m in measurements for row in measure(m, sides, inputs, args.repeats, scratch)]
 
 

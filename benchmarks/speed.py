@@ -178,7 +178,7 @@ def make_inputs(needs: set[str], sides: dict[str, Path], scratch: Path) -> Input
         images = write_digits(scratch / "predict-images", range(PREDICT_IMAGES))
     if "manifest" in needs:
         manifest = write_few_label_manifest(scratch / "few-label")
-    return Inputs(run, images, manifest, own_runs)
+    return Inputs(run=run, own_runs=own_runs, images=images, manifest=manifest)
 
 
 def write_digits(folder: Path, indices: Iterable[int]) -> Path:

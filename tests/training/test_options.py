@@ -11,9 +11,11 @@ import torch
 
 import transferkit
 from transferkit.config import TrainConfig
-from transferkit.models import resolve_model
+from transferkit.errors import ConfigError, ModelError
+from transferkit.models import Backbone, resolve_model
 from transferkit.testing import tiny_fit_config
 from transferkit.training.lr_range import suggest_rate
+from transferkit.training.method_options import L2SPOptions
 from transferkit.training.module import TransferModule
 from transferkit.training.regularizers import L2SP, create_regularizer
 from transferkit.training.strategies import create_strategy
@@ -81,6 +83,44 @@ def test_l2_sp_pulls_toward_the_pretrained_weights_and_replaces_weight_decay() -
     groups = create_strategy(config).param_groups(backbone)
     assert len(groups) > 1
     assert regularizer.decays("head") and not regularizer.decays(groups[0]["name"])
+
+
+def _chained_start() -> tuple[Backbone, dict[str, torch.Tensor]]:
+    """The packaged Lite0 with moved weights and a new head, as a run: fine-tuned from it would load,
+    and the ImageNet weights it began with."""
+    backbone = resolve_model("efficientnet_lite0")
+    imagenet = {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
+    with torch.no_grad():
+        for param in backbone.model.parameters():
+            param.add_(0.01)
+    backbone.ancestry = ({"spec": "efficientnet_lite0", "weights_sha256": backbone.weights_sha256},)
+    backbone.spec = "run:runs/cats-and-dogs"
+    backbone.reset_head(3)
+    return backbone, imagenet
+
+
+def test_l2_sp_toward_the_ancestor_pulls_a_chained_start_back_to_its_imagenet_weights() -> None:
+    backbone, imagenet = _chained_start()
+    toward_start = L2SP(L2SPOptions(strength=1.0))
+    toward_start.bind_backbone(backbone)
+    toward_ancestor = L2SP(L2SPOptions(strength=1.0, toward="ancestor"))
+    toward_ancestor.bind_backbone(backbone)
+    assert float(toward_start.distance(backbone.model)) == 0.0
+    assert float(toward_ancestor.distance(backbone.model)) > 0.0
+    head = {id(p) for p in backbone.head().parameters()}
+    body = [(n, p) for n, p in backbone.model.named_parameters() if id(p) not in head]
+    assert set(toward_ancestor.anchor) == {n for n, _ in body}  # the new head has no start to keep
+    assert all(torch.equal(toward_ancestor.anchor[n], imagenet[n]) for n, _ in body)
+
+
+def test_l2_sp_toward_the_ancestor_needs_one_with_the_recorded_weights() -> None:
+    backbone, _ = _chained_start()
+    backbone.ancestry = ({"spec": "efficientnet_lite0", "weights_sha256": "0" * 64},)
+    with pytest.raises(ModelError, match=r"efficientnet_lite0.*changed since"):
+        L2SP(L2SPOptions(toward="ancestor")).bind_backbone(backbone)
+    backbone.ancestry = ()
+    with pytest.raises(ConfigError, match="records a pretrained ancestor"):
+        L2SP(L2SPOptions(toward="ancestor")).bind_backbone(backbone)
 
 
 @pytest.mark.parametrize(("batchnorm", "statistics_move"), [("adapt", True), ("frozen", False)])

@@ -10,7 +10,7 @@ the implementations take exactly these.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from transferkit import catalog
 from transferkit.config import (
@@ -79,6 +79,11 @@ class PseudoLabelOptions:
 @dataclass
 class L2SPOptions:
     strength: float = option(0.01, "alpha of the pull toward the pretrained weights", within=Interval(0))
+    toward: Literal["start", "ancestor"] = option(
+        "start",
+        "start: the weights fit begins from; ancestor: for a run: start, the pretrained model its line "
+        "began with (its generic features)",
+    )
 
 
 # The built-in methods that have options; every other method `catalog.py` declares has none.

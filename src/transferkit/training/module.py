@@ -64,7 +64,7 @@ class TransferModule(L.LightningModule):
         self.augment = augment  # per image, uint8 in and out
         self.semi = semi or SemiMethod()
         self.regularizer = regularizer or Regularizer()
-        self.regularizer.bind(self.model, backbone.head())
+        self.regularizer.bind_backbone(backbone)
         self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
         self.mix = batch_mixing(config, int(backbone.head().out_features))  # type: ignore[arg-type]
         self._trainable_epoch: int | None = None

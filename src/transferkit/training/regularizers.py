@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import torch
@@ -9,15 +10,20 @@ from torch import nn
 
 from transferkit import catalog
 from transferkit.config import MethodSpec, NoOptions, TrainConfig, create_method, resolved_spec
+from transferkit.errors import ConfigError, ModelError
+from transferkit.models import Backbone, resolve_model
 from transferkit.registry import Registry
 from transferkit.training.method_options import L2SPOptions
+
+logger = logging.getLogger(__name__)
 
 
 class Regularizer:
     """Base class, and the ``none`` regularizer: nothing added to the loss.
 
-    Hooks: `bind` once with the network before training; `penalty` per step (None: nothing);
-    `decays` says whether weight decay still applies to a parameter group.
+    Hooks: `bind` once with the network before training (`bind_backbone` first, for a regularizer that
+    needs more of the model than its network); `penalty` per step (None: nothing); `decays` says whether
+    weight decay still applies to a parameter group.
     """
 
     name = "none"
@@ -29,6 +35,10 @@ class Regularizer:
 
     def spec(self) -> MethodSpec:
         return resolved_spec(self.name, self.options)
+
+    def bind_backbone(self, backbone: Backbone) -> None:
+        """Called once with the pretrained Backbone (its new head included) before any training."""
+        self.bind(backbone.model, backbone.head())
 
     def bind(self, model: nn.Module, head: nn.Module) -> None:
         """Called once with the pretrained network (its new head included) before any training."""
@@ -50,6 +60,9 @@ class L2SP(Regularizer):
 
     Penalty: ``strength / 2 * sum_i ||w_i - w_i^0||^2`` over the backbone's trainable weights; it
     replaces weight decay there (decay would pull toward zero, not the start); the head keeps decay.
+    ``toward: ancestor`` takes w^0 from the pretrained model a ``run:`` start's line began with (the
+    root of its ancestry, e.g. the ImageNet weights under a cat-vs-dog run): a chained transfer keeps
+    the generic features, not the previous task's.
     """
 
     Options = L2SPOptions
@@ -58,6 +71,15 @@ class L2SP(Regularizer):
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         self.anchor: dict[str, torch.Tensor] = {}
+
+    def bind_backbone(self, backbone: Backbone) -> None:
+        super().bind_backbone(backbone)
+        if self.options.toward == "ancestor":
+            spec, ancestor = load_ancestor(backbone)
+            kept = {n: p.detach() for n, p in ancestor.named_parameters()}
+            same = [n for n, start in self.anchor.items() if n in kept and kept[n].shape == start.shape]
+            self.anchor.update({n: kept[n].clone() for n in same})
+            logger.info("l2-sp pulls %d of %d tensors toward %s", len(same), len(self.anchor), spec)
 
     def bind(self, model: nn.Module, head: nn.Module) -> None:
         # outside the state dict, so checkpoints stay small; a resumed run binds the same pretrained weights
@@ -79,6 +101,31 @@ class L2SP(Regularizer):
 
     def decays(self, group_name: str) -> bool:
         return group_name == "head"
+
+
+def load_ancestor(backbone: Backbone) -> tuple[str, nn.Module]:
+    """The spec and network of the pretrained model `backbone`'s line began with: the last model of its
+    ancestry with recorded weights, checked against their recorded SHA-256.
+
+    Raises:
+        ConfigError: `backbone` is no ``run:`` model with a pretrained ancestor.
+        ModelError: the ancestor's weights are not the ones the run was trained from.
+    """
+    line = [entry for entry in backbone.ancestry if entry.get("spec") and entry.get("weights_sha256")]
+    if not line:
+        raise ConfigError(
+            f"l2-sp toward: ancestor needs a run: start whose bundle records a pretrained ancestor; "
+            f"{backbone.spec} has none. Use toward: start."
+        )
+    root = line[-1]
+    spec = str(root["spec"])
+    ancestor = resolve_model(spec)
+    if ancestor.weights_sha256 != root["weights_sha256"]:
+        raise ModelError(
+            f"The weights of {spec}, {backbone.spec}'s ancestor, changed since that run was trained "
+            f"(SHA-256 {ancestor.weights_sha256}, recorded {root['weights_sha256']}). Use toward: start."
+        )
+    return spec, ancestor.model
 
 
 def create_regularizer(config: TrainConfig) -> Regularizer:

@@ -12,7 +12,12 @@ peak memory (RSS, from `os.wait4`) are that tool's alone. Every layer trains in 
   the others), `data.cache: false` (it decodes the files, as the others) and `train.batchnorm: adapt`
   (BatchNorm statistics follow the batches, as in the others);
 - fastai: `vision_learner(dls, "tf_efficientnet_lite0", ...).fine_tune(epochs, freeze_epochs=0)`;
-- hf-trainer: Hugging Face `Trainer` around the timm network.
+- hf-trainer: Hugging Face `Trainer` around the timm network;
+- fastai-channels-last, hf-trainer-channels-last: each peer at its best CPU setting, channels-last
+  (fastai's `Learner.to_channelslast(use_amp=False)`; the Trainer's model moved to channels-last).
+
+Every tool's loop time is the same span: the epochs with their validation passes, the test pass
+outside it.
 
 With `--repeats R` the tools run in R interleaved rounds and times are medians. Accuracy is one run on
 a small test split: read it as a check that every tool learned, not as a ranking.
@@ -41,8 +46,21 @@ from default_fit import RESULTS, _source_state, write_csv
 from side_by_side_tools import Settings
 
 TOOLS_SCRIPT = Path(__file__).with_name("side_by_side_tools.py")
-TOOLS = ["reference", "reference-channels-last", "transferkit", "fastai", "hf-trainer"]
-PEER_PACKAGES = {"fastai": ["fastai"], "hf-trainer": ["transformers", "accelerate"]}
+TOOLS = [
+    "reference",
+    "reference-channels-last",
+    "transferkit",
+    "fastai",
+    "fastai-channels-last",
+    "hf-trainer",
+    "hf-trainer-channels-last",
+]
+PEER_PACKAGES = {
+    "fastai": ["fastai"],
+    "fastai-channels-last": ["fastai"],
+    "hf-trainer": ["transformers", "accelerate"],
+    "hf-trainer-channels-last": ["transformers", "accelerate"],
+}
 DESCRIPTIONS = {
     "reference": "plain PyTorch + timm loop in side_by_side_tools.py, PyTorch's default NCHW layout",
     "reference-channels-last": "the same loop with the network and batches in channels-last layout, as "
@@ -52,6 +70,9 @@ DESCRIPTIONS = {
     "discriminative rates",
     "hf-trainer": "transformers Trainer on TimmWrapperForImageClassification holding the packaged weights: "
     "AdamW, cosine with warm-up, label smoothing, eval per epoch; keeps the last partial batch",
+    "fastai-channels-last": "the same fastai run after Learner.to_channelslast(use_amp=False): fastai's "
+    "documented channels-last switch, without its fp16 mixed precision (no use on a CPU)",
+    "hf-trainer-channels-last": "the same Trainer run with the model moved to channels-last layout",
 }
 
 
@@ -168,8 +189,9 @@ def markdown(rows: list[dict[str, Any]], command: str, context: list[str]) -> st
         "",
         "ref. = the plain loop (NCHW), ref. CL = the same loop in channels-last layout.",
         "wall s: the whole process (interpreter, imports, data, training, test predictions, and for",
-        "transferkit its report, plots and exported bundle); train+val loop s: the epochs, validation",
-        "included, as each tool times them (transferkit: the sum of `seconds` in metrics.csv);",
+        "transferkit its report, plots and exported bundle); train+val loop s: the epochs with their",
+        "validation passes, the same span in every tool, the test pass outside it (transferkit: the sum",
+        "of `seconds` in metrics.csv; the Trainer: `trainer.train()`);",
         "train images/s: training images seen (train split x epochs) per second of that loop.",
         "",
     ]

@@ -169,16 +169,20 @@ def run_reference(
             scheduler.step()
         val = predict(model, data["val"], layout)
         print(f"val accuracy {(val.argmax(1) == data['val'].labels.numpy()).mean():.3f}", flush=True)
-    return predict(model, data["test"], layout), time.perf_counter() - started
+    seconds = time.perf_counter() - started  # the epochs with their val passes; the test pass is not timed
+    return predict(model, data["test"], layout), seconds
 
 
-def run_fastai(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarray, float]:
+def run_fastai(
+    settings: Settings, data: dict[str, Split], channels_last: bool = False
+) -> tuple[np.ndarray, float]:
     """fastai's `vision_learner(...).fine_tune` around the same timm network with the packaged weights.
 
     `pretrained=False` because fastai would download timm's weights; the packaged ones are loaded into
     its body instead. `freeze_epochs=0`: every layer trains for `epochs` epochs (fastai's one-cycle
     schedule and discriminative rates, base_lr / 100 to base_lr), as the other tools do.
     """
+    import fastai.callback.channelslast  # adds Learner.to_channelslast
     import fastai.callback.progress  # adds Learner.no_bar
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fine_tune)
     from fastai.data.core import DataLoaders
@@ -202,10 +206,14 @@ def run_fastai(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarray, 
     )
     body = {k: v for k, v in pretrained_model(4).state_dict().items() if not k.startswith("classifier.")}
     learn.model[0].model.load_state_dict(body)
+    if channels_last:  # fastai's own switch, without its default fp16 mixed precision (no use on a CPU)
+        learn.to_channelslast(use_amp=False)
     started = time.perf_counter()
     with learn.no_bar():
         learn.fine_tune(settings.epochs, base_lr=2 * settings.lr, freeze_epochs=0, wd=settings.weight_decay)
-    return predict(learn.model, data["test"]), time.perf_counter() - started
+    seconds = time.perf_counter() - started  # as the plain loop: the epochs and val passes only
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return predict(learn.model, data["test"], layout), seconds
 
 
 class TrainerItems(Dataset[dict[str, Any]]):
@@ -220,7 +228,9 @@ class TrainerItems(Dataset[dict[str, Any]]):
         return {"pixel_values": pixels, "labels": label}
 
 
-def run_hf_trainer(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarray, float]:
+def run_hf_trainer(
+    settings: Settings, data: dict[str, Split], channels_last: bool = False
+) -> tuple[np.ndarray, float]:
     """Hugging Face `Trainer` on transformers' own timm wrapper (`TimmWrapperForImageClassification`)
     holding the packaged weights: its AdamW, cosine schedule with warm-up, label smoothing and an
     evaluation on the val split per epoch; nothing saved during training. It keeps the last, partial
@@ -231,6 +241,8 @@ def run_hf_trainer(settings: Settings, data: dict[str, Split]) -> tuple[np.ndarr
     config.num_labels = 4  # a property of every config; the class's typed signature leaves it out
     model = TimmWrapperForImageClassification(config)
     model.timm_model.load_state_dict(pretrained_model(4).state_dict())
+    if channels_last:  # the weights in channels-last layout; convolutions then keep it for their outputs
+        model.timm_model.to(memory_format=torch.channels_last)  # in place, as Module.to is
 
     with tempfile.TemporaryDirectory() as folder:
         arguments = TrainingArguments(
@@ -296,7 +308,9 @@ TOOLS: dict[str, Callable[[Settings, dict[str, Split]], tuple[np.ndarray, float]
     "reference": run_reference,
     "reference-channels-last": functools.partial(run_reference, channels_last=True),
     "fastai": run_fastai,
+    "fastai-channels-last": functools.partial(run_fastai, channels_last=True),
     "hf-trainer": run_hf_trainer,
+    "hf-trainer-channels-last": functools.partial(run_hf_trainer, channels_last=True),
 }
 
 

@@ -146,10 +146,16 @@ class DataConfig(Section):
     image_column: str | None = option(None, "hf: datasets and manifests: the column of images", flag=True)
     label_column: str | None = option(None, "hf: datasets and manifests: the column of labels", flag=True)
     labels_per_class: int | None = option(
-        None, "keep K labeled train images per class; the rest become unlabeled", within=POSITIVE, flag=True
+        None,
+        "keep K labeled images per class, train and validation together; the rest become unlabeled",
+        within=POSITIVE,
+        flag=True,
     )
     label_fraction: float | None = option(
-        None, "keep this fraction of train labeled, stratified", within=Interval(0, 1, "right"), flag=True
+        None,
+        "keep this fraction of train and validation labeled, stratified",
+        within=Interval(0, 1, "right"),
+        flag=True,
     )
     unlabeled: str | None = option(None, "folder or manifest of unlabeled images for the pool", flag=True)
     bad_images: Literal["skip", "error"] = option(

@@ -21,19 +21,29 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> ImageSource:
     return load_image_folder(make_image_folder(tmp_path_factory.mktemp("pets"), per_class=20, size=20))
 
 
-def test_labels_per_class_keeps_k_of_each_class_and_pools_the_rest(source: ImageSource) -> None:
+def test_labels_per_class_keeps_k_of_each_class_over_train_and_val_and_pools_the_rest(
+    source: ImageSource,
+) -> None:
     splits = make_splits(source, 0.2, 0.25, seed=0)
     budget = apply_label_budget(source, splits, seed=0, per_class=3)
-    assert Counter(source.records[i].label for i in budget.train) == {0: 3, 1: 3, 2: 3}
-    assert sorted(budget.train + budget.unlabeled) == sorted(splits.train)
-    assert (budget.val, budget.test) == (splits.val, splits.test)  # measured on the same images
+    # every label the run sees counts: validation's too
+    assert Counter(source.records[i].label for i in budget.train + budget.val) == {0: 3, 1: 3, 2: 3}
+    assert set(budget.train) <= set(splits.train) and set(budget.val) <= set(splits.val)
+    assert sorted(budget.train + budget.val + budget.unlabeled) == sorted(splits.train + splits.val)
+    assert budget.test == splits.test  # measured on the same images
+
+
+def test_a_smaller_budget_keeps_a_subset_of_a_larger_ones_labels(source: ImageSource) -> None:
+    splits = make_splits(source, 0.2, 0.25, seed=0)
+    small, large = (apply_label_budget(source, splits, seed=0, per_class=k) for k in (2, 5))
+    assert set(small.train + small.val) < set(large.train + large.val)
 
 
 def test_label_fraction_keeps_a_share_of_each_class(source: ImageSource) -> None:
     splits = make_splits(source, 0.2, 0.25, seed=0)
     budget = apply_label_budget(source, splits, seed=0, fraction=0.25)
-    per_class = Counter(source.records[i].label for i in splits.train)
-    kept = Counter(source.records[i].label for i in budget.train)
+    per_class = Counter(source.records[i].label for i in splits.train + splits.val)
+    kept = Counter(source.records[i].label for i in budget.train + budget.val)
     assert all(kept[c] == max(1, round(0.25 * n)) for c, n in per_class.items())
 
 
@@ -41,8 +51,8 @@ def test_the_budget_is_seeded(source: ImageSource) -> None:
     splits = make_splits(source, 0.2, 0.25, seed=0)
     first, again = (apply_label_budget(source, splits, seed=0, per_class=2) for _ in range(2))
     other = apply_label_budget(source, splits, seed=1, per_class=2)
-    assert first.train == again.train
-    assert first.train != other.train
+    assert (first.train, first.val) == (again.train, again.val)
+    assert first.train + first.val != other.train + other.val
 
 
 def test_unlabeled_images_join_the_pool_and_no_labeled_split(source: ImageSource, tmp_path: Path) -> None:

@@ -234,7 +234,7 @@ def with_budget_note(source: ImageSource, splits: Splits, config: DataConfig) ->
     else:
         budget = "every train image labeled"
     note = (
-        f"Label budget: {budget} ({len(splits.train)} train images); "
+        f"Label budget: {budget} ({len(splits.train)} train and {len(splits.val)} validation images); "
         f"{len(splits.unlabeled)} images form the unlabeled pool (used only by semi-supervised strategies)."
     )
     return replace(source, notes=[*source.notes, note])

@@ -71,24 +71,32 @@ def apply_label_budget(
     per_class: int | None = None,
     fraction: float | None = None,
 ) -> Splits:
-    """Keeps a seeded random subset of each class's train images labeled; the rest join the unlabeled pool.
+    """Keeps a seeded random subset of each class's labeled images; the rest join the unlabeled pool.
 
-    `per_class` keeps K images of each class (all of a class that has fewer); `fraction` keeps that share
-    of each class, at least one image. Validation and test are untouched, so runs with different budgets
-    are measured on the same images.
+    The budget counts every label a run may learn from or choose with: train and validation together
+    (each kept image stays in its split), so a few-label figure rests on no more labels than it says;
+    with validation that small, `fit` cross-validates instead (``cv.folds: auto``). `per_class` keeps K
+    images of each class (all of a class that has fewer); `fraction` keeps that share of each class, at
+    least one image. The test split is untouched, so runs with different budgets are measured on the
+    same images, and a smaller budget's images are among a larger one's (same seed).
     """
     if per_class is None and fraction is None:
         return splits
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = {}
-    for index in splits.train:
+    for index in sorted(splits.train + splits.val):
         by_class.setdefault(source.records[index].label, []).append(index)
-    labeled: list[int] = []
+    labeled: set[int] = set()
     for members in by_class.values():
         keep = per_class if per_class is not None else max(1, round((fraction or 0.0) * len(members)))
-        labeled += rng.permutation(members)[:keep].tolist()
-    hidden = sorted(set(splits.train) - set(labeled))
-    return replace(splits, train=sorted(labeled), unlabeled=sorted(splits.unlabeled + hidden))
+        labeled.update(rng.permutation(members)[:keep].tolist())
+    hidden = sorted(set(splits.train + splits.val) - labeled)
+    return replace(
+        splits,
+        train=[i for i in splits.train if i in labeled],
+        val=[i for i in splits.val if i in labeled],
+        unlabeled=sorted(splits.unlabeled + hidden),
+    )
 
 
 def with_unlabeled(source: ImageSource, paths: Sequence[str]) -> ImageSource:

@@ -29,13 +29,14 @@ def _logits(correct: int, total: int, confidence: float = 3.0) -> np.ndarray:
     return logits
 
 
-def test_the_most_fine_tuned_candidate_within_one_standard_error_of_the_best_is_kept() -> None:
+def test_the_most_accurate_candidate_is_kept_and_log_loss_breaks_ties() -> None:
     labels = np.zeros(100, dtype=int)
-    # accuracies 60, 90, 70, 86, 50 %: the standard error at 90 % of 100 images is 3 points
-    spread = [_logits(c, total=100) for c in (60, 90, 70, 86, 50)]
-    assert choose_alpha(spread, labels, "val").alpha == 0.25  # 86 % is more than 3 points below 90 %
-    close = [_logits(c, total=100) for c in (60, 90, 70, 88, 50)]
-    assert choose_alpha(close, labels, "val").alpha == 0.75  # 88 % is within it: more fine-tuning
+    spread = [_logits(c, total=100) for c in (60, 90, 70, 88, 50)]
+    assert choose_alpha(spread, labels, "val").alpha == 0.25  # 90 %, however close 88 % is
+    head_best = [_logits(c, total=100) for c in (76, 74, 74, 74, 72)]
+    assert choose_alpha(head_best, labels, "val").alpha == 0.0  # no pull toward fine-tuning
+    surer = [_logits(80, total=100, confidence=1.0 if a == 0.5 else 3.0) for a in ALPHAS]
+    assert choose_alpha(surer, labels, "val").alpha == 0.5  # equal accuracy: the lower log-loss
     same = [_logits(80, total=100) for _ in ALPHAS]
     assert choose_alpha(same, labels, "val").alpha == 1.0  # nothing to tell them apart: fine-tuned
 

@@ -418,9 +418,8 @@ def _weight_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
     ]
     text = (
         "θ = (1 - α) θ_head + α θ_fine-tuned (WiSE-FT, Wortsman et al. 2022): α = 0 is the head fitted on "
-        "frozen features, α = 1 the fine-tuned network. The run keeps the largest α whose accuracy on the "
-        f"{choice['chosen_on']} is within one standard error of the best, so there it never ends clearly "
-        "below its own head."
+        "frozen features, α = 1 the fine-tuned network. The run keeps the most accurate on the "
+        f"{choice['chosen_on']} (equals: the lower log-loss), so there it never ends below its own head."
     )
     header = ["α", "accuracy", "log-loss"]
     return [_Heading("Final weights: head, fine-tuned, or between"), _Table(header, rows), _Paragraph(text)]

@@ -41,7 +41,7 @@ class WeightChoice:
     Attributes:
         alphas: the candidates, 0 (the head on frozen features) to 1 (the fine-tuned network).
         accuracy, log_loss: of each candidate on the held-out images (all test-time views averaged).
-        alpha: the chosen one: the largest α whose accuracy is within one standard error of the best.
+        alpha: the chosen one: the best accuracy, then the lowest log-loss, then the largest α.
         chosen_on: the held-out images, e.g. ``val (197 images)``.
     """
 
@@ -69,10 +69,10 @@ def choose_alpha(logits: Sequence[np.ndarray], labels: np.ndarray, chosen_on: st
         log_probabilities = logsumexp(log_softmax(views, axis=2), axis=0) - np.log(len(views))
         accuracy.append(float(np.mean(log_probabilities.argmax(1) == labels)))
         loss.append(float(-log_probabilities[np.arange(len(labels)), labels].mean()))
-    # One-standard-error rule (Breiman et al. 1984): a held-out set of a few hundred images cannot tell
-    # candidates a point apart, so the largest alpha (the most fine-tuning) within one standard error
-    # of the best accuracy is kept; a candidate clearly better than fine-tuning still wins.
-    best = max(accuracy)
-    standard_error = float(np.sqrt(best * (1 - best) / max(1, len(labels))))
-    alpha = max(a for a, acc in zip(ALPHAS, accuracy, strict=True) if acc >= best - standard_error)
+    # The best accuracy wins; among equals, the lower log-loss (it still tells them apart), then the
+    # larger alpha. No prior toward fine-tuning: with few labels the head is often the better model, and
+    # a rule that kept the most fine-tuned candidate within a standard error ended several points below
+    # its own head there (benchmarks/results/few_labels.md).
+    ranked = zip(accuracy, (-value for value in loss), ALPHAS, strict=True)
+    alpha = max(ranked)[2]
     return WeightChoice(ALPHAS, tuple(accuracy), tuple(loss), alpha, chosen_on)

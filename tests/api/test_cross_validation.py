@@ -22,7 +22,7 @@ from transferkit.config import FitConfig
 from transferkit.data.folds import make_folds
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import Splits
-from transferkit.errors import DataError, ModelError
+from transferkit.errors import ConfigError, DataError, ModelError
 from transferkit.export import export_model
 from transferkit.testing import tiny_fit_config
 from transferkit.training.methods import create_methods
@@ -85,6 +85,13 @@ def test_auto_cross_validates_only_when_validation_is_small(
 ) -> None:
     splits = Splits(train=list(range(60 - val)), val=list(range(60 - val, 60)), test=[])
     assert resolve_folds(_recipe(**{"cv.folds": folds}), splits) == expected
+
+
+def test_on_several_devices_auto_leaves_the_choices_to_validation_and_asked_folds_are_refused() -> None:
+    splits = Splits(train=list(range(56)), val=list(range(56, 60)), test=[])
+    assert resolve_folds(_recipe(**{"cv.folds": "auto", "runtime.devices": 2}), splits) is None
+    with pytest.raises(ConfigError, match="runs on one device"):
+        resolve_folds(_recipe(**{"cv.folds": 3, "runtime.devices": 2}), splits)
 
 
 def test_a_cross_validated_fit_reports_folds_and_calibrates_out_of_fold(

@@ -33,6 +33,14 @@ def test_labels_per_class_keeps_k_of_each_class_over_train_and_val_and_pools_the
     assert budget.test == splits.test  # measured on the same images
 
 
+def test_one_label_per_class_is_a_training_label(source: ImageSource) -> None:
+    splits = make_splits(source, 0.5, 0.25, seed=0)  # half of the labels in validation
+    for seed in range(10):
+        budget = apply_label_budget(source, splits, seed=seed, per_class=1)
+        assert Counter(source.records[i].label for i in budget.train) == {0: 1, 1: 1, 2: 1}
+        assert budget.val == []
+
+
 def test_a_smaller_budget_keeps_a_subset_of_a_larger_ones_labels(source: ImageSource) -> None:
     splits = make_splits(source, 0.2, 0.25, seed=0)
     small, large = (apply_label_budget(source, splits, seed=0, per_class=k) for k in (2, 5))

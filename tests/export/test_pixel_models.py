@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from transferkit.errors import MissingDependencyError, UnknownNameError
-from transferkit.export import Classifier, pixel_models
+from transferkit.export import BundleInfo, Classifier, load, pixel_models, save_bundle
 from transferkit.export.pixel_models import PARITY_ATOL, CheckedPixelModel
 from transferkit.models import resolve_model
 from transferkit.training import fast_inference
@@ -159,3 +160,21 @@ def test_a_large_job_in_small_batches_translates(
     probabilities = checked.predict_proba(images, batch_size=2)  # every batch alone is too small
     assert checked.backend == "onnx"
     np.testing.assert_allclose(probabilities, eager.predict_proba(images), atol=PARITY_ATOL)
+
+
+def test_the_bundle_keeps_the_checked_translation_and_drops_it_when_there_is_none(
+    model: torch.nn.Module, tmp_path: Path
+) -> None:
+    checked = _classifier(model, "auto")
+    pixels = _pixels(6)
+    expected = checked.probabilities(pixels)
+    assert checked.translation is not None and _classifier(model, "torch").translation is None
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.model, backbone.preprocessing = model, checked.preprocessing
+    info = BundleInfo(LABELS, {}, "pets", test_time_views=tuple(TEST_VIEWS))
+    save_bundle(backbone, info, tmp_path / "model", onnx=checked.translation)
+    from_file = load(tmp_path / "model", backend="auto")
+    assert from_file.network is None  # the kept graph runs, stamped with these weights
+    np.testing.assert_allclose(from_file.probabilities(pixels), expected, atol=1e-6)
+    save_bundle(backbone, info, tmp_path / "model")  # saved again without a translation
+    assert not (tmp_path / "model" / "model.onnx").exists()

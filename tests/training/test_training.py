@@ -50,29 +50,45 @@ def test_checkpoints_round_trip_through_the_atomic_writer(tmp_path: Path) -> Non
 
 
 class SavingTrainer(SimpleNamespace):
-    """What ResumePoints needs of a Trainer: a step count, and a save that is recorded."""
+    """What ResumePoints needs of a Trainer: steps, a one-process strategy, and a save that is recorded."""
+
+    strategy = SimpleNamespace(broadcast=lambda value, src: value)
 
     def save_checkpoint(self, path: Path) -> None:
         self.saved.append(self.global_step)
 
 
 def test_resume_points_every_n_steps_and_at_the_end_but_not_at_every_short_epoch(tmp_path: Path) -> None:
-    trainer: Any = SavingTrainer(global_step=0, accumulate_grad_batches=1, saved=[])
-    points = ResumePoints(
-        tmp_path / "last.ckpt", every=4, sampler=SeededBatchSampler(12, 3, 0, lambda: 0, drop_last=False)
-    )
+    trainer: Any = SavingTrainer(global_step=0, accumulate_grad_batches=1, is_last_batch=False, saved=[])
+    sampler = SeededBatchSampler(12, 3, 0, lambda: 0, drop_last=False)
+    points = ResumePoints(tmp_path / "last.ckpt", every=4, sampler=sampler)
     for _ in range(3):  # 3 epochs of 3 steps, each epoch far shorter than the interval
         for batch in range(3):
             trainer.global_step += 1
+            trainer.is_last_batch = batch == 2
             points.on_train_batch_end(trainer, None, None, None, batch)  # type: ignore[arg-type]
         points.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
     points.on_train_end(trainer, None)  # type: ignore[arg-type]
+    # step 4 is mid-epoch; step 8 is due on epoch 3's second batch; and the end (step 9)
     assert trainer.saved == [4, 8, 9]
 
     points.epoch_end_interval_s = 0.0  # epochs longer than the interval keep a resume point at each end
     trainer.saved.clear()
     points.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
     assert trainer.saved == [9]
+
+
+def test_a_step_checkpoint_due_on_an_epochs_last_batch_waits_for_the_epoch_end(tmp_path: Path) -> None:
+    trainer: Any = SavingTrainer(global_step=0, accumulate_grad_batches=1, is_last_batch=False, saved=[])
+    sampler = SeededBatchSampler(12, 3, 0, lambda: 0, drop_last=False)
+    points = ResumePoints(tmp_path / "last.ckpt", every=3, sampler=sampler)
+    for batch in range(3):
+        trainer.global_step += 1
+        trainer.is_last_batch = batch == 2
+        points.on_train_batch_end(trainer, None, None, None, batch)  # type: ignore[arg-type]
+    assert trainer.saved == []  # not from the last batch: Lightning would resume past the validation
+    points.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    assert trainer.saved == [3]
 
 
 def test_d4_reaches_all_eight_symmetries() -> None:

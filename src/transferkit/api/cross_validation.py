@@ -82,8 +82,17 @@ def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
     `AUTO_FOLDS` when validation holds fewer than `SMALL_VALIDATION_PER_CLASS` images per class."""
     config, classes = recipe.config, len(recipe.source.class_names)
     folds = config.cv.folds
+    several_devices = config.runtime.devices > 1 or config.runtime.num_nodes > 1
     if folds == "auto":
         if len(splits.val) >= SMALL_VALIDATION_PER_CLASS * classes:
+            return None
+        if several_devices:
+            logger.warning(
+                "Validation holds %d images for %d classes, but cross-validation runs on one device: the "
+                "choices are made on validation.",
+                len(splits.val),
+                classes,
+            )
             return None
         labels = Counter(recipe.source.records[i].label for i in [*splits.train, *splits.val])
         smallest = min(labels.get(k, 0) for k in range(classes))
@@ -100,7 +109,7 @@ def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
             classes,
             folds,
         )
-    if folds is not None and (config.runtime.devices > 1 or config.runtime.num_nodes > 1):
+    if folds is not None and several_devices:
         raise ConfigError("Cross-validation runs on one device: set cv.folds null with several devices.")
     return folds
 

@@ -30,7 +30,8 @@ def load_source(config: DataConfig) -> ImageSource:
 
 
 def split_with_budget(source: ImageSource, config: DataConfig) -> Splits:
-    """Train/val/test, then the label budget: train keeps its labeled subset, the rest is unlabeled."""
+    """Train/val/test, then the label budget: train and validation keep their labeled subset, the rest
+    is unlabeled."""
     splits = make_splits(source, config.val_fraction, config.test_fraction, config.split_seed)
     return apply_label_budget(
         source, splits, config.split_seed, config.labels_per_class, config.label_fraction

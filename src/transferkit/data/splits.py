@@ -86,10 +86,15 @@ def apply_label_budget(
     by_class: dict[int, list[int]] = {}
     for index in sorted(splits.train + splits.val):
         by_class.setdefault(source.records[index].label, []).append(index)
+    train = set(splits.train)
     labeled: set[int] = set()
     for members in by_class.values():
         keep = per_class if per_class is not None else max(1, round((fraction or 0.0) * len(members)))
-        labeled.update(rng.permutation(members)[:keep].tolist())
+        order = rng.permutation(members).tolist()
+        kept = order[:keep]
+        if not train.intersection(kept):  # every kept label fell in validation: one trains instead
+            kept[-1] = next((index for index in order if index in train), kept[-1])
+        labeled.update(kept)
     hidden = sorted(set(splits.train + splits.val) - labeled)
     return replace(
         splits,

@@ -41,10 +41,12 @@ class BundleInfo:
 def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path, onnx: bytes | None = None) -> Path:
     """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory.
 
-    `onnx`, the network translated to ONNX that ran the run's test predictions once it matched PyTorch,
-    becomes `model.onnx`, stamped with the weights' hash so that `load(backend="auto")` runs it (with
-    the onnx package installed). The files are written together (`write_folder_atomic`): a failed write
-    leaves a previous bundle in `directory` complete, never new weights beside an old config.
+    `onnx`, the translation of this `backbone`'s network that ran the run's test predictions once it
+    matched PyTorch (`Classifier.translation`), becomes `model.onnx`, stamped with the hash of the weights
+    written here so that `load(backend="auto")` runs it (the onnx package writes the stamp; without it no
+    model.onnx is written). Without `onnx`, a model.onnx left in `directory` by an earlier save is
+    removed. The files are written together (`write_folder_atomic`): a failed write leaves a previous
+    bundle in `directory` complete, never new weights beside an old config.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     weights = save(state)
@@ -60,7 +62,10 @@ def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path, onnx: byt
         metadata = onnx_metadata(info.class_names, backbone.preprocessing, info.temperature)
         stamped = with_metadata(onnx, {**metadata, WEIGHTS_KEY: sha256})
         files.update({ONNX_FILE: stamped} if stamped is not None else {})
-    return write_folder_atomic(directory, files)
+    written = write_folder_atomic(directory, files)
+    if ONNX_FILE not in files:  # a graph of earlier weights (its hash would say so, but not its temperature)
+        (written / ONNX_FILE).unlink(missing_ok=True)
+    return written
 
 
 def bundle_config(backbone: Backbone, info: BundleInfo) -> dict[str, Any]:
@@ -165,11 +170,13 @@ check the model on a labelled sample of them first (`transferkit evaluate THIS_F
 
 ## Use
 `transferkit.load("THIS_FOLDER").predict(["image.png"], top_k=2)`, or `transferkit predict THIS_FOLDER
-image.png`.{_timm_text(config)} `transferkit export THIS_FOLDER --format onnx` adds a checked `model.onnx`.
+image.png`.{_timm_text(config)} `transferkit export THIS_FOLDER --format onnx` writes a checked `model.onnx`
+(replacing one `fit` kept).
 
 ## Files
-`model.safetensors` (weights, no pickle) and `config.json` (labels, preprocessing, provenance); with
-onnxruntime, `fit` also keeps `model.onnx`, the graph that computed the test metrics above.
+`model.safetensors` (weights, no pickle) and `config.json` (labels, preprocessing, provenance); when
+onnxruntime computed the test metrics above (and the onnx package is installed), `fit` also keeps
+their graph as `model.onnx`.
 """
 
 

@@ -19,9 +19,6 @@ from transferkit.ranking.feature_cache import FeatureCache, cached_features
 from transferkit.training.inference import run_batched
 from transferkit.transforms import Normalize
 
-# Throughput, when the feature extraction had too few batches to time: the fastest of this many timed
-# batches after one warm-up batch (the fastest, because other work only ever slows a batch down).
-
 
 @dataclass(frozen=True)
 class Candidate:

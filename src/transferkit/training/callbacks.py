@@ -128,7 +128,9 @@ class ResumePoints(L.Callback):
     resume, the sampler skips the batches already trained on.
 
     A checkpoint costs about 0.2 s (model and optimizer state, written atomically): on few-label data,
-    where an epoch takes a second, one at every epoch end would take a fifth of the training time.
+    where an epoch takes a second, one at every epoch end would take a fifth of the training time. A
+    step checkpoint due on an epoch's last batch is written at the epoch's end instead, after its
+    validation: Lightning resumes from a checkpoint of the last batch as from a finished epoch.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class ResumePoints(L.Callback):
         self.sampler = sampler
         self.epoch_end_interval_s = epoch_end_interval_s
         self._saved_at = time.monotonic()
+        self._deferred = False
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -146,10 +149,15 @@ class ResumePoints(L.Callback):
         kill_point(f"step:{trainer.global_step}")
         stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
         if stepped and trainer.global_step % self.every == 0:
-            self._save(trainer)
+            if trainer.is_last_batch:
+                self._deferred = True
+            else:
+                self._save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if time.monotonic() - self._saved_at >= self.epoch_end_interval_s:
+        due = self._deferred or time.monotonic() - self._saved_at >= self.epoch_end_interval_s
+        # every process saves or none does (saving ends at a barrier): process 0's clock decides
+        if trainer.strategy.broadcast(due, src=0):
             self._save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -158,6 +166,7 @@ class ResumePoints(L.Callback):
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)
         self._saved_at = time.monotonic()
+        self._deferred = False
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]

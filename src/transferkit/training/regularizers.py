@@ -78,6 +78,11 @@ class L2SP(Regularizer):
             spec, ancestor = load_ancestor(backbone)
             kept = {n: p.detach() for n, p in ancestor.named_parameters()}
             same = [n for n, start in self.anchor.items() if n in kept and kept[n].shape == start.shape]
+            if not same:
+                raise ConfigError(
+                    f"l2-sp toward: ancestor: no weight of {backbone.spec} matches {spec} by name and shape "
+                    "(another architecture, or adapters around the weights). Use toward: start."
+                )
             self.anchor.update({n: kept[n].clone() for n in same})
             logger.info("l2-sp pulls %d of %d tensors toward %s", len(same), len(self.anchor), spec)
 
@@ -111,13 +116,12 @@ def load_ancestor(backbone: Backbone) -> tuple[str, nn.Module]:
         ConfigError: `backbone` is no ``run:`` model with a pretrained ancestor.
         ModelError: the ancestor's weights are not the ones the run was trained from.
     """
-    line = [entry for entry in backbone.ancestry if entry.get("spec") and entry.get("weights_sha256")]
-    if not line:
+    root = backbone.ancestry[-1] if backbone.ancestry else {}
+    if not (root.get("spec") and root.get("weights_sha256")):  # none, or a random-init root
         raise ConfigError(
             f"l2-sp toward: ancestor needs a run: start whose bundle records a pretrained ancestor; "
             f"{backbone.spec} has none. Use toward: start."
         )
-    root = line[-1]
     spec = str(root["spec"])
     ancestor = resolve_model(spec)
     if ancestor.weights_sha256 != root["weights_sha256"]:

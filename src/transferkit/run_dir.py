@@ -109,7 +109,8 @@ class RunPaths:
         return self.root / "oof_predictions.csv"
 
     def fold(self, number: int) -> RunPaths:
-        """The directory of one cross-validation fold's model, ``folds/fold-N`` (kept for a resume)."""
+        """The directory of one cross-validation fold's model, ``folds/fold-N`` (kept for a resume: a
+        finished fold keeps its weights, not its Lightning checkpoints)."""
         root = self.root / "folds" / f"fold-{number}"
         (root / "plots").mkdir(parents=True, exist_ok=True)
         return RunPaths(root)

@@ -116,6 +116,9 @@ def test_a_cross_validated_fit_reports_folds_and_calibrates_out_of_fold(
     assert cv["out_of_fold"]["accuracy"] == pytest.approx(accuracy)
     assert metrics["calibration"]["fitted_on"] == "out-of-fold predictions (3 folds, 27 images)"
     assert [p.name for p in sorted((run.dir / "folds").iterdir())] == ["fold-0", "fold-1", "fold-2"]
+    # a finished fold keeps the weights a resume needs, not its Lightning checkpoints
+    fold = run.dir / "folds" / "fold-0" / "checkpoints"
+    assert (fold / "trained.pt").is_file() and not list(fold.glob("*.ckpt"))
     assert "Cross-validation (train split)" in (run.dir / "report.md").read_text()
     # the final model trained on every train image, with no validation left; each fold validated on its own
     assert not any(row["val_accuracy"] for row in _history(run.dir))

@@ -137,7 +137,12 @@ def cross_validate(
         # the fold's own random draws (a new head, a random-init network): the same after a resume
         L.seed_everything((recipe.config.seed * 1_000 + number) % 2**32, workers=True, verbose=False)
         backbone = recipe.backbone()
-        training = recipe.train(backbone, fold_data, paths.fold(number), resume=resume)
+        fold_paths = paths.fold(number)
+        training = recipe.train(backbone, fold_data, fold_paths, resume=resume)
+        # a finished fold resumes from its trained weights: its Lightning checkpoints (two of about 40 MB
+        # for Lite0, optimizer state included) would only fill the disk
+        for checkpoint in (fold_paths.last_checkpoint, fold_paths.best_checkpoint):
+            checkpoint.unlink(missing_ok=True)
         candidates.append(recipe.candidate_logits(backbone, training, fold_data["val"].images))
         members += [(backbone, training)] if recipe.config.cv.final == "ensemble" else []
         order += rows

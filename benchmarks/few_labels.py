@@ -289,8 +289,9 @@ def _protocol(summary: list[dict[str, Any]], source: dict[str, Any] | None, sett
         "head on the start's own features: the fine-tuning is discarded, and the default is then the "
         "linear probe.",
         "",
-        "The budget applies to the train split only: the validation carve keeps every label (WiSE-FT and "
-        f"the temperature are chosen on it): {'; '.join(held_out)}.",
+        "The budget counts every label a cell sees, train and validation together; validation that small "
+        "hands the WiSE-FT α and the temperature to cross-validation over the budget's images: "
+        f"{'; '.join(held_out)}.",
     ]
     if source is not None:
         lines += [

@@ -29,14 +29,14 @@ def _logits(correct: int, total: int, confidence: float = 3.0) -> np.ndarray:
     return logits
 
 
-def test_the_most_accurate_candidate_is_kept_and_log_loss_breaks_ties() -> None:
+def test_the_candidate_with_the_lowest_log_loss_is_kept() -> None:
     labels = np.zeros(100, dtype=int)
     spread = [_logits(c, total=100) for c in (60, 90, 70, 88, 50)]
-    assert choose_alpha(spread, labels, "val").alpha == 0.25  # 90 %, however close 88 % is
+    assert choose_alpha(spread, labels, "val").alpha == 0.25  # the most right: the lowest loss too
     head_best = [_logits(c, total=100) for c in (76, 74, 74, 74, 72)]
     assert choose_alpha(head_best, labels, "val").alpha == 0.0  # no pull toward fine-tuning
     surer = [_logits(80, total=100, confidence=1.0 if a == 0.5 else 3.0) for a in ALPHAS]
-    assert choose_alpha(surer, labels, "val").alpha == 0.5  # equal accuracy: the lower log-loss
+    assert choose_alpha(surer, labels, "val").alpha == 0.5  # equal accuracy, better probabilities
     same = [_logits(80, total=100) for _ in ALPHAS]
     assert choose_alpha(same, labels, "val").alpha == 1.0  # nothing to tell them apart: fine-tuned
 

@@ -418,8 +418,9 @@ def _weight_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
     ]
     text = (
         "θ = (1 - α) θ_head + α θ_fine-tuned (WiSE-FT, Wortsman et al. 2022): α = 0 is the head fitted on "
-        "frozen features, α = 1 the fine-tuned network. The run keeps the most accurate on the "
-        f"{choice['chosen_on']} (equals: the lower log-loss), so there it never ends below its own head."
+        "frozen features, α = 1 the fine-tuned network. The run keeps the one with the lowest log-loss on "
+        f"the {choice['chosen_on']}, which weighs every image's probability where accuracy moves by whole "
+        "images."
     )
     header = ["α", "accuracy", "log-loss"]
     return [_Heading("Final weights: head, fine-tuned, or between"), _Table(header, rows), _Paragraph(text)]

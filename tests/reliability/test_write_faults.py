@@ -139,13 +139,14 @@ def test_a_disk_full_on_the_config_after_the_weights_leaves_the_previous_bundle(
 
 def test_saving_over_a_bundle_replaces_its_files_and_keeps_others(tmp_path: Path) -> None:
     bundle = save_bundle(_backbone(0), INFO, tmp_path / "model")
-    (bundle / "model.onnx").write_bytes(b"exported")  # a file save_bundle does not write
+    (bundle / "notes.txt").write_bytes(b"a user's")  # a file save_bundle does not write
+    (bundle / "model.onnx").write_bytes(b"exported")  # a graph of the old weights
     save_bundle(_backbone(1), INFO, bundle)
     assert sorted(p.name for p in bundle.iterdir()) == [
         "README.md",
         "config.json",
-        "model.onnx",
         "model.safetensors",
+        "notes.txt",
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # the staging folder is gone
     assert oct(bundle.stat().st_mode & 0o777) == oct(0o777 & ~_umask())  # not mkdtemp's private 0700

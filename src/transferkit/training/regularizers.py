@@ -110,7 +110,7 @@ class L2SP(Regularizer):
 
 def load_ancestor(backbone: Backbone) -> tuple[str, nn.Module]:
     """The spec and network of the pretrained model `backbone`'s line began with: the last model of its
-    ancestry with recorded weights, checked against their recorded SHA-256.
+    ancestry, which must have recorded weights, checked against their recorded SHA-256.
 
     Raises:
         ConfigError: `backbone` is no ``run:`` model with a pretrained ancestor.

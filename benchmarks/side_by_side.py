@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from default_fit import RESULTS, _source_state, write_csv
+from default_fit import RESULTS, _cpu, _source_state, write_csv
 from side_by_side_tools import Settings
 
 TOOLS_SCRIPT = Path(__file__).with_name("side_by_side_tools.py")
@@ -228,7 +228,7 @@ def machine(load_before: float) -> str:
     import torch
 
     return (
-        f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} "
+        f"Machine: {_cpu()}, torch {torch.__version__} ({torch.get_num_threads()} "
         f"threads), no GPU used; 1-minute load average {load_before:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after."
     )

@@ -2,7 +2,8 @@
 
 The strategies are timed in turns (a few steps each, several rounds, medians), in one process, so a
 busy machine slows them alike and the ratios hold. `partial:2` is timed twice: through the frozen
-layers (with augmentation) and on their cached outputs (without).
+layers and on their cached outputs, without augmentation; the default `fine-tune` twice with D4
+augmentation: through its 3 frozen groups, and on their outputs cached once per image and symmetry.
 
     python benchmarks/epoch_cost.py --rounds 5
 """
@@ -18,7 +19,7 @@ from contextlib import ExitStack
 
 import torch
 
-from default_fit import RESULTS, _commit
+from default_fit import RESULTS, _commit, _cpu
 from transferkit.config import TrainConfig
 from transferkit.data.cache import SplitImages
 from transferkit.models import resolve_model
@@ -26,16 +27,18 @@ from transferkit.training.features import extract_features
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cached_prefix
 from transferkit.training.strategies import create_strategy
+from transferkit.transforms.augment import ImageTransform, random_d4
 
 BATCH = 16
 IMAGES = 64
+EPOCHS = 10  # the run length the modules are built for: enough epochs for D4's 8 views to be cached
 
 
-def module_for(strategy: str) -> TransferModule:
+def module_for(strategy: str, augment: ImageTransform | None = None) -> TransferModule:
     backbone = resolve_model("efficientnet_lite0", pretrained=True)
     backbone.reset_head(4)
-    config = TrainConfig(strategy=strategy)
-    module = TransferModule(backbone, create_strategy(config), config)
+    config = TrainConfig(strategy=strategy, epochs=EPOCHS)
+    module = TransferModule(backbone, create_strategy(config), config, augment=augment)
     module.strategy.set_trainable(backbone, epoch=0)
     module.model.train()
     return module
@@ -69,6 +72,10 @@ def main() -> None:
         cached = module_for("partial:2")
         data = stack.enter_context(cached_prefix(cached, {"train": split, "val": split}))
         runs["partial:2, cached"] = training_steps(cached, data["train"].images, labels)
+        runs["fine-tune, d4"] = training_steps(module_for("fine-tune", random_d4), images, labels)
+        cached_views = module_for("fine-tune", random_d4)
+        views = stack.enter_context(cached_prefix(cached_views, {"train": split, "val": split}))
+        runs["fine-tune, d4, cached views"] = training_steps(cached_views, views["train"].images, labels)
         probe = module_for("linear-probe")
         runs["linear-probe (features)"] = lambda: extract_features(probe.backbone, probe.normalize, images)
         timings: dict[str, list[float]] = {name: [] for name in runs}
@@ -84,7 +91,8 @@ def main() -> None:
         "# Training cost per image by strategy (EfficientNet-Lite0, 224 px, batch 16)",
         "",
         f"Command: `python benchmarks/epoch_cost.py --rounds {args.rounds}` at commit {_commit()}; "
-        f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads.",
+        f"{_cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
+        f"{os.getloadavg()[1]:.1f} (5 min) when written.",
         "Medians of rounds timed in turns; the linear probe's cost is its one pass of feature extraction.",
         "",
         "| strategy | images/s | x full |",

@@ -56,7 +56,7 @@ def ranking(data: DataConfig, fine_tuned: str, timm_folder: str) -> Ranking:
 
 
 def test_every_candidate_gets_every_score_and_the_order_follows_logme(ranking: Ranking) -> None:
-    assert ranking.methods == ["hscore", "knn", "leep", "logme", "nce"]
+    assert ranking.methods == ["hscore", "knn", "leep", "logme", "nce", "sfda"]
     assert ranking.primary == "logme"
     logme = [result.scores["logme"] for result in ranking.candidates]
     assert logme == sorted(logme, reverse=True)  # type: ignore[type-var]

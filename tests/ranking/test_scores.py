@@ -7,12 +7,23 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 from sklearn.covariance import LedoitWolf
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from transferkit.errors import ConfigError, UnknownNameError
-from transferkit.ranking import ScoreInputs, hscore, leep, logme, nce, resolve_methods, transferability_scores
+from transferkit.ranking import (
+    ScoreInputs,
+    hscore,
+    leep,
+    logme,
+    nce,
+    resolve_methods,
+    sfda,
+    transferability_scores,
+)
 from transferkit.ranking._linalg import thin_svd
 from transferkit.ranking.leep import softmax
 from transferkit.ranking.logme import Spectrum, Target, log_evidence, maximize_evidence
+from transferkit.ranking.sfda import adaptive_shrinkage, lda_probabilities
 
 
 def _task(num_samples: int, num_features: int, num_classes: int = 3, seed: int = 0):
@@ -181,6 +192,56 @@ def test_leep_does_not_depend_on_the_order_of_the_source_classes() -> None:
     assert leep(theta[:, rng.permutation(6)], labels) == pytest.approx(leep(theta, labels))
 
 
+# SFDA ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("num_classes", "shrinkage"), [(2, 0.3), (4, 1e-3)])
+def test_sfda_discriminant_is_shrunk_lda_as_scikit_learn_fits_it(num_classes: int, shrinkage: float) -> None:
+    features, labels = _task(80, 6, num_classes, seed=7)
+    reference = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage).fit(features, labels)
+    np.testing.assert_allclose(
+        lda_probabilities(features, labels, shrinkage), reference.predict_proba(features), atol=1e-10
+    )
+
+
+def test_sfda_is_the_second_discriminant_after_confmix_written_out() -> None:
+    features, labels = _task(50, 5, 3, seed=8)
+    centred = features - features.mean(axis=0)
+    strength = adaptive_shrinkage(centred, labels)
+    first = lda_probabilities(centred, labels, strength)
+    means = np.stack([centred[labels == c].mean(axis=0) for c in range(3)])
+    mixed = centred.copy()
+    for i, label in enumerate(labels):
+        sure = softmax(first[i : i + 1])[0, label]  # the paper softens the probabilities once more
+        others = np.mean([means[c] for c in range(3) if c != label], axis=0)
+        mixed[i] = sure * centred[i] + (1 - sure) * others
+    second = lda_probabilities(mixed, labels, strength)
+    expected = np.mean([second[i, label] for i, label in enumerate(labels)])
+    assert sfda(features, labels) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sfda_shrinks_less_as_the_within_class_spread_grows() -> None:
+    features, labels = _task(400, 4, 3, seed=9)
+    features *= np.array([3.0, 1.0, 0.3, 0.1])  # not isotropic, so Ledoit-Wolf keeps some of the estimate
+    small, large = adaptive_shrinkage(0.1 * features, labels), adaptive_shrinkage(features, labels)
+    assert 0 < large < small < 1
+
+
+def test_sfda_shrinks_enough_not_to_saturate_with_fewer_images_than_dimensions() -> None:
+    rng = np.random.default_rng(11)
+    labels = np.repeat(np.arange(4), 10)
+    noise = rng.normal(size=(40, 50))
+    assert sfda(noise, labels, shrinkage=2e-9) == pytest.approx(1.0)  # the paper's strength for it
+    assert sfda(noise, labels) < 0.65  # 4 classes, no signal
+
+
+def test_sfda_is_a_mean_probability_and_needs_two_classes() -> None:
+    features, labels = _task(40, 6, 3, seed=10)
+    assert 1 / 3 < sfda(features, labels) <= 1
+    with pytest.raises(ValueError, match="at least two classes"):
+        sfda(features, np.zeros(40, dtype=int))
+
+
 # Every registered score ----------------------------------------------------------------------------
 
 
@@ -223,7 +284,7 @@ def test_source_scores_say_which_models_they_need() -> None:
 
 
 def test_methods_resolve_by_name_and_all() -> None:
-    assert resolve_methods("all") == ["hscore", "knn", "leep", "logme", "nce"]
+    assert resolve_methods("all") == ["hscore", "knn", "leep", "logme", "nce", "sfda"]
     assert resolve_methods(["nce", "logme", "nce"]) == ["nce", "logme"]
     with pytest.raises(UnknownNameError, match="Did you mean 'logme'"):
         resolve_methods(["logmee"])

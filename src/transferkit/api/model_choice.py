@@ -1,12 +1,20 @@
 """The start chooses itself: `--model a,b,c` or `--model auto` scores the candidates on the train split
 (LogME and leave-one-out kNN accuracy on frozen features, one forward pass each) and the best starts
-the fit. A `run:` start is scored against the models it descends from, and a chained start that scores
-below its ancestor is reported as likely negative transfer, naming the better start.
+the fit, if the evidence is clear. A `run:` start is scored against the models it descends from, and a
+chained start that scores below its ancestor is reported as likely negative transfer, naming the
+better start.
+
+With few labels the scores are noisy: a few images decide a kNN accuracy. So the first model named
+(for ``auto`` alone, the packaged default) is the reference, and the best-placed candidate replaces
+it only when it gets more training images right than the reference does, image by image, by more than
+one standard error of that paired difference.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +24,7 @@ from transferkit.config import FitConfig
 from transferkit.errors import ConfigError, TransferkitError
 from transferkit.models.runs import find_bundle, read_saved_config, saved_ancestry
 from transferkit.models.sources import parse_model_spec
-from transferkit.ranking import Ranking, rank
+from transferkit.ranking import CandidateResult, Ranking, rank
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +41,15 @@ class ModelChoice:
         chosen: the spec the run starts from.
         given: what ``model.name`` said, e.g. ``auto`` or ``run:runs/a``.
         warning: a chained start scored below a model it descends from; else None.
+        evidence: how the best-placed candidate compared with the reference (`Evidence.to_dict`);
+            None when nothing was weighed (the reference placed first, or a chained start is kept).
     """
 
     candidates: list[dict[str, Any]]
     chosen: str
     given: str
     warning: str | None = None
+    evidence: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,11 +58,55 @@ class ModelChoice:
             "scores": list(SCORES),
             "candidates": self.candidates,
             "warning": self.warning,
+            "evidence": self.evidence,
         }
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> ModelChoice:
-        return cls(saved["candidates"], saved["chosen"], saved["given"], saved.get("warning"))
+        return cls(
+            saved["candidates"], saved["chosen"], saved["given"], saved.get("warning"), saved.get("evidence")
+        )
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The best-placed candidate against the reference, on the kNN votes of the same training images.
+
+    Attributes:
+        reference: the start kept unless the evidence is clear.
+        challenger: the best-placed candidate.
+        gain: the challenger's kNN accuracy minus the reference's.
+        standard_error: of that gain, from the per-image differences.
+    """
+
+    reference: str
+    challenger: str
+    gain: float
+    standard_error: float
+
+    @property
+    def clear(self) -> bool:
+        return self.gain > self.standard_error
+
+    @classmethod
+    def between(cls, challenger: CandidateResult, reference: CandidateResult) -> Evidence:
+        differences = [
+            float(mine) - float(theirs)
+            for mine, theirs in zip(challenger.knn_correct, reference.knn_correct, strict=True)
+        ]
+        if len(differences) < 2:  # nothing to weigh: no gain, and the reference stays
+            return cls(reference.spec, challenger.spec, 0.0, 0.0)
+        error = statistics.stdev(differences) / math.sqrt(len(differences))
+        return cls(reference.spec, challenger.spec, statistics.fmean(differences), error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "challenger": self.challenger,
+            "knn_gain": self.gain,
+            "standard_error": self.standard_error,
+            "clear": self.clear,
+        }
 
 
 def choose_start(config: FitConfig) -> tuple[FitConfig, ModelChoice | None]:
@@ -89,20 +144,40 @@ def choose_start(config: FitConfig) -> tuple[FitConfig, ModelChoice | None]:
         logger.warning("could not compare %s with the models it descends from: %s", given, err)
         return config, None
     rows = _rows(ranking)
-    best = rows[0]["spec"]
     if chained:  # the user named the start: keep it, but say when an ancestor looks better
         choice = ModelChoice(rows, specs[0], given, _negative_transfer(rows, specs[0]))
     else:
-        choice = ModelChoice(rows, best, given)
+        choice = _weigh(ranking, rows, given, reference=specs[0])
     if choice.warning:
         logger.warning(choice.warning)
     logger.info("start model: %s (of %s)", choice.chosen, ", ".join(row["spec"] for row in rows))
     return config.with_overrides({"model.name": choice.chosen}), choice
 
 
+def _weigh(ranking: Ranking, rows: list[dict[str, Any]], given: str, reference: str) -> ModelChoice:
+    """The best-placed candidate if its kNN gain over `reference` is clear, else the reference."""
+    best = rows[0]["spec"]
+    if best == reference:
+        return ModelChoice(rows, best, given)
+    results = {result.spec: result for result in ranking.candidates}
+    evidence = Evidence.between(results[best], results[reference])
+    if not evidence.clear:
+        logger.info(
+            "%s placed first, but its kNN gain over %s (%+.3f) is within one standard error (%.3f): "
+            "keeping %s",
+            best,
+            reference,
+            evidence.gain,
+            evidence.standard_error,
+            reference,
+        )
+    return ModelChoice(rows, best if evidence.clear else reference, given, evidence=evidence.to_dict())
+
+
 def candidate_specs(given: str) -> list[str]:
     """``a,b,c`` -> its specs; ``auto`` -> the packaged models plus the ancestors of any ``run:`` spec
-    listed beside it (``auto,run:runs/a``)."""
+    listed beside it (``auto,run:runs/a``). The first spec is the reference of the choice: the first
+    model named, else the first packaged model, the default."""
     specs = [spec.strip() for spec in given.split(",")] if "," in given else [given]
     if AUTO in specs:
         named = [spec for spec in specs if spec != AUTO]

@@ -37,7 +37,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rank.add_argument(
         "--method",
         default="all",
-        help="logme, hscore, leep, nce, a comma-separated list, or all (default)",
+        help="logme, hscore, knn, sfda, leep, nce, a comma-separated list, or all (default)",
     )
     rank.add_argument(
         "--race",

@@ -399,6 +399,15 @@ def _model_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
         "scored by LogME (You et al. 2021) and leave-one-out kNN accuracy; the place is the mean of the "
         "two ranks, kNN breaking ties. No test image was used."
     )
+    evidence = choice.get("evidence")
+    if evidence:
+        verdict = "it starts" if evidence["clear"] else f"{evidence['reference']} starts"
+        text += (
+            f" {evidence['challenger']} placed first; its kNN accuracy against the reference "
+            f"{evidence['reference']}, image by image: {100 * evidence['knn_gain']:+.1f} points, standard "
+            f"error {100 * evidence['standard_error']:.1f}, so {verdict} (another model than the "
+            "reference starts only when its gain exceeds one standard error)."
+        )
     blocks: list[_Block] = [
         _Heading("Start model"),
         _Table(["place", "model", *scores], rows),

@@ -5,6 +5,7 @@ Scores (higher is better), each registered in `transferability_scores`:
     hscore  between-class over total feature covariance (Bao et al., ICIP 2019)
     leep    log expected empirical prediction of the source head (Nguyen et al., ICML 2020)
     nce     negative conditional entropy of target given source labels (Tran et al., ICCV 2019)
+    sfda    class separation by a shrunk Fisher discriminant, hard images made harder (Shao et al., ECCV 2022)
     knn     leave-one-out k-nearest-neighbour accuracy on the features (Renggli et al., WACV 2022)
 
     >>> from transferkit.ranking import rank
@@ -18,6 +19,7 @@ from transferkit.ranking import knn as _knn  # noqa: F401
 from transferkit.ranking import leep as _leep  # noqa: F401
 from transferkit.ranking import logme as _logme  # noqa: F401
 from transferkit.ranking import nce as _nce  # noqa: F401
+from transferkit.ranking import sfda as _sfda  # noqa: F401
 from transferkit.ranking.base import (
     ScoreInputs,
     TransferabilityScore,
@@ -34,6 +36,7 @@ from transferkit.ranking.logme import logme
 from transferkit.ranking.nce import nce
 from transferkit.ranking.ranking import CandidateResult, Ranking, rank
 from transferkit.ranking.report import create_ranking_dir, plot_score_against_speed, write_ranking
+from transferkit.ranking.sfda import sfda
 
 __all__ = [
     "CachedFeatures",
@@ -56,6 +59,7 @@ __all__ = [
     "rank",
     "register_score",
     "resolve_methods",
+    "sfda",
     "transferability_scores",
     "write_ranking",
 ]

@@ -68,7 +68,7 @@ def resolve_methods(methods: str | list[str] | tuple[str, ...]) -> list[str]:
     """``all`` or a list of registered names, in the order given; unknown names list the valid ones."""
     names = [methods] if isinstance(methods, str) else list(methods)
     if not names:
-        raise ConfigError("No transferability score chosen; pass logme, leep, nce, hscore or all.")
+        raise ConfigError("No transferability score chosen; pass logme, knn, sfda, hscore, leep, nce or all.")
     if "all" in names:
         return transferability_scores.names()
     for name in names:
@@ -81,7 +81,7 @@ def require_source_probabilities(inputs: ScoreInputs, score: str) -> np.ndarray:
     if inputs.source_probabilities is None:
         raise ValueError(
             f"{score} reads the source model's class predictions, and this model has no source head; "
-            "use a feature-based score (logme, hscore) for it."
+            "use a feature-based score (logme, knn, sfda, hscore) for it."
         )
     return inputs.source_probabilities
 

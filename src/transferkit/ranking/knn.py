@@ -22,6 +22,12 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) 
     Shape:
         features: (N, D); labels: (N,) integers.
     """
+    return float(knn_correct(features, labels, k).mean())
+
+
+def knn_correct(features: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """(N,) bool: whether the leave-one-out vote of `knn_accuracy` gets each image right; two models'
+    vectors on the same images compare them image by image."""
     labels = np.asarray(labels, dtype=np.int64)
     count = len(labels)
     if count < 2:
@@ -29,7 +35,7 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) 
     k = min(k, count - 1)
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     votes_of = one_hot(labels, int(labels.max()) + 1)
-    right = 0
+    right = np.zeros(count, dtype=bool)
     for start in range(0, count, _ROWS_PER_BLOCK):
         rows = np.arange(start, min(start + _ROWS_PER_BLOCK, count))
         similarity = unit[rows] @ unit.T
@@ -38,8 +44,8 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) 
         weights = np.take_along_axis(similarity, nearest, axis=1)
         # Shifted to be positive, so a neighbour never votes against its own class.
         votes = np.einsum("nk,nkc->nc", weights + 1.0, votes_of[nearest])
-        right += int((votes.argmax(axis=1) == labels[rows]).sum())
-    return right / count
+        right[rows] = votes.argmax(axis=1) == labels[rows]
+    return right
 
 
 @register_score("knn", "k-nearest-neighbour accuracy, leave-one-out (Renggli et al., WACV 2022)")

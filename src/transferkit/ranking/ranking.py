@@ -25,6 +25,7 @@ from transferkit.ranking.candidates import (
     load_candidate,
     resolve_candidates,
 )
+from transferkit.ranking.knn import knn_correct
 from transferkit.ranking.leep import softmax
 from transferkit.ranking.race import race_accuracy
 
@@ -35,7 +36,11 @@ PREFERRED_PRIMARY = "logme"  # orders the table when it is among the chosen scor
 
 @dataclass(frozen=True)
 class CandidateResult:
-    """One candidate's row: its size, speed and scores (None where a score does not apply)."""
+    """One candidate's row: its size, speed and scores (None where a score does not apply).
+
+    ``knn_correct`` says which training images the kNN vote got right (empty without kNN), in the order
+    every candidate shares: what a paired comparison of two candidates reads. It stays out of `to_dict`.
+    """
 
     label: str
     spec: str
@@ -47,6 +52,7 @@ class CandidateResult:
     race_accuracy: float | None
     extraction_s: float
     features_cached: bool
+    knn_correct: tuple[bool, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class Ranking:
 
     def to_dict(self) -> dict[str, Any]:
         rows = [asdict(result) for result in self.candidates]
+        for row in rows:
+            del row["knn_correct"]
         for method in [*self.methods, "race_accuracy"]:
             for row, place in zip(rows, self.ranks(method), strict=True):
                 row.setdefault("ranks", {})[method] = place
@@ -107,7 +115,7 @@ def rank(
         data: a dataset spec (as `fit` takes it) or a DataConfig; its train split is scored, as `fit`
             would split it.
         models: model specs, model configs (``pretrained=False`` for random-init controls) or Candidates.
-        methods: ``all`` or score names: logme, hscore (features), leep, nce (the source head).
+        methods: ``all`` or score names: logme, hscore, knn, sfda (features), leep, nce (the source head).
         race: also fit a logistic-regression head per model and report its validation accuracy.
         image_size: input size for every model; None uses the size each model's weights expect.
         batch_size: images per forward pass; also the batch the speed is measured with.
@@ -183,6 +191,7 @@ def score_candidate(
     for name in methods:
         score = transferability_scores.get(name)
         scores[name] = score.compute(inputs) if score.applies_to(inputs) else None
+    knn_right = tuple(knn_correct(inputs.features, inputs.labels).tolist()) if "knn" in methods else ()
     accuracy = None
     if race:
         accuracy = race_accuracy(features.train, labels["train"], features.val, labels["val"], num_classes)
@@ -198,6 +207,7 @@ def score_candidate(
         accuracy,
         features.extraction_s,
         features.features_cached,
+        knn_right,
     )
 
 

@@ -30,7 +30,7 @@ from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.interpolation import State, cloned
 from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
-from transferkit.training.prefix_cache import cached_prefix
+from transferkit.training.prefix_cache import cacheable, cached_prefix
 from transferkit.training.trainer import create_trainer, quiet_lightning
 
 RANGE_TEST_FILE = "lr_range_test.json"
@@ -121,8 +121,9 @@ def train_epochs(
     for param in module.model.parameters():
         param.requires_grad_(id(param) in ever_trained)
     uncached = contextlib.nullcontext(plan.data)
-    cacheable = module.augment is None and not module.semi.trains_on_pool_each_step
-    with cached_prefix(module, plan.data) if cacheable else uncached as data, quiet_lightning():
+    # Mixing blends network inputs: on cached activations it would blend something else.
+    caches = cacheable(module.augment) and module.mix is None and not module.semi.trains_on_pool_each_step
+    with cached_prefix(module, plan.data) if caches else uncached as data, quiet_lightning():
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0
         weights = sample_weights(train.labels, plan.class_counts or []) if plan.balanced_sampling else None

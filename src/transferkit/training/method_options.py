@@ -74,6 +74,11 @@ class PseudoLabelOptions:
         0.8, "confidence for a pool image to get a pseudo-label", within=Interval(0, 1, "neither")
     )
     rounds: int = option(3, "self-training rounds on frozen features", within=AT_LEAST_1)
+    gate: bool = option(
+        True,
+        "use the pseudo-labels only if they raise the out-of-fold accuracy of a head on the labeled "
+        "images (5 folds, self-training redone without each held-out fold)",
+    )
 
 
 @dataclass

@@ -53,11 +53,42 @@ TEST_VIEWS: dict[str, ImageTransform] = {view.__name__: view for view in (identi
 """Test-time views by name, as a bundle's config.json lists them."""
 
 
-def random_d4(image: torch.Tensor) -> torch.Tensor:
-    """One of the 8 symmetries of the square: a random quarter turn, then a random mirror."""
+@dataclass(frozen=True)
+class FiniteAugment:
+    """An augmentation that applies one of `views` exact transforms, drawn at random per image.
+
+    Because the views are few and exact, the outputs of frozen layers can be computed once per view and
+    image, and training then draws a view's cached outputs with the very same random draws
+    (`training.prefix_cache`).
+
+    Attributes:
+        views: how many transforms there are.
+        draw: the index of one, from torch's global generator.
+        apply: view `index` of images (..., H, W).
+    """
+
+    views: int
+    draw: Callable[[], int]
+    apply: Callable[[torch.Tensor, int], torch.Tensor]
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return self.apply(image, self.draw())
+
+
+def draw_d4() -> int:
+    """A quarter-turn count (0-3), plus 4 when mirrored: one of the 8 symmetries of the square."""
     turns = int(torch.randint(4, ()))
-    image = torch.rot90(image, turns, dims=(-2, -1))
-    return image.flip(-1) if torch.rand(()) < 0.5 else image
+    return turns + 4 * bool(torch.rand(()) < 0.5)
+
+
+def d4_view(images: torch.Tensor, index: int) -> torch.Tensor:
+    """Symmetry `index` of `draw_d4`: `index % 4` quarter turns, then a mirror when `index >= 4`."""
+    images = torch.rot90(images, index % 4, dims=(-2, -1))
+    return images.flip(-1) if index >= 4 else images
+
+
+random_d4 = FiniteAugment(8, draw_d4, d4_view)
+"""One of the 8 symmetries of the square: a random quarter turn, then a random mirror."""
 
 
 @augment_presets.register("none")

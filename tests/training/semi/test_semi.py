@@ -18,7 +18,7 @@ from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
 from transferkit.training.semi import FixMatch
 from transferkit.training.semi.consistency import consistency_loss
-from transferkit.training.semi.pseudo_label import select, self_train
+from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train, stratified_folds
 
 
 def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,6 +38,45 @@ def test_self_training_beats_labeled_only_when_the_pool_carries_the_clusters() -
     assert last["val_accuracy"] > labeled_only["val_accuracy"] + 0.03
     assert last["pseudo_label_accuracy"] > 0.95
     assert len(result.positions) > last["pseudo_labels"]  # the curriculum keeps growing
+
+
+def _two_classes(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """20-dimensional features, the classes apart along the first axis only: few labels overfit."""
+    labels = torch.arange(count) % 2
+    features = torch.randn(count, 20, generator=generator)
+    features[:, 0] += 1.5 * (2 * labels - 1)
+    return features, labels
+
+
+def test_the_gate_measures_whether_a_pool_helps_on_labeled_images_it_holds_out() -> None:
+    helped = hurt = 0.0
+    for seed in range(4):
+        generator = torch.Generator().manual_seed(seed)
+        labeled, pool = _two_classes(20, generator), _two_classes(600, generator)[0]
+        # a pool off along an axis the labeled images never vary on: its pseudo-labels follow noise
+        astray = torch.zeros(200, 20)
+        astray[:, 19] = 10 * torch.randn(200, generator=generator).sign()
+        for images, total in ((pool, "helped"), (astray, "hurt")):
+            gate = pool_gate(labeled, images, num_classes=2, rounds=3, threshold=0.8)
+            assert gate is not None and gate.folds == 5 and gate.images == 20
+            if total == "helped":
+                helped += gate.with_pool - gate.without
+            else:
+                hurt += gate.with_pool - gate.without
+    assert helped > 0.1 and hurt < -0.1  # summed over 4 draws, out-of-fold accuracy
+
+
+def test_the_gate_opens_only_on_a_gain_and_needs_two_images_per_class() -> None:
+    assert PoolGate(0.8, 0.85, 5, 20).open and not PoolGate(0.8, 0.8, 5, 20).open
+    features, labels = torch.randn(5, 3), torch.tensor([0, 0, 0, 0, 1])
+    assert pool_gate((features, labels), torch.randn(9, 3), num_classes=2, rounds=1, threshold=0.5) is None
+
+
+def test_stratified_folds_deal_every_class_evenly() -> None:
+    labels = torch.tensor([0] * 10 + [1] * 5)
+    folds = stratified_folds(labels, 5, seed=3)
+    for fold in range(5):
+        assert torch.bincount(labels[folds == fold], minlength=2).tolist() == [2, 1]
 
 
 def test_selection_is_confident_and_within_each_class_quota() -> None:
@@ -112,5 +151,6 @@ def test_a_semi_supervised_fit_reports_its_pseudo_labels(
     ) in report
     if semi == "pseudo-label":
         assert (run.dir / "pseudo_labels.json").is_file()
+        assert "Gate: out-of-fold accuracy" in report  # used or not, the report says why
     else:  # pool images drew targets, and the hidden labels measured them
         assert "targets (" in report and "% right)" in report

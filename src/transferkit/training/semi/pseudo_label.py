@@ -5,11 +5,19 @@ the pool: per class, the images predicted as that class with at least `threshold
 confident first, up to the class's share of a growing part of the pool (round r of R: r / R of it,
 shared out by the labeled class frequencies, so one class cannot swamp the others). The last round's
 selection joins the training set of whatever strategy follows.
+
+A pool can hurt: when the features do not separate the classes, confident pseudo-labels are confidently
+wrong. So before they are used, the gate measures them: the labeled images (train and validation) are
+dealt into folds, self-training is redone without each held-out fold, and a head trained with that
+fold's pseudo-labels must classify the held-out images better than one trained without them. Otherwise
+the pool is left out, and the report says so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,11 @@ from transferkit.training.features import extract_feature_sets, fit_linear_head
 from transferkit.training.method_options import PseudoLabelOptions
 from transferkit.training.semi.base import SemiMethod, Splits, semi_methods
 
+logger = logging.getLogger(__name__)
+
 L2 = 1e-3
+GATE_FOLDS = 5
+GATE_SEED = 0  # the deal of the labeled images into folds; fixed, so a rerun gates alike
 
 
 @semi_methods.register("pseudo-label")
@@ -54,7 +66,16 @@ class PseudoLabel(SemiMethod):
             + (f", val accuracy {r['val_accuracy']:.1%}" if r["val_accuracy"] is not None else "")
             for r in summary.rounds
         )
-        return f"Pseudo-label self-training on frozen features: {steps}."
+        note = f"Pseudo-label self-training on frozen features: {steps}."
+        if summary.gate is not None:
+            gate = summary.gate
+            verdict = "used" if gate["open"] else "**not used**: the pseudo-labels did not raise it"
+            note += (
+                f" Gate: out-of-fold accuracy of a head on the {gate['images']} labeled images, "
+                f"{gate['folds']} folds, {gate['without']:.1%} without the pseudo-labels and "
+                f"{gate['with_pool']:.1%} with them; the pool was {verdict}."
+            )
+        return note
 
 
 @dataclass
@@ -64,13 +85,40 @@ class PseudoLabels:
     positions: list[int]
     labels: list[int]
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    gate: dict[str, Any] | None = None  # `PoolGate.to_dict`, when the gate ran
 
     def to_dict(self) -> dict[str, Any]:
-        return {"positions": self.positions, "labels": self.labels, "rounds": self.rounds}
+        return {"positions": self.positions, "labels": self.labels, "rounds": self.rounds, "gate": self.gate}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PseudoLabels:
-        return cls(list(values["positions"]), list(values["labels"]), list(values["rounds"]))
+        return cls(
+            list(values["positions"]), list(values["labels"]), list(values["rounds"]), values.get("gate")
+        )
+
+
+@dataclass(frozen=True)
+class PoolGate:
+    """Out-of-fold accuracy on the labeled images of a head trained without and with pseudo-labels."""
+
+    without: float
+    with_pool: float
+    folds: int
+    images: int
+
+    @property
+    def open(self) -> bool:
+        """The pool is used only when it measurably helps: a tie is no reason to train on guesses."""
+        return self.with_pool > self.without
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "without": self.without,
+            "with_pool": self.with_pool,
+            "folds": self.folds,
+            "images": self.images,
+            "open": self.open,
+        }
 
 
 def _accuracy(
@@ -133,6 +181,64 @@ def self_train(
     return result
 
 
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
+    """(N,) the fold of each image: each class dealt round-robin over the folds in a seeded order."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    fold = torch.empty(len(labels), dtype=torch.long)
+    for label in labels.unique():
+        members = order[labels[order] == label]
+        fold[members] = torch.arange(len(members)) % folds
+    return fold
+
+
+def pool_gate(
+    labeled: tuple[torch.Tensor, torch.Tensor],
+    pool_x: torch.Tensor,
+    *,
+    num_classes: int,
+    rounds: int,
+    threshold: float,
+    on_fold: Callable[[int], None] | None = None,
+) -> PoolGate | None:
+    """Whether self-training's pseudo-labels help a head classify labeled images it never saw; None
+    when a class has fewer than 2 labeled images to hold out."""
+    x, y = labeled
+    folds = gate_folds(y)
+    if folds < 2:
+        return None
+    fold_of = stratified_folds(y, folds, GATE_SEED)
+    nothing = (x[:0], y[:0])
+    unknown = torch.full((len(pool_x),), -1, dtype=torch.long)
+    right_without = right_with = 0
+    for fold in range(folds):
+        held, kept = fold_of == fold, fold_of != fold
+        inner = (x[kept], y[kept])
+        chosen = self_train(
+            inner, nothing, (pool_x, unknown), num_classes=num_classes, rounds=rounds, threshold=threshold
+        )
+        right_without += _right(fit_linear_head(*inner, num_classes, L2), x[held], y[held])
+        pseudo = (
+            torch.tensor(chosen.positions, dtype=torch.long),
+            torch.tensor(chosen.labels, dtype=torch.long),
+        )
+        enlarged = (torch.cat([inner[0], pool_x[pseudo[0]]]), torch.cat([inner[1], pseudo[1]]))
+        right_with += _right(fit_linear_head(*enlarged, num_classes, L2), x[held], y[held])
+        if on_fold is not None:
+            on_fold(1)
+    return PoolGate(right_without / len(y), right_with / len(y), folds, len(y))
+
+
+def gate_folds(labels: torch.Tensor) -> int:
+    """`GATE_FOLDS`, or fewer when the smallest labeled class cannot fill them."""
+    counts = torch.bincount(labels)
+    return min(GATE_FOLDS, int(counts[counts > 0].min()))
+
+
+def _right(head: tuple[torch.Tensor, torch.Tensor], features: torch.Tensor, labels: torch.Tensor) -> int:
+    weight, bias = head
+    return int(((features @ weight.T + bias).argmax(1) == labels).sum())
+
+
 def label_the_pool(
     backbone: Backbone,
     normalize: nn.Module,
@@ -152,14 +258,17 @@ def label_the_pool(
         with progress_task("pseudo-labels: frozen features", sum(len(data[n].images) for n in names)) as step:
             sets = extract_feature_sets(backbone, normalize, [data[n].images for n in names], on_batch=step)
         features = dict(zip(names, sets, strict=True))
+        num_classes = int(backbone.head().out_features)  # type: ignore[arg-type]
         labels = self_train(
             (features["train"], data["train"].labels),
             (features["val"], data["val"].labels),
             (features[UNLABELED], pool.labels),
-            num_classes=int(backbone.head().out_features),  # type: ignore[arg-type]
+            num_classes=num_classes,
             rounds=options.rounds,
             threshold=options.threshold,
         )
+        if options.gate:
+            labels = gated(labels, features, data, num_classes, options)
         if save:
             write_json(saved, labels.to_dict())
         kill_point("pseudo-labels")
@@ -171,3 +280,40 @@ def label_the_pool(
         [*train.indices, *(pool.indices[i] for i in labels.positions)],
     )
     return {**data, "train": enlarged}, labels
+
+
+def gated(
+    labels: PseudoLabels,
+    features: dict[str, torch.Tensor],
+    data: dict[str, SplitImages],
+    num_classes: int,
+    options: PseudoLabelOptions,
+) -> PseudoLabels:
+    """`labels` with the gate's measurement, and no pseudo-labels when the gate stays shut."""
+    labeled = (
+        torch.cat([features["train"], features["val"]]),
+        torch.cat([data["train"].labels, data["val"].labels]),
+    )
+    with progress_task("pseudo-labels: gate folds", gate_folds(labeled[1])) as step:
+        gate = pool_gate(
+            labeled,
+            features[UNLABELED],
+            num_classes=num_classes,
+            rounds=options.rounds,
+            threshold=options.threshold,
+            on_fold=step,
+        )
+    if gate is None:
+        logger.warning(
+            "too few labeled images per class to gate the pool; the pseudo-labels are used unmeasured"
+        )
+        return labels
+    if not gate.open:
+        logger.warning(
+            "pseudo-labels do not raise the out-of-fold accuracy of a head on the labeled images "
+            "(%.1f%% -> %.1f%%): the pool is not used",
+            100 * gate.without,
+            100 * gate.with_pool,
+        )
+        return PseudoLabels([], [], labels.rounds, gate.to_dict())
+    return PseudoLabels(labels.positions, labels.labels, labels.rounds, gate.to_dict())

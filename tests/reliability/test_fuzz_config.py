@@ -22,6 +22,9 @@ from transferkit.config import SHORTCUTS, FitConfig, parse_override, resolve_con
 from transferkit.errors import TransferkitError
 
 TimeLimit = Callable[[float], AbstractContextManager[None]]
+# A hang guard, not a speed test: pure-Python YAML takes seconds on the 2,000-bracket example below,
+# and a busy 2-core machine has taken more than 10 s.
+HANG_S = 60
 # One failure per test, so that `raises` below sees its type rather than an ExceptionGroup.
 FUZZ = settings(
     max_examples=150, deadline=None, report_multiple_bugs=False, suppress_health_check=[HealthCheck.too_slow]
@@ -67,7 +70,7 @@ config_dict = st.fixed_dictionaries(
 
 
 def _is_config_or_error(build: Callable[[], FitConfig], time_limit: TimeLimit) -> None:
-    with time_limit(10):
+    with time_limit(HANG_S):
         try:
             config = build()
         except TransferkitError as err:
@@ -122,7 +125,7 @@ def test_from_yaml_text(config_file: Path, text: str, edits: bytes, time_limit: 
 @example(key="seed", raw="2020-13-45")
 def test_parse_override(key: str, raw: str, time_limit: TimeLimit) -> None:
     text = f"{key}={raw}"
-    with time_limit(10):
+    with time_limit(HANG_S):
         try:
             parsed_key, parsed_value = parse_override(text)
         except TransferkitError as err:

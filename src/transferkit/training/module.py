@@ -57,7 +57,7 @@ class TransferModule(L.LightningModule):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model
-        self.normalize: nn.Module = Normalize(backbone.preprocessing)  # an identity on cached activations
+        self.normalize: nn.Module = Normalize(backbone.preprocessing)  # cached activations: layout only
         self.strategy = strategy
         self.config = config
         self.seed = seed

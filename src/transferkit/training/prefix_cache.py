@@ -98,6 +98,14 @@ def cacheable(augment: ImageTransform | None) -> bool:
     return augment is None or isinstance(augment, FiniteAugment)
 
 
+class ChannelsLast(nn.Module):
+    """Stands in for the normalization on cached activations: the memory layout it would have given
+    (batches collated from cached tensors come back in the default layout, and run slower)."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
+
+
 @dataclass(frozen=True)
 class PickView:
     """The training augmentation on cached views: the stack (views, ...) of one image -> the view the
@@ -138,7 +146,7 @@ def cached_prefix(module: TransferModule, data: dict[str, SplitImages]) -> Itera
     finite = augment if isinstance(augment, FiniteAugment) else None
     expected = run_batched(module, module, finite.apply(sample, 0) if finite else sample)
     _swap(module.model, {name: nn.Identity() for name in before})
-    module.normalize = nn.Identity()
+    module.normalize = ChannelsLast()
     if finite:
         module.augment = PickView(finite)
     try:

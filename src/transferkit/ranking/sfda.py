@@ -56,12 +56,6 @@ def class_means(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return sums / counts[:, None]
 
 
-def within_class_covariance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The class covariances weighted by class frequency: the scatter around each image's class mean."""
-    centred = x - class_means(x, y)[y]
-    return centred.T @ centred / len(y)
-
-
 def adaptive_shrinkage(x: np.ndarray, y: np.ndarray) -> float:
     """The paper's ``exp(-5 lambda_max)``, at least the Ledoit-Wolf intensity of the class-centred
     features: little shrinkage for a wide within-class spread, unless too few images estimate it."""
@@ -73,11 +67,12 @@ def adaptive_shrinkage(x: np.ndarray, y: np.ndarray) -> float:
 
 def lda_probabilities(x: np.ndarray, y: np.ndarray, shrinkage: float) -> np.ndarray:
     """(N, C) class probabilities of each image under LDA fitted on (x, y) with a shrunk covariance."""
-    within = within_class_covariance(x, y)
+    means = class_means(x, y)
+    centred = x - means[y]
+    within = centred.T @ centred / len(y)  # the class covariances weighted by class frequency
     dims = within.shape[0]
     scale = np.trace(within) / dims or 1.0  # features without spread within classes: the identity
     covariance = (1.0 - shrinkage) * within + shrinkage * scale * np.eye(dims)
-    means = class_means(x, y)
     weights = np.linalg.solve(covariance, means.T)  # (D, C): S^-1 mu_c
     priors = np.bincount(y) / len(y)
     logits = x @ weights - 0.5 * np.einsum("cd,dc->c", means, weights) + np.log(priors)

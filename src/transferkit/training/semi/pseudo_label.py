@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +112,7 @@ class PoolGate:
         return self.with_pool > self.without
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "without": self.without,
-            "with_pool": self.with_pool,
-            "folds": self.folds,
-            "images": self.images,
-            "open": self.open,
-        }
+        return {**asdict(self), "open": self.open}
 
 
 def _accuracy(

@@ -92,7 +92,7 @@ def pool_use(run_dir: Path) -> str:
     if gate is None:
         return "used, ungated"
     verdict = "used" if gate["open"] else "left out"
-    return f"{verdict} (gate {gate['without']:.1%} -> {gate['with_pool']:.1%})"
+    return f"{verdict} (gate {gate['without']:.1%} -> {gate['with_pool']:.1%}, SE {gate['standard_error']:.1%})"
 
 
 def write(rows: list[dict], command: str) -> None:

@@ -12,13 +12,16 @@ from torch import nn
 import transferkit
 from transferkit.api.fit import check_unlabeled_pool
 from transferkit.config import DataConfig
+from transferkit.data.cache import SplitImages
 from transferkit.data.checks import check_data
 from transferkit.data.load import load_source, split_with_budget
+from transferkit.data.splits import UNLABELED
 from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
-from transferkit.training.semi import FixMatch
+from transferkit.training.method_options import PseudoLabelOptions
+from transferkit.training.semi import FixMatch, pseudo_label
 from transferkit.training.semi.consistency import consistency_loss
-from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train, stratified_folds
+from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train
 
 
 def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,17 +69,43 @@ def test_the_gate_measures_whether_a_pool_helps_on_labeled_images_it_holds_out()
     assert helped > 0.1 and hurt < -0.1  # summed over 4 draws, out-of-fold accuracy
 
 
-def test_the_gate_opens_only_on_a_gain_and_needs_two_images_per_class() -> None:
-    assert PoolGate(0.8, 0.85, 5, 20).open and not PoolGate(0.8, 0.8, 5, 20).open
+def test_the_gate_opens_only_on_a_gain_beyond_one_standard_error_and_needs_two_images_per_class() -> None:
+    assert PoolGate(0.8, 0.85, 0.02, 5, 20).open
+    assert not PoolGate(0.8, 0.81, 0.02, 5, 20).open  # a gain inside the noise
+    assert not PoolGate(0.8, 0.8, 0.0, 5, 20).open
     features, labels = torch.randn(5, 3), torch.tensor([0, 0, 0, 0, 1])
     assert pool_gate((features, labels), torch.randn(9, 3), num_classes=2, rounds=1, threshold=0.5) is None
 
 
-def test_stratified_folds_deal_every_class_evenly() -> None:
-    labels = torch.tensor([0] * 10 + [1] * 5)
-    folds = stratified_folds(labels, 5, seed=3)
-    for fold in range(5):
-        assert torch.bincount(labels[folds == fold], minlength=2).tolist() == [2, 1]
+def test_the_gate_is_measured_once_for_the_same_labeled_images_in_any_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cross-validation folds deal the same labeled images into train and validation differently: one
+    gate serves them all, as measured on the images in record order."""
+    generator = torch.Generator().manual_seed(0)
+    (features, labels), pool = _two_classes(20, generator), _two_classes(100, generator)[0]
+    calls: list[int] = []
+    measure = pseudo_label.pool_gate
+    monkeypatch.setattr(pseudo_label, "pool_gate", lambda *a, **k: calls.append(1) or measure(*a, **k))
+    monkeypatch.setattr(pseudo_label, "_measured_gates", {})
+    options = PseudoLabelOptions()
+    found = pseudo_label.PseudoLabels([0], [1])
+    gates = []
+    for held in ([0, 1, 2, 3], [16, 17, 18, 19]):
+        kept = [row for row in range(20) if row not in held]
+        data = {
+            "train": SplitImages(torch.zeros(16, 1), labels[kept], kept),
+            "val": SplitImages(torch.zeros(4, 1), labels[held], held),
+        }
+        split_features = {"train": features[kept], "val": features[held], UNLABELED: pool}
+        gates.append(pseudo_label.gated(found, split_features, data, 2, options).gate)
+    assert len(calls) == 1 and gates[0] == gates[1] and gates[0] is not None
+    assert (
+        gates[0]
+        == measure(
+            (features, labels), pool, num_classes=2, rounds=options.rounds, threshold=options.threshold
+        ).to_dict()
+    )  # type: ignore[union-attr]
 
 
 def test_selection_is_confident_and_within_each_class_quota() -> None:

@@ -9,12 +9,15 @@ selection joins the training set of whatever strategy follows.
 A pool can hurt: when the features do not separate the classes, confident pseudo-labels are confidently
 wrong. So before they are used, the gate measures them: the labeled images (train and validation) are
 dealt into folds, self-training is redone without each held-out fold, and a head trained with that
-fold's pseudo-labels must classify the held-out images better than one trained without them. Otherwise
-the pool is left out, and the report says so.
+fold's pseudo-labels must classify the held-out images better than one trained without them, by more
+than one standard error of the per-image difference. Otherwise the pool is left out, and the report says
+so. The labeled images are the same in every cross-validation fold of a run (train and validation
+together), so the gate is measured once per run and reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -22,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
 from transferkit.data.cache import SplitImages
@@ -69,11 +74,12 @@ class PseudoLabel(SemiMethod):
         note = f"Pseudo-label self-training on frozen features: {steps}."
         if summary.gate is not None:
             gate = summary.gate
-            verdict = "used" if gate["open"] else "**not used**: the pseudo-labels did not raise it"
+            verdict = "used" if gate["open"] else "**not used**: the pseudo-labels did not raise it by more"
             note += (
                 f" Gate: out-of-fold accuracy of a head on the {gate['images']} labeled images, "
                 f"{gate['folds']} folds, {gate['without']:.1%} without the pseudo-labels and "
-                f"{gate['with_pool']:.1%} with them; the pool was {verdict}."
+                f"{gate['with_pool']:.1%} with them (standard error of the paired difference "
+                f"{gate.get('standard_error', 0.0):.1%}); the pool was {verdict}."
             )
         return note
 
@@ -99,17 +105,20 @@ class PseudoLabels:
 
 @dataclass(frozen=True)
 class PoolGate:
-    """Out-of-fold accuracy on the labeled images of a head trained without and with pseudo-labels."""
+    """Out-of-fold accuracy on the labeled images of a head trained without and with pseudo-labels, and
+    the standard error of their per-image (paired) difference."""
 
     without: float
     with_pool: float
+    standard_error: float
     folds: int
     images: int
 
     @property
     def open(self) -> bool:
-        """The pool is used only when it measurably helps: a tie is no reason to train on guesses."""
-        return self.with_pool > self.without
+        """The pool is used only when it helps by more than one standard error: with a few hundred
+        labeled images, two of them changing sides is no reason to train on guesses."""
+        return self.with_pool - self.without > self.standard_error
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "open": self.open}
@@ -175,16 +184,6 @@ def self_train(
     return result
 
 
-def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
-    """(N,) the fold of each image: each class dealt round-robin over the folds in a seeded order."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    fold = torch.empty(len(labels), dtype=torch.long)
-    for label in labels.unique():
-        members = order[labels[order] == label]
-        fold[members] = torch.arange(len(members)) % folds
-    return fold
-
-
 def pool_gate(
     labeled: tuple[torch.Tensor, torch.Tensor],
     pool_x: torch.Tensor,
@@ -200,26 +199,29 @@ def pool_gate(
     folds = gate_folds(y)
     if folds < 2:
         return None
-    fold_of = stratified_folds(y, folds, GATE_SEED)
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=GATE_SEED)
     nothing = (x[:0], y[:0])
     unknown = torch.full((len(pool_x),), -1, dtype=torch.long)
-    right_without = right_with = 0
-    for fold in range(folds):
-        held, kept = fold_of == fold, fold_of != fold
+    right_without = torch.zeros(len(y))
+    right_with = torch.zeros(len(y))
+    for kept_rows, held_rows in splitter.split(np.zeros(len(y)), y.numpy()):
+        held, kept = torch.from_numpy(held_rows), torch.from_numpy(kept_rows)
         inner = (x[kept], y[kept])
         chosen = self_train(
             inner, nothing, (pool_x, unknown), num_classes=num_classes, rounds=rounds, threshold=threshold
         )
-        right_without += _right(fit_linear_head(*inner, num_classes, L2), x[held], y[held])
+        right_without[held] = _right(fit_linear_head(*inner, num_classes, L2), x[held], y[held])
         pseudo = (
             torch.tensor(chosen.positions, dtype=torch.long),
             torch.tensor(chosen.labels, dtype=torch.long),
         )
         enlarged = (torch.cat([inner[0], pool_x[pseudo[0]]]), torch.cat([inner[1], pseudo[1]]))
-        right_with += _right(fit_linear_head(*enlarged, num_classes, L2), x[held], y[held])
+        right_with[held] = _right(fit_linear_head(*enlarged, num_classes, L2), x[held], y[held])
         if on_fold is not None:
             on_fold(1)
-    return PoolGate(right_without / len(y), right_with / len(y), folds, len(y))
+    difference = right_with - right_without
+    standard_error = float(difference.std() / len(y) ** 0.5)
+    return PoolGate(float(right_without.mean()), float(right_with.mean()), standard_error, folds, len(y))
 
 
 def gate_folds(labels: torch.Tensor) -> int:
@@ -228,9 +230,12 @@ def gate_folds(labels: torch.Tensor) -> int:
     return min(GATE_FOLDS, int(counts[counts > 0].min()))
 
 
-def _right(head: tuple[torch.Tensor, torch.Tensor], features: torch.Tensor, labels: torch.Tensor) -> int:
+def _right(
+    head: tuple[torch.Tensor, torch.Tensor], features: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """1.0 for each image the head classifies right, else 0.0."""
     weight, bias = head
-    return int(((features @ weight.T + bias).argmax(1) == labels).sum())
+    return ((features @ weight.T + bias).argmax(1) == labels).float()
 
 
 def label_the_pool(
@@ -276,6 +281,18 @@ def label_the_pool(
     return {**data, "train": enlarged}, labels
 
 
+_measured_gates: dict[str, PoolGate | None] = {}  # by `_fingerprint`: reused by a run's later folds
+
+
+def _fingerprint(*parts: torch.Tensor | float) -> str:
+    """A digest of the gate's inputs: the same labeled and pool features give the same gate."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        data = part.contiguous().numpy().tobytes() if isinstance(part, torch.Tensor) else repr(part).encode()
+        digest.update(data)
+    return digest.hexdigest()
+
+
 def gated(
     labels: PseudoLabels,
     features: dict[str, torch.Tensor],
@@ -284,19 +301,24 @@ def gated(
     options: PseudoLabelOptions,
 ) -> PseudoLabels:
     """`labels` with the gate's measurement, and no pseudo-labels when the gate stays shut."""
+    indices = torch.tensor([*data["train"].indices, *data["val"].indices])
+    order = indices.argsort()  # a fold of cross-validation or the final fit: the same images, same deal
     labeled = (
-        torch.cat([features["train"], features["val"]]),
-        torch.cat([data["train"].labels, data["val"].labels]),
+        torch.cat([features["train"], features["val"]])[order],
+        torch.cat([data["train"].labels, data["val"].labels])[order],
     )
-    with progress_task("pseudo-labels: gate folds", gate_folds(labeled[1])) as step:
-        gate = pool_gate(
-            labeled,
-            features[UNLABELED],
-            num_classes=num_classes,
-            rounds=options.rounds,
-            threshold=options.threshold,
-            on_fold=step,
-        )
+    key = _fingerprint(labeled[0], labeled[1], features[UNLABELED], options.rounds, options.threshold)
+    if key not in _measured_gates:
+        with progress_task("pseudo-labels: gate folds", gate_folds(labeled[1])) as step:
+            _measured_gates[key] = pool_gate(
+                labeled,
+                features[UNLABELED],
+                num_classes=num_classes,
+                rounds=options.rounds,
+                threshold=options.threshold,
+                on_fold=step,
+            )
+    gate = _measured_gates[key]
     if gate is None:
         logger.warning(
             "too few labeled images per class to gate the pool; the pseudo-labels are used unmeasured"
@@ -304,10 +326,11 @@ def gated(
         return labels
     if not gate.open:
         logger.warning(
-            "pseudo-labels do not raise the out-of-fold accuracy of a head on the labeled images "
-            "(%.1f%% -> %.1f%%): the pool is not used",
+            "pseudo-labels do not raise the out-of-fold accuracy of a head on the labeled images by more "
+            "than one standard error (%.1f%% -> %.1f%%, standard error %.1f%%): the pool is not used",
             100 * gate.without,
             100 * gate.with_pool,
+            100 * gate.standard_error,
         )
         return PseudoLabels([], [], labels.rounds, gate.to_dict())
     return PseudoLabels(labels.positions, labels.labels, labels.rounds, gate.to_dict())

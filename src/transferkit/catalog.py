@@ -35,6 +35,7 @@ _DECLARATIONS: dict[Registry[Any], dict[str, str]] = {
         "none": "transferkit.training.semi.base",
         "pseudo-label": "transferkit.training.semi.pseudo_label",
         "fixmatch": "transferkit.training.semi.fixmatch",
+        "flexmatch": "transferkit.training.semi.fixmatch",
     },
     regularizers: {"none": "transferkit.training.regularizers", "l2-sp": "transferkit.training.regularizers"},
     augment_presets: {name: "transferkit.transforms.augment" for name in ("none", "crop", "light", "d4")},

@@ -138,6 +138,21 @@ def test_a_pseudo_label_run_resumes_on_the_same_pseudo_labels(config_file: Path,
     _assert_same_weights(interrupted, _weights(reference))
 
 
+def test_a_flexmatch_run_resumes_with_the_classes_it_had_learned(config_file: Path, tmp_path: Path) -> None:
+    """FlexMatch's thresholds follow every pool image's latest confident class: the checkpoint keeps them."""
+    semi = ["--labels-per-class", "5", "--semi", "flexmatch", "--set", "train.semi.threshold=0.4"]
+    reference = tmp_path / "reference"
+    assert _fit("--config", str(config_file), "--out", str(reference), *semi).returncode == 0
+    interrupted = tmp_path / "interrupted"
+    killed = _fit("--config", str(config_file), "--out", str(interrupted), *semi, env={KILL_AT: "step:5"})
+    assert killed.returncode == -signal.SIGKILL
+    (run_dir,) = interrupted.iterdir()
+    learned = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["semi"]["learned"]
+    assert (learned >= 0).any()  # the pool had confident predictions before the kill
+    assert _fit("--resume", str(run_dir)).returncode == 0
+    _assert_same_weights(interrupted, _weights(reference))
+
+
 def test_a_run_directory_in_use_refuses_a_second_process(tmp_path: Path) -> None:
     import transferkit
     from transferkit.errors import RunError

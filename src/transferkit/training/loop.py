@@ -114,7 +114,7 @@ def train_epochs(
         range_test = automatic_rate(module, plan.data["train"], plan.paths, save=plan.writes)
         module.strategy = module.strategy.with_rate(range_test.suggestion)
     if module.semi.needs_pool:
-        module.semi.attach(plan.data[UNLABELED], module.augment)
+        module.semi.attach(plan.data[UNLABELED], module.augment, module.num_classes)
     # Several processes: DDP registers what requires gradients when it wraps the model, so everything
     # that trains in some epoch must require them now; what is frozen in a given epoch is "unused".
     ever_trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}

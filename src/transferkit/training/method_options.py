@@ -68,6 +68,15 @@ class FixMatchOptions:
 
 
 @dataclass
+class FlexMatchOptions(FixMatchOptions):
+    warmup: bool = option(
+        True,
+        "threshold warm-up: while most of the pool has no confident prediction yet, every class's "
+        "threshold stays low",
+    )
+
+
+@dataclass
 class PseudoLabelOptions:
     # linear heads on frozen features are less confident than fine-tuned networks: 0.8, not 0.95
     threshold: float = option(
@@ -99,7 +108,11 @@ BUILT_IN_OPTIONS: dict[Registry[Any], dict[str, type]] = {
         "gradual": GradualOptions,
         "lora": LoRAOptions,
     },
-    catalog.semi_methods: {"fixmatch": FixMatchOptions, "pseudo-label": PseudoLabelOptions},
+    catalog.semi_methods: {
+        "fixmatch": FixMatchOptions,
+        "flexmatch": FlexMatchOptions,
+        "pseudo-label": PseudoLabelOptions,
+    },
     catalog.regularizers: {"l2-sp": L2SPOptions},
 }
 

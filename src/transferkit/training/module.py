@@ -66,12 +66,19 @@ class TransferModule(L.LightningModule):
         self.regularizer = regularizer or Regularizer()
         self.regularizer.bind_backbone(backbone)
         self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
-        self.mix = batch_mixing(config, int(backbone.head().out_features))  # type: ignore[arg-type]
+        self.num_classes = int(backbone.head().out_features)  # type: ignore[arg-type]
+        self.mix = batch_mixing(config, self.num_classes)
         self._trainable_epoch: int | None = None
         self.consistency: Consistency | None = None  # the pool's figures for the last step
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(images))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["semi"] = self.semi.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.semi.load_state_dict(checkpoint.get("semi", {}))
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         # Here rather than at epoch start: Lightning skips epoch-start hooks when it resumes mid-epoch.

@@ -18,9 +18,9 @@ from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import UNLABELED
 from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
-from transferkit.training.method_options import PseudoLabelOptions
-from transferkit.training.semi import FixMatch, pseudo_label
-from transferkit.training.semi.consistency import consistency_loss
+from transferkit.training.method_options import FlexMatchOptions, PseudoLabelOptions
+from transferkit.training.semi import FixMatch, FlexMatch, pseudo_label
+from transferkit.training.semi.consistency import Consistency, consistency_loss
 from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train
 
 
@@ -99,13 +99,9 @@ def test_the_gate_is_measured_once_for_the_same_labeled_images_in_any_split(
         }
         split_features = {"train": features[kept], "val": features[held], UNLABELED: pool}
         gates.append(pseudo_label.gated(found, split_features, data, 2, options).gate)
-    assert len(calls) == 1 and gates[0] == gates[1] and gates[0] is not None
-    assert (
-        gates[0]
-        == measure(
-            (features, labels), pool, num_classes=2, rounds=options.rounds, threshold=options.threshold
-        ).to_dict()
-    )  # type: ignore[union-attr]
+    assert len(calls) == 1 and gates[0] == gates[1]
+    in_record_order = measure((features, labels), pool, num_classes=2, rounds=options.rounds, threshold=0.8)
+    assert in_record_order is not None and gates[0] == in_record_order.to_dict()
 
 
 def test_selection_is_confident_and_within_each_class_quota() -> None:
@@ -129,7 +125,7 @@ def test_fixmatch_trains_only_on_confident_targets() -> None:
             count=6,
             weak=None,
             strong=lambda x: x,
-            threshold=threshold,
+            thresholds=torch.full((3,), threshold),
         )
 
     everything, nothing = loss(0.0), loss(0.999)
@@ -166,7 +162,26 @@ def test_semi_without_an_unlabeled_pool_is_refused(image_folder: Path, tmp_path:
         transferkit.fit(config)
 
 
-@pytest.mark.parametrize("semi", ["pseudo-label", "fixmatch"])
+def test_flexmatch_lowers_the_threshold_of_classes_it_has_learned_least() -> None:
+    method = FlexMatch(FlexMatchOptions(threshold=0.9))
+    method.attach(
+        SplitImages(torch.zeros(10, 3, 4, 4, dtype=torch.uint8), torch.full((10,), -1), []), None, 3
+    )
+    assert method.thresholds().tolist() == [0.0, 0.0, 0.0]  # warm-up: nothing learned yet
+    drawn = torch.arange(10)
+    predicted = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    confidence = torch.tensor([0.95] * 8 + [0.5, 0.5])  # class 2's two are not confident
+    method.learn(Consistency(torch.tensor(0.0), 0, 0, 0, drawn, confidence, predicted))
+    assert method.learned.tolist() == [0, 0, 0, 0, 0, 0, 1, 1, -1, -1]
+    # class 0 leads with 6 (more than the 2 still unlearned): beta = 1, 1/3, 0; M(x) = x / (2 - x)
+    assert torch.allclose(method.thresholds(), torch.tensor([0.9, 0.9 * (1 / 3) / (5 / 3), 0.0]))
+    restored = FlexMatch(FlexMatchOptions(threshold=0.9))
+    restored.load_state_dict(method.state_dict())
+    restored.attach(method.pool, None, 3)  # type: ignore[arg-type]
+    assert torch.equal(restored.thresholds(), method.thresholds())  # a resume keeps what was learned
+
+
+@pytest.mark.parametrize("semi", ["pseudo-label", "fixmatch", "flexmatch"])
 def test_a_semi_supervised_fit_reports_its_pseudo_labels(
     semi: str, image_folder: Path, tmp_path: Path
 ) -> None:
@@ -175,9 +190,8 @@ def test_a_semi_supervised_fit_reports_its_pseudo_labels(
     )
     run = transferkit.fit(config)
     report = (run.dir / "report.md").read_text()
-    assert (
-        "Pseudo-label self-training" if semi == "pseudo-label" else "FixMatch on the unlabeled pool"
-    ) in report
+    title = {"pseudo-label": "Pseudo-label self-training", "fixmatch": "FixMatch", "flexmatch": "FlexMatch"}
+    assert title[semi] in report
     if semi == "pseudo-label":
         assert (run.dir / "pseudo_labels.json").is_file()
         assert "Gate: out-of-fold accuracy" in report  # used or not, the report says why

@@ -29,6 +29,8 @@ class SemiMethod:
         attach: the pool and the training augmentation, before the epoch loop.
         step_loss: an extra loss for one training step on pool images, or None.
         note: one sentence for the report, from the training history and the summary.
+        state_dict / load_state_dict: what the method learns while training, kept in the checkpoints
+            so that a resumed run goes on exactly.
     """
 
     name = "none"
@@ -48,14 +50,21 @@ class SemiMethod:
     ) -> tuple[Splits, Any]:
         return data, None
 
-    def attach(self, pool: SplitImages, weak: ImageTransform | None) -> None:
-        """Called before the epoch loop with the unlabeled pool and the per-image training augmentation."""
+    def attach(self, pool: SplitImages, weak: ImageTransform | None, num_classes: int) -> None:
+        """Called before the epoch loop with the unlabeled pool, the per-image training augmentation and
+        the number of classes."""
 
     def step_loss(self, model: nn.Module, normalize: nn.Module, batch_size: int) -> Consistency | None:
         return None
 
     def note(self, history: list[dict[str, Any]], summary: Any) -> str | None:
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict` gave (an empty dict from a checkpoint without it)."""
 
 
 semi_methods: Registry[type[SemiMethod]] = catalog.semi_methods

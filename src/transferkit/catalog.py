@@ -36,6 +36,7 @@ _DECLARATIONS: dict[Registry[Any], dict[str, str]] = {
         "pseudo-label": "transferkit.training.semi.pseudo_label",
         "fixmatch": "transferkit.training.semi.fixmatch",
         "flexmatch": "transferkit.training.semi.fixmatch",
+        "self-training": "transferkit.training.semi.self_training",
     },
     regularizers: {"none": "transferkit.training.regularizers", "l2-sp": "transferkit.training.regularizers"},
     augment_presets: {name: "transferkit.transforms.augment" for name in ("none", "crop", "light", "d4")},

@@ -115,6 +115,12 @@ class RunPaths:
         (root / "plots").mkdir(parents=True, exist_ok=True)
         return RunPaths(root)
 
+    def teacher(self) -> RunPaths:
+        """The directory of a self-training run's teacher, ``teacher`` (kept for a resume, as a fold's)."""
+        root = self.root / "teacher"
+        (root / "plots").mkdir(parents=True, exist_ok=True)
+        return RunPaths(root)
+
     @property
     def predictions(self) -> Path:
         return self.root / "predictions.csv"

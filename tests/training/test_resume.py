@@ -153,6 +153,23 @@ def test_a_flexmatch_run_resumes_with_the_classes_it_had_learned(config_file: Pa
     _assert_same_weights(interrupted, _weights(reference))
 
 
+def test_a_self_training_run_resumes_its_teacher_and_its_student(config_file: Path, tmp_path: Path) -> None:
+    semi = ["--labels-per-class", "5", "--semi", "self-training", "--set", "train.semi.threshold=0.34"]
+    reference = tmp_path / "reference"
+    assert _fit("--config", str(config_file), "--out", str(reference), *semi).returncode == 0
+    interrupted = tmp_path / "interrupted"
+    run = ["--config", str(config_file), "--out", str(interrupted), *semi]
+    assert _fit(*run, env={KILL_AT: "step:3"}).returncode == -signal.SIGKILL  # the teacher, mid-training
+    (run_dir,) = interrupted.iterdir()
+    assert _fit("--resume", str(run_dir), env={KILL_AT: "teacher"}).returncode == -signal.SIGKILL
+    assert (run_dir / "teacher" / "checkpoints" / "trained.pt").is_file()
+    # the teacher is done: the next step 3 is the student's
+    assert _fit("--resume", str(run_dir), env={KILL_AT: "step:3"}).returncode == -signal.SIGKILL
+    assert (run_dir / "pseudo_labels.json").is_file()
+    assert _fit("--resume", str(run_dir)).returncode == 0
+    _assert_same_weights(interrupted, _weights(reference))
+
+
 def test_a_run_directory_in_use_refuses_a_second_process(tmp_path: Path) -> None:
     import transferkit
     from transferkit.errors import RunError

@@ -25,7 +25,7 @@ from transferkit.data import (
     decode_splits,
     fingerprint,
 )
-from transferkit.data.cache import DiskCache, SplitImages
+from transferkit.data.cache import DiskCache
 from transferkit.data.checks import DataReport, check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
@@ -36,8 +36,6 @@ from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
-from transferkit.training.interpolation import WeightChoice, choose_alpha
-from transferkit.training.loop import TrainingResult
 from transferkit.training.methods import create_methods, with_resolved_methods
 from transferkit.training.semi import SemiMethod
 from transferkit.transforms import augment_presets, create_augmentation
@@ -139,7 +137,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         else:
             training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
             choice = (
-                cv.choice if cv is not None else choose_on_validation(recipe, backbone, training, data["val"])
+                cv.choice if cv is not None else recipe.choose_on_validation(backbone, training, data["val"])
             )
             recipe.finish(backbone, training, choice.alpha if choice else 1.0)
         source = with_note(source, methods.semi.note(training.history, training.semi_summary))
@@ -173,19 +171,6 @@ def resumed_choice(paths: RunPaths | None) -> ModelChoice | None:
     if paths is None or not paths.model_choice.exists():
         return None
     return ModelChoice.from_dict(json.loads(paths.model_choice.read_text()))
-
-
-def choose_on_validation(
-    recipe: Recipe, backbone: Backbone, training: TrainingResult, val: SplitImages
-) -> WeightChoice | None:
-    """The WiSE-FT candidate with the best validation predictions; None without a validation split or
-    without candidates."""
-    if not len(val.labels):
-        return None
-    logits = recipe.candidate_logits(backbone, training, val.images)
-    if len(logits) == 1:
-        return None
-    return choose_alpha(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
 
 
 def ordered_source(source: ImageSource, task: str) -> ImageSource:

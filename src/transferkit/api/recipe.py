@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -10,14 +13,17 @@ import torch
 from transferkit.config import FitConfig
 from transferkit.data import ImageSource
 from transferkit.data.cache import SplitImages
+from transferkit.data.splits import UNLABELED
 from transferkit.export.predictor import Classifier
+from transferkit.faults import kill_point
 from transferkit.models import Backbone, resolve_model
 from transferkit.run_dir import RunPaths
 from transferkit.training.balance import class_weights, resolve_balance
-from transferkit.training.interpolation import ALPHAS, cloned, interpolate
+from transferkit.training.interpolation import ALPHAS, WeightChoice, choose_alpha, cloned, interpolate
 from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
 from transferkit.training.methods import Methods
 from transferkit.training.module import TransferModule
+from transferkit.training.semi import SemiMethod, Teacher
 from transferkit.training.strategies import FinetuneStrategy
 from transferkit.transforms.augment import AugmentPreset, identity
 
@@ -72,8 +78,43 @@ class Recipe:
             semi=methods.semi,
             regularizer=methods.regularizer,
         )
-        plan = TrainingPlan(data, paths, config.runtime, balance == "sampler", train_counts, writes)
+        teacher = (
+            self.teach(data, paths, resume=resume, writes=writes) if methods.semi.needs_teacher else None
+        )
+        plan = TrainingPlan(data, paths, config.runtime, balance == "sampler", train_counts, writes, teacher)
         return run_phases(module, plan, resume=resume)
+
+    def teach(self, data: dict[str, SplitImages], paths: RunPaths, *, resume: bool, writes: bool) -> Teacher:
+        """What this recipe without its semi-supervised method, trained on the labeled images alone
+        (``teacher/`` in the run directory, resumable), predicts for the pool and validation images.
+        The random state is restored afterwards: the student trains as it would without a teacher."""
+        alone = replace(self, methods=replace(self.methods, semi=SemiMethod()))
+        with kept_random_state():
+            network = alone.backbone()
+            teacher_paths = paths.teacher()
+            training = alone.train(network, data, teacher_paths, resume=resume, writes=writes)
+            for checkpoint in (teacher_paths.last_checkpoint, teacher_paths.best_checkpoint):
+                checkpoint.unlink(missing_ok=True)  # a resume reads the trained weights
+            choice = alone.choose_on_validation(network, training, data["val"])
+            alone.finish(network, training, choice.alpha if choice else 1.0)
+            classifier = alone.classifier(network)
+            pool, val = (
+                torch.from_numpy(classifier.probabilities(data[n].images)) for n in (UNLABELED, "val")
+            )
+        kill_point("teacher")
+        return Teacher(pool, val)
+
+    def choose_on_validation(
+        self, backbone: Backbone, training: TrainingResult, val: SplitImages
+    ) -> WeightChoice | None:
+        """The WiSE-FT candidate with the best validation predictions; None without a validation split
+        or without candidates."""
+        if not len(val.labels):
+            return None
+        logits = self.candidate_logits(backbone, training, val.images)
+        if len(logits) == 1:
+            return None
+        return choose_alpha(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
 
     def candidate_logits(
         self, backbone: Backbone, training: TrainingResult, images: torch.Tensor
@@ -109,3 +150,13 @@ class Recipe:
             data_channels=self.source.channels,
             backend=self.config.runtime.inference,
         )
+
+
+@contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Python's, NumPy's and PyTorch's random states (every device's) as they were before the block."""
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        yield
+    random.setstate(python)
+    np.random.set_state(numpy)

@@ -31,6 +31,7 @@ from transferkit.training.interpolation import State, cloned
 from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.prefix_cache import cacheable, cached_prefix
+from transferkit.training.semi.base import Teacher
 from transferkit.training.trainer import create_trainer, quiet_lightning
 
 RANGE_TEST_FILE = "lr_range_test.json"
@@ -46,6 +47,7 @@ class TrainingPlan:
     balanced_sampling: bool = False
     class_counts: list[int] | None = None
     writes: bool = True  # False in the worker processes of a multi-process run
+    teacher: Teacher | None = None  # for a semi method that needs one: its predictions
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
     paths, strategy = plan.paths, module.strategy
     # a run that saved its pseudo-labels trains (or reads back) the very same ones
     plan.data, semi_summary = module.semi.pseudo_label(
-        module.backbone, module.normalize, plan.data, paths.root, save=plan.writes
+        module.backbone, module.normalize, plan.data, paths.root, save=plan.writes, teacher=plan.teacher
     )
     if resume and paths.trained_weights.exists():
         module.model.load_state_dict(torch.load(paths.trained_weights, weights_only=True))

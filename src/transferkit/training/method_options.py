@@ -91,6 +91,15 @@ class PseudoLabelOptions:
 
 
 @dataclass
+class SelfTrainingOptions:
+    threshold: float = option(
+        0.9,
+        "the teacher's confidence (mean over test-time views) for a pool image to get a pseudo-label",
+        within=Interval(0, 1, "neither"),
+    )
+
+
+@dataclass
 class L2SPOptions:
     strength: float = option(0.01, "alpha of the pull toward the pretrained weights", within=Interval(0))
     toward: Literal["start", "ancestor"] = option(
@@ -112,6 +121,7 @@ BUILT_IN_OPTIONS: dict[Registry[Any], dict[str, type]] = {
         "fixmatch": FixMatchOptions,
         "flexmatch": FlexMatchOptions,
         "pseudo-label": PseudoLabelOptions,
+        "self-training": SelfTrainingOptions,
     },
     catalog.regularizers: {"l2-sp": L2SPOptions},
 }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 import transferkit
@@ -19,9 +21,10 @@ from transferkit.data.splits import UNLABELED
 from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
 from transferkit.training.method_options import FlexMatchOptions, PseudoLabelOptions
-from transferkit.training.semi import FixMatch, FlexMatch, pseudo_label
+from transferkit.training.semi import FixMatch, FlexMatch, Teacher, pseudo_label
 from transferkit.training.semi.consistency import Consistency, consistency_loss
 from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train
+from transferkit.training.semi.self_training import teacher_labels
 
 
 def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +184,21 @@ def test_flexmatch_lowers_the_threshold_of_classes_it_has_learned_least() -> Non
     assert torch.equal(restored.thresholds(), method.thresholds())  # a resume keeps what was learned
 
 
-@pytest.mark.parametrize("semi", ["pseudo-label", "fixmatch", "flexmatch"])
+def test_a_teacher_labels_its_confident_pool_images_within_each_class_share() -> None:
+    def split(labels: list[int]) -> SplitImages:
+        return SplitImages(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), torch.tensor(labels), [])
+
+    # labeled 3:1, so of a pool of 4 class 0 may take 3 images and class 1 one
+    data = {"train": split([0, 0, 0, 1]), "val": split([0, 1]), UNLABELED: split([0, 1, 1, -1])}
+    pool = torch.tensor([[0.95, 0.05], [0.02, 0.98], [0.04, 0.96], [0.5, 0.5]])
+    teacher = Teacher(pool, val=torch.tensor([[0.9, 0.1], [0.6, 0.4]]))
+    labels = teacher_labels(teacher, data, threshold=0.9)
+    assert labels.positions == [0, 1] and labels.labels == [0, 1]  # class 1's second is over its share
+    assert labels.accuracy == 1.0 and labels.teacher_val_accuracy == 0.5
+    assert teacher_labels(teacher, data, threshold=0.99).positions == []
+
+
+@pytest.mark.parametrize("semi", ["pseudo-label", "fixmatch", "flexmatch", "self-training"])
 def test_a_semi_supervised_fit_reports_its_pseudo_labels(
     semi: str, image_folder: Path, tmp_path: Path
 ) -> None:
@@ -190,10 +207,35 @@ def test_a_semi_supervised_fit_reports_its_pseudo_labels(
     )
     run = transferkit.fit(config)
     report = (run.dir / "report.md").read_text()
-    title = {"pseudo-label": "Pseudo-label self-training", "fixmatch": "FixMatch", "flexmatch": "FlexMatch"}
+    title = {
+        "pseudo-label": "Pseudo-label self-training",
+        "fixmatch": "FixMatch",
+        "flexmatch": "FlexMatch",
+        "self-training": "Self-training: a teacher trained on the labeled images alone",
+    }
     assert title[semi] in report
-    if semi == "pseudo-label":
+    if semi == "self-training":
+        assert (run.dir / "teacher" / "checkpoints" / "trained.pt").is_file()
+        assert (run.dir / "pseudo_labels.json").is_file()
+    elif semi == "pseudo-label":
         assert (run.dir / "pseudo_labels.json").is_file()
         assert "Gate: out-of-fold accuracy" in report  # used or not, the report says why
     else:  # pool images drew targets, and the hidden labels measured them
         assert "targets (" in report and "% right)" in report
+
+
+def test_a_teacher_leaves_the_student_as_it_would_train_without_one(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """The teacher trains on its own random draws: with no pool image confident enough, the student is
+    exactly the model trained on the labeled images without any semi-supervised method."""
+    budget = {"data.labels_per_class": 5}
+    alone = transferkit.fit(tiny_fit_config(image_folder, tmp_path / "alone").with_overrides(budget))
+    student = transferkit.fit(
+        tiny_fit_config(image_folder, tmp_path / "student").with_overrides(
+            {**budget, "train.semi": "self-training", "train.semi.threshold": 0.9999}
+        )
+    )
+    assert json.loads((student.dir / "pseudo_labels.json").read_text())["positions"] == []
+    expected, weights = (load_file(run.dir / "model" / "model.safetensors") for run in (alone, student))
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)

@@ -3,9 +3,11 @@ these hooks and never branches on a method's name; ``none`` is this base class i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from transferkit import catalog
@@ -19,13 +21,23 @@ from transferkit.transforms.augment import ImageTransform
 Splits = dict[str, SplitImages]
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """What a network fine-tuned on the labeled images alone predicts: class probabilities (averaged
+    over the test-time views) of each pool image and of each validation image."""
+
+    pool: torch.Tensor
+    val: torch.Tensor
+
+
 class SemiMethod:
     """Base class, and the ``none`` method: no use of the pool. Override the hooks that differ.
 
     Hooks, in the order training calls them:
         pseudo_label: before any training, may add pool images with pseudo-labels to train; returns
             the splits and a summary for the report. A selection saved in the run directory is read
-            back, so a resumed run trains on the same images.
+            back, so a resumed run trains on the same images. A method that `needs_teacher` gets the
+            predictions of the same recipe trained first on the labeled images alone.
         attach: the pool and the training augmentation, before the epoch loop.
         step_loss: an extra loss for one training step on pool images, or None.
         note: one sentence for the report, from the training history and the summary.
@@ -38,6 +50,7 @@ class SemiMethod:
     argument: ClassVar[str | None] = None
     needs_pool = False  # fit must provide an unlabeled pool (a label budget or --unlabeled)
     trains_on_pool_each_step = False  # the pool goes through the whole network at every step
+    needs_teacher = False  # training starts with a teacher: the same recipe without the pool
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -46,7 +59,14 @@ class SemiMethod:
         return resolved_spec(self.name, self.options)
 
     def pseudo_label(
-        self, backbone: Backbone, normalize: nn.Module, data: Splits, run_dir: Path, *, save: bool
+        self,
+        backbone: Backbone,
+        normalize: nn.Module,
+        data: Splits,
+        run_dir: Path,
+        *,
+        save: bool,
+        teacher: Teacher | None = None,
     ) -> tuple[Splits, Any]:
         return data, None
 

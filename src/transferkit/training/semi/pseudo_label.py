@@ -38,7 +38,7 @@ from transferkit.models.backbone import Backbone
 from transferkit.progress import progress_task
 from transferkit.training.features import extract_feature_sets, fit_linear_head
 from transferkit.training.method_options import PseudoLabelOptions
-from transferkit.training.semi.base import SemiMethod, Splits, semi_methods
+from transferkit.training.semi.base import SemiMethod, Splits, Teacher, semi_methods
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,14 @@ class PseudoLabel(SemiMethod):
     needs_pool = True
 
     def pseudo_label(
-        self, backbone: Backbone, normalize: nn.Module, data: Splits, run_dir: Path, *, save: bool
+        self,
+        backbone: Backbone,
+        normalize: nn.Module,
+        data: Splits,
+        run_dir: Path,
+        *,
+        save: bool,
+        teacher: Teacher | None = None,
     ) -> tuple[Splits, PseudoLabels]:
         saved = run_dir / "pseudo_labels.json"
         return label_the_pool(backbone, normalize, data, self.options, saved, save=save)
@@ -271,14 +278,19 @@ def label_the_pool(
         if save:
             write_json(saved, labels.to_dict())
         kill_point("pseudo-labels")
+    return with_pseudo_labels(data, labels), labels
+
+
+def with_pseudo_labels(data: Splits, labels: PseudoLabels) -> Splits:
+    """The splits with the chosen pool images, under their pseudo-labels, added to train."""
+    pool, train = data[UNLABELED], data["train"]
     chosen = torch.tensor(labels.positions, dtype=torch.long)
-    train = data["train"]
     enlarged = SplitImages(
         torch.cat([train.images, pool.images[chosen]]),
         torch.cat([train.labels, torch.tensor(labels.labels, dtype=torch.long)]),
         [*train.indices, *(pool.indices[i] for i in labels.positions)],
     )
-    return {**data, "train": enlarged}, labels
+    return {**data, "train": enlarged}
 
 
 _measured_gates: dict[str, PoolGate | None] = {}  # by `_fingerprint`: reused by a run's later folds

@@ -1,0 +1,126 @@
+"""Self-training from a fine-tuned teacher (after Xie et al., "Self-training with Noisy Student",
+CVPR 2020): the run's own recipe is first trained on the labeled images alone; its confident,
+class-balanced predictions on the pool become pseudo-labels, and the student, started afresh from the
+same pretrained model, trains on labeled and pseudo-labeled images with the run's augmentation.
+
+Where frozen features separate the classes poorly, a fine-tuned teacher's pseudo-labels are far more
+often right than a head's on those features (`pseudo-label`); the price is a second training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from transferkit.data.splits import UNLABELED
+from transferkit.files import write_json
+from transferkit.models.backbone import Backbone
+from transferkit.training.method_options import SelfTrainingOptions
+from transferkit.training.semi.base import SemiMethod, Splits, Teacher, semi_methods
+from transferkit.training.semi.pseudo_label import PseudoLabels, select, with_pseudo_labels
+
+
+@semi_methods.register("self-training")
+class SelfTraining(SemiMethod):
+    """Pseudo-labels from the run's recipe trained on the labeled images alone; the student starts
+    again from the pretrained model."""
+
+    Options = SelfTrainingOptions
+    name = "self-training"
+    needs_pool = True
+    needs_teacher = True
+
+    def pseudo_label(
+        self,
+        backbone: Backbone,
+        normalize: nn.Module,
+        data: Splits,
+        run_dir: Path,
+        *,
+        save: bool,
+        teacher: Teacher | None = None,
+    ) -> tuple[Splits, TeacherLabels]:
+        saved = run_dir / "pseudo_labels.json"
+        if saved.exists():  # a resumed run trains on the very same images
+            labels = TeacherLabels.from_dict(json.loads(saved.read_text()))
+        elif teacher is None:
+            raise ValueError("self-training needs the teacher's predictions (SemiMethod.needs_teacher)")
+        else:
+            labels = teacher_labels(teacher, data, self.options.threshold)
+            if save:
+                write_json(saved, labels.to_dict())
+        return with_pseudo_labels(data, labels), labels
+
+    def note(self, history: list[dict[str, Any]], summary: Any) -> str | None:
+        if summary is None:
+            return None
+        right = (
+            "" if summary.accuracy is None else f" ({summary.accuracy:.1%} right where the label is known)"
+        )
+        teacher = (
+            ""
+            if summary.teacher_val_accuracy is None
+            else f"; the teacher's validation accuracy was {summary.teacher_val_accuracy:.1%}"
+        )
+        return (
+            f"Self-training: a teacher trained on the labeled images alone gave {len(summary.positions)} "
+            f"pool images a pseudo-label at confidence {summary.threshold:.2f} or more{right}{teacher}; "
+            "this model started again from the pretrained weights with them."
+        )
+
+
+@dataclass
+class TeacherLabels(PseudoLabels):
+    """The teacher's pseudo-labels, their accuracy where the pool's labels are known, and the teacher's
+    own validation accuracy."""
+
+    threshold: float = 0.0
+    accuracy: float | None = None
+    teacher_val_accuracy: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **super().to_dict(),
+            "threshold": self.threshold,
+            "accuracy": self.accuracy,
+            "teacher_val_accuracy": self.teacher_val_accuracy,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TeacherLabels:
+        return cls(
+            list(values["positions"]),
+            list(values["labels"]),
+            threshold=values["threshold"],
+            accuracy=values["accuracy"],
+            teacher_val_accuracy=values["teacher_val_accuracy"],
+        )
+
+
+def teacher_labels(teacher: Teacher, data: Splits, threshold: float) -> TeacherLabels:
+    """Per class, the pool images the teacher predicts most confidently (at least `threshold`), at
+    most the class's share of the pool by the labeled class frequencies: one class cannot swamp the
+    others."""
+    train, val, pool = data["train"], data["val"], data[UNLABELED]
+    classes = teacher.pool.shape[1]
+    prior = torch.bincount(train.labels, minlength=classes).float() / len(train.labels)
+    quotas = (prior * len(pool.labels)).ceil().long().tolist()
+    positions, labels = select(teacher.pool, quotas, threshold)
+    return TeacherLabels(
+        positions,
+        labels,
+        threshold=threshold,
+        accuracy=_accuracy(pool.labels[positions], torch.tensor(labels, dtype=torch.long)),
+        teacher_val_accuracy=_accuracy(val.labels, teacher.val.argmax(1)) if len(val.labels) else None,
+    )
+
+
+def _accuracy(truth: torch.Tensor, predicted: torch.Tensor) -> float | None:
+    """The share of `predicted` equal to `truth` where the truth is known (not -1); None if nowhere."""
+    known = truth >= 0
+    return float((truth[known] == predicted[known]).float().mean()) if known.any() else None

@@ -66,8 +66,9 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
     """Trains `module` as its strategy says."""
     paths, strategy = plan.paths, module.strategy
     # a run that saved its pseudo-labels trains (or reads back) the very same ones
+    teacher = {"teacher": plan.teacher} if module.semi.needs_teacher else {}  # others never take one
     plan.data, semi_summary = module.semi.pseudo_label(
-        module.backbone, module.normalize, plan.data, paths.root, save=plan.writes, teacher=plan.teacher
+        module.backbone, module.normalize, plan.data, paths.root, save=plan.writes, **teacher
     )
     if resume and paths.trained_weights.exists():
         module.model.load_state_dict(torch.load(paths.trained_weights, weights_only=True))

@@ -36,8 +36,9 @@ class SemiMethod:
     Hooks, in the order training calls them:
         pseudo_label: before any training, may add pool images with pseudo-labels to train; returns
             the splits and a summary for the report. A selection saved in the run directory is read
-            back, so a resumed run trains on the same images. A method that `needs_teacher` gets the
-            predictions of the same recipe trained first on the labeled images alone.
+            back, so a resumed run trains on the same images. A method that `needs_teacher` takes
+            one more keyword, `teacher`: the predictions of the run's recipe trained first on the
+            labeled images alone (`Teacher`).
         attach: the pool and the training augmentation, before the epoch loop.
         step_loss: an extra loss for one training step on pool images, or None.
         note: one sentence for the report, from the training history and the summary.
@@ -59,14 +60,7 @@ class SemiMethod:
         return resolved_spec(self.name, self.options)
 
     def pseudo_label(
-        self,
-        backbone: Backbone,
-        normalize: nn.Module,
-        data: Splits,
-        run_dir: Path,
-        *,
-        save: bool,
-        teacher: Teacher | None = None,
+        self, backbone: Backbone, normalize: nn.Module, data: Splits, run_dir: Path, *, save: bool
     ) -> tuple[Splits, Any]:
         return data, None
 

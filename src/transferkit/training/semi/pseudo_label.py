@@ -38,7 +38,7 @@ from transferkit.models.backbone import Backbone
 from transferkit.progress import progress_task
 from transferkit.training.features import extract_feature_sets, fit_linear_head
 from transferkit.training.method_options import PseudoLabelOptions
-from transferkit.training.semi.base import SemiMethod, Splits, Teacher, semi_methods
+from transferkit.training.semi.base import SemiMethod, Splits, semi_methods
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,7 @@ class PseudoLabel(SemiMethod):
     needs_pool = True
 
     def pseudo_label(
-        self,
-        backbone: Backbone,
-        normalize: nn.Module,
-        data: Splits,
-        run_dir: Path,
-        *,
-        save: bool,
-        teacher: Teacher | None = None,
+        self, backbone: Backbone, normalize: nn.Module, data: Splits, run_dir: Path, *, save: bool
     ) -> tuple[Splits, PseudoLabels]:
         saved = run_dir / "pseudo_labels.json"
         return label_the_pool(backbone, normalize, data, self.options, saved, save=save)

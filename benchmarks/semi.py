@@ -15,7 +15,9 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import statistics
+import sys
 from pathlib import Path
 
 from default_fit import RESULTS, _commit, _cpu, run_fit, test_sampling, write_csv
@@ -84,8 +86,7 @@ def main() -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    budgets = " --budgets " + " ".join(repr(b) for b in args.budgets) if args.budgets else ""
-    write(rows, f"python benchmarks/semi.py --seeds {' '.join(map(str, args.seeds))}{budgets}")
+    write(rows, "python benchmarks/semi.py " + shlex.join(sys.argv[1:]))
 
 
 def pool_use(run_dir: Path) -> str:
@@ -93,7 +94,11 @@ def pool_use(run_dir: Path) -> str:
     consistency targets per epoch (metrics.csv); "" for runs without a pool."""
     saved = run_dir / "pseudo_labels.json"
     if saved.exists():
-        gate = json.loads(saved.read_text()).get("gate")
+        chosen = json.loads(saved.read_text())
+        if "teacher_val_accuracy" in chosen:  # self-training: the teacher's labels, no gate
+            right = "" if chosen["accuracy"] is None else f", {chosen['accuracy']:.1%} right"
+            return f"{len(chosen['positions'])} pseudo-labels{right}"
+        gate = chosen.get("gate")
         if gate is None:
             return "used, ungated"
         verdict = "used" if gate["open"] else "left out"

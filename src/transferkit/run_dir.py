@@ -111,13 +111,15 @@ class RunPaths:
     def fold(self, number: int) -> RunPaths:
         """The directory of one cross-validation fold's model, ``folds/fold-N`` (kept for a resume: a
         finished fold keeps its weights, not its Lightning checkpoints)."""
-        root = self.root / "folds" / f"fold-{number}"
-        (root / "plots").mkdir(parents=True, exist_ok=True)
-        return RunPaths(root)
+        return self._model_inside("folds", f"fold-{number}")
 
     def teacher(self) -> RunPaths:
         """The directory of a self-training run's teacher, ``teacher`` (kept for a resume, as a fold's)."""
-        root = self.root / "teacher"
+        return self._model_inside("teacher")
+
+    def _model_inside(self, *parts: str) -> RunPaths:
+        """The directory of a model this run trains on the way to its own, created if need be."""
+        root = self.root.joinpath(*parts)
         (root / "plots").mkdir(parents=True, exist_ok=True)
         return RunPaths(root)
 

@@ -121,10 +121,16 @@ def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
         transferkit.fit(resume=tmp_path / "elsewhere")
 
 
+def _reference_weights(config_file: Path, tmp_path: Path, flags: list[str]) -> dict[str, torch.Tensor]:
+    """The weights of the same run, uninterrupted."""
+    out = tmp_path / "reference"
+    assert _fit("--config", str(config_file), "--out", str(out), *flags).returncode == 0
+    return _weights(out)
+
+
 def test_a_pseudo_label_run_resumes_on_the_same_pseudo_labels(config_file: Path, tmp_path: Path) -> None:
     semi = ["--labels-per-class", "5", "--semi", "pseudo-label", "--set", "train.semi.threshold=0.34"]
-    reference = tmp_path / "reference"
-    assert _fit("--config", str(config_file), "--out", str(reference), *semi).returncode == 0
+    reference = _reference_weights(config_file, tmp_path, semi)
     interrupted = tmp_path / "interrupted"
     killed = _fit(
         "--config", str(config_file), "--out", str(interrupted), *semi, env={KILL_AT: "pseudo-labels"}
@@ -135,14 +141,13 @@ def test_a_pseudo_label_run_resumes_on_the_same_pseudo_labels(config_file: Path,
     # between the head and the epoch loop: nothing to resume from yet but the saved pseudo-labels
     assert _fit("--resume", str(run_dir), env={KILL_AT: "after-head"}).returncode == -signal.SIGKILL
     assert _fit("--resume", str(run_dir)).returncode == 0
-    _assert_same_weights(interrupted, _weights(reference))
+    _assert_same_weights(interrupted, reference)
 
 
 def test_a_flexmatch_run_resumes_with_the_classes_it_had_learned(config_file: Path, tmp_path: Path) -> None:
     """FlexMatch's thresholds follow every pool image's latest confident class: the checkpoint keeps them."""
     semi = ["--labels-per-class", "5", "--semi", "flexmatch", "--set", "train.semi.threshold=0.4"]
-    reference = tmp_path / "reference"
-    assert _fit("--config", str(config_file), "--out", str(reference), *semi).returncode == 0
+    reference = _reference_weights(config_file, tmp_path, semi)
     interrupted = tmp_path / "interrupted"
     killed = _fit("--config", str(config_file), "--out", str(interrupted), *semi, env={KILL_AT: "step:5"})
     assert killed.returncode == -signal.SIGKILL
@@ -150,13 +155,12 @@ def test_a_flexmatch_run_resumes_with_the_classes_it_had_learned(config_file: Pa
     learned = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["semi"]["learned"]
     assert (learned >= 0).any()  # the pool had confident predictions before the kill
     assert _fit("--resume", str(run_dir)).returncode == 0
-    _assert_same_weights(interrupted, _weights(reference))
+    _assert_same_weights(interrupted, reference)
 
 
 def test_a_self_training_run_resumes_its_teacher_and_its_student(config_file: Path, tmp_path: Path) -> None:
     semi = ["--labels-per-class", "5", "--semi", "self-training", "--set", "train.semi.threshold=0.34"]
-    reference = tmp_path / "reference"
-    assert _fit("--config", str(config_file), "--out", str(reference), *semi).returncode == 0
+    reference = _reference_weights(config_file, tmp_path, semi)
     interrupted = tmp_path / "interrupted"
     run = ["--config", str(config_file), "--out", str(interrupted), *semi]
     assert _fit(*run, env={KILL_AT: "step:3"}).returncode == -signal.SIGKILL  # the teacher, mid-training
@@ -167,7 +171,7 @@ def test_a_self_training_run_resumes_its_teacher_and_its_student(config_file: Pa
     assert _fit("--resume", str(run_dir), env={KILL_AT: "step:3"}).returncode == -signal.SIGKILL
     assert (run_dir / "pseudo_labels.json").is_file()
     assert _fit("--resume", str(run_dir)).returncode == 0
-    _assert_same_weights(interrupted, _weights(reference))
+    _assert_same_weights(interrupted, reference)
 
 
 def test_a_run_directory_in_use_refuses_a_second_process(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,8 +79,11 @@ class Recipe:
             semi=methods.semi,
             regularizer=methods.regularizer,
         )
+        # trained only when the method has no saved selection: a resumed student skips it
         teacher = (
-            self.teach(data, paths, resume=resume, writes=writes) if methods.semi.needs_teacher else None
+            functools.partial(self.teach, data, paths, resume=resume, writes=writes)
+            if methods.semi.needs_teacher
+            else None
         )
         plan = TrainingPlan(data, paths, config.runtime, balance == "sampler", train_counts, writes, teacher)
         return run_phases(module, plan, resume=resume)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class TrainingPlan:
     balanced_sampling: bool = False
     class_counts: list[int] | None = None
     writes: bool = True  # False in the worker processes of a multi-process run
-    teacher: Teacher | None = None  # for a semi method that needs one: its predictions
+    teacher: Callable[[], Teacher] | None = None  # for a semi method that needs one: trains, predicts
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ class SemiMethod:
         pseudo_label: before any training, may add pool images with pseudo-labels to train; returns
             the splits and a summary for the report. A selection saved in the run directory is read
             back, so a resumed run trains on the same images. A method that `needs_teacher` takes
-            one more keyword, `teacher`: the predictions of the run's recipe trained first on the
-            labeled images alone (`Teacher`).
+            one more keyword, `teacher`: a call that trains the run's recipe on the labeled images
+            alone (or reads it back) and returns its predictions (`Teacher`); a method that read its
+            selection back need not call it.
         attach: the pool and the training augmentation, before the epoch loop.
         step_loss: an extra loss for one training step on pool images, or None.
         note: one sentence for the report, from the training history and the summary.

@@ -132,6 +132,12 @@ def _accuracy(
     return float(((features @ weight.T + bias).argmax(1) == labels).float().mean())
 
 
+def known_accuracy(truth: torch.Tensor, predicted: torch.Tensor) -> float | None:
+    """The share of `predicted` equal to `truth` where the truth is known (not -1); None if nowhere."""
+    known = truth >= 0
+    return float((truth[known] == predicted[known]).float().mean()) if known.any() else None
+
+
 def select(probabilities: torch.Tensor, quotas: list[int], threshold: float) -> tuple[list[int], list[int]]:
     """Per class, the most confident pool images above `threshold`, at most that class's quota."""
     confidence, predicted = probabilities.max(1)
@@ -164,12 +170,7 @@ def self_train(
         x = torch.cat([train_x, pool_x[chosen]])
         y = torch.cat([train_y, torch.tensor(result.labels, dtype=torch.long)])
         weight, bias = fit_linear_head(x, y, num_classes, L2)
-        known = pool_true[chosen] >= 0
-        pseudo_accuracy = (
-            float((pool_true[chosen][known] == y[len(train_y) :][known]).float().mean())
-            if known.any()
-            else None
-        )
+        pseudo_accuracy = known_accuracy(pool_true[chosen], y[len(train_y) :])
         result.rounds.append(
             {
                 "round": number - 1,

@@ -10,6 +10,7 @@ often right than a head's on those features (`pseudo-label`); the price is a sec
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from transferkit.files import write_json
 from transferkit.models.backbone import Backbone
 from transferkit.training.method_options import SelfTrainingOptions
 from transferkit.training.semi.base import SemiMethod, Splits, Teacher, semi_methods
-from transferkit.training.semi.pseudo_label import PseudoLabels, select, with_pseudo_labels
+from transferkit.training.semi.pseudo_label import PseudoLabels, known_accuracy, select, with_pseudo_labels
 
 
 @semi_methods.register("self-training")
@@ -43,7 +44,7 @@ class SelfTraining(SemiMethod):
         run_dir: Path,
         *,
         save: bool,
-        teacher: Teacher | None = None,
+        teacher: Callable[[], Teacher] | None = None,
     ) -> tuple[Splits, TeacherLabels]:
         saved = run_dir / "pseudo_labels.json"
         if saved.exists():  # a resumed run trains on the very same images
@@ -51,7 +52,7 @@ class SelfTraining(SemiMethod):
         elif teacher is None:
             raise ValueError("self-training needs the teacher's predictions (SemiMethod.needs_teacher)")
         else:
-            labels = teacher_labels(teacher, data, self.options.threshold)
+            labels = teacher_labels(teacher(), data, self.options.threshold)
             if save:
                 write_json(saved, labels.to_dict())
         return with_pseudo_labels(data, labels), labels
@@ -115,12 +116,6 @@ def teacher_labels(teacher: Teacher, data: Splits, threshold: float) -> TeacherL
         positions,
         labels,
         threshold=threshold,
-        accuracy=_accuracy(pool.labels[positions], torch.tensor(labels, dtype=torch.long)),
-        teacher_val_accuracy=_accuracy(val.labels, teacher.val.argmax(1)) if len(val.labels) else None,
+        accuracy=known_accuracy(pool.labels[positions], torch.tensor(labels, dtype=torch.long)),
+        teacher_val_accuracy=known_accuracy(val.labels, teacher.val.argmax(1)) if len(val.labels) else None,
     )
-
-
-def _accuracy(truth: torch.Tensor, predicted: torch.Tensor) -> float | None:
-    """The share of `predicted` equal to `truth` where the truth is known (not -1); None if nowhere."""
-    known = truth >= 0
-    return float((truth[known] == predicted[known]).float().mean()) if known.any() else None

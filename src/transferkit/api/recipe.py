@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from transferkit.training.module import TransferModule
 from transferkit.training.semi import SemiMethod, Teacher
 from transferkit.training.strategies import FinetuneStrategy
 from transferkit.transforms.augment import AugmentPreset, identity
+
+logger = logging.getLogger(__name__)
 
 
 def build_backbone(config: FitConfig, source: ImageSource, strategy: FinetuneStrategy) -> Backbone:
@@ -93,6 +96,9 @@ class Recipe:
         (``teacher/`` in the run directory, resumable), predicts for the pool and validation images.
         The random state is restored afterwards: the student trains as it would without a teacher."""
         alone = replace(self, methods=replace(self.methods, semi=SemiMethod()))
+        logger.info(
+            "self-training: the teacher trains on the %d labeled images first", len(data["train"].labels)
+        )
         with kept_random_state():
             network = alone.backbone()
             teacher_paths = paths.teacher()

@@ -16,8 +16,8 @@ from transferkit.models import resolve_model
 from transferkit.training import fast_inference
 from transferkit.training.fast_inference import relative_difference
 from transferkit.training.features import FEATURE_TOLERANCE, extract_features
-from transferkit.transforms.augment import TEST_VIEWS
 from transferkit.transforms.normalize import Normalize
+from transferkit.transforms.views import TEST_VIEWS
 
 LABELS = ["cat", "dog", "fox"]
 

@@ -8,6 +8,7 @@ import timm
 import torch
 from PIL import Image, ImageOps
 from timm.data import create_transform, resolve_model_data_config
+from timm.data.transforms_factory import transforms_imagenet_eval
 
 from transferkit.transforms import Normalize, Preprocessing
 
@@ -30,6 +31,36 @@ def test_pixels_equal_timms_own_eval_transform(crop_mode: str, size: tuple[int, 
     assert prep.crop_mode == crop_mode
     ours = Normalize(prep)(torch.from_numpy(prep.resize(_photo(*size)))[None])[0]
     torch.testing.assert_close(ours.contiguous(), timm_pixels, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("crop_mode", ["center", "squash", "border"])
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "nearest"])
+def test_uint8_pixels_equal_timms_for_any_shape_band_count_and_crop(
+    crop_mode: str, interpolation: str
+) -> None:
+    """The PIL-only resize and crop gives exactly timm's pixels: odd and tiny images (padded), extreme
+    aspect ratios, grayscale and RGBA, several crop fractions."""
+    shapes = [(300, 200), (201, 333), (17, 250), (250, 9), (40, 40), (8, 8), (61, 60)]
+    for i, (width, height) in enumerate(shapes * 2):
+        mode, crop_pct = ("RGB", "L", "RGBA")[i % 3], (0.875, 1.0, 0.95)[i // 3 % 3]
+        bands = len(mode)
+        prep = Preprocessing(
+            (3, 48, 48), (0.485, 0.456, 0.406), (0.2,) * 3, interpolation, crop_pct, crop_mode
+        )
+        mean = prep.mean if bands == 3 else (sum(prep.mean) / 3,) * bands
+        timm_eval = transforms_imagenet_eval(
+            img_size=48,
+            crop_pct=crop_pct,
+            crop_mode=crop_mode,
+            interpolation=interpolation,
+            mean=mean,
+            normalize=False,
+        )
+        photo = _photo(width, height, mode)
+        expected = np.asarray(timm_eval(photo)).reshape(bands, 48, 48)
+        np.testing.assert_array_equal(
+            prep.resize(photo), expected, err_msg=f"{width}x{height} {mode} {crop_pct}"
+        )
 
 
 def test_crop_modes_differ_where_the_aspect_ratio_does() -> None:

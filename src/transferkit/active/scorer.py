@@ -25,7 +25,8 @@ from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.export.predictor import bundle_channels, bundle_temperature, read_bundle_config
 from transferkit.models import Backbone, resolve_model
 from transferkit.models.ensemble import Ensemble
-from transferkit.models.runs import find_bundle, load_run
+from transferkit.models.runs import load_run
+from transferkit.models.saved import find_bundle
 from transferkit.ranking.feature_cache import FeatureCache, cached_features
 from transferkit.transforms import Normalize
 

@@ -21,7 +21,7 @@ from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation.metrics import compute_metrics, operating_point_metrics
 from transferkit.export.predictor import Classifier, load
 from transferkit.progress import progress_task
-from transferkit.transforms.augment import identity
+from transferkit.transforms.views import identity
 
 SPLITS = ("train", "val", "test", "all")
 

@@ -22,7 +22,7 @@ from typing import Any
 from transferkit.catalog import PACKAGED
 from transferkit.config import FitConfig
 from transferkit.errors import ConfigError, TransferkitError
-from transferkit.models.runs import find_bundle, read_saved_config, saved_ancestry
+from transferkit.models.saved import find_bundle, read_saved_config, saved_ancestry
 from transferkit.models.sources import parse_model_spec
 from transferkit.ranking import CandidateResult, Ranking, rank
 

@@ -35,7 +35,7 @@ from transferkit.run_dir import RunPaths
 from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
 from transferkit.training.strategies import Phase
-from transferkit.transforms.augment import identity
+from transferkit.transforms.views import identity
 
 logger = logging.getLogger(__name__)
 

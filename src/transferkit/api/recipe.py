@@ -27,7 +27,8 @@ from transferkit.training.methods import Methods
 from transferkit.training.module import TransferModule
 from transferkit.training.semi import SemiMethod, Teacher
 from transferkit.training.strategies import FinetuneStrategy
-from transferkit.transforms.augment import AugmentPreset, identity
+from transferkit.transforms.augment import AugmentPreset
+from transferkit.transforms.views import identity
 
 logger = logging.getLogger(__name__)
 

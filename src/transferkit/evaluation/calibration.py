@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, logsumexp
 
 DEFAULT_BINS = 15
 # T is searched as log T in this range, i.e. T between 0.05 and 20: wide enough for any trained network,
@@ -69,6 +67,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         log_probs = tempered_log_probabilities(views, float(np.exp(log_temperature)))
         return float(-log_probs[np.arange(len(labels)), labels].mean())
 
+    from scipy.optimize import minimize_scalar  # half a second to import; predicting never fits
+
     result = minimize_scalar(negative_log_likelihood, bounds=_LOG_TEMPERATURE_BOUNDS, method="bounded")
     return float(np.exp(result.x))
 
@@ -80,8 +80,20 @@ def tempered_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.n
 
 def tempered_log_probabilities(views: np.ndarray, temperature: float) -> np.ndarray:
     """Log of the view-averaged tempered softmax of logits ``(V, N, C)``, computed stably; ``(N, C)``."""
-    per_view = log_softmax(views / temperature, axis=2)
-    return logsumexp(per_view, axis=0) - np.log(len(views))
+    per_view = _log_softmax(views / temperature, axis=2)
+    return _logsumexp(per_view, axis=0) - np.log(len(views))
+
+
+def _log_softmax(values: np.ndarray, axis: int) -> np.ndarray:
+    return values - _logsumexp(values, axis, keepdims=True)
+
+
+def _logsumexp(values: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    """log(sum(exp(values))) along `axis`, shifted by the maximum so that nothing overflows."""
+    peak = np.max(values, axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    total = np.log(np.sum(np.exp(values - peak), axis=axis, keepdims=True)) + peak
+    return total if keepdims else np.squeeze(total, axis=axis)
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> list[dict[str, Any]]:

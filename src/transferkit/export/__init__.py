@@ -1,13 +1,31 @@
 """Step 5b: ship the fine-tuned model: the bundle, `load` and its Classifier, export formats.
 
-The ONNX format registers here too; the onnx and onnxruntime packages it needs (optional) are imported
-only when it runs.
+The names below load their module on first use, and the ONNX format registers itself when an export
+first asks for it: `predict` with an exported model imports neither timm nor the exporters.
 """
 
-from transferkit.export import onnx as _onnx  # noqa: F401  (registers the onnx export format)
-from transferkit.export.bundle import BundleInfo, save_bundle
-from transferkit.export.formats import ExportReport, export_formats, export_model
-from transferkit.export.predictor import Classifier, FilePrediction, Prediction, list_image_files, load
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transferkit.export.bundle import BundleInfo, save_bundle
+    from transferkit.export.formats import ExportReport, export_formats, export_model
+    from transferkit.export.predictor import Classifier, FilePrediction, Prediction, list_image_files, load
+
+_MODULES = {
+    "BundleInfo": "bundle",
+    "save_bundle": "bundle",
+    "ExportReport": "formats",
+    "export_formats": "formats",
+    "export_model": "formats",
+    "Classifier": "predictor",
+    "FilePrediction": "predictor",
+    "Prediction": "predictor",
+    "list_image_files": "predictor",
+    "load": "predictor",
+}
 
 __all__ = [
     "BundleInfo",
@@ -21,3 +39,9 @@ __all__ = [
     "load",
     "save_bundle",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)

@@ -17,7 +17,7 @@ import torch
 
 from transferkit.errors import ConfigError
 from transferkit.files import write_atomic
-from transferkit.models.runs import find_bundle
+from transferkit.models.saved import find_bundle
 from transferkit.registry import Registry
 
 
@@ -71,6 +71,7 @@ class ExportReport:
 
 ExportFormat = Callable[[Path, Path, str | None], ExportReport]
 export_formats: Registry[ExportFormat] = Registry("export format")
+export_formats.declare("onnx", "transferkit.export.onnx")  # registers itself when first used
 
 
 def export_model(

@@ -34,10 +34,10 @@ from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.evaluation.operating_point import OperatingPoint, decide
 from transferkit.export.pixel_models import CheckedPixelModel, ClassifierNetwork, PixelModel
 from transferkit.models.ordinal import is_ordinal
-from transferkit.models.runs import find_bundle, load_run, read_saved_config, saved_preprocessing
+from transferkit.models.saved import find_bundle, read_saved_config, saved_preprocessing
 from transferkit.training.fast_inference import CheckedModule, InferenceChoice
-from transferkit.transforms.augment import TEST_VIEWS, ImageTransform, identity
 from transferkit.transforms.preprocessing import Preprocessing
+from transferkit.transforms.views import TEST_VIEWS, ImageTransform, identity
 
 if TYPE_CHECKING:
     from transferkit.export.onnx_runtime import OnnxPixelModel
@@ -307,6 +307,8 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
         logger.info("predicting with onnxruntime (%s)", onnx_model.path)
         backend = "onnx"
     if backend != "onnx":
+        from transferkit.models.runs import load_run  # timm and torch: only to run the weights
+
         model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
         device_ = torch.device(device) if device else None
         classifier = Classifier.from_network(

@@ -11,6 +11,7 @@ from typing import Any
 import timm
 from torch import nn
 
+from transferkit.catalog import PACKAGED
 from transferkit.config import ModelConfig
 from transferkit.errors import ConfigError, ModelError, TransferkitError, UnknownNameError
 from transferkit.models.backbone import Backbone
@@ -25,6 +26,21 @@ Rebuilder = Callable[[str, int, dict[str, Any] | None], nn.Module]
 model_sources: Registry[ModelLoader] = Registry("model source")
 packaged_models: Registry[ModelLoader] = Registry("packaged model")
 families: Registry[Rebuilder] = Registry("model family")
+
+# The built-in sources register themselves when first used, so that reading a bundle imports none of them.
+_BUILT_IN = "transferkit.models"
+for _name, _module in {
+    "hf": "hf_source",
+    "run": "runs",
+    "timm": "timm_source",
+    "file": "timm_source",
+    "torchvision": "torchvision_source",
+}.items():
+    model_sources.declare(_name, f"{_BUILT_IN}.{_module}")
+for _name in ("hf", "timm", "torchvision"):
+    families.declare(_name, f"{_BUILT_IN}.{_name}_source")
+for _model in PACKAGED:
+    packaged_models.declare(_model.name, f"{_BUILT_IN}.packaged")
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 

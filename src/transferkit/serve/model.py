@@ -22,7 +22,7 @@ from PIL import Image
 from transferkit.data.decode import decode_image
 from transferkit.errors import DataError
 from transferkit.export.predictor import Classifier, load
-from transferkit.models.runs import find_bundle
+from transferkit.models.saved import find_bundle
 
 
 class _NamedBytes(io.BytesIO):

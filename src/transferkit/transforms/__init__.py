@@ -1,9 +1,28 @@
 """Step 3: preprocessing from the weights' config (timm's resize and crop), normalization, augmentation
-presets, test-time views."""
+presets, test-time views.
 
-from transferkit.transforms.augment import AugmentPreset, augment_presets, create_augmentation
-from transferkit.transforms.normalize import Normalize
-from transferkit.transforms.preprocessing import CROP_MODES, Preprocessing
+The names below load their module on first use: `Preprocessing` needs neither torch nor torchvision,
+so that predicting with an exported model starts quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transferkit.transforms.augment import AugmentPreset, augment_presets, create_augmentation
+    from transferkit.transforms.normalize import Normalize
+    from transferkit.transforms.preprocessing import CROP_MODES, Preprocessing
+
+_MODULES = {
+    "AugmentPreset": "augment",
+    "augment_presets": "augment",
+    "create_augmentation": "augment",
+    "Normalize": "normalize",
+    "CROP_MODES": "preprocessing",
+    "Preprocessing": "preprocessing",
+}
 
 __all__ = [
     "CROP_MODES",
@@ -13,3 +32,9 @@ __all__ = [
     "augment_presets",
     "create_augmentation",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)

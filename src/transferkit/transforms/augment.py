@@ -10,8 +10,7 @@ from torchvision.transforms import v2
 
 from transferkit import catalog
 from transferkit.registry import Registry
-
-ImageTransform = Callable[[torch.Tensor], torch.Tensor]
+from transferkit.transforms.views import ImageTransform, hflip, identity, rot180, vflip
 
 
 @dataclass(frozen=True)
@@ -31,26 +30,6 @@ class AugmentPreset:
 
 
 augment_presets: Registry[Callable[[int], AugmentPreset]] = catalog.augment_presets
-
-
-def identity(images: torch.Tensor) -> torch.Tensor:
-    return images
-
-
-def hflip(images: torch.Tensor) -> torch.Tensor:
-    return images.flip(-1)
-
-
-def vflip(images: torch.Tensor) -> torch.Tensor:
-    return images.flip(-2)
-
-
-def rot180(images: torch.Tensor) -> torch.Tensor:
-    return images.flip(-2, -1)
-
-
-TEST_VIEWS: dict[str, ImageTransform] = {view.__name__: view for view in (identity, hflip, vflip, rot180)}
-"""Test-time views by name, as a bundle's config.json lists them."""
 
 
 @dataclass(frozen=True)

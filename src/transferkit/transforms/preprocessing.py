@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
-import torch
 from PIL import Image
-from timm.data import resolve_model_data_config
-from timm.data.transforms_factory import transforms_imagenet_eval
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 CropMode = Literal["center", "squash", "border"]
 CROP_MODES: tuple[str, ...] = get_args(CropMode)
@@ -38,6 +35,8 @@ class Preprocessing:
 
     @classmethod
     def from_timm(cls, model: nn.Module) -> Preprocessing:
+        from timm.data import resolve_model_data_config  # timm takes seconds to import; predict needs none
+
         return cls.from_dict(resolve_model_data_config(model))
 
     @classmethod
@@ -80,8 +79,26 @@ class Preprocessing:
 
     def resize(self, image: Image.Image) -> np.ndarray:
         """One decoded image resized and cropped as timm evaluates: uint8 (channels of `image`, S, S)."""
-        pixels = _eval_transform(self, len(image.getbands()))(image)
-        return np.asarray(pixels, dtype=np.uint8).reshape(-1, self.image_size, self.image_size)
+        size, scaled = self.image_size, math.floor(self.image_size / self.crop_pct)
+        resample = RESAMPLING[self.interpolation]
+        if self.crop_mode == "squash":
+            image = image.resize((scaled, scaled), resample)
+        elif self.crop_mode == "border":
+            ratio = max(image.height, image.width) / scaled
+            image = image.resize((round(image.width / ratio), round(image.height / ratio)), resample)
+        else:
+            image = image.resize(_shorter_side_to(scaled, image.width, image.height), resample)
+        cropped = _centre_crop_or_pad(image, size, self._fill(len(image.getbands())))
+        return np.ascontiguousarray(np.array(cropped, np.uint8).reshape(size, size, -1).transpose(2, 0, 1))
+
+    def _fill(self, bands: int) -> tuple[int, ...]:
+        """What ``border`` pads with: the mean colour, one value per band of the image. A grayscale image
+        in an RGB network enters as three equal channels, so its padding is the mean's grey; ``center``
+        and ``squash`` only pad images smaller than the crop, with black."""
+        if self.crop_mode != "border":
+            return (0,) * bands
+        mean = self.mean if bands == len(self.mean) else (sum(self.mean) / len(self.mean),) * bands
+        return tuple(round(255 * value) for value in mean)
 
     def describe_resize(self) -> str:
         """The resize and crop in words, for model cards and exported metadata."""
@@ -100,17 +117,36 @@ class Preprocessing:
         return f"{self.image_size} {self.interpolation} {self.crop_pct} {self.crop_mode}{fill}"
 
 
-@functools.lru_cache(maxsize=64)
-def _eval_transform(prep: Preprocessing, bands: int) -> Callable[[Image.Image], torch.Tensor]:
-    # `border` pads with the mean colour, one value per band of the image: a grayscale image in an RGB
-    # network enters as three equal channels, so its padding is the mean's grey.
-    mean = prep.mean if bands == len(prep.mean) else (sum(prep.mean) / len(prep.mean),) * bands
-    # normalize=False ends timm's pipeline in uint8 pixels; the model normalizes (see Normalize).
-    return transforms_imagenet_eval(
-        img_size=prep.image_size,
-        crop_pct=prep.crop_pct,
-        crop_mode=prep.crop_mode,
-        interpolation=prep.interpolation,
-        mean=mean,
-        normalize=False,
-    )
+# The resize and crop of timm's `transforms_imagenet_eval` (normalize=False) on PIL images, restated with
+# PIL alone so that predicting imports neither timm nor torchvision; tests compare the pixels with timm's.
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def _shorter_side_to(size: int, width: int, height: int) -> tuple[int, int]:
+    """(width, height) with the shorter side `size` and the longer one truncated in proportion, as
+    torchvision's `Resize(size)` computes it."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def _centre_crop_or_pad(image: Image.Image, size: int, fill: tuple[int, ...]) -> Image.Image:
+    """The centre `size` x `size` of `image`, padded with `fill` first on the sides where it is smaller."""
+    width, height = image.size
+    if width < size or height < size:
+        padded = Image.new(
+            image.mode, (max(width, size), max(height, size)), fill if len(fill) > 1 else fill[0]
+        )
+        padded.paste(
+            image, ((size - width) // 2 if width < size else 0, (size - height) // 2 if height < size else 0)
+        )
+        image, (width, height) = padded, padded.size
+    top, left = round((height - size) / 2), round((width - size) / 2)  # half-way: to even, as torchvision
+    return image.crop((left, top, left + size, top + size))

@@ -174,7 +174,7 @@ def test_the_ensemble_of_the_fold_models_is_one_bundle_that_load_and_onnx_predic
     assert np.allclose(classifier.predict_proba([row["path"] for row in rows]), saved, atol=1e-5)
     # the mean of the members' probabilities: each member alone differs from it
     members = classifier.network.model.members  # type: ignore[union-attr]
-    pixels = classifier.preprocess([rows[0]["path"]])
+    pixels = torch.from_numpy(classifier.preprocess([rows[0]["path"]]))
     alone = [member(classifier.network.normalize(pixels)).softmax(1) for member in members]  # type: ignore[union-attr]
     expected = torch.stack(alone).mean(0)
     assert torch.allclose(classifier.network(pixels).softmax(1), expected, atol=1e-6)  # type: ignore[misc]

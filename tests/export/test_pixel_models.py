@@ -72,7 +72,7 @@ def test_view_logits_are_the_same_in_any_batch(model: torch.nn.Module) -> None:
     assert whole.shape == (4, 9, 3)
     np.testing.assert_allclose(eager.view_logits(pixels, batch_size=4), whole, atol=1e-5)
     # each view's logits are the network's on that view of the images
-    flipped = eager.pixel_model(torch.flip(pixels, dims=[3])).numpy()
+    flipped = eager.pixel_model(torch.flip(pixels, dims=[3]).numpy())
     np.testing.assert_allclose(whole[1], flipped, atol=1e-5)
 
 
@@ -120,7 +120,7 @@ def test_torch_is_never_translated_and_names_are_checked(model: torch.nn.Module)
     with pytest.raises(UnknownNameError, match="tensorrt"):
         CheckedPixelModel(network, backend="tensorrt")
     asked = CheckedPixelModel(network, torch.device("cpu"), backend="torch")
-    assert asked.choice is not None and (asked.backend, asked.choice.reason) == ("torch", "asked for")
+    assert (asked.backend, asked.summary.reason) == ("torch", "asked for")
 
 
 def test_frozen_features_come_from_onnxruntime_with_pytorchs_values(model: torch.nn.Module) -> None:

@@ -1,6 +1,7 @@
 """`transferkit.load`: a fitted run's bundle predicts exactly what the run measured, from any input."""
 
 import csv
+import io
 import json
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from PIL import Image
 
 import transferkit
 from transferkit.errors import DataError, ModelError, UnknownNameError
-from transferkit.export import BundleInfo, Classifier, list_image_files, save_bundle
+from transferkit.export import BundleInfo, Classifier, export_model, list_image_files, save_bundle
 from transferkit.models import resolve_model
 from transferkit.testing import tiny_fit_config
 
@@ -80,6 +81,34 @@ def test_a_fresh_process_predicts_the_same_without_lightning(
     ).stdout.splitlines()
     np.testing.assert_allclose(np.array(json.loads(output[-2])), classifier.predict_proba(paths), atol=1e-6)
     assert json.loads(output[-1]) == []
+
+
+def test_the_cli_predicts_with_an_exported_model_importing_no_torch(
+    classifier: Classifier, run: transferkit.Run, test_rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    """`transferkit predict` on a bundle with a current model.onnx runs onnxruntime on numpy arrays:
+    torch, timm, torchvision and scipy (seconds to import) stay out of the process."""
+    bundle = _copy_bundle(run, tmp_path)
+    export_model(bundle)
+    paths = [row["path"] for row in test_rows]
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from transferkit.cli.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    main(['predict', {str(bundle)!r}, *{paths!r}, '--format', 'csv'])\n"
+        "print(json.dumps(out.getvalue()))\n"
+        "print(json.dumps(sorted({'torch', 'timm', 'torchvision', 'scipy'} & set(sys.modules))))\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert json.loads(output[-1]) == []
+    rows = list(csv.DictReader(io.StringIO(json.loads(output[-2]))))
+    assert [row["path"] for row in rows] == paths
+    expected = classifier.predict_proba(paths)
+    assert [row["label"] for row in rows] == [LABELS[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose([float(row["probability"]) for row in rows], expected.max(axis=1), atol=1e-4)
 
 
 def test_paths_pil_images_and_arrays_agree(classifier: Classifier, test_rows: list[dict[str, str]]) -> None:
@@ -165,7 +194,7 @@ def test_temperature_from_the_config_scales_the_logits(
     assert calibrated.temperature == 2.5
     paths = [row["path"] for row in test_rows[:3]]
     assert calibrated.network is not None
-    logits = calibrated.network(classifier.preprocess(paths))
+    logits = calibrated.network(torch.from_numpy(classifier.preprocess(paths)))
     expected = (logits / 2.5).softmax(1).detach().numpy()
     np.testing.assert_allclose(calibrated.predict_proba(paths), expected, atol=1e-6)
     (bundle / "config.json").write_text(json.dumps({**config, "temperature": -1}))
@@ -240,7 +269,7 @@ def test_four_band_bundles_load_in_transferkit_and_timm(tmp_path: Path) -> None:
     assert classifier.predict_proba(rgba).shape == (1, 2)
     model = timm.create_model(f"local-dir:{bundle}", pretrained=True).eval()
     assert model.conv_stem.in_channels == 4
-    pixels = classifier.preprocess([rgba])
+    pixels = torch.from_numpy(classifier.preprocess([rgba]))
     assert classifier.network is not None
     with torch.inference_mode():
         torch.testing.assert_close(model(classifier.network.normalize(pixels)), classifier.network(pixels))

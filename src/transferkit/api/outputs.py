@@ -86,7 +86,7 @@ def evaluate_test(
     (``metrics["operating_point"]``). Ordered classes (`ImageSource.ordered`) add MAE and QWK.
     """
     labels = test.labels.numpy()
-    logits = classifier.view_logits(test.images)
+    logits = classifier.view_logits(test.images.numpy())
     temperature = calibration.temperature()
     probabilities = tempered_probabilities(logits, temperature)
     calibration_summary = {
@@ -143,7 +143,9 @@ def choose_operating_point(
 
 def validation_set(classifier: Classifier, val: SplitImages) -> CalibrationSet:
     """The validation split's view logits, to fit the temperature on."""
-    logits = classifier.view_logits(val.images) if len(val.labels) else np.empty((0, 0, 0), np.float32)
+    logits = (
+        classifier.view_logits(val.images.numpy()) if len(val.labels) else np.empty((0, 0, 0), np.float32)
+    )
     return CalibrationSet(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
 
 
@@ -158,7 +160,7 @@ def tta_gain(
     if identity.__name__ in views:
         plain = logits[views.index(identity.__name__)]
     else:
-        plain = classifier.view_logits(test.images, views=(identity,))[0]
+        plain = classifier.view_logits(test.images.numpy(), views=(identity,))[0]
     accuracy_without = float(np.mean(plain.argmax(axis=1) == test.labels.numpy()))
     return {
         "views": views,

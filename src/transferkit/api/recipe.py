@@ -110,7 +110,7 @@ class Recipe:
             alone.finish(network, training, choice.alpha if choice else 1.0)
             classifier = alone.classifier(network)
             pool, val = (
-                torch.from_numpy(classifier.probabilities(data[n].images)) for n in (UNLABELED, "val")
+                torch.from_numpy(classifier.probabilities(data[n].images.numpy())) for n in (UNLABELED, "val")
             )
         kill_point("teacher")
         return Teacher(pool, val)
@@ -134,12 +134,12 @@ class Recipe:
         fine-tuned network's (α = 1) when the run keeps no start or WiSE-FT is off. The network is left
         as it was trained."""
         if training.start is None or not self.config.train.wise_ft:
-            return [self.classifier(backbone).view_logits(images)]
+            return [self.classifier(backbone).view_logits(images.numpy())]
         tuned = cloned(backbone.model.state_dict())
         logits = []
         for alpha in ALPHAS:  # a new classifier each time: onnxruntime runs a copy of the weights
             backbone.model.load_state_dict(interpolate(training.start, tuned, alpha))
-            logits.append(self.classifier(backbone).view_logits(images))
+            logits.append(self.classifier(backbone).view_logits(images.numpy()))
         backbone.model.load_state_dict(tuned)
         return logits
 

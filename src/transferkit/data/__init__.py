@@ -1,7 +1,15 @@
-"""Step 2: datasets from folders, manifests, Hugging Face and packages, split, decoded once and cached."""
+"""Step 2: datasets from folders, manifests, Hugging Face and packages, split, decoded once and cached.
+
+The decoded images (`cache`) are torch tensors: those names load their module on first use, so that
+reading image files for a prediction imports no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from transferkit.data import packaged as _packaged  # noqa: F401  (registers the packaged datasets)
-from transferkit.data.cache import CachedImages, SplitImages, decode_resized, decode_splits
 from transferkit.data.decode import decode_image
 from transferkit.data.folder import load_image_folder
 from transferkit.data.hf_datasets import load_hf_dataset
@@ -10,6 +18,11 @@ from transferkit.data.resolve import data_sources, resolve_data
 from transferkit.data.source import ImageRecord, ImageSource, fingerprint
 from transferkit.data.splits import Splits, class_counts, make_splits, subsample
 from transferkit.data.unlabeled import load_unlabeled
+
+if TYPE_CHECKING:
+    from transferkit.data.cache import CachedImages, SplitImages, decode_resized, decode_splits
+
+_CACHE_NAMES = ("CachedImages", "SplitImages", "decode_resized", "decode_splits")
 
 __all__ = [
     "CachedImages",
@@ -31,3 +44,9 @@ __all__ = [
     "resolve_data",
     "subsample",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CACHE_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.cache"), name)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from transferkit.errors import ConfigError
 from transferkit.files import write_atomic
@@ -25,7 +24,7 @@ from transferkit.registry import Registry
 class CheckImages:
     """Images an export is checked on: uint8 pixels (N, C, H, W), true label indices if known, a note."""
 
-    pixels: torch.Tensor
+    pixels: np.ndarray
     labels: np.ndarray | None
     description: str
 

@@ -192,13 +192,12 @@ def check_images(bundle: Path, classifier: Classifier) -> CheckImages:
         images = _test_images(predictions, classifier)
         if images is not None:
             return images
-    generator = torch.Generator().manual_seed(0)
     shape = (RANDOM_IMAGES, *classifier.preprocessing.input_size)
-    pixels = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+    pixels = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
     return CheckImages(pixels, None, f"{RANDOM_IMAGES} random images (a bare bundle has no test images)")
 
 
-def batched_probabilities(classifier: Classifier, pixels: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+def batched_probabilities(classifier: Classifier, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
     chunks = [classifier.probabilities(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
     return np.concatenate(chunks) if chunks else np.empty((0, len(classifier.label_names)), np.float32)
 
@@ -218,7 +217,7 @@ def _test_images(predictions: Path, classifier: Classifier) -> CheckImages | Non
         return None
     known = np.array(labels) if min(labels) >= 0 else None
     note = f"{len(pixels)} test images of {predictions.parent} (from predictions.csv)"
-    return CheckImages(torch.from_numpy(np.stack(pixels)), known, note)
+    return CheckImages(np.stack(pixels), known, note)
 
 
 def _with_pixel_model(classifier: Classifier, pixel_model: OnnxPixelModel) -> Classifier:

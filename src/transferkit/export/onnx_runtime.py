@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from transferkit.errors import ModelError
-from transferkit.training.fast_inference import INPUT_NAME, OUTPUT_NAME, OnnxModule, optional_import
+from transferkit.training.onnx_session import INPUT_NAME, OUTPUT_NAME, OnnxSession, optional_import
 from transferkit.transforms.preprocessing import Preprocessing
 
 __all__ = [
@@ -29,7 +29,7 @@ WEIGHTS_KEY = "transferkit_weights_sha256"  # metadata: the bundle weights the e
 METADATA_FORMAT = "1"
 
 
-class OnnxPixelModel(OnnxModule):
+class OnnxPixelModel(OnnxSession):
     """An exported classifier run with onnxruntime on the CPU: uint8 pixels (N, C, H, W) -> logits."""
 
     @classmethod

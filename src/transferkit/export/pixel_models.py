@@ -1,23 +1,21 @@
-"""What runs a fine-tuned classifier on uint8 pixels: PyTorch, or onnxruntime once it has proved equal.
+"""What runs a fine-tuned network on uint8 pixels: PyTorch, or onnxruntime once it has proved equal.
 
-`CheckedPixelModel` is `CheckedModule` with the classifier's tolerance: onnxruntime is kept when its
-probabilities are within `PARITY_ATOL` of PyTorch's on the first images it is given.
+`CheckedPixelModel` is `CheckedModule` with the classifier's tolerance (onnxruntime is kept when its
+probabilities are within `PARITY_ATOL` of PyTorch's on the first images it is given), on numpy arrays
+as `Classifier` passes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeAlias
 
+import numpy as np
 import torch
 from torch import nn
 
-from transferkit.training.fast_inference import CheckedModule
+from transferkit.training.fast_inference import CheckedModule, InferenceChoice
 from transferkit.transforms.normalize import Normalize
 from transferkit.transforms.preprocessing import Preprocessing
-
-PixelModel: TypeAlias = Callable[[torch.Tensor], torch.Tensor]
-"""uint8 pixels (N, C, H, W), resized and cropped -> logits (N, classes) on the CPU."""
 
 PARITY_ATOL = 1e-4  # largest difference of a probability between onnxruntime and PyTorch
 
@@ -39,14 +37,45 @@ class ClassifierNetwork(nn.Module):
         return self.model(self.normalize(pixels))
 
 
-class CheckedPixelModel(CheckedModule):
+class CheckedPixelModel:
     """A `ClassifierNetwork` run by onnxruntime on a CPU once its probabilities match PyTorch's within
-    `PARITY_ATOL` on the first batch; by PyTorch otherwise, or when `backend` is "torch"."""
+    `PARITY_ATOL` on the first batch; by PyTorch otherwise, or when `backend` is "torch". It takes uint8
+    pixels (N, C, H, W) and returns float32 logits (N, classes), as numpy arrays.
+    """
 
     def __init__(
         self, network: ClassifierNetwork, device: torch.device | None = None, backend: str = "auto"
     ) -> None:
-        super().__init__(network, device, backend, difference=probability_difference, tolerance=PARITY_ATOL)
+        self.checked = CheckedModule(
+            network, device, backend, difference=probability_difference, tolerance=PARITY_ATOL
+        )
+
+    @property
+    def backend(self) -> str:
+        return self.checked.backend
+
+    @property
+    def summary(self) -> InferenceChoice:
+        return self.checked.summary
+
+    @property
+    def translation(self) -> bytes | None:
+        return self.checked.translation
+
+    def expect(self, elements: int) -> None:
+        self.checked.expect(elements)
+
+    def for_work(self, elements: int) -> Callable[[np.ndarray], np.ndarray]:
+        """What runs a job of `elements` input values (`CheckedModule.for_work`)."""
+        run = self.checked.for_work(elements)
+        return lambda pixels: _on_arrays(run, pixels)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return _on_arrays(self.checked, pixels)
+
+
+def _on_arrays(run: Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray) -> np.ndarray:
+    return run(torch.from_numpy(np.ascontiguousarray(pixels))).float().numpy()
 
 
 def probability_difference(first: torch.Tensor, second: torch.Tensor) -> float:

@@ -14,15 +14,14 @@ import importlib.util
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torch import nn
 
 from transferkit.catalog import BACKENDS
 from transferkit.config import ModelConfig
@@ -32,21 +31,44 @@ from transferkit.data.manifest import is_manifest, manifest_path_column, manifes
 from transferkit.errors import DataError, ModelError, UnknownNameError
 from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.evaluation.operating_point import OperatingPoint, decide
-from transferkit.export.pixel_models import CheckedPixelModel, ClassifierNetwork, PixelModel
-from transferkit.models.ordinal import is_ordinal
 from transferkit.models.saved import find_bundle, read_saved_config, saved_preprocessing
-from transferkit.training.fast_inference import CheckedModule, InferenceChoice
 from transferkit.transforms.preprocessing import Preprocessing
-from transferkit.transforms.views import TEST_VIEWS, ImageTransform, identity
+from transferkit.transforms.views import TEST_VIEWS, ImageView, identity
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from transferkit.export.onnx_runtime import OnnxPixelModel
+    from transferkit.export.pixel_models import ClassifierNetwork
+    from transferkit.training.fast_inference import InferenceChoice
 
 ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
 """An image file's path, a PIL image, or a uint8 array (H x W or H x W x C)."""
 
+PixelModel: TypeAlias = Callable[[np.ndarray], np.ndarray]
+"""uint8 pixels (N, C, H, W), resized and cropped -> float32 logits (N, classes)."""
+
 logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 32
+
+
+@runtime_checkable
+class CheckedPixels(Protocol):
+    """A pixel model that chooses its backend on the first job large enough to pay for a translation
+    (`export.pixel_models.CheckedPixelModel`); an ONNX file or a plain function is not one."""
+
+    @property
+    def summary(self) -> InferenceChoice: ...
+
+    @property
+    def translation(self) -> bytes | None: ...
+
+    def expect(self, elements: int) -> None: ...
+
+    def for_work(self, elements: int) -> PixelModel: ...
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -98,7 +120,7 @@ class Classifier:
         preprocessing: Preprocessing,
         temperature: float = 1.0,
         *,
-        views: Sequence[ImageTransform] = (identity,),
+        views: Sequence[ImageView] = (identity,),
         data_channels: int | None = None,
         network: ClassifierNetwork | None = None,
         operating_point: OperatingPoint | None = None,
@@ -121,7 +143,7 @@ class Classifier:
         label_names: Sequence[str],
         preprocessing: Preprocessing,
         *,
-        views: Sequence[ImageTransform] = (identity,),
+        views: Sequence[ImageView] = (identity,),
         data_channels: int | None = None,
         device: torch.device | None = None,
         backend: str = "torch",
@@ -131,6 +153,9 @@ class Classifier:
         `backend` "auto" runs it with onnxruntime on a CPU once that matches PyTorch on the first batch
         (`CheckedPixelModel`), "torch" with PyTorch alone.
         """
+        from transferkit.export.pixel_models import CheckedPixelModel, ClassifierNetwork
+        from transferkit.models.ordinal import is_ordinal
+
         network = ClassifierNetwork(model, preprocessing)
         return cls(
             CheckedPixelModel(network, device, backend),
@@ -150,13 +175,13 @@ class Classifier:
     @property
     def inference(self) -> InferenceChoice | None:
         """Which backend runs the network and why (so far); None for an ONNX file."""
-        return self.pixel_model.summary if isinstance(self.pixel_model, CheckedModule) else None
+        return self.pixel_model.summary if isinstance(self.pixel_model, CheckedPixels) else None
 
     @property
     def translation(self) -> bytes | None:
         """The ONNX graph (logits, no metadata) that ran this classifier's predictions once it matched
         PyTorch; None when PyTorch or an ONNX file runs."""
-        return self.pixel_model.translation if isinstance(self.pixel_model, CheckedModule) else None
+        return self.pixel_model.translation if isinstance(self.pixel_model, CheckedPixels) else None
 
     def with_temperature(self, temperature: float) -> Classifier:
         """The same network and preprocessing, calibrated with `temperature`."""
@@ -212,23 +237,23 @@ class Classifier:
 
     def expect(self, images: int) -> None:
         """Announces `images` to come in batches, so that a checked backend translates the network when
-        the whole job pays for it (`CheckedModule.expect`)."""
-        if isinstance(self.pixel_model, CheckedModule):
+        the whole job pays for it (`CheckedPixels.expect`)."""
+        if isinstance(self.pixel_model, CheckedPixels):
             size, channels = self.preprocessing.image_size, self.preprocessing.channels
             self.pixel_model.expect(images * len(self.views) * channels * size * size)
 
-    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
         """uint8 pixels (N, C, H, W): decoded, resized and cropped as in training."""
         if not images:
             size = self.preprocessing.image_size
-            return torch.empty((0, self.data_channels, size, size), dtype=torch.uint8)
-        return torch.from_numpy(np.stack([self.pixels(image) for image in images]))
+            return np.empty((0, self.data_channels, size, size), np.uint8)
+        return np.stack([self.pixels(image) for image in images])
 
     def pixels(self, image: ImageInput) -> np.ndarray:
         """One image as uint8 (C, H, W), resized and cropped as in training."""
         return self.preprocessing.resize(to_pil_image(image, self.data_channels))
 
-    def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """softmax(logits / temperature) of uint8 pixels (N, C, H, W), averaged over the test-time views;
         float32 (N, classes)."""
         if len(pixels) == 0:
@@ -237,23 +262,28 @@ class Classifier:
 
     def view_logits(
         self,
-        pixels: torch.Tensor,
+        pixels: np.ndarray,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        views: Sequence[ImageTransform] | None = None,
+        views: Sequence[ImageView] | None = None,
     ) -> np.ndarray:
         """Logits of uint8 pixels (N, C, H, W) under each test-time view (or `views`): float32
         (views, N, classes), what calibration fits its temperature on. The views of a chunk of images
         run as one batch of about `batch_size`."""
-        pixels = pixels.expand(-1, self.preprocessing.channels, -1, -1)  # grayscale into an RGB network
+        pixels = np.asarray(pixels)
+        count, _, height, width = pixels.shape
+        # a grayscale image enters an RGB network as three equal channels
+        pixels = np.broadcast_to(pixels, (count, self.preprocessing.channels, height, width))
         views = tuple(views or self.views)
         model = self.pixel_model
-        if isinstance(model, CheckedModule):  # a small job runs on PyTorch, without translating
-            model = model.for_work(pixels.numel() * len(views))
-        batches = []
-        for chunk in pixels.split(max(1, batch_size // len(views))):
-            logits = model(torch.cat([view(chunk) for view in views])).float()
-            batches.append(logits.unflatten(0, (len(views), len(chunk))))
-        return torch.cat(batches, dim=1).numpy()
+        if isinstance(model, CheckedPixels):  # a small job runs on PyTorch, without translating
+            model = model.for_work(pixels.size * len(views))
+        step = max(1, batch_size // len(views))
+        batches = [np.empty((len(views), 0, len(self.label_names)), np.float32)]
+        for start in range(0, count, step):
+            chunk = pixels[start : start + step]
+            logits = np.asarray(model(np.concatenate([view(chunk) for view in views])), np.float32)
+            batches.append(logits.reshape(len(views), len(chunk), -1))
+        return np.concatenate(batches, axis=1)
 
     def top(self, probabilities: np.ndarray, top_k: int = 1) -> Prediction:
         """The `top_k` labels of one row of probabilities: the predicted one (the most probable, or as the
@@ -273,7 +303,7 @@ class Classifier:
         results: list[FilePrediction | None],
     ) -> None:
         if batch:
-            probabilities = self.probabilities(torch.from_numpy(np.stack([pixels for _, pixels in batch])))
+            probabilities = self.probabilities(np.stack([pixels for _, pixels in batch]))
             for (index, _), row in zip(batch, probabilities, strict=True):
                 results[index] = FilePrediction(paths[index], self.top(row, top_k))
 
@@ -307,6 +337,8 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
         logger.info("predicting with onnxruntime (%s)", onnx_model.path)
         backend = "onnx"
     if backend != "onnx":
+        import torch
+
         from transferkit.models.runs import load_run  # timm and torch: only to run the weights
 
         model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
@@ -345,8 +377,24 @@ def current_onnx_model(bundle: Path, config: dict[str, Any]) -> OnnxPixelModel |
 
 
 def _on_cpu(device: str | None) -> bool:
-    # on a GPU, PyTorch on the device beats onnxruntime's CPU provider
-    return torch.device(device).type == "cpu" if device else not torch.cuda.is_available()
+    """Whether PyTorch would run on the CPU: on a GPU, PyTorch on the device beats onnxruntime's CPU
+    provider. Where no GPU can be (Linux without NVIDIA or AMD device files, macOS), torch, seconds to
+    import, is not asked."""
+    if device:
+        return device.split(":")[0] == "cpu"
+    if "torch" not in sys.modules and not _gpu_possible():
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _gpu_possible() -> bool:
+    if sys.platform == "darwin":  # no CUDA; PyTorch's MPS is not used for predicting
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd")
+    return True
 
 
 def replace_attributes(classifier: Classifier, **changes: Any) -> Classifier:
@@ -366,7 +414,7 @@ def read_bundle_config(bundle: Path) -> dict[str, Any]:
     return config
 
 
-def bundle_views(config: dict[str, Any], bundle: Path) -> list[ImageTransform]:
+def bundle_views(config: dict[str, Any], bundle: Path) -> list[ImageView]:
     """The test-time views the run averaged (just the image for bundles that do not list them)."""
     names = config.get("test_time_views", ["identity"])
     valid = isinstance(names, list) and bool(names) and all(isinstance(name, str) for name in names)

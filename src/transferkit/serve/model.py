@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from transferkit.data.decode import decode_image
@@ -78,9 +77,7 @@ class ServedModel:
         and the first request does not wait for onnxruntime to start."""
         preprocessing = self.classifier.preprocessing
         shape = (4, preprocessing.channels, preprocessing.image_size, preprocessing.image_size)
-        self.classifier.pixel_model(
-            torch.from_numpy(np.random.default_rng(0).integers(0, 256, shape, np.uint8))
-        )
+        self.classifier.pixel_model(np.random.default_rng(0).integers(0, 256, shape, np.uint8))
 
     @property
     def label_names(self) -> list[str]:
@@ -99,7 +96,7 @@ class ServedModel:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, classes) of a batch of uint8 pixels (N, C, H, W)."""
-        return self.classifier.probabilities(torch.from_numpy(pixels))
+        return self.classifier.probabilities(pixels)
 
     def info(self) -> dict[str, Any]:
         """Labels, preprocessing, test metrics with their intervals, and the model card."""

@@ -19,21 +19,20 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from transferkit.errors import MissingDependencyError, ModelError, UnknownNameError
+from transferkit.errors import MissingDependencyError, UnknownNameError
 from transferkit.training.inference import inference_device
+from transferkit.training.onnx_session import INPUT_NAME, OUTPUT_NAME, OnnxSession
 
 INFERENCE_BACKENDS = ("auto", "onnx", "torch")
 PARITY_IMAGES = 4  # images of the first batch both backends run
 # Translating takes about a second whatever the input size, and onnxruntime saves about 14 ms per Lite0
 # image at 224 px: below this much input (64 RGB images at 224 px), PyTorch runs without translating.
 MIN_ELEMENTS = 64 * 3 * 224 * 224
-INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 
 Difference = Callable[[torch.Tensor, torch.Tensor], float]
 """How far onnxruntime's outputs are from PyTorch's (first, second), on the scale the tolerance uses."""
@@ -53,35 +52,6 @@ class InferenceChoice:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class OnnxModule:
-    """An ONNX graph run with onnxruntime on the CPU: one tensor in, one tensor out.
-
-    Args:
-        source: a .onnx file, or a serialized model held in memory.
-    """
-
-    backend = "onnx"
-
-    def __init__(self, source: Path | bytes) -> None:
-        ort = optional_import("onnxruntime", "ONNX inference")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: the CPU provider warns about unused initializers
-        try:
-            model = source if isinstance(source, bytes) else str(source)
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's errors (InvalidProtobuf, Fail ...) derive from Exception
-            name = "an in-memory ONNX model" if isinstance(source, bytes) else source
-            raise ModelError(f"onnxruntime cannot load {name}: {err}. Export it again.") from err
-        self.path = source if isinstance(source, Path) else None
-        self.serialized = source if isinstance(source, bytes) else None
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
-
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        (outputs,) = self.session.run([self.output_name], {self.input_name: inputs.cpu().numpy()})
-        return torch.from_numpy(outputs)
 
 
 class CheckedModule:
@@ -113,7 +83,7 @@ class CheckedModule:
         self.requested = backend
         self.difference, self.tolerance = difference, tolerance
         self.choice = InferenceChoice("torch", "asked for") if backend == "torch" else None
-        self._onnx: OnnxModule | None = None
+        self._onnx: OnnxSession | None = None
         self._large_job = False
 
     @property
@@ -145,7 +115,7 @@ class CheckedModule:
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.choice is None:
             return self._choose(inputs)
-        return self._onnx(inputs) if self._onnx is not None else self.run_torch(inputs)
+        return run_onnx(self._onnx, inputs) if self._onnx is not None else self.run_torch(inputs)
 
     def run_torch(self, inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -160,13 +130,13 @@ class CheckedModule:
             return self.run_torch(inputs)
         sample = inputs[:PARITY_IMAGES]
         try:
-            onnx_module = in_memory_onnx(self.module, inputs[:2])
-            outputs = onnx_module(inputs)
+            onnx_session = in_memory_onnx(self.module, inputs[:2])
+            outputs = run_onnx(onnx_session, inputs)
             expected = self.run_torch(sample)
             # the batch axis is dynamic: a single image (as `serve` often sends) must agree too
             difference = max(
                 self.difference(outputs[: len(sample)], expected),
-                self.difference(onnx_module(inputs[:1]), expected[:1]),
+                self.difference(run_onnx(onnx_session, inputs[:1]), expected[:1]),
             )
         except Exception as err:  # torch.onnx and onnxruntime raise many unrelated types
             self.choice = InferenceChoice("torch", f"the ONNX translation failed: {err}")
@@ -178,7 +148,7 @@ class CheckedModule:
             )
             logger.warning("running with PyTorch: %s (tolerance %.0e)", self.choice.reason, self.tolerance)
             return self.run_torch(inputs)
-        self._onnx = onnx_module
+        self._onnx = onnx_session
         self.choice = InferenceChoice("onnx", "matches PyTorch on the first images", difference, len(sample))
         logger.info("onnxruntime runs %s (difference %.1e)", type(self.module).__name__, difference)
         return outputs
@@ -194,7 +164,11 @@ class CheckedModule:
         return None
 
 
-def in_memory_onnx(module: nn.Module, example: torch.Tensor) -> OnnxModule:
+def run_onnx(session: OnnxSession, inputs: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(session(inputs.cpu().numpy()))
+
+
+def in_memory_onnx(module: nn.Module, example: torch.Tensor) -> OnnxSession:
     """`module` translated to ONNX in memory, with a dynamic batch axis, loaded in onnxruntime."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False):
@@ -209,18 +183,10 @@ def in_memory_onnx(module: nn.Module, example: torch.Tensor) -> OnnxModule:
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=17,
         )
-    return OnnxModule(buffer.getvalue())
+    return OnnxSession(buffer.getvalue())
 
 
 def relative_difference(first: torch.Tensor, second: torch.Tensor) -> float:
     """Largest absolute difference, relative to the largest magnitude of `second` (at least 1)."""
     scale = max(1.0, float(second.abs().max()))
     return float((first.float() - second.float()).abs().max()) / scale
-
-
-def optional_import(module: str, feature: str) -> Any:
-    """`module`, or a MissingDependencyError saying which extra installs it for `feature`."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingDependencyError(module.split(".", maxsplit=1)[0], feature) from err

@@ -10,7 +10,9 @@ from torchvision.transforms import v2
 
 from transferkit import catalog
 from transferkit.registry import Registry
-from transferkit.transforms.views import ImageTransform, hflip, identity, rot180, vflip
+from transferkit.transforms.views import ImageView, hflip, identity, rot180, vflip
+
+ImageTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class AugmentPreset:
 
     name: str
     train: ImageTransform | None
-    tta_views: tuple[ImageTransform, ...]
+    tta_views: tuple[ImageView, ...]
 
 
 augment_presets: Registry[Callable[[int], AugmentPreset]] = catalog.augment_presets

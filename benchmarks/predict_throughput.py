@@ -96,7 +96,7 @@ def measure(paths: list[str], bundle: Path, batch_size: int, repeats: int) -> li
     )
     channels = classifier.data_channels
     images = [decode_image(path, channels) for path in paths]
-    pixels = classifier.preprocess(images)
+    pixels = torch.from_numpy(classifier.preprocess(images))
     stages: dict[str, Callable[[], object]] = {
         "bare forward (normalized batches)": bare_forward(classifier, pixels, batch_size),
         "predict_proba on PIL images": lambda: classifier.predict_proba(images, batch_size),

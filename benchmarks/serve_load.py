@@ -40,7 +40,7 @@ import numpy as np
 import transferkit
 from default_fit import RESULTS, _cpu, _source_state
 from transferkit.data import make_splits, resolve_data
-from transferkit.models.runs import find_bundle
+from transferkit.models.saved import find_bundle
 from transferkit.testing.servers import free_port, start_server
 
 UPLOAD_BYTES = 1024**3

@@ -1,9 +1,11 @@
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from transferkit.data import class_counts, load_image_folder, make_splits, resolve_data, subsample
+from transferkit.data.packaged import digits_arrays
 from transferkit.errors import DataError, UnknownNameError
 from transferkit.testing import make_image_folder
 
@@ -53,6 +55,15 @@ def test_digits_has_ten_classes_and_no_flips() -> None:
     assert len(digits.records) == 1797
     assert digits.augment == "crop"
     assert digits.open(digits.records[0]).size == (8, 8)
+
+
+def test_digits_read_from_the_file_equal_scikit_learns() -> None:
+    from sklearn.datasets import load_digits
+
+    images, targets = digits_arrays()
+    reference = load_digits()
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(targets, reference.target)
 
 
 def test_folder_without_splits_is_split_stratified(image_folder: Path) -> None:

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from transferkit.data.decode import decode_image, to_channels
 from transferkit.data.source import ImageRecord, ImageSource
@@ -333,6 +331,9 @@ def _near_components(scans: list[_Scan], readable: list[int]) -> list[list[int]]
     hashes = np.array([scans[i].difference_hash for i in readable], dtype=np.uint64)
     thumbnails = np.stack([scans[i].thumbnail for i in readable])
     pairs = near_duplicate_pairs(hashes, thumbnails)
+    from scipy.sparse import coo_matrix  # half a second to import: only where duplicates are grouped
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(readable),) * 2)
     _, component = connected_components(graph, directed=False)
     members: dict[int, list[int]] = {}

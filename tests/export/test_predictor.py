@@ -86,14 +86,16 @@ def test_a_fresh_process_predicts_the_same_without_lightning(
 def test_the_cli_predicts_with_an_exported_model_importing_no_torch(
     classifier: Classifier, run: transferkit.Run, test_rows: list[dict[str, str]], tmp_path: Path
 ) -> None:
-    """`transferkit predict` on a bundle with a current model.onnx runs onnxruntime on numpy arrays:
-    torch, timm, torchvision and scipy (seconds to import) stay out of the process."""
+    """`transferkit predict` on a bundle with a current model.onnx, on a machine without a GPU, runs
+    onnxruntime on numpy arrays: torch, timm, torchvision and scipy (seconds to import) stay out."""
     bundle = _copy_bundle(run, tmp_path)
     export_model(bundle)
     paths = [row["path"] for row in test_rows]
     script = (
         "import contextlib, io, json, sys\n"
         "from transferkit.cli.main import main\n"
+        "from transferkit.export import predictor\n"
+        "predictor._gpu_possible = lambda: False  # as on a machine without one, wherever this runs\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
         f"    main(['predict', {str(bundle)!r}, *{paths!r}, '--format', 'csv'])\n"
@@ -109,6 +111,12 @@ def test_the_cli_predicts_with_an_exported_model_importing_no_torch(
     expected = classifier.predict_proba(paths)
     assert [row["label"] for row in rows] == [LABELS[i] for i in expected.argmax(axis=1)]
     np.testing.assert_allclose([float(row["probability"]) for row in rows], expected.max(axis=1), atol=1e-4)
+
+
+def test_an_explicit_device_decides_without_asking_torch() -> None:
+    from transferkit.export.predictor import _on_cpu
+
+    assert _on_cpu("cpu") and not _on_cpu("cuda:1") and not _on_cpu("mps")
 
 
 def test_paths_pil_images_and_arrays_agree(classifier: Classifier, test_rows: list[dict[str, str]]) -> None:

@@ -158,3 +158,13 @@ def test_a_four_band_model_adapts_back_to_three_bands() -> None:
 
     adapt_first_conv(backbone.model, 3)
     assert backbone.model.eval()(torch.rand(1, 3, 32, 32)).shape[1] == backbone.head().out_features
+
+
+def test_every_declared_source_family_and_packaged_model_registers_when_named() -> None:
+    """Built-in sources are declared with their module and imported on first use: each declaration
+    must match what its module registers, or a spec naming it would fail only at run time."""
+    from transferkit.models.sources import families, model_sources, packaged_models
+
+    for registry in (model_sources, families, packaged_models):
+        for name in registry.names():
+            assert callable(registry.get(name)), f"{registry.kind} {name}"

@@ -279,7 +279,11 @@ KEY_DAMAGE: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "std infinite": (lambda c: c["preprocessing"].update(std=[1e999, 1, 1]), r"preprocessing\.std must be 3"),
     "interpolation a number": (
         lambda c: c["preprocessing"].update(interpolation=2),
-        r"preprocessing\.interpolation must be a name, not 2",
+        r"preprocessing\.interpolation must be one of nearest, bilinear, bicubic, .*, not 2",
+    ),
+    "interpolation unknown": (
+        lambda c: c["preprocessing"].update(interpolation="cubic"),
+        r"preprocessing\.interpolation must be one of .*, not 'cubic'",
     ),
     "crop_pct negative": (
         lambda c: c["preprocessing"].update(crop_pct=-1),

@@ -11,7 +11,7 @@ from typing import Any
 
 from transferkit.data.decode import IMAGE_CHANNELS
 from transferkit.errors import ModelError
-from transferkit.transforms.preprocessing import CROP_MODES, Preprocessing
+from transferkit.transforms.preprocessing import CROP_MODES, RESAMPLING, Preprocessing
 
 
 def find_bundle(path: Path) -> Path:
@@ -70,8 +70,9 @@ def saved_preprocessing(config: dict[str, Any], path: Path) -> Preprocessing:
             raise _invalid(path, f"preprocessing.{key}", f"{channels} numbers, one per channel", value)
     if min(values["std"]) <= 0:
         raise _invalid(path, "preprocessing.std", "positive", values["std"])
-    if not isinstance(values.get("interpolation"), str):
-        raise _invalid(path, "preprocessing.interpolation", "a name", values.get("interpolation"))
+    interpolation = values.get("interpolation")
+    if not (isinstance(interpolation, str) and interpolation in RESAMPLING):
+        raise _invalid(path, "preprocessing.interpolation", f"one of {', '.join(RESAMPLING)}", interpolation)
     if not (_is_finite(values.get("crop_pct")) and values["crop_pct"] > 0):
         raise _invalid(path, "preprocessing.crop_pct", "a positive number", values.get("crop_pct"))
     if values.get("crop_mode", "center") not in CROP_MODES:

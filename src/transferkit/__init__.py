@@ -12,10 +12,10 @@ Load a pretrained model, adapt it to a new task with few labels, evaluate it hon
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transferkit.config import FitConfig
+from transferkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from transferkit.active.suggest import suggest
@@ -27,15 +27,15 @@ __all__ = ["FitConfig", "Run", "evaluate", "fit", "load", "suggest"]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    """`fit`, `Run`, `load`, `evaluate` and `suggest` import on first use: torch and the training stack take
-    seconds to import, `--help` should not; `load` and `evaluate` never import Lightning at all."""
-    if name in ("Run", "fit"):
-        return getattr(importlib.import_module("transferkit.api.fit"), name)
-    if name == "load":
-        return importlib.import_module("transferkit.export.predictor").load
-    if name == "evaluate":
-        return importlib.import_module("transferkit.api.evaluate").evaluate
-    if name == "suggest":  # which pool images to label next (active learning)
-        return importlib.import_module("transferkit.active.suggest").suggest
-    raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
+# `fit`, `Run`, `load`, `evaluate` and `suggest` import on first use: torch and the training stack take
+# seconds to import, `--help` should not; `load` and `evaluate` never import Lightning at all.
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "Run": "api.fit",
+        "fit": "api.fit",
+        "load": "export.predictor",
+        "evaluate": "api.evaluate",
+        "suggest": "active.suggest",  # which pool images to label next (active learning)
+    },
+)

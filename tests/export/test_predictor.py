@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -65,6 +66,14 @@ def test_the_bundle_folder_and_its_config_describe_the_model(
     assert transferkit.load(run.dir / "model").label_names == LABELS
 
 
+def _last_two_json_lines(script: str) -> tuple[Any, Any]:
+    """Runs `script` in a fresh Python process; the JSON values of its last two printed lines."""
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    return json.loads(output[-2]), json.loads(output[-1])
+
+
 def test_a_fresh_process_predicts_the_same_without_lightning(
     classifier: Classifier, run: transferkit.Run, test_rows: list[dict[str, str]]
 ) -> None:
@@ -76,11 +85,9 @@ def test_a_fresh_process_predicts_the_same_without_lightning(
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('lightning', 'pytorch_lightning'))))\n"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    np.testing.assert_allclose(np.array(json.loads(output[-2])), classifier.predict_proba(paths), atol=1e-6)
-    assert json.loads(output[-1]) == []
+    probabilities, modules = _last_two_json_lines(script)
+    np.testing.assert_allclose(np.array(probabilities), classifier.predict_proba(paths), atol=1e-6)
+    assert modules == []
 
 
 def test_the_cli_predicts_with_an_exported_model_importing_no_torch(
@@ -102,11 +109,9 @@ def test_the_cli_predicts_with_an_exported_model_importing_no_torch(
         "print(json.dumps(out.getvalue()))\n"
         "print(json.dumps(sorted({'torch', 'timm', 'torchvision', 'scipy'} & set(sys.modules))))\n"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    assert json.loads(output[-1]) == []
-    rows = list(csv.DictReader(io.StringIO(json.loads(output[-2]))))
+    printed, modules = _last_two_json_lines(script)
+    assert modules == []
+    rows = list(csv.DictReader(io.StringIO(printed)))
     assert [row["path"] for row in rows] == paths
     expected = classifier.predict_proba(paths)
     assert [row["label"] for row in rows] == [LABELS[i] for i in expected.argmax(axis=1)]

@@ -6,8 +6,7 @@ reading image files for a prediction imports no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transferkit.data import packaged as _packaged  # noqa: F401  (registers the packaged datasets)
 from transferkit.data.decode import decode_image
@@ -18,6 +17,7 @@ from transferkit.data.resolve import data_sources, resolve_data
 from transferkit.data.source import ImageRecord, ImageSource, fingerprint
 from transferkit.data.splits import Splits, class_counts, make_splits, subsample
 from transferkit.data.unlabeled import load_unlabeled
+from transferkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from transferkit.data.cache import CachedImages, SplitImages, decode_resized, decode_splits
@@ -45,8 +45,4 @@ __all__ = [
     "subsample",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _CACHE_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.cache"), name)
+__getattr__ = lazy_names(__name__, dict.fromkeys(_CACHE_NAMES, "cache"))

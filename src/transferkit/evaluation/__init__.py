@@ -6,8 +6,9 @@ decisions, does not import matplotlib.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from transferkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from transferkit.evaluation.metrics import LabelGrouping, compute_metrics, headline_metrics
@@ -34,8 +35,4 @@ __all__ = [
     "write_reports",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+__getattr__ = lazy_names(__name__, _MODULES)

@@ -6,8 +6,9 @@ first asks for it: `predict` with an exported model imports neither timm nor the
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from transferkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from transferkit.export.bundle import BundleInfo, save_bundle
@@ -40,8 +41,4 @@ __all__ = [
     "save_bundle",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+__getattr__ = lazy_names(__name__, _MODULES)

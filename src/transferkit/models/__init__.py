@@ -6,8 +6,9 @@ first names it (`sources`): reading a bundle's config.json (`saved`) imports nei
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from transferkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from transferkit.models.backbone import Backbone
@@ -29,8 +30,4 @@ __all__ = [
     "resolve_model",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+__getattr__ = lazy_names(__name__, _MODULES)

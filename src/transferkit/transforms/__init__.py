@@ -7,8 +7,9 @@ so that predicting with an exported model starts quickly.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from transferkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from transferkit.transforms.augment import AugmentPreset, augment_presets, create_augmentation
@@ -33,8 +34,4 @@ __all__ = [
     "create_augmentation",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+__getattr__ = lazy_names(__name__, _MODULES)

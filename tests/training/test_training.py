@@ -10,7 +10,7 @@ from transferkit.errors import RunError
 from transferkit.files import write_atomic
 from transferkit.training.callbacks import AtomicCheckpointIO, ResumePoints
 from transferkit.training.data_order import SeededBatchSampler
-from transferkit.training.module import warmup_cosine
+from transferkit.training.module import adamw, warmup_cosine
 from transferkit.transforms.augment import create_augmentation, random_d4
 
 
@@ -20,6 +20,29 @@ def test_warmup_then_cosine_to_zero() -> None:
     assert factor(10) == pytest.approx(1.0)
     assert factor(55) == pytest.approx(0.5)
     assert factor(100) == pytest.approx(0.0)
+
+
+def test_adamw_on_cpu_is_fused_and_updates_as_unfused_adamw_does() -> None:
+    torch.manual_seed(0)
+    plain = [torch.randn(64, 32, requires_grad=True), torch.randn(32, requires_grad=True)]
+    fused = [p.detach().clone().requires_grad_(True) for p in plain]
+    start = [p.detach().clone() for p in plain]
+
+    def groups(parameters: list[torch.Tensor]) -> list[dict[str, Any]]:
+        top = {"params": parameters[1:], "lr": 1e-2, "weight_decay": 0}
+        return [{"params": parameters[:1], "lr": 1e-3}, top]
+
+    optimizers = [torch.optim.AdamW(groups(plain)), adamw(groups(fused))]
+    assert optimizers[1].defaults["fused"] and not optimizers[0].defaults["fused"]
+    for _ in range(10):
+        gradients = [torch.randn_like(p) for p in plain]
+        for parameters, optimizer in zip((plain, fused), optimizers, strict=True):
+            for parameter, gradient in zip(parameters, gradients, strict=True):
+                parameter.grad = gradient.clone()
+            optimizer.step()
+    for moved, same, before in zip(plain, fused, start, strict=True):
+        assert (moved - before).abs().max() > 1e-3  # ten steps moved the weights
+        assert (moved - same).abs().max() < 1e-6
 
 
 def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:

@@ -9,11 +9,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from transferkit.progress import progress_task
-from transferkit.training.module import TransferModule, keep_batchnorm_statistics
+from transferkit.training.module import TransferModule, adamw, keep_batchnorm_statistics
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def lr_range_test(
     strategy.set_trainable(module.backbone, 0)
     groups = strategy.param_groups(module.backbone)
     ratios = [group["lr"] for group in groups]
-    optimizer = torch.optim.AdamW(groups, weight_decay=module.config.weight_decay)
+    optimizer = adamw(groups, weight_decay=module.config.weight_decay)
     module.model.train()
     keep_batchnorm_statistics(module.model, everywhere=module.config.batchnorm == "frozen")
     rates: list[float] = []

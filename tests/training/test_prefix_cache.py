@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import transferkit
 from transferkit.models import resolve_model
 from transferkit.testing import tiny_fit_config
 from transferkit.training import prefix_cache
+from transferkit.training.data_order import SeededBatchSampler
+from transferkit.training.module import step_seed
 from transferkit.transforms.augment import d4_view, random_d4
 
 
@@ -30,11 +33,19 @@ def test_a_cached_view_is_the_one_the_augmentation_would_have_drawn() -> None:
     image = torch.arange(2 * 5 * 5, dtype=torch.uint8).reshape(2, 5, 5)  # no symmetry of its own
     views = torch.stack([d4_view(image, index) for index in range(random_d4.views)])
     assert len({tuple(view.flatten().tolist()) for view in views}) == 8  # the 8 symmetries, all distinct
+    rows = torch.arange(random_d4.views)
     for seed in range(16):
         torch.manual_seed(seed)
         drawn = random_d4(image)
         torch.manual_seed(seed)
-        assert torch.equal(prefix_cache.PickView(random_d4)(views), drawn)
+        assert torch.equal(prefix_cache.PickView(random_d4, views)(rows), drawn)
+
+
+def test_a_view_the_plan_left_out_is_an_error_not_a_silent_substitute() -> None:
+    views = torch.zeros(1, 2, 3)
+    unplanned = torch.full((random_d4.views,), -1)
+    with pytest.raises(RuntimeError, match="did not plan"):
+        prefix_cache.PickView(random_d4, views)(unplanned)
 
 
 def _probabilities(image_folder: Path, out: Path, augment: str, epochs: int) -> torch.Tensor:
@@ -45,7 +56,8 @@ def _probabilities(image_folder: Path, out: Path, augment: str, epochs: int) -> 
     return torch.tensor(classifier.predict_proba(sorted(image_folder.rglob("*.png"))))
 
 
-@pytest.mark.parametrize("augment_epochs", [("none", 2), ("d4", 8)])  # d4: an epoch per view
+# d4 with 3 epochs: only the views the batches draw are cached (a missed one would raise)
+@pytest.mark.parametrize("augment_epochs", [("none", 2), ("d4", 3), ("d4", 8)])
 def test_cached_training_matches_training_through_the_frozen_layers(
     augment_epochs: tuple[str, int],
     image_folder: Path,
@@ -64,8 +76,19 @@ def test_cached_training_matches_training_through_the_frozen_layers(
     assert (cached - uncached).abs().max() < 1e-5
 
 
-def test_views_stay_uncached_when_the_run_has_fewer_epochs_than_views(
+def test_a_one_epoch_run_stays_uncached(
     image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _probabilities(image_folder, tmp_path, "d4", epochs=2)  # 8 views cached would cost more than 2 passes
+    _probabilities(image_folder, tmp_path, "d4", epochs=1)  # one pass either way: nothing to save
     assert "cache frozen layers below" not in capsys.readouterr().err
+
+
+def test_the_plan_holds_each_epochs_draws_and_fewer_pairs_than_epochs() -> None:
+    module = SimpleNamespace(seed=3, strategy=SimpleNamespace(train_epochs=7))
+    sampler = SeededBatchSampler(40, 8, seed=3, epoch_of=lambda: 0, drop_last=True)
+    planned = prefix_cache.planned_views(module, sampler, random_d4)  # type: ignore[arg-type]
+    assert planned.shape == (40, 8) and planned.any(1).all()  # every image drawn, each epoch
+    assert 40 < int(planned.sum()) < 7 * 40  # about 4.9 views of 8 per image for 7 epochs
+    torch.manual_seed(step_seed(3, 6, 4, rank=0))  # the last step of the last epoch, replayed
+    last = sampler.order(6)[32:40]
+    assert all(planned[image, random_d4.draw()] for image in last)

@@ -127,18 +127,21 @@ def train_epochs(
     uncached = contextlib.nullcontext(plan.data)
     # Mixing blends network inputs: on cached activations it would blend something else.
     caches = cacheable(module.augment) and module.mix is None and not module.semi.trains_on_pool_each_step
-    with cached_prefix(module, plan.data) if caches else uncached as data, quiet_lightning():
+    labels = plan.data["train"].labels
+    sampler = SeededBatchSampler(
+        len(labels),
+        config.batch_size,
+        module.seed,
+        epoch_of=lambda: trainer.current_epoch,
+        drop_last=len(labels) > config.batch_size,
+        weights=sample_weights(labels, plan.class_counts or []) if plan.balanced_sampling else None,
+    )
+    # one process: the cache plans the views its batches will draw (with several, shards differ)
+    one_process = plan.runtime.devices == 1 and plan.runtime.num_nodes == 1
+    prefix = cached_prefix(module, plan.data, sampler if one_process else None) if caches else uncached
+    with prefix as data, quiet_lightning():
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0
-        weights = sample_weights(train.labels, plan.class_counts or []) if plan.balanced_sampling else None
-        sampler = SeededBatchSampler(
-            len(train.labels),
-            config.batch_size,
-            module.seed,
-            epoch_of=lambda: trainer.current_epoch,
-            drop_last=len(train.labels) > config.batch_size,
-            weights=weights,
-        )
         trainer = create_trainer(
             config,
             plan.runtime,

@@ -7,11 +7,13 @@ must give the full network's outputs, else the run goes on uncached (a model who
 plain chain of its modules).
 
 An augmentation that is a finite set of exact transforms (`FiniteAugment`, e.g. D4's 8 symmetries) is
-cached too: once per view and image, and each training step picks the cached view with the same random
-draw the augmentation would have made, so training is the same as recomputing. That pays only when
-the run has at least as many epochs as views: each image passes the frozen layers once per view instead
-of once per epoch. The cache must fit in `cache_budget()`: a third of the memory available, at most
-`MAX_CACHE_BYTES`; else training runs uncached.
+cached too, and each training step picks the cached view with the same random draw the augmentation
+would have made, so training is the same as recomputing. Batches and draws are fixed by the seed, so
+the views training will draw are known before it starts (`planned_views`): only those are computed.
+Under D4, 7 epochs draw about 4.9 of an image's 8 views, against 7 passes uncached; without a plan
+(several processes) every view is computed. The cache is used only when it means fewer passes through
+the frozen layers than recomputing, and it must fit in `cache_budget()`: a third of the memory
+available, at most `MAX_CACHE_BYTES`; else training runs uncached.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from torch import nn
 
 from transferkit.data.cache import SplitImages
 from transferkit.progress import progress_task
+from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.inference import run_batched
-from transferkit.training.module import TransferModule
+from transferkit.training.module import TransferModule, step_seed
 from transferkit.transforms.augment import FiniteAugment, ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -108,76 +111,126 @@ class ChannelsLast(nn.Module):
 
 @dataclass(frozen=True)
 class PickView:
-    """The training augmentation on cached views: the stack (views, ...) of one image -> the view the
-    augmentation would have drawn, from the same random draw."""
+    """The training augmentation on cached views: one image's rows in `cached` (views,), -1 where a view
+    was not planned -> the activations of the view the augmentation would have drawn, from the same
+    random draw."""
 
     augment: FiniteAugment
+    cached: torch.Tensor
 
-    def __call__(self, views: torch.Tensor) -> torch.Tensor:
-        return views[self.augment.draw()]
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        row = int(rows[self.augment.draw()])
+        if row < 0:
+            raise RuntimeError("Training drew a view that planned_views did not plan; its draws differ.")
+        return self.cached[row]
+
+
+def planned_views(
+    module: TransferModule, sampler: SeededBatchSampler, augment: FiniteAugment
+) -> torch.Tensor:
+    """The (image, view) pairs training will draw, (N, views) bool: every epoch's batches from the
+    sampler, each step's draws replayed from its seed as `TransferModule.loss` makes them (one process).
+    The random state is restored afterwards."""
+    planned = torch.zeros(sampler.size, augment.views, dtype=torch.bool)
+    with torch.random.fork_rng(devices=[]):
+        for epoch in range(module.strategy.train_epochs):
+            order = sampler.order(epoch)
+            for batch in range(len(sampler)):
+                torch.manual_seed(step_seed(module.seed, epoch, batch, rank=0))
+                for image in order[batch * sampler.batch_size : (batch + 1) * sampler.batch_size]:
+                    planned[image, augment.draw()] = True
+    return planned
 
 
 @contextmanager
-def cached_prefix(module: TransferModule, data: dict[str, SplitImages]) -> Iterator[dict[str, SplitImages]]:
+def cached_prefix(
+    module: TransferModule, data: dict[str, SplitImages], sampler: SeededBatchSampler | None = None
+) -> Iterator[dict[str, SplitImages]]:
     """Yields train and val splits as cached activations, with the network cut to match; or as given.
 
-    Under a `FiniteAugment`, each training image becomes the stack of its views' activations and the
-    module's augmentation picks one per step; both are put back on exit.
+    Under a `FiniteAugment`, each training image becomes its rows in the cache, one per view (-1 where
+    no step draws it: `planned_views`, from the `sampler` of a one-process run), and the module's
+    augmentation picks one per step; both are put back on exit.
     """
     trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
     cut = cut_point(module.model, trained)
+    train, val = data["train"], data["val"]
     augment = module.augment
-    views = augment.views if isinstance(augment, FiniteAugment) else 1
-    if cut is None or views > module.strategy.train_epochs or not _fits_in_memory(module, cut, data, views):
+    finite = augment if isinstance(augment, FiniteAugment) else None
+    planned = _plan(module, len(train.images), finite, sampler) if cut is not None else None
+    passes = (int(planned.sum()) if planned is not None else len(train.images)) + len(val.images)
+    drawn = min(len(sampler) * sampler.batch_size, sampler.size) if sampler else len(train.images)
+    uncached_passes = module.strategy.train_epochs * (drawn + len(val.images))  # images a run draws
+    if cut is None or passes >= uncached_passes or not _fits_in_memory(module, cut, train, passes):
         yield data
         return
+    cached = torch.empty(0)
+    with progress_task(f"cache frozen layers below {cut}", passes) as step:
+        val_cached = replace(val, images=_activations(module, cut, val.images, step))
+        if finite is not None and planned is not None:
+            cached, rows = _view_activations(module, cut, train.images, finite, planned, on_batch=step)
+            train_cached = replace(train, images=rows)
+        else:
+            train_cached = replace(train, images=_activations(module, cut, train.images, step))
+    sample = finite.apply(train.images[:4], 0) if finite else train.images[:4]
+    expected = run_batched(module, module, sample)
+    probe = _activations(module, cut, sample)
     before = modules_before(module.model, cut)
-    train, val = data["train"], data["val"]
-    with progress_task(
-        f"cache frozen layers below {cut}", views * len(train.images) + len(val.images)
-    ) as step:
-        cached = {
-            "train": replace(train, images=_train_activations(module, cut, train.images, step)),
-            "val": replace(val, images=_activations(module, cut, val.images, step)),
-        }
     originals = {name: module.model.get_submodule(name) for name in before}
     normalize = module.normalize
-    sample = train.images[:4]
-    finite = augment if isinstance(augment, FiniteAugment) else None
-    expected = run_batched(module, module, finite.apply(sample, 0) if finite else sample)
     _swap(module.model, {name: nn.Identity() for name in before})
     module.normalize = ChannelsLast()
-    if finite:
-        module.augment = PickView(finite)
+    if finite is not None:
+        module.augment = PickView(finite, cached)
     try:
-        first_view = cached["train"].images[:4, 0] if finite else cached["train"].images[:4]
-        if not torch.allclose(run_batched(module, module, first_view), expected, atol=1e-4):
+        if not torch.allclose(run_batched(module, module, probe), expected, atol=1e-4):
             logger.warning(
                 "Frozen layers below %s cannot be cached for this network; training runs uncached.", cut
             )
             _restore(module, originals, normalize, augment)
             yield data
             return
-        yield {**data, **cached}
+        yield {**data, "train": train_cached, "val": val_cached}
     finally:
         _restore(module, originals, normalize, augment)
 
 
-def _train_activations(
-    module: TransferModule, cut: str, images: torch.Tensor, on_batch: Callable[[int], None]
-) -> torch.Tensor:
-    """The activations at `cut` of every training image, (N, ...); under a `FiniteAugment`, of every
-    view of it, (N, views, ...), filled in place so the cache is never held twice."""
-    augment = module.augment
-    if not isinstance(augment, FiniteAugment):
-        return _activations(module, cut, images, on_batch)
-    first = _activations(module, cut, augment.apply(images, 0), on_batch)
-    stacked = first.new_empty((len(images), augment.views, *first.shape[1:]))
-    stacked[:, 0] = first
-    del first
-    for view in range(1, augment.views):
-        stacked[:, view] = _activations(module, cut, augment.apply(images, view), on_batch)
-    return stacked
+def _plan(
+    module: TransferModule, images: int, finite: FiniteAugment | None, sampler: SeededBatchSampler | None
+) -> torch.Tensor | None:
+    """The (image, view) pairs to cache under a finite augmentation: the planned ones, or all without a
+    sampler to plan with; None without a finite augmentation."""
+    if finite is None:
+        return None
+    if sampler is None:
+        return torch.ones(images, finite.views, dtype=torch.bool)
+    return planned_views(module, sampler, finite)
+
+
+def _view_activations(
+    module: TransferModule,
+    cut: str,
+    images: torch.Tensor,
+    augment: FiniteAugment,
+    planned: torch.Tensor,
+    *,
+    on_batch: Callable[[int], None],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The activations at `cut` of the planned (image, view) pairs, (P, ...), and each image's rows in
+    them, (N, views) with -1 where a view is not planned; filled one view at a time, in place."""
+    total = int(planned.sum())
+    rows = torch.full(planned.shape, -1, dtype=torch.long)
+    rows[planned] = torch.arange(total)
+    cached = torch.empty(0)
+    for view in range(augment.views):
+        chosen = planned[:, view].nonzero().squeeze(1)
+        if not len(chosen):
+            continue
+        activations = _activations(module, cut, augment.apply(images[chosen], view), on_batch)
+        if not len(cached):
+            cached = activations.new_empty((total, *activations.shape[1:]))
+        cached[rows[chosen, view]] = activations
+    return cached, rows
 
 
 def cache_budget() -> int:
@@ -189,10 +242,10 @@ def cache_budget() -> int:
     return min(MAX_CACHE_BYTES, available // 3)
 
 
-def _fits_in_memory(module: TransferModule, cut: str, data: dict[str, SplitImages], views: int) -> bool:
-    sample = _activations(module, cut, data["train"].images[:1])
-    images = views * len(data["train"].images) + len(data["val"].images)
-    return sample.numel() * sample.element_size() * images <= cache_budget()
+def _fits_in_memory(module: TransferModule, cut: str, train: SplitImages, passes: int) -> bool:
+    """Whether the activations of `passes` images at `cut` fit in `cache_budget()`."""
+    sample = _activations(module, cut, train.images[:1])
+    return sample.numel() * sample.element_size() * passes <= cache_budget()
 
 
 def _swap(model: nn.Module, replacements: dict[str, nn.Module]) -> None:

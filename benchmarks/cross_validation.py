@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,8 @@ def with_finished_folds(run: Path, final: str) -> Path:
 
     clone = run.with_name(f"{run.name}-{final}")
     (clone / "plots").mkdir(parents=True)
-    config = FitConfig.from_yaml(run / "config.yaml")
-    (clone / "config.yaml").write_text(replace(config, cv=replace(config.cv, final=final)).to_yaml())
+    config = FitConfig.from_yaml(run / "config.yaml").with_overrides({"cv.final": final})
+    (clone / "config.yaml").write_text(config.to_yaml())
     shutil.copy2(run / "manifest.json", clone / "manifest.json")
     shutil.copytree(run / "folds", clone / "folds")
     return clone

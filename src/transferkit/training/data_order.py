@@ -67,12 +67,16 @@ class SeededBatchSampler(Sampler[list[int]]):
         shard = self.size // process_rank()[1]
         return shard // self.batch_size if self.drop_last else -(-shard // self.batch_size)
 
+    def batches(self, epoch: int, skip: int = 0) -> Iterator[list[int]]:
+        """The batches of `epoch`, from its batch number `skip` on."""
+        indices = self.order(epoch)
+        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            yield indices[start : start + self.batch_size]
+
     def __iter__(self) -> Iterator[list[int]]:
         epoch = self.epoch_of()
-        indices = self.order(epoch)
         skip = 0
         if self._resume_at is not None and self._resume_at[0] == epoch:
             skip = self._resume_at[1]
         self._resume_at = None
-        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            yield indices[start : start + self.batch_size]
+        yield from self.batches(epoch, skip)

@@ -134,10 +134,9 @@ def planned_views(
     planned = torch.zeros(sampler.size, augment.views, dtype=torch.bool)
     with torch.random.fork_rng(devices=[]):
         for epoch in range(module.strategy.train_epochs):
-            order = sampler.order(epoch)
-            for batch in range(len(sampler)):
-                torch.manual_seed(step_seed(module.seed, epoch, batch, rank=0))
-                for image in order[batch * sampler.batch_size : (batch + 1) * sampler.batch_size]:
+            for number, batch in enumerate(sampler.batches(epoch)):
+                torch.manual_seed(step_seed(module.seed, epoch, number, rank=0))
+                for image in batch:
                     planned[image, augment.draw()] = True
     return planned
 
@@ -159,7 +158,7 @@ def cached_prefix(
     finite = augment if isinstance(augment, FiniteAugment) else None
     planned = _plan(module, len(train.images), finite, sampler) if cut is not None else None
     passes = (int(planned.sum()) if planned is not None else len(train.images)) + len(val.images)
-    drawn = min(len(sampler) * sampler.batch_size, sampler.size) if sampler else len(train.images)
+    drawn = sum(map(len, sampler.batches(0))) if sampler else len(train.images)
     uncached_passes = module.strategy.train_epochs * (drawn + len(val.images))  # images a run draws
     if cut is None or passes >= uncached_passes or not _fits_in_memory(module, cut, train, passes):
         yield data

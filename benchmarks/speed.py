@@ -22,6 +22,7 @@ run's config.yaml, not always the other way round), and shared by both sides:
     python benchmarks/speed.py                                       # every measurement but elpv-fit
     python benchmarks/speed.py --only help print-config --repeats 1  # start-up alone, in seconds
     python benchmarks/speed.py --elpv                                # also the default fit (10 min a side)
+    python benchmarks/speed.py --only elpv-fit --name speed_elpv     # one row, in its own results file
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from typing import Any
 from default_fit import RESULTS, _cpu, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "speed"
 PACKAGED = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
 BUNDLE_RECIPE = ["fit", "--data", "digits", "--strategy", "linear-probe", "--image-size", "224"]
 FEW_LABEL_CLASSES, LABELS_PER_CLASS, PREDICT_IMAGES = 8, 10, 200
@@ -375,6 +375,9 @@ def main() -> None:
         "--elpv", action="store_true", help="also elpv-fit: `transferkit fit` (10 min a side)"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--name", default="speed", help="results/NAME.{csv,md}; a partial run gets its own (default: speed)"
+    )
     args = parser.parse_args()
     measurements = selected(args)
     context = {"old": describe(args.old), "new": describe(args.new)}
@@ -386,9 +389,9 @@ def main() -> None:
     for row in rows:
         row["commit"] = context[row["side"]].split()[0]
     fields = ["measurement", "side", "commit", "repeat", "wall_s", "images", "images_per_s", "accuracy"]
-    write_csv(NAME, rows, [*fields, "binary_accuracy"])
-    (RESULTS / f"{NAME}.md").write_text(markdown(rows, measurements, context))
-    print((RESULTS / f"{NAME}.md").read_text())
+    write_csv(args.name, rows, [*fields, "binary_accuracy"])
+    (RESULTS / f"{args.name}.md").write_text(markdown(rows, measurements, context))
+    print((RESULTS / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""Levers on the ELPV default, compared on the validation split: the test split is never read here.
+
+Each lever is `transferkit fit FLAGS` in its own process (the default's seed and split), scored with
+`transferkit evaluate RUN --split val`: the 197 validation images the run carved from train, with the
+run's own test-time views and temperature. The fit still makes its own test pass (every fit does), but
+nothing here opens it: the recipe chosen here is the one `default_fit.py` then measures on test, over
+fresh seeds. The validation images also chose each run's WiSE-FT weight and temperature, which flatters
+every lever alike; the interval column says how far another draw of 197 images would move a figure.
+
+    python benchmarks/elpv_levers.py                       # every lever below, one at a time
+    python benchmarks/elpv_levers.py --levers default lr-1e-3 --jobs 2
+    python benchmarks/elpv_levers.py --levers default bn-adapt --name elpv_levers_smoke -- \\
+        --set data.subset=600 --image-size 64 --epochs 1             # a smoke test, minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from default_fit import RESULTS, _cpu, _source_state, _threads, run_fit, write_csv
+from transferkit.api.evaluate import evaluate
+
+NAME = "elpv_levers"
+LEVERS: dict[str, tuple[str, list[str]]] = {
+    "default": ("the default: BatchNorm statistics frozen, top rate 3e-4, 224 px", []),
+    "lr-1e-3": ("top rate 1e-3", ["--lr", "1e-3"]),
+    "bn-adapt": ("BatchNorm statistics adapt", ["--batchnorm", "adapt"]),
+    "bn-adapt-lr-1e-3": (
+        "BatchNorm statistics adapt, top rate 1e-3 (the default before c7c2818)",
+        ["--batchnorm", "adapt", "--lr", "1e-3"],
+    ),
+    "300px": ("300 px, ELPV's native size", ["--image-size", "300"]),
+    "balanced": ("class-balanced batches", ["--balance", "sampler"]),
+    "weighted": ("class-weighted loss", ["--balance", "weights"]),
+    "lite1": ("EfficientNet-Lite1 at its 240 px", ["--model", "efficientnet_lite1"]),
+}
+KEYS = ("binary_accuracy", "accuracy", "accuracy_half_ci", "balanced_accuracy", "macro_f1", "recall_p1")
+
+
+def measure(lever: str, out: Path, extra: list[str], threads: int | None) -> dict[str, Any]:
+    """One lever's fit (`extra` flags after the lever's own), scored on its validation split."""
+    label, flags = LEVERS[lever]
+    fit = run_fit(["--out", str(out), *flags, *extra], log=out / f"{lever}.log", threads=threads)
+    if "cv" in fit.metrics:  # validation was too small: it was folded into the final model's train
+        raise SystemExit(f"{lever}: the run cross-validated, so validation trained it ({fit.run_dir})")
+    metrics = evaluate(fit.run_dir, split="val").metrics
+    low, high = metrics["intervals"]["accuracy"]
+    return {
+        "lever": lever,
+        "recipe": label,
+        "flags": " ".join(flags),
+        "images": metrics["num_samples"],
+        "binary_accuracy": metrics["groupings"]["binary"]["accuracy"],
+        "accuracy": metrics["accuracy"],
+        "accuracy_half_ci": (high - low) / 2,
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "recall_p1": next(row["recall"] for row in metrics["per_class"] if row["class"] == "p=1"),
+        "wall_min": fit.wall_s / 60,
+        "peak_rss_gib": fit.peak_rss_gib,
+    }
+
+
+def markdown(rows: list[dict[str, Any]], command: str, jobs: int) -> str:
+    keys = [*KEYS, "wall_min", "peak_rss_gib"]
+    at_once = "one run at a time" if jobs == 1 else f"{jobs} runs at once, each on {_threads(jobs)} core(s)"
+    lines = [
+        "# Levers on the ELPV default, on the validation split (test not read)",
+        "",
+        f"Command: `{command}` at commit {_source_state()}; {_cpu()}; {at_once} (wall_min is that run's).",
+        "",
+        f"Each row is `transferkit fit FLAGS` (seed 0), scored by `transferkit evaluate RUN --split val` on "
+        f"its {rows[0]['images']} validation images. `accuracy_half_ci`: half the 95 % bootstrap interval "
+        "of the 4-class accuracy (another draw of validation images). `recall_p1`: the share of fully "
+        "defective cells (p = 1) found.",
+        "",
+        "| lever | flags | " + " | ".join(keys) + " |",
+        "| --- | --- |" + " ---: |" * len(keys),
+    ]
+    for row in rows:
+        cells = [f"{row[key]:.4f}" for key in keys]
+        lines.append(f"| {row['recipe']} | `{row['flags']}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levers", nargs="+", choices=list(LEVERS), default=list(LEVERS))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-levers"))
+    parser.add_argument("--name", default=NAME)
+    parser.add_argument("--jobs", type=int, default=1, help="levers run at once (sharing the cores)")
+    parser.add_argument("extra", nargs="*", help="flags for every `transferkit fit`, after --")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = _threads(args.jobs) if args.jobs > 1 else None
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs = [pool.submit(measure, lever, args.out, args.extra, threads) for lever in args.levers]
+        rows = []
+        for run in runs:  # each lever's figures as soon as it finishes
+            rows.append(run.result())
+            print(json.dumps(rows[-1]), flush=True)
+    command = "python benchmarks/elpv_levers.py " + " ".join(sys.argv[1:])
+    write_csv(args.name, rows, ["lever", "recipe", "flags", "images", *KEYS, "wall_min", "peak_rss_gib"])
+    (RESULTS / f"{args.name}.md").write_text(markdown(rows, command.strip(), args.jobs))
+    print((RESULTS / f"{args.name}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,7 @@ import onnxruntime
 import torch
 
 import transferkit
+from default_fit import _cpu, _source_state
 from transferkit.data import make_splits, resolve_data
 from transferkit.data.decode import decode_image
 from transferkit.export import BundleInfo, Classifier, export_model, save_bundle
@@ -136,7 +137,7 @@ def write_results(rows: list[dict[str, object]], command: str, machine: str) -> 
     lines = [
         "# Prediction throughput: EfficientNet-Lite0, 224 px, ELPV test images, batch 32, CPU",
         "",
-        f"Command: `{command}`",
+        f"Command: `{command}` at commit {_source_state()}",
         "",
         machine,
         "",
@@ -170,7 +171,7 @@ def main() -> None:
         rows = measure(paths, build_bundle(Path(folder), source.class_names), args.batch_size, args.repeats)
     load_after = os.getloadavg()
     machine = (
-        f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__} "
+        f"Machine: {_cpu()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), "
         f"onnxruntime {onnxruntime.__version__}; 1-minute load average {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after."

@@ -24,6 +24,12 @@ a small test split: read it as a check that every tool learned, not as a ranking
 
     python benchmarks/side_by_side.py                          # quick: 600 images, 2 epochs (~6 min)
     python benchmarks/side_by_side.py --subset 2624 --epochs 7 --repeats 3   # full
+
+The default recipe against a plain loop doing the same epochs (issue: a library that caches frozen
+compute beats the hand-written loop), in its own results file:
+
+    python benchmarks/side_by_side.py --epochs 7 --lr 3e-4 --tools reference-channels-last-frozen \\
+        transferkit-default --name side_by_side_default
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ TOOLS = [
     "hf-trainer",
     "hf-trainer-channels-last",
 ]
+DEFAULT_RECIPE_TOOLS = ["reference-channels-last-frozen", "transferkit-default"]  # on request (--tools)
 PEER_PACKAGES = {
     "fastai": ["fastai"],
     "fastai-channels-last": ["fastai"],
@@ -73,6 +80,10 @@ DESCRIPTIONS = {
     "fastai-channels-last": "the same fastai run after Learner.to_channelslast(use_amp=False): fastai's "
     "documented channels-last switch, without its fp16 mixed precision (no use on a CPU)",
     "hf-trainer-channels-last": "the same Trainer run with the model moved to channels-last layout",
+    "reference-channels-last-frozen": "the channels-last loop training what the default trains: the lowest "
+    "3 layer groups and every BatchNorm statistic frozen, the frozen layers recomputed every step",
+    "transferkit-default": "transferkit.fit with its default strategy and settings (head on frozen features, "
+    "frozen layers cached, WiSE-FT, 4 test-time views, report, bundle), data.cache false",
 }
 
 
@@ -106,7 +117,7 @@ def run_tool(tool: str, settings: Settings, out: Path) -> dict[str, Any]:
 
 def test_metrics(tool: str, result: dict[str, Any], out: Path) -> dict[str, float]:
     """transferkit's own headline, or the same metrics code on the tool's saved test probabilities."""
-    if tool == "transferkit":
+    if tool.startswith("transferkit"):
         return result["headline"]
     from transferkit.data.packaged import ELPV_BINARY, ELPV_CLASS_NAMES
     from transferkit.evaluation.metrics import compute_metrics, headline_metrics
@@ -146,8 +157,9 @@ def summarize(tool: str, runs: list[dict[str, Any]], outs: list[Path], images: i
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Each tool's time and memory over the plain loop's (`ref`) and the channels-last loop's (`cl`)."""
-    for base, suffix in (("reference", "ref"), ("reference-channels-last", "cl")):
+    """Each tool's time and memory over the plain loop's (`ref`), the channels-last loop's (`cl`) and the
+    channels-last loop's with the default's frozen layers (`clf`), where they ran."""
+    for base, suffix in RATIO_BASES:
         reference = next((r for r in rows if r["tool"] == base and r["status"] == "ok"), None)
         for row in rows:
             if reference is None or row["status"] != "ok":
@@ -156,6 +168,11 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
                 row[f"{key.split('_')[0]}_over_{suffix}"] = row[key] / reference[key]
 
 
+RATIO_BASES = (
+    ("reference", "ref"),
+    ("reference-channels-last", "cl"),
+    ("reference-channels-last-frozen", "clf"),
+)
 COLUMNS = [
     ("binary_accuracy", "binary acc.", "{:.1%}"),
     ("accuracy", "4-class acc.", "{:.1%}"),
@@ -165,6 +182,8 @@ COLUMNS = [
     ("train_s", "train+val loop s", "{:.0f}"),
     ("train_over_ref", "loop / ref.", "{:.2f}x"),
     ("train_over_cl", "loop / ref. CL", "{:.2f}x"),
+    ("wall_over_clf", "wall / ref. CL frozen", "{:.2f}x"),
+    ("train_over_clf", "loop / ref. CL frozen", "{:.2f}x"),
     ("train_images_per_s", "train images/s", "{:.1f}"),
     ("peak_rss_gib", "peak RSS GiB", "{:.2f}"),
     ("peak_over_ref", "RSS / ref.", "{:.2f}x"),
@@ -172,22 +191,24 @@ COLUMNS = [
 
 
 def markdown(rows: list[dict[str, Any]], command: str, context: list[str]) -> str:
+    columns = [c for c in COLUMNS if any(c[0] in row for row in rows) or not c[0].endswith("_clf")]
     lines = ["# Side by side on ELPV: the same fine-tuning in each tool", ""]
     lines += [f"Command: `{command}` at commit {_source_state()}", "", *context, ""]
-    lines += ["| tool | " + " | ".join(title for _, title, _ in COLUMNS) + " |"]
-    lines += ["| --- |" + " ---: |" * len(COLUMNS)]
+    lines += ["| tool | " + " | ".join(title for _, title, _ in columns) + " |"]
+    lines += ["| --- |" + " ---: |" * len(columns)]
     for row in rows:
         if row["status"] != "ok":
-            lines.append(f"| {row['tool']} | {row['status']} |" + " |" * (len(COLUMNS) - 1))
+            lines.append(f"| {row['tool']} | {row['status']} |" + " |" * (len(columns) - 1))
             continue
-        cells = [fmt.format(row[key]) if key in row else "n/a" for key, _, fmt in COLUMNS]
+        cells = [fmt.format(row[key]) if key in row else "n/a" for key, _, fmt in columns]
         lines.append(f"| {row['tool']} | " + " | ".join(cells) + " |")
     lines += ["", "Tools:", ""] + [f"- {row['tool']}: {DESCRIPTIONS[row['tool']]}" for row in rows]
     lines += [
         "- timm's own training script (`train.py`): not run; it ships in timm's repository, not in the",
         "  wheel installed here.",
         "",
-        "ref. = the plain loop (NCHW), ref. CL = the same loop in channels-last layout.",
+        "ref. = the plain loop (NCHW), ref. CL = the same loop in channels-last layout, ref. CL frozen = the",
+        "channels-last loop with the default's frozen layers (where it ran).",
         "wall s: the whole process (interpreter, imports, data, training, test predictions, and for",
         "transferkit its report, plots and exported bundle); train+val loop s: the epochs with their",
         "validation passes, the same span in every tool, the test pass outside it (transferkit: the sum",
@@ -218,10 +239,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path)
 
 
-def write(rows: list[dict[str, Any]], command: str, context: list[str]) -> None:
-    write_csv("side_by_side", rows, ["tool", "status", "runs", *[key for key, _, _ in COLUMNS], "work_s"])
-    (RESULTS / "side_by_side.md").write_text(markdown(rows, command, context))
-    plot(rows, RESULTS / "side_by_side.png")
+def write(rows: list[dict[str, Any]], command: str, context: list[str], name: str) -> None:
+    write_csv(name, rows, ["tool", "status", "runs", *[key for key, _, _ in COLUMNS], "work_s"])
+    (RESULTS / f"{name}.md").write_text(markdown(rows, command, context))
+    plot(rows, RESULTS / f"{name}.png")
 
 
 def machine(load_before: float) -> str:
@@ -242,12 +263,14 @@ def main() -> None:
     parser.add_argument("--augment", choices=["d4", "none"], default="d4")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; times are medians")
-    parser.add_argument("--tools", nargs="+", choices=TOOLS, default=TOOLS)
+    parser.add_argument("--lr", type=float, default=Settings.lr)
+    parser.add_argument("--tools", nargs="+", choices=TOOLS + DEFAULT_RECIPE_TOOLS, default=TOOLS)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-side-by-side"))
+    parser.add_argument("--name", default="side_by_side", help="results/NAME.{csv,md,png}")
     args = parser.parse_args()
     settings = replace(
         Settings(), subset=args.subset, epochs=args.epochs, image_size=args.image_size,
-        augment=args.augment, seed=args.seed,
+        augment=args.augment, seed=args.seed, lr=args.lr,
     )  # fmt: skip
     warm_up_imports(args.tools)
     load_before = os.getloadavg()[0]
@@ -275,11 +298,12 @@ def main() -> None:
     tools = " ".join(args.tools)
     command = (
         f"python benchmarks/side_by_side.py --subset {args.subset} --epochs {args.epochs} "
-        f"--image-size {args.image_size} --augment {args.augment} --seed {args.seed} "
+        f"--image-size {args.image_size} --augment {args.augment} --seed {args.seed} --lr {args.lr} "
         f"--repeats {args.repeats} --tools {tools}"
     )
-    write(rows, command, context)
-    print((RESULTS / "side_by_side.md").read_text())
+    command += f" --name {args.name}" if args.name != "side_by_side" else ""
+    write(rows, command, context, args.name)
+    print((RESULTS / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from transferkit.data.load import load_source, split_with_budget
 from transferkit.models import resolve_model
 
 MODEL = "efficientnet_lite0"  # the packaged weights: timm's tf_efficientnet_lite0
+FROZEN_GROUPS = 3  # the default strategy's frozen lower layer groups (train.strategy.frozen_groups)
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,22 @@ class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
         return pixels.expand(3, -1, -1), int(self.split.labels[index])
 
 
-def pretrained_model(num_classes: int) -> nn.Module:
+def pretrained_model(num_classes: int, frozen_groups: int = 0) -> nn.Module:
+    """The packaged network with a new head; its lowest `frozen_groups` layer groups (transferkit's
+    grouping, as the default strategy freezes them) take no gradient."""
     backbone = resolve_model(MODEL, True)
     backbone.reset_head(num_classes)
+    for group in backbone.layer_groups()[:frozen_groups]:
+        for parameter in group:
+            parameter.requires_grad_(False)
     return backbone.model
+
+
+def keep_batchnorm_statistics(model: nn.Module) -> None:
+    """BatchNorm layers normalize with their pretrained running statistics while the rest trains."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
 
 
 def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
@@ -137,23 +150,25 @@ def predict(
 
 
 def run_reference(
-    settings: Settings, data: dict[str, Split], channels_last: bool = False
+    settings: Settings, data: dict[str, Split], channels_last: bool = False, frozen: bool = False
 ) -> tuple[np.ndarray, float]:
     """The plain loop: AdamW, warm-up + cosine per step, label smoothing, a val pass per epoch.
 
     With `channels_last`, the network and each batch use the channels-last memory layout (two lines),
-    as transferkit does; PyTorch's default is NCHW.
+    as transferkit does; PyTorch's default is NCHW. With `frozen`, the default recipe's network: the
+    lowest `FROZEN_GROUPS` layer groups and every BatchNorm statistic frozen, recomputed every step.
     """
     torch.manual_seed(settings.seed)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = pretrained_model(4).to(memory_format=layout)
+    model = pretrained_model(4, FROZEN_GROUPS if frozen else 0).to(memory_format=layout)
     loader = DataLoader(
         ImageTensors(data["train"], settings.augment == "d4"),
         batch_size=settings.batch_size,
         shuffle=True,
         drop_last=True,
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=settings.lr, weight_decay=settings.weight_decay)
     total = settings.epochs * len(loader)
     schedule = warmup_cosine(total, int(total * settings.warmup_fraction))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -161,6 +176,8 @@ def run_reference(
     started = time.perf_counter()
     for _ in range(settings.epochs):
         model.train()
+        if frozen:
+            keep_batchnorm_statistics(model)
         for images, labels in loader:
             loss = criterion(model(images.contiguous(memory_format=layout)), labels)
             optimizer.zero_grad()
@@ -280,8 +297,6 @@ def run_hf_trainer(
 def run_transferkit(settings: Settings, out: Path) -> dict[str, Any]:
     """`transferkit.fit` with the `full` strategy, no test-time views and no decoded-image disk cache,
     so it decodes from the files as the other tools do, and BatchNorm statistics that adapt."""
-    import csv
-
     import transferkit
 
     dotted: dict[str, Any] = {"data.subset": settings.subset, "preprocess.tta": False, "data.cache": False}
@@ -299,32 +314,66 @@ def run_transferkit(settings: Settings, out: Path) -> dict[str, Any]:
         batchnorm="adapt",
         **dotted,
     )
-    with open(run.dir / "metrics.csv", newline="") as handle:
-        seconds = sum(float(row["seconds"]) for row in csv.DictReader(handle) if row["seconds"])
-    return {"train_s": seconds, "headline": run.headline, "run_dir": str(run.dir)}
+    return {"train_s": _loop_seconds(run.dir), "headline": run.headline, "run_dir": str(run.dir)}
+
+
+def run_transferkit_default(settings: Settings, out: Path) -> dict[str, Any]:
+    """`transferkit.fit` as a user runs it, on the same images: the default strategy and settings
+    (head on frozen features, lowest layer groups and BatchNorm statistics frozen, their activations
+    cached, WiSE-FT, test-time views, report and bundle); only the decoded-image disk cache is off, so
+    it decodes from the files as the other tools do."""
+    import transferkit
+
+    dotted: dict[str, Any] = {"data.subset": settings.subset, "data.cache": False}
+    run = transferkit.fit(
+        data="elpv",
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        image_size=settings.image_size,
+        augment=settings.augment,
+        seed=settings.seed,
+        lr=settings.lr,
+        out=str(out / "runs"),
+        **dotted,
+    )
+    return {"train_s": _loop_seconds(run.dir), "headline": run.headline, "run_dir": str(run.dir)}
+
+
+def _loop_seconds(run_dir: Path) -> float:
+    """The epochs with their validation passes: the sum of `seconds` in the run's metrics.csv."""
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return sum(float(row["seconds"]) for row in csv.DictReader(handle) if row["seconds"])
 
 
 TOOLS: dict[str, Callable[[Settings, dict[str, Split]], tuple[np.ndarray, float]]] = {
     "reference": run_reference,
     "reference-channels-last": functools.partial(run_reference, channels_last=True),
+    "reference-channels-last-frozen": functools.partial(run_reference, channels_last=True, frozen=True),
     "fastai": run_fastai,
     "fastai-channels-last": functools.partial(run_fastai, channels_last=True),
     "hf-trainer": run_hf_trainer,
     "hf-trainer-channels-last": functools.partial(run_hf_trainer, channels_last=True),
 }
 
+TRANSFERKIT: dict[str, Callable[[Settings, Path], dict[str, Any]]] = {
+    "transferkit": run_transferkit,
+    "transferkit-default": run_transferkit_default,
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("tool", choices=[*TOOLS, "transferkit"])
+    parser.add_argument("tool", choices=[*TOOLS, *TRANSFERKIT])
     parser.add_argument("--settings", type=json.loads, default={})
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     settings = Settings(**args.settings)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if args.tool == "transferkit":
-        result = run_transferkit(settings, args.out)
+    if args.tool in TRANSFERKIT:
+        result = TRANSFERKIT[args.tool](settings, args.out)
     else:
         data = load_splits(settings)
         probabilities, train_s = TOOLS[args.tool](settings, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -81,6 +82,19 @@ def test_a_one_epoch_run_stays_uncached(
 ) -> None:
     _probabilities(image_folder, tmp_path, "d4", epochs=1)  # one pass either way: nothing to save
     assert "cache frozen layers below" not in capsys.readouterr().err
+
+
+def test_a_cross_validated_run_caches_its_final_model_without_a_validation_split(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the final model trains on train and validation together: its empty val split goes through the
+    # cache too (it once failed there, after every fold had trained)
+    config = tiny_fit_config(image_folder, tmp_path, epochs=3).with_overrides(
+        {"train.strategy": "partial:1", "preprocess.augment": "d4", "cv.folds": 2}
+    )
+    run = transferkit.fit(config)
+    assert capsys.readouterr().err.count("cache frozen layers below") == 3  # 2 folds, then the final model
+    assert len(json.loads((run.dir / "metrics.json").read_text())["cv"]["folds"]) == 2
 
 
 def test_the_plan_holds_each_epochs_draws_and_fewer_pairs_than_epochs() -> None:

@@ -91,6 +91,8 @@ def _activations(
 
     handle = target.register_forward_pre_hook(capture)
     try:
+        if not len(images):  # an empty split (the final model of a cross-validated run has no val)
+            return run_batched(module, until_cut, images.new_zeros((1, *images.shape[1:])))[:0]
         return run_batched(module, until_cut, images, on_batch=on_batch)
     finally:
         handle.remove()

@@ -54,11 +54,12 @@ def with_finished_folds(run: Path, final: str) -> Path:
     return clone
 
 
-def run_both(folds: int, out: Path, extra: list[str]) -> list[dict[str, Any]]:
-    """The refit run, then the ensemble run resumed from a copy of its finished folds."""
+def run_both(folds: int, out: Path, extra: list[str], resume: Path | None = None) -> list[dict[str, Any]]:
+    """The refit run (or the resumption of one that stopped), then the ensemble run resumed from a copy
+    of its finished folds."""
     first, second = FINALS
     command = ["fit", "--folds", str(folds), "--folds-final", first, "--out", str(out), *extra]
-    refit = run_final(command, first)
+    refit = run_final(["fit", "--resume", str(resume)] if resume else command, first)
     ensemble = run_final(["fit", "--resume", str(with_finished_folds(refit["run"], second))], second)
     return [refit, ensemble]
 
@@ -86,7 +87,7 @@ def _pick(values: dict[str, Any]) -> dict[str, float]:
     return {key: float(values[key]) for key in METRICS if key in values}
 
 
-def markdown(rows: list[dict[str, Any]], command: str) -> str:
+def markdown(rows: list[dict[str, Any]], command: str, resumed: str = "") -> str:
     keys = [*METRICS, "wall_min"]
     lines = [
         "# Cross-validation on ELPV: folds, out-of-fold, and the two final models on test",
@@ -96,6 +97,7 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
         "The fold models are trained once, in the refit run: its wall time covers the folds and the refit."
         " The ensemble run resumes a copy of that run with its folds finished, so its wall time covers the"
         " rest: the out-of-fold choices, the ensemble, its test pass and the report.",
+        *(["", resumed] if resumed else []),
         "",
         "| final | part | " + " | ".join(keys) + " |",
         "| --- | --- |" + " ---: |" * len(keys),
@@ -111,15 +113,29 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-cv"))
     parser.add_argument("--name", default="cross_validation")
+    parser.add_argument(
+        "--resume-refit",
+        type=Path,
+        metavar="RUN_DIR",
+        help="resume the refit run of an earlier invocation that stopped (its wall time is then the rest)",
+    )
     parser.add_argument("extra", nargs="*", help="extra flags for `transferkit fit`, after --")
     args = parser.parse_args()
-    rows = [row for run in run_both(args.folds, args.out, args.extra) for row in rows_of(run)]
+    runs = run_both(args.folds, args.out, args.extra, args.resume_refit)
+    rows = [row for run in runs for row in rows_of(run)]
     command = f"python benchmarks/cross_validation.py --folds {args.folds}"
     if args.extra:
         command += f" --name {args.name} -- {' '.join(args.extra)}"
+    resumed = ""
+    if args.resume_refit:
+        command += f" --resume-refit {args.resume_refit}"
+        resumed = (
+            "The refit run was resumed: its folds were trained by an earlier invocation that stopped, so "
+            "the refit wall time covers only what was left."
+        )
     write_csv(args.name, rows, ["final", "part", *METRICS, "wall_min"])
-    (RESULTS / f"{args.name}.md").write_text(markdown(rows, command))
-    print(markdown(rows, command))
+    (RESULTS / f"{args.name}.md").write_text(markdown(rows, command, resumed))
+    print(markdown(rows, command, resumed))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Frozen networks run fast: onnxruntime on a CPU, kept only once it has matched PyTorch.
 
 On a CPU, onnxruntime runs EfficientNet-style networks about three times faster than eager PyTorch,
-channels-last included (benchmarks/results/predict_throughput.md: 120 against 35 images/s).
+channels-last included (benchmarks/results/predict_throughput.md: 126 against 34 images/s).
 `CheckedModule` translates a network in memory (TorchScript's exporter: under a second for Lite0,
 where torch.export takes about ten; nothing is written to disk), runs the first batch through both
 (and its first image alone through onnxruntime), and keeps onnxruntime only when their outputs agree

@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -38,7 +37,7 @@ from matplotlib.figure import Figure
 from scipy.stats import kendalltau
 
 import transferkit
-from default_fit import _source_state
+from default_fit import _cpu, _source_state
 from transferkit.config import DataConfig
 from transferkit.ranking import Candidate, Ranking, hscore, rank, register_score
 from transferkit.ranking.base import ScoreInputs
@@ -84,6 +83,7 @@ class FineTuned:
     accuracy: float
     wall_s: float
     run_dir: str
+    wise_alpha: float | None  # the WiSE-FT weight the run chose: 0 keeps its start's backbone
 
 
 def fine_tune(protocol: Protocol, candidate: Candidate, out: Path) -> FineTuned:
@@ -95,7 +95,7 @@ def fine_tune(protocol: Protocol, candidate: Candidate, out: Path) -> FineTuned:
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     for entry in done:
         if (entry["data"], entry["model"]) == (protocol.data, candidate.label):
-            return FineTuned(entry["accuracy"], entry["wall_s"], entry["run_dir"])
+            return FineTuned(entry["accuracy"], entry["wall_s"], entry["run_dir"], entry.get("wise_alpha"))
     dotted: dict[str, Any] = {"data.subset": protocol.subset}
     run = transferkit.fit(
         data=protocol.data,
@@ -106,7 +106,8 @@ def fine_tune(protocol: Protocol, candidate: Candidate, out: Path) -> FineTuned:
         out=str(out / protocol.data),
         **dotted,
     )
-    tuned = FineTuned(float(run.headline["accuracy"]), run.wall_time_s, str(run.dir))
+    alpha = run.metrics.get("weight_choice", {}).get("alpha")
+    tuned = FineTuned(float(run.headline["accuracy"]), run.wall_time_s, str(run.dir), alpha)
     entry = {"data": protocol.data, "model": candidate.label, **asdict(tuned), "headline": run.headline}
     with log.open("a") as handle:
         handle.write(json.dumps(entry) + "\n")
@@ -177,6 +178,7 @@ def _row(data: str, result: Any, tuned: FineTuned) -> dict[str, Any]:
         "race_accuracy": result.race_accuracy,
         "finetuned_accuracy": tuned.accuracy,
         "finetune_s": tuned.wall_s,
+        "wise_alpha": tuned.wise_alpha,
     }
 
 
@@ -214,7 +216,8 @@ def markdown(results: dict[str, Any], protocols: dict[str, Protocol], command: s
     lines = [
         "# `transferkit rank` against fine-tuning every candidate",
         "",
-        f"Command: `{command}` at commit {commit}, on {_machine()}.",
+        f"Command: `{command}` at commit {commit}, on {_machine()}; load average (1, 5, 15 min) "
+        f"{results['load_before']} at the start, {results['load_after']} at the end.",
         "",
         "Protocol (reduced to fit a 2-core CPU; see Deviations):",
         "",
@@ -223,10 +226,24 @@ def markdown(results: dict[str, Any], protocols: dict[str, Protocol], command: s
         "- ranking: `transferkit.ranking.rank(..., race=True)` on the same train split and image size",
         "",
     ]
-    lines += DEVIATIONS + _timing_table(results["times"]) + _tau_table(results["taus"], results["rows"])
+    lines += _deviations(results["rows"]) + _timing_table(results["times"])
+    lines += _tau_table(results["taus"], results["rows"])
     for data in protocols:
         lines += _candidate_table(data, [row for row in results["rows"] if row["data"] == data])
     return "\n".join(lines) + "\n"
+
+
+def _deviations(rows: list[dict[str, Any]]) -> list[str]:
+    kept = sum(row["wise_alpha"] == 0 for row in rows)
+    return [
+        *DEVIATIONS,
+        f"- The default picks its final weights on validation among the fitted head on frozen features and "
+        f"WiSE-FT interpolations toward the fine-tuned network (column wise_alpha: 0 keeps the start's "
+        f"backbone, 1 the fine-tuned one). After so few epochs {kept} of {len(rows)} fits kept alpha = 0, so "
+        "the fine-tuned accuracy often measures the start's frozen features, and a `run:` candidate whose "
+        "own run kept alpha = 0 carries its ancestor's backbone.",
+        "",
+    ]
 
 
 DEVIATIONS = [
@@ -236,14 +253,9 @@ DEVIATIONS = [
     "is (675 train, 75 validation, 250 test); a 250-image test split gives a standard error of about 3 "
     "points of accuracy, as large as most differences between the ImageNet models.",
     "- Smaller images (ELPV 128 px instead of 224-260 px; digits 64 px) and 1-2 fine-tuning epochs instead "
-    "of the default 7. The default strategy's linear-probe head reached a higher validation accuracy than "
-    "the short fine-tuning ended with (see each run's metrics.csv), so the fine-tuned accuracy here is "
-    "a noisy target.",
+    "of the default 7.",
     "- One seed per candidate; the pool has six candidates per dataset, so one swapped pair moves tau by "
     "about 0.13.",
-    "- The CPU was shared with another engineer's benchmarks throughout (load average 4-6 on 2 cores): wall "
-    "times, and the images/s column, carry that contention, fits and rankings alike.",
-    "",
 ]
 
 
@@ -310,6 +322,7 @@ def _candidate_table(data: str, rows: list[dict[str, Any]]) -> list[str]:
         "race_accuracy",
         "finetuned_accuracy",
         "finetune_s",
+        "wise_alpha",
     ]
     lines = [
         f"## {data}: candidates, best LogME first",
@@ -365,10 +378,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def _machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other work, "
-        f"no GPU; torch {torch.__version__} with {torch.get_num_threads()} threads"
-    )
+    return f"{_cpu()}, no GPU; torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+def _load() -> str:
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def main() -> None:
@@ -391,7 +405,9 @@ def main() -> None:
         "digits": Protocol("digits", args.digits_size, args.digits_epochs, None),
     }
     protocols = {name: every[name] for name in args.datasets}
+    load_before = _load()
     results = validate(protocols, args.out, reuse_fits=args.reuse_fits)
+    results.update(load_before=load_before, load_after=_load())
     flags = [
         f"--elpv-subset {args.elpv_subset} --elpv-size {args.elpv_size} --elpv-epochs {args.elpv_epochs}",
         f"--digits-size {args.digits_size} --digits-epochs {args.digits_epochs}",

@@ -106,7 +106,7 @@ def fine_tune(protocol: Protocol, candidate: Candidate, out: Path) -> FineTuned:
         out=str(out / protocol.data),
         **dotted,
     )
-    alpha = run.metrics.get("weight_choice", {}).get("alpha")
+    alpha = (json.loads(run.paths.metrics.read_text()).get("weight_choice") or {}).get("alpha")
     tuned = FineTuned(float(run.headline["accuracy"]), run.wall_time_s, str(run.dir), alpha)
     entry = {"data": protocol.data, "model": candidate.label, **asdict(tuned), "headline": run.headline}
     with log.open("a") as handle:

@@ -1,15 +1,19 @@
 import dataclasses
+import functools
 from pathlib import Path
 
 import pytest
 
 from transferkit.config import (
+    PRESETS,
     DataConfig,
     FitConfig,
     ModelConfig,
     PreprocessConfig,
+    Preset,
     TrainConfig,
     parse_override,
+    preset_config,
     resolve_config,
 )
 from transferkit.errors import ConfigError, TransferkitError
@@ -351,3 +355,38 @@ def test_a_method_option_is_checked_when_the_method_is_created(
 def test_a_method_option_set_by_key_turns_a_method_name_into_its_mapping() -> None:
     config = resolve_config(None, strategy="lora", **{"train.strategy.rank": 4})
     assert config.train.strategy == {"name": "lora", "rank": 4}
+
+
+def _value(config: FitConfig, dotted: str) -> object:
+    return functools.reduce(getattr, dotted.split("."), config)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_a_valid_config_holding_its_values(name: str) -> None:
+    config = preset_config(name)
+    assert all(_value(config, key) == value for key, value in PRESETS[name].values.items())
+
+
+def test_best_preset_differs_from_the_defaults() -> None:
+    assert preset_config("best") != FitConfig()
+
+
+def test_a_preset_sits_under_a_config_file_and_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {"train.epochs": 3, "preprocess.image_size": 96, "train.strategy": {"name": "lora", "rank": 4}}
+    monkeypatch.setitem(PRESETS, "small", Preset("for this test", values))
+    path = tmp_path / "config.yaml"
+    path.write_text("train:\n  epochs: 5\n  strategy:\n    rank: 2\n")
+    config = resolve_config(path, preset="small", image_size=128)
+    # the file's keys win over the preset's, down to a method's option; the options win over both
+    assert (config.train.epochs, config.preprocess.image_size) == (5, 128)
+    assert config.train.strategy == {"name": "lora", "rank": 2}
+    assert resolve_config(preset="small").preprocess.image_size == 96
+
+
+def test_an_unknown_preset_or_a_preset_with_a_config_object_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"Unknown preset 'fast'.*default or best"):
+        resolve_config(preset="fast")
+    with pytest.raises(ConfigError, match="sets every key"):
+        resolve_config(FitConfig(), preset="best")

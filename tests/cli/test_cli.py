@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from transferkit.cli.main import main
+from transferkit.config import PRESETS
 
 
 def test_print_config_shows_every_resolved_default(capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,6 +23,22 @@ def test_config_file_is_read_and_flags_override_it(
     assert main(["fit", "--config", str(path), "--epochs", "2", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert (printed["data"]["name"], printed["train"]["epochs"]) == ("digits", 2)
+
+
+def test_a_preset_is_printed_with_its_values_and_flags_override_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["fit", "--preset", "best", "--seed", "4", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["seed"] == 4
+    for key, value in PRESETS["best"].values.items():
+        section, option = key.split(".")
+        assert printed[section][option] == value
+
+
+def test_a_resumed_run_takes_no_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--resume", str(tmp_path), "--preset", "best"]) != 0
+    assert "give no other options" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

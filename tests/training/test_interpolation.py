@@ -41,6 +41,22 @@ def test_the_candidate_with_the_lowest_log_loss_is_kept() -> None:
     assert choose_alpha(same, labels, "val").alpha == 1.0  # nothing to tell them apart: fine-tuned
 
 
+def test_a_balanced_choice_weighs_the_rare_class_as_much_as_the_common_one() -> None:
+    # 90 images of class 0 and 10 of class 1; the head gets every common image right and no rare one,
+    # the fine-tuned network gives up 15 common images to find 8 of the 10 rare ones
+    labels = np.array([0] * 90 + [1] * 10)
+    head, tuned = np.zeros((1, 100, 2)), np.zeros((1, 100, 2))
+    head[0, :, 0] = 3.0
+    tuned[0, :75, 0] = tuned[0, 75:90, 1] = tuned[0, 90:98, 1] = tuned[0, 98:, 0] = 3.0
+    candidates = [head, head, head, head, tuned]
+    assert choose_alpha(candidates, labels, "val").alpha < 1.0  # one equal to the head (ties: largest α)
+    choice = choose_alpha(candidates, labels, "val", balanced=True)
+    assert (choice.alpha, choice.balanced) == (1.0, True)
+    assert choice.accuracy[0] == pytest.approx(0.5) and choice.accuracy[-1] == pytest.approx(
+        (75 / 90 + 0.8) / 2
+    )
+
+
 def test_fine_tuning_that_destroys_the_head_is_undone(image_folder: Path, tmp_path: Path) -> None:
     """A rate of 3 wrecks the network in one epoch: the run keeps the head (α = 0), which predicts
     the test split exactly as the linear probe does."""

@@ -150,7 +150,12 @@ def cross_validate(
     labels = pool.labels.numpy()[order]
     name = f"out-of-fold predictions ({folds} folds, {len(order)} images)"
     out_of_fold = [np.concatenate(fold, axis=1) for fold in zip(*candidates, strict=False)]
-    choice = choose_alpha(out_of_fold, labels, name) if len(out_of_fold) == len(ALPHAS) else None
+    balanced = recipe.balances(pool.labels)
+    choice = (
+        choose_alpha(out_of_fold, labels, name, balanced=balanced)
+        if len(out_of_fold) == len(ALPHAS)
+        else None
+    )
     held = CalibrationSet(
         out_of_fold[ALPHAS.index(choice.alpha)] if choice else out_of_fold[-1], labels, name
     )

@@ -62,12 +62,18 @@ class Run:
 
 
 def fit(
-    config: FitConfig | str | Path | None = None, *, resume: str | Path | None = None, **options: Any
+    config: FitConfig | str | Path | None = None,
+    *,
+    preset: str | None = None,
+    resume: str | Path | None = None,
+    **options: Any,
 ) -> Run:
     """Fine-tunes a pretrained model on a dataset, evaluates it on the test split and exports it.
 
     Args:
         config: a FitConfig, a YAML file, or None for the defaults (EfficientNet-Lite0 on ELPV).
+        preset: a named recipe in place of the defaults: ``"best"`` (see `transferkit.config.PRESETS`);
+            a YAML file's keys and `options` override it.
         resume: a run directory of an interrupted run: it continues from its last checkpoint with its
             own config.yaml, and ends with the weights an uninterrupted run would have.
         **options: shortcuts such as ``data="digits"``, ``epochs=3``, or dotted keys such as
@@ -79,12 +85,12 @@ def fit(
     started = time.perf_counter()
     paths: RunPaths | None = None
     if resume is not None:
-        if config is not None or options:
+        if config is not None or preset is not None or options:
             raise ConfigError("A resumed run keeps its own config.yaml; pass --resume RUN_DIR alone.")
         paths = RunPaths.existing(resume)
         config = FitConfig.from_yaml(paths.config)
     else:
-        config = with_batchnorm_for_random_init(resolve_config(config, **options))
+        config = with_batchnorm_for_random_init(resolve_config(config, preset=preset, **options))
     shared = os.environ.get(RUN_DIR_ENV)
     if not is_main_process():  # a worker process of a multi-process run writes nothing of its own
         if not shared:
@@ -136,9 +142,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             backbone, training, choice = cv.ensemble(), cv.last_training, cv.choice
         else:
             training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
-            choice = (
-                cv.choice if cv is not None else recipe.choose_on_validation(backbone, training, data["val"])
-            )
+            choice = cv.choice if cv is not None else recipe.choose_on_validation(backbone, training, data)
             recipe.finish(backbone, training, choice.alpha if choice else 1.0)
         source = with_note(source, methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():

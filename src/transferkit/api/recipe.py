@@ -71,7 +71,7 @@ class Recipe:
         """Trains `backbone` on ``data["train"]`` (validating on ``data["val"]``), writing into `paths`;
         `finish` then puts it in its final, exportable form."""
         config, methods = self.config, self.methods
-        train_counts = torch.bincount(data["train"].labels, minlength=len(self.source.class_names)).tolist()
+        train_counts = self.class_counts(data["train"].labels)
         balance = resolve_balance(config.train.balance, train_counts)
         module = TransferModule(
             backbone,
@@ -106,7 +106,7 @@ class Recipe:
             training = alone.train(network, data, teacher_paths, resume=resume, writes=writes)
             for checkpoint in (teacher_paths.last_checkpoint, teacher_paths.best_checkpoint):
                 checkpoint.unlink(missing_ok=True)  # a resume reads the trained weights
-            choice = alone.choose_on_validation(network, training, data["val"])
+            choice = alone.choose_on_validation(network, training, data)
             alone.finish(network, training, choice.alpha if choice else 1.0)
             classifier = alone.classifier(network)
             pool, val = (
@@ -115,17 +115,28 @@ class Recipe:
         kill_point("teacher")
         return Teacher(pool, val)
 
+    def class_counts(self, labels: torch.Tensor) -> list[int]:
+        return torch.bincount(labels, minlength=len(self.source.class_names)).tolist()
+
+    def balances(self, train_labels: torch.Tensor) -> bool:
+        """Whether training balances the classes (weighted loss or balanced batches)."""
+        return resolve_balance(self.config.train.balance, self.class_counts(train_labels)) != "none"
+
     def choose_on_validation(
-        self, backbone: Backbone, training: TrainingResult, val: SplitImages
+        self, backbone: Backbone, training: TrainingResult, data: dict[str, SplitImages]
     ) -> WeightChoice | None:
-        """The WiSE-FT candidate with the best validation predictions; None without a validation split
-        or without candidates."""
+        """The WiSE-FT candidate with the best validation predictions (every class weighed the same
+        when training balances them); None without a validation split or without candidates."""
+        val = data["val"]
         if not len(val.labels):
             return None
         logits = self.candidate_logits(backbone, training, val.images)
         if len(logits) == 1:
             return None
-        return choose_alpha(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
+        chosen_on = f"val ({len(val.labels)} images)"
+        return choose_alpha(
+            logits, val.labels.numpy(), chosen_on, balanced=self.balances(data["train"].labels)
+        )
 
     def candidate_logits(
         self, backbone: Backbone, training: TrainingResult, images: torch.Tensor

@@ -23,7 +23,7 @@ from transferkit.catalog import (
 )
 from transferkit.cli import active, assess, rank, serve, ship
 from transferkit.cli.flags import add_config_flags
-from transferkit.config import SHORTCUTS, DataConfig, parse_override, resolve_config
+from transferkit.config import PRESETS, SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
 from transferkit.registry import Registry
 
@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="With no arguments: EfficientNet-Lite0 (ImageNet) fine-tuned on ELPV solar cells.",
     )
     fit.add_argument("--config", help="YAML config file; flags override it")
+    fit.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="a named recipe in place of the defaults; --config and flags override it: "
+        + "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items()),
+    )
     registries: dict[str, Registry[Any]] = {
         "strategy": strategies,
         "semi": semi_methods,
@@ -107,9 +113,9 @@ def run_fit(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key, None) for key in SHORTCUTS}
     options = {key: value for key, value in flags.items() if value is not None}  # flags given
     options.update(parse_override(text) for text in args.set)
-    if args.resume and (options or args.config):
+    if args.resume and (options or args.config or args.preset):
         raise ConfigError("--resume continues a run with its own config.yaml; give no other options.")
-    config = resolve_config(args.config, **options) if not args.resume else None
+    config = resolve_config(args.config, preset=args.preset, **options) if not args.resume else None
     if args.print_config and config is not None:
         from transferkit.training.method_options import with_resolved_options  # no torch
 

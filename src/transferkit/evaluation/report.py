@@ -425,13 +425,15 @@ def _weight_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
             choice["alphas"], choice["accuracy"], choice["log_loss"], strict=True
         )
     ]
+    balanced = choice.get("balanced", False)  # runs written before it was recorded did not balance
     text = (
         "θ = (1 - α) θ_head + α θ_fine-tuned (WiSE-FT, Wortsman et al. 2022): α = 0 is the head fitted on "
         "frozen features, α = 1 the fine-tuned network. The run keeps the one with the lowest log-loss on "
         f"the {choice['chosen_on']}, which weighs every image's probability where accuracy moves by whole "
         "images."
+        + (" Training balanced the classes, so every class weighs the same here." if balanced else "")
     )
-    header = ["α", "accuracy", "log-loss"]
+    header = ["α", "balanced accuracy" if balanced else "accuracy", "log-loss"]
     return [_Heading("Final weights: head, fine-tuned, or between"), _Table(header, rows), _Paragraph(text)]
 
 

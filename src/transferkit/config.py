@@ -406,8 +406,7 @@ def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in top.items():
         below = merged.get(key)
-        both = isinstance(value, dict) and isinstance(below, dict)
-        merged[key] = _merged(below, value) if both else value  # type: ignore[arg-type]
+        merged[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
     return merged
 
 

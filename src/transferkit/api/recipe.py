@@ -72,7 +72,7 @@ class Recipe:
         `finish` then puts it in its final, exportable form."""
         config, methods = self.config, self.methods
         train_counts = self.class_counts(data["train"].labels)
-        balance = resolve_balance(config.train.balance, train_counts)
+        balance = self.balance_mode(data["train"].labels)
         module = TransferModule(
             backbone,
             methods.strategy,
@@ -118,9 +118,12 @@ class Recipe:
     def class_counts(self, labels: torch.Tensor) -> list[int]:
         return torch.bincount(labels, minlength=len(self.source.class_names)).tolist()
 
+    def balance_mode(self, train_labels: torch.Tensor) -> str:
+        """How training balances the classes: weights (loss), sampler (batches) or none."""
+        return resolve_balance(self.config.train.balance, self.class_counts(train_labels))
+
     def balances(self, train_labels: torch.Tensor) -> bool:
-        """Whether training balances the classes (weighted loss or balanced batches)."""
-        return resolve_balance(self.config.train.balance, self.class_counts(train_labels)) != "none"
+        return self.balance_mode(train_labels) != "none"
 
     def choose_on_validation(
         self, backbone: Backbone, training: TrainingResult, data: dict[str, SplitImages]

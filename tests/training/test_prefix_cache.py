@@ -50,8 +50,9 @@ def test_a_view_the_plan_left_out_is_an_error_not_a_silent_substitute() -> None:
 
 
 def _probabilities(image_folder: Path, out: Path, augment: str, epochs: int) -> torch.Tensor:
+    # fine-tune counts its frozen groups from the bottom of the whole network: cut, it would train fewer
     config = tiny_fit_config(image_folder, out, epochs=epochs).with_overrides(
-        {"train.strategy": "partial:1", "preprocess.augment": augment, "train.optimizer": "sgd"}
+        {"train.strategy": "fine-tune", "preprocess.augment": augment, "train.optimizer": "sgd"}
     )
     classifier = transferkit.load(transferkit.fit(config).dir / "model")
     return torch.tensor(classifier.predict_proba(sorted(image_folder.rglob("*.png"))))
@@ -90,7 +91,7 @@ def test_a_cross_validated_run_caches_its_final_model_without_a_validation_split
     # the final model trains on train and validation together: its empty val split goes through the
     # cache too (it once failed there, after every fold had trained)
     config = tiny_fit_config(image_folder, tmp_path, epochs=3).with_overrides(
-        {"train.strategy": "partial:1", "preprocess.augment": "d4", "cv.folds": 2}
+        {"train.strategy": "fine-tune", "preprocess.augment": "d4", "cv.folds": 2}
     )
     run = transferkit.fit(config)
     assert capsys.readouterr().err.count("cache frozen layers below") == 3  # 2 folds, then the final model

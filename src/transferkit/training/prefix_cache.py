@@ -1,10 +1,11 @@
 """Frozen lower layers computed once: their outputs are cached and the epoch loop trains only the top.
 
 When no layer below some module trains, every epoch would recompute the same activations there.
-`cached_prefix` computes them once, swaps the frozen modules for identities so the network starts at
-the cut, and puts everything back afterwards. The swap is checked: the cut network on cached activations
-must give the full network's outputs, else the run goes on uncached (a model whose forward pass is not a
-plain chain of its modules).
+`cached_prefix` computes them once, makes the frozen modules pass their input through so the network
+starts at the cut (their parameters stay, so the strategy sees the same layer groups), and puts
+everything back afterwards. The bypass is checked: the cut network on cached activations must give the
+full network's outputs, else the run goes on uncached (a model whose forward pass is not a plain chain
+of its modules).
 
 An augmentation that is a finite set of exact transforms (`FiniteAugment`, e.g. D4's 8 symmetries) is
 cached too, and each training step picks the cached view with the same random draw the augmentation
@@ -177,9 +178,8 @@ def cached_prefix(
     expected = run_batched(module, module, sample)
     probe = _activations(module, cut, sample)
     before = modules_before(module.model, cut)
-    originals = {name: module.model.get_submodule(name) for name in before}
     normalize = module.normalize
-    _swap(module.model, {name: nn.Identity() for name in before})
+    _bypass(module.model, before)
     module.normalize = ChannelsLast()
     if finite is not None:
         module.augment = PickView(finite, cached)
@@ -188,12 +188,12 @@ def cached_prefix(
             logger.warning(
                 "Frozen layers below %s cannot be cached for this network; training runs uncached.", cut
             )
-            _restore(module, originals, normalize, augment)
+            _restore(module, before, normalize, augment)
             yield data
             return
         yield {**data, "train": train_cached, "val": val_cached}
     finally:
-        _restore(module, originals, normalize, augment)
+        _restore(module, before, normalize, augment)
 
 
 def _plan(
@@ -249,18 +249,25 @@ def _fits_in_memory(module: TransferModule, cut: str, train: SplitImages, passes
     return sample.numel() * sample.element_size() * passes <= cache_budget()
 
 
-def _swap(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
-    for name, replacement in replacements.items():
-        parent_name, _, child = name.rpartition(".")
-        model.get_submodule(parent_name).register_module(child, replacement)
+def _bypass(model: nn.Module, names: list[str]) -> None:
+    """Makes the modules `names` pass their input through. Their parameters stay in place: the strategy
+    counts layer groups from the whole network (fine-tune's frozen groups are the lowest ones), and
+    checkpoints written meanwhile hold every weight."""
+    for name in names:
+        vars(model.get_submodule(name))["forward"] = _passthrough  # shadows the class's forward
+
+
+def _passthrough(inputs: torch.Tensor) -> torch.Tensor:
+    return inputs
 
 
 def _restore(
     module: TransferModule,
-    originals: dict[str, nn.Module],
+    bypassed: list[str],
     normalize: nn.Module,
     augment: ImageTransform | None,
 ) -> None:
-    _swap(module.model, originals)
+    for name in bypassed:
+        vars(module.model.get_submodule(name)).pop("forward", None)
     module.normalize = normalize
     module.augment = augment

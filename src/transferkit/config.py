@@ -158,6 +158,12 @@ class DataConfig(Section):
         flag=True,
     )
     unlabeled: str | None = option(None, "folder or manifest of unlabeled images for the pool", flag=True)
+    aux_label: str | None = option(
+        None,
+        "another label of the same images (a manifest's further column; elpv: module_type) that an "
+        "auxiliary head learns beside the task, to shape the shared features",
+        flag=True,
+    )
     bad_images: Literal["skip", "error"] = option(
         "skip", "unreadable files: leave out and list in the report (skip), or stop (error)", flag=True
     )
@@ -242,6 +248,9 @@ class TrainConfig(Section):
         "none", "imbalanced classes: class-weighted loss, class-balanced batches, or auto", flag=True
     )
     semi: MethodSpec = option("none", "also learn from the unlabeled pool", flag=True)
+    aux_weight: float = option(
+        0.3, "weight of the auxiliary head's loss (with data.aux_label)", within=POSITIVE, flag=True
+    )
     early_stopping: int | None = option(
         None, "epochs without a better validation accuracy before stopping", within=AT_LEAST_1, flag=True
     )

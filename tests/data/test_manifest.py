@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transferkit.data import ImageSource, load_manifest, load_unlabeled, resolve_data
+from transferkit.data.other_labels import auxiliary_labels
 from transferkit.errors import DataError
 from transferkit.testing import make_image_folder
 
@@ -261,3 +262,27 @@ def test_fuzzed_bytes(tmp_path: Path, images: Path, start: bytes, content: bytes
     manifest = tmp_path / f"fuzz{suffix}"
     manifest.write_bytes(start + content)
     _parses_or_data_error(manifest)
+
+
+def test_further_columns_are_other_labels_an_auxiliary_head_can_learn(tmp_path: Path, images: Path) -> None:
+    rows = [[*row, "mono" if n % 2 else "poly", ""] for n, row in enumerate(_rows())]
+    rows[0][-1] = "north"  # one image with a value in the sparse column
+    manifest = _write_csv(tmp_path / "labels.csv", ["path", "label", "crystal", "site"], rows)
+    source = resolve_data(str(manifest))
+    assert [r.other_label("crystal") for r in source.records] == ["poly", "mono"] * 3
+    assert source.records[0].other_label("site") == "north"
+    assert source.records[1].other_label("site") is None  # an empty value: the image has none
+
+    crystal = auxiliary_labels(source, "crystal")
+    assert crystal.class_names == ["mono", "poly"]
+    assert crystal.of([1, 0, 2]).tolist() == [0, 1, 1]
+    with pytest.raises(DataError, match=r"no label 'shape'.*\['crystal', 'site'\]"):
+        auxiliary_labels(source, "shape")
+    with pytest.raises(DataError, match="single value 'north'"):
+        auxiliary_labels(source, "site")
+
+
+def test_a_source_without_other_labels_says_how_to_give_one(tmp_path: Path, images: Path) -> None:
+    source = resolve_data(str(_write_csv(tmp_path / "labels.csv", ["path", "label"], _rows())))
+    with pytest.raises(DataError, match=r"it has none.*further columns"):
+        auxiliary_labels(source, "crystal")

@@ -17,7 +17,7 @@ import lightning as L
 from transferkit.api.cross_validation import cross_validate, joined, resolve_folds, subset
 from transferkit.api.model_choice import ModelChoice, choose_start
 from transferkit.api.outputs import evaluate_test, validation_set, write_run_outputs
-from transferkit.api.recipe import Recipe, build_backbone
+from transferkit.api.recipe import Recipe, build_backbone, with_auxiliary
 from transferkit.config import DataConfig, FitConfig, resolve_config
 from transferkit.data import (
     ImageSource,
@@ -110,6 +110,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     config = with_resolved_methods(config, methods)
     source = ordered_source(load_source(config.data), config.train.task)
     recall_target = resolve_recall_target(config.decision.recall(), source.class_names)
+    source, auxiliary = with_auxiliary(config, source, methods)
     # with several candidate models, the best-scoring one starts (a resumed run reads its choice back)
     config, model_choice = (config, resumed_choice(paths)) if resume else choose_start(config)
     augment_name = resolve_augment_name(config.preprocess.augment, source)
@@ -121,9 +122,10 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     splits = split_with_budget(source, config.data)
     source = with_budget_note(source, splits, config.data)
     checks = check_data(source, splits)
-    splits = leave_out_bad_images(checks, splits, config.data.bad_images)
-    splits = check_unlabeled_pool(checks, splits, methods.semi)
-    recipe = Recipe(config, methods, source, augment)
+    splits = check_unlabeled_pool(
+        checks, leave_out_bad_images(checks, splits, config.data.bad_images), methods.semi
+    )
+    recipe = Recipe(config, methods, source, augment, auxiliary)
     folds = resolve_folds(recipe, splits)
     paths = start_run_directory(config, source, backbone, paths)
     if model_choice is not None and not resume and is_main_process():

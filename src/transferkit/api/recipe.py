@@ -15,11 +15,14 @@ import torch
 from transferkit.config import FitConfig
 from transferkit.data import ImageSource
 from transferkit.data.cache import SplitImages
+from transferkit.data.other_labels import AuxiliaryLabels, auxiliary_labels
 from transferkit.data.splits import UNLABELED
+from transferkit.errors import ConfigError
 from transferkit.export.predictor import Classifier
 from transferkit.faults import kill_point
 from transferkit.models import Backbone, resolve_model
 from transferkit.run_dir import RunPaths
+from transferkit.training.auxiliary import AuxiliaryHead
 from transferkit.training.balance import class_weights, resolve_balance
 from transferkit.training.interpolation import ALPHAS, WeightChoice, choose_alpha, cloned, interpolate
 from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
@@ -46,14 +49,38 @@ def build_backbone(config: FitConfig, source: ImageSource, strategy: FinetuneStr
     return backbone
 
 
+def with_auxiliary(
+    config: FitConfig, source: ImageSource, methods: Methods
+) -> tuple[ImageSource, AuxiliaryLabels | None]:
+    """The other label ``data.aux_label`` names, checked against the source and the run's methods, and
+    the source with a note on it for the report; the source alone without one."""
+    name = config.data.aux_label
+    if name is None:
+        return source, None
+    train = config.train
+    if methods.semi.needs_pool or train.mixup > 0 or train.cutmix > 0:
+        raise ConfigError(
+            f"data.aux_label={name} needs every training image's own label: it does not combine with "
+            "train.semi (pool images have none) or train.mixup / train.cutmix (mixed images have two)."
+        )
+    labels = auxiliary_labels(source, name)
+    note = (
+        f"An auxiliary head learned {name} ({', '.join(labels.class_names)}) beside the task, at loss "
+        f"weight {train.aux_weight:g}; the exported model predicts the task alone."
+    )
+    return replace(source, notes=[*source.notes, note]), labels
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """The resolved config, its methods, the data source and the augmentation of a run."""
+    """The resolved config, its methods, the data source and the augmentation of a run, and the other
+    label an auxiliary head learns, if any."""
 
     config: FitConfig
     methods: Methods
     source: ImageSource
     augment: AugmentPreset
+    auxiliary: AuxiliaryLabels | None = None
 
     def backbone(self) -> Backbone:
         """A fresh pretrained model to train (one per cross-validation fold)."""
@@ -82,6 +109,7 @@ class Recipe:
             augment=self.augment.train,
             semi=methods.semi,
             regularizer=methods.regularizer,
+            auxiliary=self.auxiliary_head(backbone),
         )
         # trained only when the method has no saved selection: a resumed student skips it
         teacher = (
@@ -91,6 +119,12 @@ class Recipe:
         )
         plan = TrainingPlan(data, paths, config.runtime, balance == "sampler", train_counts, writes, teacher)
         return run_phases(module, plan, resume=resume)
+
+    def auxiliary_head(self, backbone: Backbone) -> AuxiliaryHead | None:
+        """A new head for the other label, or None without one."""
+        if self.auxiliary is None:
+            return None
+        return AuxiliaryHead(backbone.num_features, self.auxiliary, self.config.train.aux_weight)
 
     def teach(self, data: dict[str, SplitImages], paths: RunPaths, *, resume: bool, writes: bool) -> Teacher:
         """What this recipe without its semi-supervised method, trained on the labeled images alone

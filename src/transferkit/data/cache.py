@@ -60,13 +60,14 @@ def decode_resized(
     return torch.from_numpy(out)
 
 
-class CachedImages(Dataset[tuple[torch.Tensor, int]]):
-    """Images held as one uint8 tensor, with a per-sample augmentation applied on the fly."""
+class CachedImages(Dataset[tuple[torch.Tensor, "int | torch.Tensor"]]):
+    """Images held as one uint8 tensor, with a per-sample augmentation applied on the fly; a label is a
+    class, or a row of classes (the task's and an auxiliary label's)."""
 
     def __init__(
         self,
         images: torch.Tensor,
-        labels: Sequence[int],
+        labels: Sequence[int | torch.Tensor],
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.images = images
@@ -76,7 +77,7 @@ class CachedImages(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         image = self.images[index]
         if self.augment is not None:
             image = self.augment(image)

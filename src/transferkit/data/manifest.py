@@ -4,7 +4,8 @@ CSV files have a header line, ``path,label[,split][,group]``; JSON Lines files h
 with the same keys. ``group`` names images that belong together (the cells of one solar module, the photos
 of one patient): cross-validation keeps each group within one fold. ``file_name`` may name the path column
 instead, as in the ``metadata.jsonl`` of a Hugging Face imagefolder. Paths are relative to the manifest's
-folder unless absolute.
+folder unless absolute. Any other column is a further label of the images, which an auxiliary head can
+learn (``data.aux_label``); an empty value means the image has none.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class _Entry:
     label: str
     split: str
     group: str
+    other_labels: tuple[tuple[str, str], ...]
 
 
 def is_manifest(spec: str | Path) -> bool:
@@ -83,7 +85,8 @@ def load_manifest(
         raise DataError(
             f"Manifest {manifest} lists no images; add one row per image with its path and label."
         )
-    entries = [_entry(table, row, path_key, label_key) for row in table.rows]
+    other_keys = [c for c in table.columns if c not in {path_key, label_key, SPLIT_COLUMN, GROUP_COLUMN}]
+    entries = [_entry(table, row, path_key, label_key, other_keys) for row in table.rows]
     check_files_exist(table.path, [entry.path for entry in entries])
     _check_no_duplicates(table.path, [entry.path for entry in entries])
     class_names = train_class_names(
@@ -94,7 +97,10 @@ def load_manifest(
     )
     index = {name: i for i, name in enumerate(class_names)}
     records = [
-        ImageRecord(entry.path, index[entry.label], entry.split, group=entry.group) for entry in entries
+        ImageRecord(
+            entry.path, index[entry.label], entry.split, group=entry.group, other_labels=entry.other_labels
+        )
+        for entry in entries
     ]
     return ImageSource(str(manifest), class_names, records)
 
@@ -202,12 +208,23 @@ def _require_column(manifest: Manifest, column: str, option: str) -> None:
         )
 
 
-def _entry(manifest: Manifest, row: ManifestRow, path_key: str, label_key: str) -> _Entry:
+def _entry(
+    manifest: Manifest, row: ManifestRow, path_key: str, label_key: str, other_keys: list[str]
+) -> _Entry:
     return _Entry(
         _path(manifest, row, path_key),
         _label(manifest.path, row, label_key),
         _split(manifest.path, row),
         _group(row),
+        _other_labels(row, other_keys),
+    )
+
+
+def _other_labels(row: ManifestRow, keys: list[str]) -> tuple[tuple[str, str], ...]:
+    """The row's values in the other columns, as text; empty ones left out (the image has none)."""
+    values = ((key, row.values.get(key)) for key in keys)
+    return tuple(
+        (key, str(value).strip()) for key, value in values if value is not None and str(value).strip()
     )
 
 

@@ -17,6 +17,7 @@ from transferkit.errors import MissingDependencyError
 
 ELPV_PROBABILITIES = ("0", "1/3", "2/3", "1")
 ELPV_CLASS_NAMES = [f"p={p}" for p in ELPV_PROBABILITIES]
+ELPV_MODULE_TYPE = "module_type"  # mono- or polycrystalline: a label an auxiliary head can learn
 ELPV_BINARY = LabelGrouping("binary", ("functional", "defective"), (0, 0, 1, 1))
 # Deitsch et al. 2019: 25 % test, stratified by defect probability x module type, with a fixed seed so
 # that every run and every tool is scored on the same 656 cells.
@@ -70,7 +71,13 @@ def _elpv_records(binary: bool) -> list[ImageRecord]:
     train_set = set(train.tolist())
     labels = [ELPV_BINARY.group_of_class[c] for c in classes] if binary else classes
     return [
-        ImageRecord(path, label, "train" if i in train_set else "test", module)
+        ImageRecord(
+            path,
+            label,
+            "train" if i in train_set else "test",
+            module,
+            other_labels=((ELPV_MODULE_TYPE, module),),
+        )
         for i, ((path, _, module), label) in enumerate(zip(rows, labels, strict=True))
     ]
 

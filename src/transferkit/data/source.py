@@ -28,6 +28,8 @@ class ImageRecord:
         stratum: extra stratification key, e.g. ELPV's module type, so splits keep its proportions.
         group: images that belong together (e.g. the cells of one solar module): cross-validation
             never puts one group in two folds. "" for none.
+        other_labels: further labels of the image as (name, value) pairs, e.g. ELPV's module type:
+            what an auxiliary head can learn beside the task (``data.aux_label``).
     """
 
     path: str
@@ -35,6 +37,11 @@ class ImageRecord:
     split: str = ""
     stratum: str = ""
     group: str = ""
+    other_labels: tuple[tuple[str, str], ...] = ()
+
+    def other_label(self, name: str) -> str | None:
+        """The value of the other label `name`, or None when the image has none."""
+        return dict(self.other_labels).get(name)
 
 
 @dataclass

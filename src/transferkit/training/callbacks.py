@@ -30,6 +30,7 @@ HISTORY_FIELDS = (
     "seconds",
     "pseudo_labels",  # semi-supervised: pool images that got a target this epoch
     "pseudo_label_accuracy",  # of those whose true label is known (hidden by a label budget)
+    "aux_loss",  # an auxiliary head's weighted loss (data.aux_label)
 )
 
 
@@ -71,6 +72,7 @@ class EpochHistory(L.Callback):
                 "lr": trainer.optimizers[0].param_groups[-1]["lr"],
                 "seconds": round(time.perf_counter() - self._started, 2),
                 **_pool_figures(metrics),
+                **({"aux_loss": _number(metrics["aux_loss"])} if "aux_loss" in metrics else {}),
             }
         )
         if trainer.is_global_zero:

@@ -152,8 +152,12 @@ def train_epochs(
             has_val=has_val,
             sampler=sampler,
         )
+        # with an auxiliary head, each image's label is a row: the task's class, then the other label's
+        targets = (
+            list(module.auxiliary.training_targets(train)) if module.auxiliary else train.labels.tolist()
+        )
         train_loader = DataLoader(
-            CachedImages(train.images, train.labels.tolist()),
+            CachedImages(train.images, targets),
             batch_sampler=sampler,
             num_workers=plan.runtime.num_workers,
         )

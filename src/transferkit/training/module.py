@@ -14,6 +14,7 @@ from torchvision.transforms import v2
 from transferkit.config import TrainConfig
 from transferkit.errors import RunError
 from transferkit.models.backbone import Backbone
+from transferkit.training.auxiliary import AuxiliaryHead
 from transferkit.training.inference import run_batched
 from transferkit.training.regularizers import Regularizer
 from transferkit.training.semi.base import SemiMethod
@@ -40,6 +41,8 @@ class TransferModule(L.LightningModule):
         augment: the per-image training augmentation (uint8 in and out), or None.
         semi: what each step learns from the unlabeled pool (the base class: nothing).
         regularizer: what each step adds to the loss (the base class: nothing).
+        auxiliary: a second head learning another label of the images, or None; its batches carry
+            labels (B, 2), the task's beside the auxiliary one.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class TransferModule(L.LightningModule):
         augment: ImageTransform | None = None,
         semi: SemiMethod | None = None,
         regularizer: Regularizer | None = None,
+        auxiliary: AuxiliaryHead | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -65,6 +69,7 @@ class TransferModule(L.LightningModule):
         self.semi = semi or SemiMethod()
         self.regularizer = regularizer or Regularizer()
         self.regularizer.bind_backbone(backbone)
+        self.auxiliary = auxiliary
         self.criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
         self.num_classes = int(backbone.head().out_features)  # type: ignore[arg-type]
         self.mix = batch_mixing(config, self.num_classes)
@@ -110,13 +115,20 @@ class TransferModule(L.LightningModule):
         """The training loss of one batch of uint8 images, with augmentation (unless not `augmented`) and
         mixing drawn from `seed`."""
         torch.manual_seed(seed)
+        labels, aux_targets = labels.unbind(1) if labels.dim() == 2 else (labels, None)
         if augmented and self.augment is not None:
             images = torch.stack([self.augment(image) for image in images])
         inputs = self.normalize(images)
         targets: torch.Tensor = labels
         if self.mix is not None:
             inputs, targets = self.mix(inputs, labels)
-        loss = self.criterion(self.model(inputs), targets)
+        if self.auxiliary is not None and aux_targets is not None:
+            features = self.backbone.forward_features(inputs)
+            aux_loss = self.auxiliary.loss(features, aux_targets)
+            self.log("aux_loss", aux_loss, on_step=False, on_epoch=True)
+            loss = self.criterion(self.backbone.head()(features), targets) + aux_loss
+        else:
+            loss = self.criterion(self.model(inputs), targets)
         penalty = self.regularizer.penalty(self.model)
         if penalty is not None:
             loss = loss + penalty
@@ -134,6 +146,10 @@ class TransferModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         groups = self.strategy.param_groups(self.backbone)
+        if self.auxiliary is not None:
+            groups.append(
+                {"params": list(self.auxiliary.parameters()), "lr": self.strategy.lr, "name": "aux"}
+            )
         for group in groups:
             decays = self.regularizer.decays(group.get("name", ""))
             group["weight_decay"] = self.config.weight_decay if decays else 0.0

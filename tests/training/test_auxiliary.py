@@ -1,0 +1,64 @@
+"""An auxiliary head learns another label of the same images beside the task."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import transferkit
+from transferkit.errors import ConfigError
+from transferkit.testing import make_image_folder, tiny_fit_config
+
+
+def _toned_manifest(root: Path, *, shuffled: bool = False) -> Path:
+    """Three classes of images, every other one darkened; its tone is a second label, one a network sees
+    (or, `shuffled`, the same labels in a random order: nothing to learn)."""
+    folder = make_image_folder(root / "images", per_class=16)
+    paths = sorted(folder.rglob("*.png"))
+    tones = ["dark" if i % 2 else "light" for i in range(len(paths))]
+    for path, tone in zip(paths, tones, strict=True):
+        if tone == "dark":
+            Image.fromarray((np.asarray(Image.open(path)) * 0.35).astype(np.uint8)).save(path)
+    if shuffled:
+        np.random.default_rng(1).shuffle(tones)
+    manifest = root / "labels.csv"
+    with manifest.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "label", "tone"])
+        writer.writerows([p.relative_to(root), p.parent.name, t] for p, t in zip(paths, tones, strict=True))
+    return manifest
+
+
+def _aux_losses(manifest: Path, out: Path) -> list[float]:
+    config = tiny_fit_config(manifest, out, epochs=6).with_overrides(
+        {"data.aux_label": "tone", "train.aux_weight": 1.0, "train.strategy": "full", "train.lr": 3e-3}
+    )
+    run = transferkit.fit(config)
+    rows = list(csv.DictReader((run.dir / "metrics.csv").open()))
+    assert "learned tone (dark, light)" in (run.dir / "report.html").read_text()
+    return [float(row["aux_loss"]) for row in rows if row["aux_loss"]]
+
+
+def test_the_auxiliary_head_learns_its_label_where_shuffled_labels_leave_nothing_to_learn(
+    tmp_path: Path,
+) -> None:
+    chance = math.log(2)  # the zero-initialised head's loss on two classes
+    learned = _aux_losses(_toned_manifest(tmp_path / "toned"), tmp_path / "runs")
+    shuffled = _aux_losses(_toned_manifest(tmp_path / "shuffled", shuffled=True), tmp_path / "runs")
+    assert len(learned) == 6
+    assert min(learned) < 0.65 * chance  # measured: about 0.3 chance
+    assert min(shuffled) > 0.8 * chance  # labels not aligned with their images: measured 0.9 chance
+
+
+def test_an_auxiliary_label_refuses_mixed_images(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path / "images", per_class=2, size=8)
+    config = tiny_fit_config(folder, tmp_path / "runs").with_overrides(
+        {"data.aux_label": "tone", "train.mixup": 0.2}
+    )
+    with pytest.raises(ConfigError, match="does not combine with"):
+        transferkit.fit(config)

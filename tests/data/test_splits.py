@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from transferkit.data import class_counts, load_image_folder, make_splits, resolve_data, subsample
+from transferkit.data.other_labels import auxiliary_labels
 from transferkit.data.packaged import digits_arrays
 from transferkit.errors import DataError, UnknownNameError
 from transferkit.testing import make_image_folder
@@ -29,6 +30,12 @@ def test_elpv_test_split_is_stratified_by_class_and_module_type(elpv) -> None:
     test = Counter((elpv.records[i].label, elpv.records[i].stratum) for i in splits.test)
     for stratum, count in everything.items():
         assert abs(test[stratum] - count / 4) <= 1
+
+
+def test_elpv_module_type_is_a_label_an_auxiliary_head_can_learn(elpv) -> None:
+    module_type = auxiliary_labels(elpv, "module_type")
+    assert module_type.class_names == ["mono", "poly"]
+    assert module_type.targets.tolist() == [module_type.class_names.index(r.stratum) for r in elpv.records]
 
 
 def test_elpv_test_split_is_the_same_for_every_seed(elpv) -> None:

@@ -39,6 +39,7 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "weighted": ("class-weighted loss", ["--balance", "weights"]),
     "lite1": ("EfficientNet-Lite1 at its 240 px", ["--model", "efficientnet_lite1"]),
     "lite2": ("EfficientNet-Lite2 at its 260 px", ["--model", "efficientnet_lite2"]),
+    "aux-module-type": ("an auxiliary head on the module type (mono/poly)", ["--aux-label", "module_type"]),
 }
 KEYS = ("binary_accuracy", "accuracy", "accuracy_half_ci", "balanced_accuracy", "macro_f1", "recall_p1")
 

@@ -154,6 +154,10 @@ class RunPaths:
     def model(self) -> Path:
         return self.root / "model"
 
+    def task_model(self, name: str) -> Path:
+        """The bundle of another label's classifier on the run's network (``data.aux_label``)."""
+        return self.root / "tasks" / name
+
     @property
     def plots(self) -> Path:
         return self.root / "plots"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -34,13 +35,17 @@ def _toned_manifest(root: Path, *, shuffled: bool = False) -> Path:
     return manifest
 
 
-def _aux_losses(manifest: Path, out: Path) -> list[float]:
+def _fit(manifest: Path, out: Path) -> transferkit.Run:
     config = tiny_fit_config(manifest, out, epochs=6).with_overrides(
         {"data.aux_label": "tone", "train.aux_weight": 1.0, "train.strategy": "full", "train.lr": 3e-3}
     )
     run = transferkit.fit(config)
-    rows = list(csv.DictReader((run.dir / "metrics.csv").open()))
     assert "learned tone (dark, light)" in (run.dir / "report.html").read_text()
+    return run
+
+
+def _aux_losses(run: transferkit.Run) -> list[float]:
+    rows = list(csv.DictReader((run.dir / "metrics.csv").open()))
     return [float(row["aux_loss"]) for row in rows if row["aux_loss"]]
 
 
@@ -48,11 +53,27 @@ def test_the_auxiliary_head_learns_its_label_where_shuffled_labels_leave_nothing
     tmp_path: Path,
 ) -> None:
     chance = math.log(2)  # the zero-initialised head's loss on two classes
-    learned = _aux_losses(_toned_manifest(tmp_path / "toned"), tmp_path / "runs")
-    shuffled = _aux_losses(_toned_manifest(tmp_path / "shuffled", shuffled=True), tmp_path / "runs")
+    learned = _aux_losses(_fit(_toned_manifest(tmp_path / "toned"), tmp_path / "runs"))
+    shuffled = _aux_losses(_fit(_toned_manifest(tmp_path / "shuffled", shuffled=True), tmp_path / "runs"))
     assert len(learned) == 6
     assert min(learned) < 0.65 * chance  # measured: about 0.3 chance
     assert min(shuffled) > 0.8 * chance  # labels not aligned with their images: measured 0.9 chance
+
+
+def test_the_run_also_predicts_the_other_label_from_a_bundle_of_its_own(tmp_path: Path) -> None:
+    manifest = _toned_manifest(tmp_path / "toned")
+    run = _fit(manifest, tmp_path / "runs")
+    other = json.loads((run.dir / "metrics.json").read_text())["auxiliary"]
+    assert other["bundle"] == "tasks/tone" and other["classes"] == ["dark", "light"]
+    assert other["accuracy"] >= 0.8  # brightness: measured 1.0 on the test images
+    assert "The run also predicts tone" in (run.dir / "report.html").read_text()
+    tone = transferkit.load(run.dir / other["bundle"])
+    rows = list(csv.DictReader(manifest.open()))
+    predicted = tone.predict([manifest.parent / row["path"] for row in rows])
+    agreement = np.mean([p.label == row["tone"] for p, row in zip(predicted, rows, strict=True)])
+    assert agreement >= 0.8
+    main = transferkit.load(run.dir / "model")
+    assert main.label_names == ["cat", "dog", "fox"]  # the task's own bundle is unchanged
 
 
 def test_an_auxiliary_label_refuses_mixed_images(tmp_path: Path) -> None:

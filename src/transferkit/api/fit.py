@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 
+from transferkit.api.auxiliary import fit_auxiliary_task
 from transferkit.api.cross_validation import cross_validate, joined, resolve_folds, subset
 from transferkit.api.model_choice import ModelChoice, choose_start
 from transferkit.api.outputs import evaluate_test, validation_set, write_run_outputs
@@ -152,8 +153,14 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         # 5. evaluation on the held-out test split, calibrated on validation or out-of-fold predictions
         kill_point("evaluation")
         classifier = recipe.classifier(backbone)
-        held_out = cv.held_out if cv is not None else validation_set(classifier, data["val"])
-        evaluation = evaluate_test(classifier, source, data["test"], held_out, recall_target)
+        evaluation = evaluate_test(
+            classifier,
+            source,
+            data["test"],
+            cv.held_out if cv is not None else validation_set(classifier, data["val"]),
+            recall_target,
+        )
+        other_task = fit_auxiliary_task(recipe, backbone, data, paths)  # the other label's classifier
         wall_time = time.perf_counter() - started
         write_run_outputs(
             paths,
@@ -168,6 +175,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             cross_validation=cv,
             weight_choice=choice,
             model_choice=model_choice,
+            auxiliary=other_task,
         )
     return Run(paths, config, evaluation.metrics, wall_time)
 

@@ -184,9 +184,11 @@ def write_run_outputs(
     cross_validation: CrossValidation | None = None,
     weight_choice: WeightChoice | None = None,
     model_choice: ModelChoice | None = None,
+    auxiliary: dict[str, Any] | None = None,
 ) -> None:
     """metrics.json, predictions.csv, the model bundle, plots, both reports, data_checks.json if given,
-    and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv."""
+    and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv; `auxiliary`,
+    the other label's classifier (`api.auxiliary`), goes into metrics.json and the report."""
     source, metrics = evaluation.source, evaluation.metrics
     headline = headline_metrics(metrics)
     cv = None
@@ -201,6 +203,7 @@ def write_run_outputs(
         "weight_choice": choice,
         "model_choice": model_choice.to_dict() if model_choice is not None else None,
         "inference": evaluation.inference,
+        "auxiliary": auxiliary,
     }
     extras = {key: value for key, value in run_level.items() if value is not None}
     write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})
@@ -244,7 +247,11 @@ def write_run_outputs(
         phases=[asdict(p) for p in phases],
         config=config.to_dict(),
         plots=plots,
-        notes=[*source.notes, *([model_choice.warning] if model_choice and model_choice.warning else [])],
+        notes=[
+            *source.notes,
+            *([model_choice.warning] if model_choice and model_choice.warning else []),
+            *([auxiliary_summary(auxiliary)] if auxiliary else []),
+        ],
         wall_time_s=wall_time_s,
         data_checks=data_checks,
         cross_validation=cv,
@@ -252,6 +259,15 @@ def write_run_outputs(
         model_choice=extras.get("model_choice"),
     )
     write_reports(context)
+
+
+def auxiliary_summary(auxiliary: dict[str, Any]) -> str:
+    """The report's line on the other label's classifier."""
+    return (
+        f"The run also predicts {auxiliary['label']}: {auxiliary['accuracy']:.2%} accuracy, "
+        f"{auxiliary['balanced_accuracy']:.2%} balanced, on {auxiliary['test_images']} test images "
+        f"(its bundle: {auxiliary['bundle']})."
+    )
 
 
 def write_predictions(

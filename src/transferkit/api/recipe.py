@@ -66,7 +66,7 @@ def with_auxiliary(
     labels = auxiliary_labels(source, name)
     note = (
         f"An auxiliary head learned {name} ({', '.join(labels.class_names)}) beside the task, at loss "
-        f"weight {train.aux_weight:g}; the exported model predicts the task alone."
+        f"weight {train.aux_weight:g}."
     )
     return replace(source, notes=[*source.notes, note]), labels
 

@@ -3,8 +3,8 @@ the same images beside the task (multi-task learning), so that the shared featur
 tells that label apart (ELPV: a cell's crystal type, which changes how its defects look).
 
 The head starts at zero: its first gradients reach the backbone only as it learns, so the fitted task
-head's features are not torn up by a random head's gradients. It trains at the top rate and is not
-part of the exported model.
+head's features are not torn up by a random head's gradients. It trains at the top rate; the label's
+exported classifier is a head refit on the final network (`api.auxiliary`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -47,7 +48,7 @@ class DecodingImages(Dataset[tuple[torch.Tensor, int]]):
         return random_d4(image), self.source.records[index].label
 
 
-def train_epoch(backbone: Backbone, loader: DataLoader[tuple[torch.Tensor, int]]) -> float:
+def train_epoch(backbone: Backbone, loader: DataLoader[Any]) -> float:
     """One epoch of the default's fine-tuning step; returns seconds."""
     groups = backbone.layer_groups()
     for group in groups[:3]:

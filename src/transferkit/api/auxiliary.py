@@ -14,6 +14,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from transferkit.api.cross_validation import subset
 from transferkit.api.outputs import evaluate_test, validation_set
 from transferkit.api.recipe import Recipe
 from transferkit.data.cache import SplitImages
@@ -74,5 +75,5 @@ def fit_auxiliary_task(
 def relabelled(split: SplitImages, labels: AuxiliaryLabels) -> SplitImages:
     """The split's images that carry the other label, labelled with it."""
     targets = labels.of(split.indices)
-    keep = (targets != MISSING).nonzero().squeeze(1)
-    return SplitImages(split.images[keep], targets[keep], [split.indices[i] for i in keep.tolist()])
+    rows = (targets != MISSING).nonzero().squeeze(1).tolist()
+    return replace(subset(split, rows), labels=targets[rows])

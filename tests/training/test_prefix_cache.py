@@ -27,6 +27,10 @@ def test_the_cut_is_the_largest_fully_trained_module_above_the_frozen_ones() -> 
     }
     assert prefix_cache.cut_point(model, trained) == "blocks.2"
     assert prefix_cache.modules_before(model, "blocks.2") == ["conv_stem", "bn1", "blocks.0", "blocks.1"]
+    assert prefix_cache.modules_from(model, "blocks.2") == [
+        *("blocks.2", "blocks.3", "blocks.4"),
+        *("conv_head", "bn2", "global_pool", "classifier"),
+    ]
     assert prefix_cache.cut_point(model, {id(p) for p in model.parameters()}) is None  # nothing frozen
 
 

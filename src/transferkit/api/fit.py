@@ -15,9 +15,9 @@ from typing import Any
 import lightning as L
 
 from transferkit.api.auxiliary import fit_auxiliary_task
-from transferkit.api.cross_validation import cross_validate, joined, resolve_folds, subset
+from transferkit.api.cross_validation import CrossValidation, cross_validate, joined, resolve_folds, subset
 from transferkit.api.model_choice import ModelChoice, choose_start
-from transferkit.api.outputs import evaluate_test, validation_set, write_run_outputs
+from transferkit.api.outputs import evaluate_test, write_run_outputs
 from transferkit.api.recipe import Recipe, build_backbone, with_auxiliary
 from transferkit.config import DataConfig, FitConfig, resolve_config
 from transferkit.data import (
@@ -26,17 +26,20 @@ from transferkit.data import (
     decode_splits,
     fingerprint,
 )
-from transferkit.data.cache import DiskCache
+from transferkit.data.cache import DiskCache, SplitImages
 from transferkit.data.checks import DataReport, check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation import headline_metrics
+from transferkit.evaluation.calibration import CalibrationSet
 from transferkit.evaluation.operating_point import resolve_recall_target
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
+from transferkit.training.interpolation import WeightChoice
+from transferkit.training.loop import TrainingResult
 from transferkit.training.methods import create_methods, with_resolved_methods
 from transferkit.training.semi import SemiMethod
 from transferkit.transforms import augment_presets, create_augmentation
@@ -141,23 +144,19 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         if cv is not None:
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
-        if cv is not None and cv.members:
-            backbone, training, choice = cv.ensemble(), cv.last_training, cv.choice
-        else:
-            training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
-            choice = cv.choice if cv is not None else recipe.choose_on_validation(backbone, training, data)
-            recipe.finish(backbone, training, choice.alpha if choice else 1.0)
+        backbone, training, choice, held_out = final_model(recipe, backbone, data, paths, cv, resume=resume)
         source = with_note(source, methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
         # 5. evaluation on the held-out test split, calibrated on validation or out-of-fold predictions
+        #    (the chosen candidate's logits)
         kill_point("evaluation")
         classifier = recipe.classifier(backbone)
         evaluation = evaluate_test(
             classifier,
             source,
             data["test"],
-            cv.held_out if cv is not None else validation_set(classifier, data["val"]),
+            held_out,
             recall_target,
         )
         other_task = fit_auxiliary_task(recipe, backbone, data, paths)  # the other label's classifier
@@ -178,6 +177,29 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             auxiliary=other_task,
         )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+def final_model(
+    recipe: Recipe,
+    backbone: Backbone,
+    data: dict[str, SplitImages],
+    paths: RunPaths,
+    cv: CrossValidation | None,
+    *,
+    resume: bool,
+) -> tuple[Backbone, TrainingResult, WeightChoice | None, CalibrationSet]:
+    """The run's final network: the ensemble of the fold models, or `backbone` trained on the train split
+    at the WiSE-FT candidate chosen on validation (or out of fold); with its training, the choice, and
+    the chosen candidate's held-out view logits to calibrate on."""
+    if cv is not None and cv.members:
+        return cv.ensemble(), cv.last_training, cv.choice, cv.held_out
+    training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
+    if cv is not None:
+        choice, held_out = cv.choice, cv.held_out
+    else:
+        choice, held_out = recipe.choose_on_validation(backbone, training, data)
+    recipe.finish(backbone, training, choice.alpha if choice else 1.0)
+    return backbone, training, choice, held_out
 
 
 def resumed_choice(paths: RunPaths | None) -> ModelChoice | None:

@@ -18,13 +18,15 @@ from transferkit.data.cache import SplitImages
 from transferkit.data.other_labels import AuxiliaryLabels, auxiliary_labels
 from transferkit.data.splits import UNLABELED
 from transferkit.errors import ConfigError
+from transferkit.evaluation.calibration import CalibrationSet
 from transferkit.export.predictor import Classifier
+from transferkit.export.shared_prefix import view_logits_of_states
 from transferkit.faults import kill_point
 from transferkit.models import Backbone, resolve_model
 from transferkit.run_dir import RunPaths
 from transferkit.training.auxiliary import AuxiliaryHead
 from transferkit.training.balance import class_weights, resolve_balance
-from transferkit.training.interpolation import ALPHAS, WeightChoice, choose_alpha, cloned, interpolate
+from transferkit.training.interpolation import ALPHAS, WeightChoice, choose_alpha, interpolate
 from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
 from transferkit.training.methods import Methods
 from transferkit.training.module import TransferModule
@@ -140,7 +142,7 @@ class Recipe:
             training = alone.train(network, data, teacher_paths, resume=resume, writes=writes)
             for checkpoint in (teacher_paths.last_checkpoint, teacher_paths.best_checkpoint):
                 checkpoint.unlink(missing_ok=True)  # a resume reads the trained weights
-            choice = alone.choose_on_validation(network, training, data)
+            choice, _ = alone.choose_on_validation(network, training, data)
             alone.finish(network, training, choice.alpha if choice else 1.0)
             classifier = alone.classifier(network)
             pool, val = (
@@ -161,35 +163,32 @@ class Recipe:
 
     def choose_on_validation(
         self, backbone: Backbone, training: TrainingResult, data: dict[str, SplitImages]
-    ) -> WeightChoice | None:
+    ) -> tuple[WeightChoice | None, CalibrationSet]:
         """The WiSE-FT candidate with the best validation predictions (every class weighed the same
-        when training balances them); None without a validation split or without candidates."""
+        when training balances them; None without a validation split or without candidates), and its
+        validation view logits, to calibrate on."""
         val = data["val"]
-        if not len(val.labels):
-            return None
+        labels, name = val.labels.numpy(), f"val ({len(val.labels)} images)"
+        if not len(labels):
+            return None, CalibrationSet(np.empty((0, 0, 0), np.float32), labels, name)
         logits = self.candidate_logits(backbone, training, val.images)
         if len(logits) == 1:
-            return None
-        chosen_on = f"val ({len(val.labels)} images)"
-        return choose_alpha(
-            logits, val.labels.numpy(), chosen_on, balanced=self.balances(data["train"].labels)
-        )
+            return None, CalibrationSet(logits[0], labels, name)
+        choice = choose_alpha(logits, labels, name, balanced=self.balances(data["train"].labels))
+        return choice, CalibrationSet(logits[ALPHAS.index(choice.alpha)], labels, name)
 
     def candidate_logits(
         self, backbone: Backbone, training: TrainingResult, images: torch.Tensor
     ) -> list[np.ndarray]:
         """View logits of `images` for each WiSE-FT candidate, in the order of `ALPHAS`; only the
-        fine-tuned network's (α = 1) when the run keeps no start or WiSE-FT is off. The network is left
-        as it was trained."""
+        fine-tuned network's (α = 1) when the run keeps no start or WiSE-FT is off. The layers every
+        candidate shares run once (`view_logits_of_states`); the network is left as it was trained."""
+        classifier = self.classifier(backbone)
         if training.start is None or not self.config.train.wise_ft:
-            return [self.classifier(backbone).view_logits(images.numpy())]
-        tuned = cloned(backbone.model.state_dict())
-        logits = []
-        for alpha in ALPHAS:  # a new classifier each time: onnxruntime runs a copy of the weights
-            backbone.model.load_state_dict(interpolate(training.start, tuned, alpha))
-            logits.append(self.classifier(backbone).view_logits(images.numpy()))
-        backbone.model.load_state_dict(tuned)
-        return logits
+            return [classifier.view_logits(images.numpy())]
+        tuned = backbone.model.state_dict()
+        states = [interpolate(training.start, tuned, alpha) for alpha in ALPHAS]
+        return view_logits_of_states(classifier, states, images.numpy(), self.config.runtime.inference)
 
     def finish(self, backbone: Backbone, training: TrainingResult, alpha: float = 1.0) -> None:
         """The network at `alpha` between its fitted head and its fine-tuned weights, in its plain,

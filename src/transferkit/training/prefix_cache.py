@@ -177,23 +177,30 @@ def cached_prefix(
     sample = finite.apply(train.images[:4], 0) if finite else train.images[:4]
     expected = run_batched(module, module, sample)
     probe = _activations(module, cut, sample)
-    before = modules_before(module.model, cut)
-    normalize = module.normalize
-    _bypass(module.model, before)
+    with bypassed(module.model, modules_before(module.model, cut)), _on_activations(module, finite, cached):
+        works = torch.allclose(run_batched(module, module, probe), expected, atol=1e-4)
+        if works:
+            yield {**data, "train": train_cached, "val": val_cached}
+    if not works:
+        logger.warning(
+            "Frozen layers below %s cannot be cached for this network; training runs uncached.", cut
+        )
+        yield data
+
+
+@contextmanager
+def _on_activations(
+    module: TransferModule, finite: FiniteAugment | None, cached: torch.Tensor
+) -> Iterator[None]:
+    """The module's normalization and augmentation replaced for cached activations inside the block."""
+    normalize, augment = module.normalize, module.augment
     module.normalize = ChannelsLast()
     if finite is not None:
         module.augment = PickView(finite, cached)
     try:
-        if not torch.allclose(run_batched(module, module, probe), expected, atol=1e-4):
-            logger.warning(
-                "Frozen layers below %s cannot be cached for this network; training runs uncached.", cut
-            )
-            _restore(module, before, normalize, augment)
-            yield data
-            return
-        yield {**data, "train": train_cached, "val": val_cached}
+        yield
     finally:
-        _restore(module, before, normalize, augment)
+        module.normalize, module.augment = normalize, augment
 
 
 def _plan(
@@ -249,25 +256,30 @@ def _fits_in_memory(module: TransferModule, cut: str, train: SplitImages, passes
     return sample.numel() * sample.element_size() * passes <= cache_budget()
 
 
-def _bypass(model: nn.Module, names: list[str]) -> None:
-    """Makes the modules `names` pass their input through. Their parameters stay in place: the strategy
-    counts layer groups from the whole network (fine-tune's frozen groups are the lowest ones), and
-    checkpoints written meanwhile hold every weight."""
+def modules_from(model: nn.Module, cut: str) -> list[str]:
+    """Names of the modules that run from `cut` on: `cut` and its later siblings at every level above."""
+    path = cut.split(".")
+    names = [cut]
+    for depth in range(len(path), 0, -1):
+        parent, part = ".".join(path[: depth - 1]), path[depth - 1]
+        siblings = [name for name, _ in model.get_submodule(parent).named_children()]
+        names += [f"{parent}.{name}" if parent else name for name in siblings[siblings.index(part) + 1 :]]
+    return names
+
+
+@contextmanager
+def bypassed(model: nn.Module, names: list[str]) -> Iterator[None]:
+    """The modules `names` pass their input through inside the block. Their parameters stay in place:
+    the strategy counts layer groups from the whole network (fine-tune's frozen groups are the lowest
+    ones), and checkpoints written meanwhile hold every weight."""
     for name in names:
         vars(model.get_submodule(name))["forward"] = _passthrough  # shadows the class's forward
+    try:
+        yield
+    finally:
+        for name in names:
+            vars(model.get_submodule(name)).pop("forward", None)
 
 
 def _passthrough(inputs: torch.Tensor) -> torch.Tensor:
     return inputs
-
-
-def _restore(
-    module: TransferModule,
-    bypassed: list[str],
-    normalize: nn.Module,
-    augment: ImageTransform | None,
-) -> None:
-    for name in bypassed:
-        vars(module.model.get_submodule(name)).pop("forward", None)
-    module.normalize = normalize
-    module.augment = augment

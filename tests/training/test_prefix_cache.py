@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import torch
 import transferkit
 from transferkit.models import resolve_model
 from transferkit.testing import tiny_fit_config
-from transferkit.training import prefix_cache
+from transferkit.training import fast_inference, prefix_cache
 from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.module import step_seed
 from transferkit.transforms.augment import d4_view, random_d4
@@ -80,6 +81,21 @@ def test_cached_training_matches_training_through_the_frozen_layers(
     # SGD: Adam would turn the rounding differences of near-zero gradients (other batch sizes through
     # the frozen layers) into full-size steps, and the comparison could not be this tight.
     assert (cached - uncached).abs().max() < 1e-5
+
+
+def test_frozen_layers_cached_through_onnxruntime_train_as_pytorch_does(
+    image_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytorch = _probabilities(image_folder, tmp_path / "pytorch", "d4", epochs=3)
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)  # a job of any size translates
+    with caplog.at_level(logging.INFO, logger=fast_inference.__name__):
+        onnx = _probabilities(image_folder, tmp_path / "onnx", "d4", epochs=3)
+    assert "onnxruntime runs Sequential" in caplog.text  # the cache's lower layers
+    assert (onnx - pytorch).abs().max() < 1e-3
 
 
 def test_a_one_epoch_run_stays_uncached(

@@ -14,7 +14,8 @@ the views training will draw are known before it starts (`planned_views`): only 
 Under D4, 7 epochs draw about 4.9 of an image's 8 views, against 7 passes uncached; without a plan
 (several processes) every view is computed. The cache is used only when it means fewer passes through
 the frozen layers than recomputing, and it must fit in `cache_budget()`: a third of the memory
-available, at most `MAX_CACHE_BYTES`; else training runs uncached.
+available, at most `MAX_CACHE_BYTES`; else training runs uncached. On a CPU the frozen layers run on
+onnxruntime once their activations match PyTorch's (`lower_layers`), as predictions do.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from torch import nn
 from transferkit.data.cache import SplitImages
 from transferkit.progress import progress_task
 from transferkit.training.data_order import SeededBatchSampler
+from transferkit.training.fast_inference import CheckedModule, relative_difference
+from transferkit.training.features import FEATURE_TOLERANCE
 from transferkit.training.inference import run_batched
 from transferkit.training.module import TransferModule, step_seed
 from transferkit.transforms.augment import FiniteAugment, ImageTransform
@@ -157,8 +160,7 @@ def cached_prefix(
     trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
     cut = cut_point(module.model, trained)
     train, val = data["train"], data["val"]
-    augment = module.augment
-    finite = augment if isinstance(augment, FiniteAugment) else None
+    finite = module.augment if isinstance(module.augment, FiniteAugment) else None
     planned = _plan(module, len(train.images), finite, sampler) if cut is not None else None
     passes = (int(planned.sum()) if planned is not None else len(train.images)) + len(val.images)
     drawn = sum(map(len, sampler.batches(0))) if sampler else len(train.images)
@@ -166,26 +168,50 @@ def cached_prefix(
     if cut is None or passes >= uncached_passes or not _fits_in_memory(module, cut, train, passes):
         yield data
         return
-    cached = torch.empty(0)
-    with progress_task(f"cache frozen layers below {cut}", passes) as step:
-        val_cached = replace(val, images=_activations(module, cut, val.images, step))
-        if finite is not None and planned is not None:
-            cached, rows = _view_activations(module, cut, train.images, finite, planned, on_batch=step)
-            train_cached = replace(train, images=rows)
-        else:
-            train_cached = replace(train, images=_activations(module, cut, train.images, step))
     sample = finite.apply(train.images[:4], 0) if finite else train.images[:4]
-    expected = run_batched(module, module, sample)
-    probe = _activations(module, cut, sample)
-    with bypassed(module.model, modules_before(module.model, cut)), _on_activations(module, finite, cached):
-        works = torch.allclose(run_batched(module, module, probe), expected, atol=1e-4)
-        if works:
-            yield {**data, "train": train_cached, "val": val_cached}
-    if not works:
-        logger.warning(
-            "Frozen layers below %s cannot be cached for this network; training runs uncached.", cut
-        )
-        yield data
+    entering = _activations(module, cut, sample)  # what enters the cut in the whole network
+    filled = _filled(module, cut, data, planned, passes=passes, sample=(sample, entering))
+    if filled is not None:
+        cached, cut_data = filled
+        expected = run_batched(module, module, sample)
+        with (
+            bypassed(module.model, modules_before(module.model, cut)),
+            _on_activations(module, finite, cached),
+        ):
+            if torch.allclose(run_batched(module, module, entering), expected, atol=1e-4):
+                yield cut_data
+                return
+    logger.warning("Frozen layers below %s cannot be cached for this network; training runs uncached.", cut)
+    yield data
+
+
+def _filled(
+    module: TransferModule,
+    cut: str,
+    data: dict[str, SplitImages],
+    planned: torch.Tensor | None,
+    *,
+    passes: int,
+    sample: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, dict[str, SplitImages]] | None:
+    """The cache: the activations entering `cut` of the validation images and the training images, or
+    under a finite augmentation of the `planned` training views (train's images become each image's rows
+    in them); None when the layers below `cut`, run alone, do not give what enters it on `sample`
+    (images, and what enters `cut` for them in the whole network)."""
+    train, val = data["train"], data["val"]
+    finite = module.augment if isinstance(module.augment, FiniteAugment) else None
+    images, entering = sample
+    with lower_layers(module, cut, passes * images[0].numel()) as lower:
+        lowered = lower(images)
+        if lowered.shape != entering.shape or relative_difference(lowered, entering) > FEATURE_TOLERANCE:
+            return None
+        with progress_task(f"cache frozen layers below {cut}", passes) as step:
+            val_cached = replace(val, images=in_batches(lower, val.images, step))
+            if finite is not None and planned is not None:
+                cached, rows = _view_activations(lower, train.images, finite, planned, on_batch=step)
+                return cached, {**data, "train": replace(train, images=rows), "val": val_cached}
+            train_cached = replace(train, images=in_batches(lower, train.images, step))
+            return torch.empty(0), {**data, "train": train_cached, "val": val_cached}
 
 
 @contextmanager
@@ -216,16 +242,15 @@ def _plan(
 
 
 def _view_activations(
-    module: TransferModule,
-    cut: str,
+    lower: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     augment: FiniteAugment,
     planned: torch.Tensor,
     *,
     on_batch: Callable[[int], None],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The activations at `cut` of the planned (image, view) pairs, (P, ...), and each image's rows in
-    them, (N, views) with -1 where a view is not planned; filled one view at a time, in place."""
+    """The activations (`lower`'s outputs) of the planned (image, view) pairs, (P, ...), and each image's
+    rows in them, (N, views) with -1 where a view is not planned; filled one view at a time, in place."""
     total = int(planned.sum())
     rows = torch.full(planned.shape, -1, dtype=torch.long)
     rows[planned] = torch.arange(total)
@@ -234,11 +259,46 @@ def _view_activations(
         chosen = planned[:, view].nonzero().squeeze(1)
         if not len(chosen):
             continue
-        activations = _activations(module, cut, augment.apply(images[chosen], view), on_batch)
+        activations = in_batches(lower, augment.apply(images[chosen], view), on_batch)
         if not len(cached):
             cached = activations.new_empty((total, *activations.shape[1:]))
         cached[rows[chosen, view]] = activations
     return cached, rows
+
+
+@contextmanager
+def lower_layers(
+    module: TransferModule, cut: str, elements: int
+) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """The network below `cut` (normalization included) as a function of uint8 batches, in inference
+    mode, for a job of `elements` input values: on a CPU, onnxruntime once its activations match
+    PyTorch's on the first images (about three times faster), else PyTorch. The module's train/eval mode
+    is restored on exit."""
+    was_training = module.training
+    lower = nn.Sequential(module.normalize, module.model)  # the module's own layers, not copies
+    with bypassed(module.model, modules_from(module.model, cut)):
+        checked = CheckedModule(lower, difference=relative_difference, tolerance=FEATURE_TOLERANCE)
+        try:
+            yield checked.for_work(elements)
+        finally:
+            module.train(was_training)
+
+
+def in_batches(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    on_batch: Callable[[int], None] | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """`run` on `images` in batches, concatenated (an empty batch of `images` through it when empty)."""
+    if not len(images):  # the shape of an empty split's activations still counts (cross-validated runs)
+        return run(images.new_zeros((1, *images.shape[1:])))[:0]
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        chunks.append(run(images[start : start + batch_size]))
+        if on_batch is not None:
+            on_batch(len(chunks[-1]))
+    return torch.cat(chunks)
 
 
 def cache_budget() -> int:

@@ -202,7 +202,10 @@ def _filled(
     finite = module.augment if isinstance(module.augment, FiniteAugment) else None
     images, entering = sample
     with lower_layers(module, cut, passes * images[0].numel()) as lower:
-        lowered = lower(images)
+        try:
+            lowered = lower(images)
+        except Exception:  # not a plain chain: modules called with other inputs fail in many ways
+            return None
         if lowered.shape != entering.shape or relative_difference(lowered, entering) > FEATURE_TOLERANCE:
             return None
         with progress_task(f"cache frozen layers below {cut}", passes) as step:

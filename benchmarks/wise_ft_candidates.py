@@ -33,11 +33,11 @@ from transferkit.training.strategies import create_strategy
 from transferkit.transforms import create_augmentation
 
 
-def candidates(class_count: int) -> tuple[Classifier, list[State]]:
+def candidates(class_names: list[str]) -> tuple[Classifier, list[State]]:
     """The default run's network and its WiSE-FT candidates between a start and moved trainable layers."""
     config = FitConfig()
     backbone = resolve_model(MODEL)
-    backbone.reset_head(class_count)
+    backbone.reset_head(len(class_names))
     strategy = create_strategy(config.train)
     strategy.adapt(backbone)
     trained = {id(p) for group in strategy.param_groups(backbone) for p in group["params"]}
@@ -50,7 +50,7 @@ def candidates(class_count: int) -> tuple[Classifier, list[State]]:
     tuned = backbone.model.state_dict()
     views = create_augmentation("d4", backbone.preprocessing.image_size).tta_views
     classifier = Classifier.from_network(
-        backbone.model, ["p=0", "p=1/3", "p=2/3", "p=1"], backbone.preprocessing, views=views, data_channels=1
+        backbone.model, class_names, backbone.preprocessing, views=views, data_channels=1
     )
     return classifier, [interpolate(start, tuned, alpha) for alpha in ALPHAS]
 
@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     source = resolve_data("elpv")
     val = make_splits(source, 0.1, 0.25, seed=0).val
-    classifier, states = candidates(len(source.class_names))
+    classifier, states = candidates(source.class_names)
     pixels = classifier.preprocess([decode_image(source.records[i].path, 1) for i in val])
     assert classifier.network is not None
     cut = shared_cut(classifier.network.model, states)

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
@@ -270,20 +270,33 @@ class Classifier:
         (views, N, classes), what calibration fits its temperature on. The views of a chunk of images
         run as one batch of about `batch_size`."""
         pixels = np.asarray(pixels)
+        views = tuple(views or self.views)
+        model = self.pixel_model
+        if isinstance(model, CheckedPixels):  # a small job runs on PyTorch, without translating
+            count, _, height, width = pixels.shape
+            model = model.for_work(count * self.preprocessing.channels * height * width * len(views))
+        batches = [np.empty((len(views), 0, len(self.label_names)), np.float32)]
+        for count, batch in self.view_batches(pixels, batch_size, views):
+            logits = np.asarray(model(batch), np.float32)
+            batches.append(logits.reshape(len(views), count, -1))
+        return np.concatenate(batches, axis=1)
+
+    def view_batches(
+        self,
+        pixels: np.ndarray,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        views: Sequence[ImageView] | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Chunks of uint8 pixels (N, C, H, W) under each test-time view (or `views`), views outermost:
+        (n, pixels (views * n, C, H, W)) for chunks of n images, about `batch_size` view images each."""
         count, _, height, width = pixels.shape
         # a grayscale image enters an RGB network as three equal channels
         pixels = np.broadcast_to(pixels, (count, self.preprocessing.channels, height, width))
         views = tuple(views or self.views)
-        model = self.pixel_model
-        if isinstance(model, CheckedPixels):  # a small job runs on PyTorch, without translating
-            model = model.for_work(pixels.size * len(views))
         step = max(1, batch_size // len(views))
-        batches = [np.empty((len(views), 0, len(self.label_names)), np.float32)]
         for start in range(0, count, step):
             chunk = pixels[start : start + step]
-            logits = np.asarray(model(np.concatenate([view(chunk) for view in views])), np.float32)
-            batches.append(logits.reshape(len(views), len(chunk), -1))
-        return np.concatenate(batches, axis=1)
+            yield len(chunk), np.concatenate([view(chunk) for view in views])
 
     def top(self, probabilities: np.ndarray, top_k: int = 1) -> Prediction:
         """The `top_k` labels of one row of probabilities: the predicted one (the most probable, or as the

@@ -30,7 +30,14 @@ from transferkit.training.fast_inference import CheckedModule, relative_differen
 from transferkit.training.features import FEATURE_TOLERANCE
 from transferkit.training.inference import run_batched
 from transferkit.training.interpolation import State, cloned
-from transferkit.training.prefix_cache import bypassed, cache_budget, cut_point, modules_before, modules_from
+from transferkit.training.prefix_cache import (
+    bypassed,
+    cache_budget,
+    cut_point,
+    in_batches,
+    modules_before,
+    modules_from,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +55,11 @@ def view_logits_of_states(
     try:
         cut = shared_cut(network.model, states)
         if cut is not None and len(pixels):
-            views = view_images(classifier, pixels)
-            first = next(views)
-            per_image = bytes_at_split(network, cut, torch.from_numpy(first[:2]))
+            batches = classifier.view_batches(pixels, BATCH_SIZE)
+            first = next(batches)
+            per_image = bytes_at_split(network, cut, torch.from_numpy(first[1][:2]))
             if per_image is not None and per_image * len(pixels) * len(classifier.views) <= cache_budget():
-                chunks = itertools.chain([first], views)
+                chunks = itertools.chain([first], batches)
                 return _split_at(classifier, network, cut, states, chunks, backend=backend)
             logger.info("The WiSE-FT candidates run whole: the network is not split at %s.", cut)
         return [whole_network_logits(classifier, state, pixels, backend) for state in states]
@@ -73,17 +80,6 @@ def shared_cut(model: nn.Module, states: Sequence[State]) -> str | None:
         return None
     before = tuple(f"{name}." for name in modules_before(model, cut))
     return None if any(name.startswith(before) for name in differing) else cut
-
-
-def view_images(classifier: Classifier, pixels: np.ndarray) -> Iterator[np.ndarray]:
-    """Chunks of `pixels` under each test-time view, views outermost, as `Classifier.view_logits` batches
-    them: (views * n, C, H, W) per chunk of n images."""
-    count, _, height, width = pixels.shape
-    pixels = np.broadcast_to(pixels, (count, classifier.preprocessing.channels, height, width))
-    step = max(1, BATCH_SIZE // len(classifier.views))
-    for start in range(0, count, step):
-        chunk = pixels[start : start + step]
-        yield np.ascontiguousarray(np.concatenate([view(chunk) for view in classifier.views]))
 
 
 def bytes_at_split(network: ClassifierNetwork, cut: str, sample: torch.Tensor) -> int | None:
@@ -114,18 +110,21 @@ def _split_at(
     network: ClassifierNetwork,
     cut: str,
     states: Sequence[State],
-    chunks: Iterator[np.ndarray],
+    chunks: Iterator[tuple[int, np.ndarray]],
     *,
     backend: str,
 ) -> list[np.ndarray]:
-    """Every state's view logits from the activations entering `cut`, computed once."""
+    """Every state's view logits from the activations entering `cut`, computed once for the view
+    batches `chunks` (`Classifier.view_batches`)."""
     model = network.model
+    sizes, activations = [], []
     with bypassed(model, modules_from(model, cut)):
         lower = CheckedModule(
             network, backend=backend, difference=relative_difference, tolerance=FEATURE_TOLERANCE
         )
-        activations = [_run(lower, torch.from_numpy(chunk)) for chunk in chunks]
-    sizes = [len(chunk) // len(classifier.views) for chunk in activations]
+        for size, chunk in chunks:
+            sizes.append(size)
+            activations.append(_run(lower, torch.from_numpy(np.ascontiguousarray(chunk))))
     joined = torch.cat(activations)
     logits = []
     with bypassed(model, modules_before(model, cut)):
@@ -149,8 +148,7 @@ def by_view(logits: np.ndarray, sizes: list[int], views: int) -> np.ndarray:
 
 def _run(module: CheckedModule, inputs: torch.Tensor) -> torch.Tensor:
     """`module` on `inputs` in batches of `BATCH_SIZE`; PyTorch alone for a job too small to translate."""
-    run = module.for_work(inputs.numel())
-    return torch.cat([run(inputs[start : start + BATCH_SIZE]) for start in range(0, len(inputs), BATCH_SIZE)])
+    return in_batches(module.for_work(inputs.numel()), inputs, batch_size=BATCH_SIZE)
 
 
 def whole_network_logits(

@@ -143,10 +143,8 @@ def choose_operating_point(
 
 def validation_set(classifier: Classifier, val: SplitImages) -> CalibrationSet:
     """The validation split's view logits, to fit the temperature on."""
-    logits = (
-        classifier.view_logits(val.images.numpy()) if len(val.labels) else np.empty((0, 0, 0), np.float32)
-    )
-    return CalibrationSet(logits, val.labels.numpy(), f"val ({len(val.labels)} images)")
+    logits = classifier.view_logits(val.images.numpy()) if len(val.labels) else None
+    return CalibrationSet.validation(logits, val.labels.numpy())
 
 
 def tta_gain(

@@ -168,14 +168,15 @@ class Recipe:
         when training balances them; None without a validation split or without candidates), and its
         validation view logits, to calibrate on."""
         val = data["val"]
-        labels, name = val.labels.numpy(), f"val ({len(val.labels)} images)"
+        labels = val.labels.numpy()
         if not len(labels):
-            return None, CalibrationSet(np.empty((0, 0, 0), np.float32), labels, name)
+            return None, CalibrationSet.validation(None, labels)
         logits = self.candidate_logits(backbone, training, val.images)
         if len(logits) == 1:
-            return None, CalibrationSet(logits[0], labels, name)
-        choice = choose_alpha(logits, labels, name, balanced=self.balances(data["train"].labels))
-        return choice, CalibrationSet(logits[ALPHAS.index(choice.alpha)], labels, name)
+            return None, CalibrationSet.validation(logits[0], labels)
+        held_out = [CalibrationSet.validation(candidate, labels) for candidate in logits]
+        choice = choose_alpha(logits, labels, held_out[0].name, balanced=self.balances(data["train"].labels))
+        return choice, held_out[ALPHAS.index(choice.alpha)]
 
     def candidate_logits(
         self, backbone: Backbone, training: TrainingResult, images: torch.Tensor

@@ -32,6 +32,12 @@ class CalibrationSet:
     labels: np.ndarray
     name: str
 
+    @classmethod
+    def validation(cls, logits: np.ndarray | None, labels: np.ndarray) -> CalibrationSet:
+        """The validation split's view logits (None for an empty split), named for the report."""
+        empty = np.empty((0, 0, 0), np.float32)
+        return cls(empty if logits is None else logits, labels, f"val ({len(labels)} images)")
+
     def temperature(self) -> float:
         """The fitted temperature; 1 (no calibration) when there is nothing to fit on."""
         return fit_temperature(self.logits, self.labels) if len(self.labels) else 1.0

@@ -14,10 +14,13 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from torch import nn
 
 import transferkit
 from transferkit.errors import DataError, ModelError, UnknownNameError
+from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.export import BundleInfo, Classifier, export_model, list_image_files, save_bundle
+from transferkit.export.bundle import OtherTask
 from transferkit.models import resolve_model
 from transferkit.testing import tiny_fit_config
 
@@ -239,6 +242,38 @@ def test_damaged_weights_are_a_clear_error(run: transferkit.Run, tmp_path: Path,
     if damage != "one tensor byte":
         with pytest.raises(ModelError, match="Cannot load"):
             transferkit.load(bundle)
+
+
+def test_other_labels_come_from_their_heads_in_the_same_pass_and_their_file_is_checked(
+    run: transferkit.Run, classifier: Classifier, test_rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    backbone = resolve_model(f"run:{run.dir}")
+    task = backbone.head()
+    assert isinstance(task, nn.Linear)
+    # a head that repeats the task head's first two rows: its logits are the task's first two
+    head = nn.Linear(task.in_features, 2)
+    head.load_state_dict({"weight": task.weight[:2], "bias": task.bias[:2]})
+    info = BundleInfo(LABELS, {}, "x", test_time_views=tuple(view.__name__ for view in classifier.views))
+    other = OtherTask("pair", ["cat?", "dog?"], head, temperature=2.0)
+    bundle = save_bundle(backbone, info, tmp_path / "bundle", other_tasks=[other])
+    paths = [row["path"] for row in test_rows]
+
+    results = transferkit.load(bundle, backend="torch").predict_files(paths, top_k=2)
+    expected = tempered_probabilities(classifier.view_logits(classifier.preprocess(paths))[..., :2], 2.0)
+    pairs = [r.other_labels["pair"] for r in results]
+    by_name = [dict(zip(pair.labels, pair.probabilities, strict=True)) for pair in pairs]
+    found = np.array([[probabilities[name] for name in other.label_names] for probabilities in by_name])
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+    assert [pair.label for pair in pairs] == [other.label_names[i] for i in expected.argmax(1)]
+
+    weights = bundle / "tasks.safetensors"
+    content = weights.read_bytes()
+    weights.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
+    with pytest.raises(ModelError, match="does not match the SHA-256"):
+        transferkit.load(bundle, backend="torch")
+    weights.unlink()
+    with pytest.raises(ModelError, match=r"No weights file at .*tasks\.safetensors"):
+        transferkit.load(bundle, backend="torch")
 
 
 def test_the_bundle_repeats_the_runs_test_time_views(run: transferkit.Run, classifier: Classifier) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 import transferkit
+from transferkit.cli.main import main
 from transferkit.errors import ConfigError
 from transferkit.testing import make_image_folder, tiny_fit_config
 
@@ -60,20 +62,46 @@ def test_the_auxiliary_head_learns_its_label_where_shuffled_labels_leave_nothing
     assert min(shuffled) > 0.8 * chance  # labels not aligned with their images: measured 0.9 chance
 
 
-def test_the_run_also_predicts_the_other_label_from_a_bundle_of_its_own(tmp_path: Path) -> None:
+def test_the_run_s_model_predicts_both_labels_as_their_single_label_bundles_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     manifest = _toned_manifest(tmp_path / "toned")
     run = _fit(manifest, tmp_path / "runs")
     other = json.loads((run.dir / "metrics.json").read_text())["auxiliary"]
     assert other["bundle"] == "tasks/tone" and other["classes"] == ["dark", "light"]
     assert other["accuracy"] >= 0.8  # brightness: measured 1.0 on the test images
     assert "The run also predicts tone" in (run.dir / "report.html").read_text()
-    tone = transferkit.load(run.dir / other["bundle"])
     rows = list(csv.DictReader(manifest.open()))
-    predicted = tone.predict([manifest.parent / row["path"] for row in rows])
-    agreement = np.mean([p.label == row["tone"] for p, row in zip(predicted, rows, strict=True)])
-    assert agreement >= 0.8
-    main = transferkit.load(run.dir / "model")
-    assert main.label_names == ["cat", "dog", "fox"]  # the task's own bundle is unchanged
+    paths = [str(manifest.parent / row["path"]) for row in rows]
+
+    both = transferkit.load(run.dir, backend="torch").predict_files(paths, top_k=2)
+    tone = transferkit.load(run.dir / other["bundle"], backend="torch").predict_files(paths, top_k=2)
+    task = transferkit.load(_task_alone(run.dir / "model", tmp_path / "task"), backend="torch")
+    assert all(result.other_labels.keys() == {"tone"} for result in both)
+    for joint, alone, plain in zip(both, tone, task.predict_files(paths, top_k=2), strict=True):
+        assert joint.other_labels["tone"].labels == alone.prediction.labels
+        assert np.allclose(
+            joint.other_labels["tone"].probabilities, alone.prediction.probabilities, atol=1e-5
+        )
+        assert joint.prediction == plain.prediction and not plain.other_labels
+    found = [r.other_labels["tone"].label == row["tone"] for r, row in zip(both, rows, strict=True)]
+    assert np.mean(found) >= 0.8
+
+    capsys.readouterr()  # the fit's progress
+    assert main(["predict", str(run.dir), *paths[:3], "--format", "csv"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header == "path,label,probability,tone,tone_probability,error"
+    assert [line.split(",")[3] for line in lines] == [r.other_labels["tone"].label for r in both[:3]]
+
+
+def _task_alone(bundle: Path, copy: Path) -> Path:
+    """A copy of `bundle` without its other labels: the task's network as a bundle of one label."""
+    shutil.copytree(bundle, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["other_tasks"], config["other_tasks_sha256"]
+    (copy / "config.json").write_text(json.dumps(config))
+    (copy / "tasks.safetensors").unlink()
+    return copy
 
 
 def test_an_auxiliary_label_refuses_mixed_images(tmp_path: Path) -> None:

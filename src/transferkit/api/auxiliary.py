@@ -4,7 +4,9 @@ that one run predicts both labels.
 The head the auxiliary loss trained met the fine-tuned features; the final network may be an
 interpolation toward the fitted task head (WiSE-FT). So the other label gets a fresh logistic-regression
 head on the final network's frozen features, L2 strength chosen on validation as for the task's head,
-calibrated and scored on the test images that carry the label, and saved as a bundle of its own.
+calibrated and scored on the test images that carry the label. The head joins the run's bundle (one
+network predicts both labels in one pass), and the network with this head alone is saved as a bundle of
+its own (a single-label model for timm, ONNX, or the next transfer).
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
+
+from torch import nn
 
 from transferkit.api.cross_validation import subset
 from transferkit.api.outputs import evaluate_test, validation_set
 from transferkit.api.recipe import Recipe
 from transferkit.data.cache import SplitImages
 from transferkit.data.other_labels import MISSING, AuxiliaryLabels
-from transferkit.export.bundle import BundleInfo, save_bundle
+from transferkit.export.bundle import BundleInfo, OtherTask, save_bundle
 from transferkit.models import Backbone
 from transferkit.models.ensemble import Ensemble
 from transferkit.run_dir import RunPaths
@@ -29,12 +33,16 @@ from transferkit.transforms import Normalize
 logger = logging.getLogger(__name__)
 
 
+class AuxiliaryTask(NamedTuple):
+    record: dict[str, Any]  # what metrics.json records of it
+    task: OtherTask  # its head, calibrated, for the run's bundle
+
+
 def fit_auxiliary_task(
     recipe: Recipe, backbone: Backbone, data: dict[str, SplitImages], paths: RunPaths
-) -> dict[str, Any] | None:
-    """Fits, scores and saves the other label's classifier on `backbone`'s features; returns what
-    metrics.json records of it (None without an auxiliary label, or for an ensemble, which has no single
-    network to put a head on)."""
+) -> AuxiliaryTask | None:
+    """Fits, scores and saves the other label's classifier on `backbone`'s features (None without an
+    auxiliary label, or for an ensemble, which has no single network to put a head on)."""
     labels = recipe.auxiliary
     if labels is None:
         return None
@@ -62,7 +70,7 @@ def fit_auxiliary_task(
         test_images=len(test.labels),
     )
     bundle = save_bundle(network, info, paths.task_model(labels.name), onnx=evaluation.translation)
-    return {
+    record = {
         "label": labels.name,
         "classes": labels.class_names,
         "test_images": len(test.labels),
@@ -70,6 +78,10 @@ def fit_auxiliary_task(
         "intervals": info.intervals,
         "bundle": str(bundle.relative_to(paths.root)),
     }
+    head = network.head()
+    assert isinstance(head, nn.Linear), "fit_head fits a linear head"
+    task = OtherTask(labels.name, labels.class_names, head, evaluation.temperature, metrics)
+    return AuxiliaryTask(record, task)
 
 
 def relabelled(split: SplitImages, labels: AuxiliaryLabels) -> SplitImages:

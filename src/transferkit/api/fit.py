@@ -159,7 +159,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             held_out,
             recall_target,
         )
-        other_task = fit_auxiliary_task(recipe, backbone, data, paths)  # the other label's classifier
+        other = fit_auxiliary_task(recipe, backbone, data, paths)  # the other label's classifier
         wall_time = time.perf_counter() - started
         write_run_outputs(
             paths,
@@ -174,7 +174,8 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             cross_validation=cv,
             weight_choice=choice,
             model_choice=model_choice,
-            auxiliary=other_task,
+            auxiliary=other.record if other else None,
+            other_tasks=[other.task] if other else [],
         )
     return Run(paths, config, evaluation.metrics, wall_time)
 

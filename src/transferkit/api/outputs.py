@@ -27,7 +27,7 @@ from transferkit.evaluation.metrics import compute_metrics, headline_metrics, op
 from transferkit.evaluation.operating_point import OperatingPoint, RecallTarget, decide, operating_point
 from transferkit.evaluation.plots import create_run_plots
 from transferkit.evaluation.report import ReportContext, write_reports
-from transferkit.export.bundle import BundleInfo, save_bundle
+from transferkit.export.bundle import BundleInfo, OtherTask, save_bundle
 from transferkit.export.predictor import Classifier
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
@@ -183,10 +183,12 @@ def write_run_outputs(
     weight_choice: WeightChoice | None = None,
     model_choice: ModelChoice | None = None,
     auxiliary: dict[str, Any] | None = None,
+    other_tasks: Sequence[OtherTask] = (),
 ) -> None:
     """metrics.json, predictions.csv, the model bundle, plots, both reports, data_checks.json if given,
     and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv; `auxiliary`,
-    the other label's classifier (`api.auxiliary`), goes into metrics.json and the report."""
+    the other label's classifier (`api.auxiliary`), goes into metrics.json and the report, and its head
+    (`other_tasks`) into the bundle."""
     source, metrics = evaluation.source, evaluation.metrics
     headline = headline_metrics(metrics)
     cv = None
@@ -225,7 +227,7 @@ def write_run_outputs(
         test_images=len(evaluation.indices),
         operating_point=evaluation.operating_point,
     )
-    save_bundle(backbone, info, paths.model, onnx=evaluation.translation)
+    save_bundle(backbone, info, paths.model, onnx=evaluation.translation, other_tasks=other_tasks)
     plots = create_run_plots(
         paths.plots,
         metrics,
@@ -263,8 +265,8 @@ def auxiliary_summary(auxiliary: dict[str, Any]) -> str:
     """The report's line on the other label's classifier."""
     return (
         f"The run also predicts {auxiliary['label']}: {auxiliary['accuracy']:.2%} accuracy, "
-        f"{auxiliary['balanced_accuracy']:.2%} balanced, on {auxiliary['test_images']} test images "
-        f"(its bundle: {auxiliary['bundle']})."
+        f"{auxiliary['balanced_accuracy']:.2%} balanced, on {auxiliary['test_images']} test images; "
+        f"the run's model predicts both, and {auxiliary['bundle']} holds its network for this label alone."
     )
 
 

@@ -17,7 +17,7 @@ from transferkit.catalog import BACKENDS, BACKENDS_HELP
 
 if TYPE_CHECKING:
     from transferkit.export.formats import ExportReport, QuantizationReport
-    from transferkit.export.predictor import FilePrediction
+    from transferkit.export.predictor import FilePrediction, Prediction
 
 console = Console(stderr=True)  # progress, summaries and errors
 stdout = Console()  # what a command is asked for: the predictions table
@@ -30,8 +30,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     predict = commands.add_parser(
         "predict",
         help="classify images with a fine-tuned model",
-        description="Prints the most probable labels of each image. Unreadable files are listed with "
-        "their error and skipped; the exit code is 0 when at least one image was classified.",
+        description="Prints the most probable labels of each image, and of each other label the model "
+        "predicts (a run fitted with --aux-label). Unreadable files are listed with their error and "
+        "skipped; the exit code is 0 when at least one image was classified.",
     )
     predict.add_argument("model", metavar="MODEL", help="run directory or bundle folder")
     predict.add_argument(
@@ -79,7 +80,7 @@ def run_predict(args: argparse.Namespace) -> int:
     classifier = load(args.model, backend=args.backend)
     paths = list_image_files(args.inputs)
     results = classifier.predict_files(paths, top_k=args.top_k, batch_size=args.batch_size)
-    print_predictions(results, args.format, args.top_k)
+    print_predictions(results, args.format, args.top_k, [other.name for other in classifier.other_labels])
     predicted = sum(result.prediction is not None for result in results)
     if predicted < len(results):
         console.print(f"{len(results) - predicted} of {len(results)} files could not be read (see error)")
@@ -89,38 +90,51 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_predictions(results: Sequence[FilePrediction], output: str, top_k: int) -> None:
+def print_predictions(
+    results: Sequence[FilePrediction], output: str, top_k: int, other_labels: Sequence[str] = ()
+) -> None:
+    """The predictions in `output` format; `other_labels`, the names of the labels the model predicts
+    beside its task's, each get their most probable class (all `top_k` in json)."""
     if output == "csv":
-        write_csv(results, top_k)
+        write_csv(results, top_k, other_labels)
     elif output == "json":
         json.dump([prediction_record(result) for result in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        stdout.print(prediction_table(results, top_k))
+        stdout.print(prediction_table(results, top_k, other_labels))
 
 
 def prediction_record(result: FilePrediction) -> dict[str, Any]:
-    prediction = result.prediction
-    labels = (
-        []
-        if prediction is None
-        else [
-            {"label": label, "probability": probability}
-            for label, probability in zip(prediction.labels, prediction.probabilities, strict=True)
-        ]
-    )
-    return {"path": result.path, "predictions": labels, "error": result.error}
+    record: dict[str, Any] = {
+        "path": result.path,
+        "predictions": ranked_labels(result.prediction),
+        "error": result.error,
+    }
+    if result.other_labels:
+        record["other_labels"] = {name: ranked_labels(p) for name, p in result.other_labels.items()}
+    return record
 
 
-def csv_header(top_k: int) -> list[str]:
-    """path, label, probability, then label_2, probability_2 ... for --top-k, then error."""
+def ranked_labels(prediction: Prediction | None) -> list[dict[str, Any]]:
+    if prediction is None:
+        return []
+    return [
+        {"label": label, "probability": probability}
+        for label, probability in zip(prediction.labels, prediction.probabilities, strict=True)
+    ]
+
+
+def csv_header(top_k: int, other_labels: Sequence[str] = ()) -> list[str]:
+    """path, label, probability, then label_2, probability_2 ... for --top-k, then each other label and
+    its probability (NAME, NAME_probability), then error."""
     ranked = [name for rank in range(2, top_k + 1) for name in (f"label_{rank}", f"probability_{rank}")]
-    return ["path", "label", "probability", *ranked, "error"]
+    others = [column for name in other_labels for column in (name, f"{name}_probability")]
+    return ["path", "label", "probability", *ranked, *others, "error"]
 
 
-def write_csv(results: Sequence[FilePrediction], top_k: int) -> None:
+def write_csv(results: Sequence[FilePrediction], top_k: int, other_labels: Sequence[str] = ()) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(csv_header(top_k))
+    writer.writerow(csv_header(top_k, other_labels))
     for result in results:
         cells: list[str] = []
         if result.prediction is not None:
@@ -129,21 +143,33 @@ def write_csv(results: Sequence[FilePrediction], top_k: int) -> None:
             ):
                 cells += [label, f"{probability:.6f}"]
         cells += [""] * (2 * top_k - len(cells))
+        for name in other_labels:
+            other = result.other_labels.get(name)
+            cells += [other.label, f"{other.probability:.6f}"] if other else ["", ""]
         writer.writerow([result.path, *cells, result.error or ""])
 
 
-def prediction_table(results: Sequence[FilePrediction], top_k: int) -> Table:
+def prediction_table(
+    results: Sequence[FilePrediction], top_k: int, other_labels: Sequence[str] = ()
+) -> Table:
     table = Table(title=f"predictions ({top_k} most probable labels)" if top_k > 1 else "predictions")
     table.add_column("image", overflow="fold")
     table.add_column("label" if top_k == 1 else "labels", overflow="fold")
     table.add_column("probability", justify="right")
+    for name in other_labels:
+        table.add_column(escape(name), overflow="fold")
     for result in results:
         if result.prediction is None:
-            table.add_row(escape(result.path), f"[red]error: {escape(result.error or '')}[/]", "")
+            error = f"[red]error: {escape(result.error or '')}[/]"
+            table.add_row(escape(result.path), error, "", *([""] * len(other_labels)))
             continue
         labels = "\n".join(escape(label) for label in result.prediction.labels)
         probabilities = "\n".join(f"{100 * p:.1f} %" for p in result.prediction.probabilities)
-        table.add_row(escape(result.path), labels, probabilities)
+        others = [
+            f"{escape(other.label)} ({100 * other.probability:.1f} %)" if other else ""
+            for other in (result.other_labels.get(name) for name in other_labels)
+        ]
+        table.add_row(escape(result.path), labels, probabilities, *others)
     return table
 
 

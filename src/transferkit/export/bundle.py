@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save
+from torch import nn
 
 from transferkit.evaluation.operating_point import OperatingPoint
 from transferkit.export.onnx_runtime import ONNX_FILE, WEIGHTS_KEY, onnx_metadata, with_metadata
@@ -16,6 +18,8 @@ from transferkit.files import write_folder_atomic
 from transferkit.models.backbone import Backbone
 from transferkit.models.ensemble import Ensemble
 from transferkit.models.ordinal import is_ordinal
+from transferkit.models.runs import OTHER_HEADS_FILE
+from transferkit.models.task_heads import head_tensors
 
 BUNDLE_FORMAT = 1
 # The source's pretrained_cfg keys kept for timm's `create_model("local-dir:DIR")` besides the
@@ -38,33 +42,67 @@ class BundleInfo:
     operating_point: OperatingPoint | None = None  # a class predicted by its threshold (a recall target)
 
 
-def save_bundle(backbone: Backbone, info: BundleInfo, directory: Path, onnx: bytes | None = None) -> Path:
+@dataclass(frozen=True)
+class OtherTask:
+    """Another label of the same images, predicted by the bundle's network through a linear head of its
+    own on the pooled features (`models.task_heads`)."""
+
+    name: str
+    label_names: list[str]
+    head: nn.Linear
+    temperature: float = 1.0
+    metrics: dict[str, float] = field(default_factory=dict)  # on the test images that carry the label
+
+    def to_dict(self) -> dict[str, Any]:
+        """What config.json records of it (the head goes into tasks.safetensors)."""
+        return {
+            "name": self.name,
+            "label_names": self.label_names,
+            "temperature": self.temperature,
+            "metrics": self.metrics,
+        }
+
+
+def save_bundle(
+    backbone: Backbone,
+    info: BundleInfo,
+    directory: Path,
+    onnx: bytes | None = None,
+    other_tasks: Sequence[OtherTask] = (),
+) -> Path:
     """Writes `model.safetensors`, `config.json` and a `README.md` model card; returns the directory.
 
     `onnx`, the translation of this `backbone`'s network that ran the run's test predictions once it
     matched PyTorch (`Classifier.translation`), becomes `model.onnx`, stamped with the hash of the weights
     written here so that `load(backend="auto")` runs it (the onnx package writes the stamp; without it no
     model.onnx is written). Without `onnx`, a model.onnx left in `directory` by an earlier save is
-    removed. The files are written together (`write_folder_atomic`): a failed write leaves a previous
-    bundle in `directory` complete, never new weights beside an old config.
+    removed. `other_tasks`, heads for other labels on the same features, go into tasks.safetensors:
+    `load` then predicts every label in one pass (model.safetensors and model.onnx stay the task's own
+    network, which timm and ONNX users load as before). The files are written together
+    (`write_folder_atomic`): a failed write leaves a previous bundle in `directory` complete, never new
+    weights beside an old config.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     weights = save(state)
     # The hash lets a loader tell a damaged or swapped weights file from the one this config describes.
     sha256 = hashlib.sha256(weights).hexdigest()
     config = {**bundle_config(backbone, info), "model_sha256": sha256}
-    files = {
-        "model.safetensors": weights,
-        "config.json": json.dumps(config, indent=2).encode(),
-        "README.md": model_card(config).encode(),
-    }
+    files = {"model.safetensors": weights}
+    if other_tasks:
+        heads = save(head_tensors([task.head for task in other_tasks]))
+        config["other_tasks"] = [task.to_dict() for task in other_tasks]
+        config["other_tasks_sha256"] = hashlib.sha256(heads).hexdigest()
+        files[OTHER_HEADS_FILE] = heads
+    files["config.json"] = json.dumps(config, indent=2).encode()
+    files["README.md"] = model_card(config).encode()
     if onnx is not None:
         metadata = onnx_metadata(info.class_names, backbone.preprocessing, info.temperature)
         stamped = with_metadata(onnx, {**metadata, WEIGHTS_KEY: sha256})
         files.update({ONNX_FILE: stamped} if stamped is not None else {})
     written = write_folder_atomic(directory, files)
-    if ONNX_FILE not in files:  # a graph of earlier weights (its hash would say so, but not its temperature)
-        (written / ONNX_FILE).unlink(missing_ok=True)
+    # a graph of earlier weights (its hash would say so, but not its temperature); heads no label names
+    for stale in (name for name in (ONNX_FILE, OTHER_HEADS_FILE) if name not in files):
+        (written / stale).unlink(missing_ok=True)
     return written
 
 
@@ -154,7 +192,7 @@ mean {prep["mean"]}, std {prep["std"]}.
 ## Output
 Probabilities are softmax(logits / {config["temperature"]:.4g}), averaged over the test-time views
 {", ".join(config["test_time_views"])}; the temperature is fitted on the validation split (1: uncalibrated).
-{_decision_text(config)}
+{_decision_text(config)}{_other_tasks_text(config)}
 
 ## Test metrics
 Measured on {config.get("test_images") or "the"} held-out test images of {config["data"]}.
@@ -196,6 +234,21 @@ def _decision_text(config: dict[str, Any]) -> str:
             f"{point['chosen_on']}); otherwise the most probable other class."
         )
     return "\n".join(lines) or "The prediction is the most probable class."
+
+
+def _other_tasks_text(config: dict[str, Any]) -> str:
+    tasks = config.get("other_tasks") or []
+    lines = [
+        f"It also predicts {task['name']} ({', '.join(task['label_names'])}) through a head of its own on "
+        f"the same features: {task['metrics'].get('accuracy', float('nan')):.2%} test accuracy."
+        for task in tasks
+    ]
+    if lines:
+        lines.append(
+            "`load` and `transferkit predict` give every label; model.safetensors and model.onnx alone "
+            f"give {config['data']}'s, and the other heads are in tasks.safetensors."
+        )
+    return "".join(f"\n{line}" for line in lines)
 
 
 def _timm_text(config: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
@@ -89,11 +89,23 @@ class Prediction:
 
 @dataclass(frozen=True)
 class FilePrediction:
-    """One file's prediction, or why the file could not be read (then `prediction` is None)."""
+    """One file's prediction, or why the file could not be read (then `prediction` is None); with the
+    predictions of the other labels the model gives (`OtherLabel`), by name."""
 
     path: str
     prediction: Prediction | None = None
     error: str | None = None
+    other_labels: dict[str, Prediction] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OtherLabel:
+    """Another label of the images that the network predicts beside its task (`models.task_heads`): its
+    logits follow the task's, and those of the other labels before it, in the network's output."""
+
+    name: str
+    label_names: tuple[str, ...]
+    temperature: float = 1.0
 
 
 class Classifier:
@@ -111,6 +123,8 @@ class Classifier:
         operating_point: a class predicted whenever its probability reaches a threshold (chosen for a
             recall target), or None: the most probable class.
         ordinal: the classes are ordered and the network is a cumulative-link model (`models.ordinal`).
+        other_labels: labels beside the task's that the network also predicts; `predict_files` gives
+            them, the other methods the task's label alone.
     """
 
     def __init__(
@@ -125,6 +139,7 @@ class Classifier:
         network: ClassifierNetwork | None = None,
         operating_point: OperatingPoint | None = None,
         ordinal: bool = False,
+        other_labels: Sequence[OtherLabel] = (),
     ) -> None:
         self.pixel_model = pixel_model
         self.label_names = list(label_names)
@@ -135,6 +150,7 @@ class Classifier:
         self.network = network
         self.operating_point = operating_point
         self.ordinal = ordinal
+        self.other_labels = tuple(other_labels)
 
     @classmethod
     def from_network(
@@ -147,6 +163,7 @@ class Classifier:
         data_channels: int | None = None,
         device: torch.device | None = None,
         backend: str = "torch",
+        other_labels: Sequence[OtherLabel] = (),
     ) -> Classifier:
         """A classifier over a network in memory (uncalibrated): what `fit` evaluates, and `load` returns.
 
@@ -165,6 +182,7 @@ class Classifier:
             data_channels=data_channels,
             network=network,
             ordinal=is_ordinal(model),
+            other_labels=other_labels,
         )
 
     @property
@@ -258,7 +276,12 @@ class Classifier:
         float32 (N, classes)."""
         if len(pixels) == 0:
             return np.empty((0, len(self.label_names)), np.float32)
-        return tempered_probabilities(self.view_logits(pixels), self.temperature).astype(np.float32)
+        return self.task_probabilities(self.view_logits(pixels))
+
+    def task_probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """The task's calibrated probabilities (N, classes) from `view_logits` or `network_logits`."""
+        task = logits[..., : len(self.label_names)]
+        return tempered_probabilities(task, self.temperature).astype(np.float32)
 
     def view_logits(
         self,
@@ -269,13 +292,23 @@ class Classifier:
         """Logits of uint8 pixels (N, C, H, W) under each test-time view (or `views`): float32
         (views, N, classes), what calibration fits its temperature on. The views of a chunk of images
         run as one batch of about `batch_size`."""
+        return self.network_logits(pixels, batch_size, views)[..., : len(self.label_names)]
+
+    def network_logits(
+        self,
+        pixels: np.ndarray,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        views: Sequence[ImageView] | None = None,
+    ) -> np.ndarray:
+        """`view_logits` with the other labels' logits after the task's (views, N, outputs)."""
         pixels = np.asarray(pixels)
         views = tuple(views or self.views)
         model = self.pixel_model
         if isinstance(model, CheckedPixels):  # a small job runs on PyTorch, without translating
             count, _, height, width = pixels.shape
             model = model.for_work(count * self.preprocessing.channels * height * width * len(views))
-        batches = [np.empty((len(views), 0, len(self.label_names)), np.float32)]
+        outputs = len(self.label_names) + sum(len(other.label_names) for other in self.other_labels)
+        batches = [np.empty((len(views), 0, outputs), np.float32)]
         for count, batch in self.view_batches(pixels, batch_size, views):
             logits = np.asarray(model(batch), np.float32)
             batches.append(logits.reshape(len(views), count, -1))
@@ -302,11 +335,17 @@ class Classifier:
         """The `top_k` labels of one row of probabilities: the predicted one (the most probable, or as the
         operating point decides), then the others from the most probable."""
         predicted = int(decide(probabilities[None], self.operating_point)[0])
-        others = [i for i in np.argsort(-probabilities, kind="stable") if i != predicted]
-        order = [predicted, *others][: max(1, top_k)]
-        return Prediction(
-            tuple(self.label_names[i] for i in order), tuple(float(probabilities[i]) for i in order)
-        )
+        return ranked(probabilities, self.label_names, top_k, predicted)
+
+    def other_probabilities(self, logits: np.ndarray) -> dict[str, np.ndarray]:
+        """Each other label's calibrated probabilities (N, its classes) from `network_logits`."""
+        probabilities, start = {}, len(self.label_names)
+        for other in self.other_labels:
+            stop = start + len(other.label_names)
+            tempered = tempered_probabilities(logits[..., start:stop], other.temperature)
+            probabilities[other.name] = tempered.astype(np.float32)
+            start = stop
+        return probabilities
 
     def _predict_batch(
         self,
@@ -315,10 +354,31 @@ class Classifier:
         top_k: int,
         results: list[FilePrediction | None],
     ) -> None:
-        if batch:
-            probabilities = self.probabilities(np.stack([pixels for _, pixels in batch]))
-            for (index, _), row in zip(batch, probabilities, strict=True):
-                results[index] = FilePrediction(paths[index], self.top(row, top_k))
+        if not batch:
+            return
+        logits = self.network_logits(np.stack([pixels for _, pixels in batch]))
+        probabilities = self.task_probabilities(logits)
+        others = self.other_probabilities(logits)
+        for position, (index, _) in enumerate(batch):
+            other_labels = {
+                other.name: ranked(others[other.name][position], other.label_names, top_k)
+                for other in self.other_labels
+            }
+            results[index] = FilePrediction(
+                paths[index], self.top(probabilities[position], top_k), other_labels=other_labels
+            )
+
+
+def ranked(
+    probabilities: np.ndarray, label_names: Sequence[str], top_k: int = 1, predicted: int | None = None
+) -> Prediction:
+    """The `top_k` labels of one row of probabilities: `predicted` (by default the most probable), then
+    the others from the most probable."""
+    order = [int(i) for i in np.argsort(-probabilities, kind="stable")]
+    if predicted is not None:
+        order = [predicted, *(i for i in order if i != predicted)]
+    order = order[: max(1, top_k)]
+    return Prediction(tuple(label_names[i] for i in order), tuple(float(probabilities[i]) for i in order))
 
 
 def load(path: str | os.PathLike[str], backend: str = "torch", device: str | None = None) -> Classifier:
@@ -345,21 +405,42 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
     labels, temperature = config["label_names"], bundle_temperature(config, bundle)
     views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
     point = bundle_operating_point(config, bundle)
-    onnx_model = current_onnx_model(bundle, config) if backend == "auto" and _on_cpu(device) else None
+    others = bundle_other_labels(config)
+    # model.onnx is the task's network alone: a bundle of several labels runs its weights
+    onnx_model = (
+        current_onnx_model(bundle, config) if backend == "auto" and _on_cpu(device) and not others else None
+    )
     if onnx_model is not None:
         logger.info("predicting with onnxruntime (%s)", onnx_model.path)
         backend = "onnx"
     if backend != "onnx":
         import torch
 
-        from transferkit.models.runs import load_run  # timm and torch: only to run the weights
+        # timm and torch: only to run the weights
+        from transferkit.models.runs import load_run, read_other_heads
+        from transferkit.models.task_heads import install_task_heads
 
         model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
+        if others:
+            install_task_heads(model, read_other_heads(bundle, config))
         device_ = torch.device(device) if device else None
         classifier = Classifier.from_network(
-            model, labels, preprocessing, views=views, data_channels=channels, device=device_, backend=backend
+            model,
+            labels,
+            preprocessing,
+            views=views,
+            data_channels=channels,
+            device=device_,
+            backend=backend,
+            other_labels=others,
         )
         return classifier.with_temperature(temperature).with_operating_point(point)
+    if others:
+        logger.warning(
+            "%s predicts the task's label alone; the torch or auto backend also predicts %s.",
+            bundle / "model.onnx",
+            ", ".join(other.name for other in others),
+        )
     from transferkit.export.onnx_runtime import OnnxPixelModel  # onnxruntime is optional
 
     onnx_model = onnx_model or OnnxPixelModel.from_bundle(bundle)
@@ -425,6 +506,14 @@ def read_bundle_config(bundle: Path) -> dict[str, Any]:
     if "label_names" not in config:
         raise ModelError(f"{path} lacks ['label_names']; it was not written by transferkit's export.")
     return config
+
+
+def bundle_other_labels(config: dict[str, Any]) -> list[OtherLabel]:
+    """The labels a bundle predicts beside its task's (config.json's ``other_tasks``, checked when read)."""
+    return [
+        OtherLabel(task["name"], tuple(task["label_names"]), float(task["temperature"]))
+        for task in config.get("other_tasks") or []
+    ]
 
 
 def bundle_views(config: dict[str, Any], bundle: Path) -> list[ImageView]:

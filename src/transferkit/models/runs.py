@@ -16,6 +16,9 @@ from transferkit.models.files import read_state_dict
 from transferkit.models.ordinal import install_ordinal_head
 from transferkit.models.saved import find_bundle, read_saved_config, saved_ancestry, saved_preprocessing
 from transferkit.models.sources import model_sources, rebuild_network
+from transferkit.models.task_heads import heads_from_tensors
+
+OTHER_HEADS_FILE = "tasks.safetensors"  # the other labels' heads of a bundle (`models.task_heads`)
 
 
 @model_sources.register("run")
@@ -66,6 +69,28 @@ def rebuild(saved: dict[str, Any], channels: int) -> nn.Module:
         if saved.get("task") == "ordinal":
             install_ordinal_head(member)
     return Ensemble(members) if "ensemble_members" in saved else members[0]
+
+
+def read_other_heads(bundle: Path, saved: dict[str, Any]) -> list[nn.Linear]:
+    """The linear heads of the other labels a bundle predicts (config.json's ``other_tasks``), checked
+    against the hash its config recorded; none for a bundle of one label."""
+    tasks = saved.get("other_tasks") or []
+    if not tasks:
+        return []
+    path = bundle / OTHER_HEADS_FILE
+    checked_weights_hash(path, saved.get("other_tasks_sha256"))
+    try:
+        heads = heads_from_tensors(read_state_dict(path), len(tasks))
+    except (KeyError, RuntimeError) as err:  # a missing head, or tensors that are not a linear layer's
+        message = f"Cannot read the other labels' heads in {path}: {err}"
+        raise ModelError(f"{message}. Export the run again.") from err
+    for head, task in zip(heads, tasks, strict=True):
+        if head.out_features != len(task["label_names"]):
+            raise ModelError(
+                f"{path}: the head of {task['name']} has {head.out_features} outputs for "
+                f"{len(task['label_names'])} labels. Export the run again."
+            )
+    return heads
 
 
 def checked_weights_hash(weights: Path, expected: str | None) -> str:

@@ -51,6 +51,7 @@ def read_saved_config(path: Path) -> dict[str, Any]:
         ("task", "classification or ordinal", lambda value: value in ("classification", "ordinal")),
         # Bounds num_classes by the file itself, so no network of an absurd size is built.
         ("label_names", f"a list of {classes} names", lambda value: _is_names(value, classes)),
+        ("other_tasks", "a list of {name, label_names, temperature} objects", _is_other_tasks),
     ]
     for key, expected, valid in checks:
         if key in config and not valid(config[key]):
@@ -109,6 +110,20 @@ def _is_finite(value: object) -> bool:
 
 def _is_names(value: object, count: object) -> bool:
     return isinstance(value, list) and len(value) == count and all(isinstance(name, str) for name in value)
+
+
+def _is_other_tasks(value: object) -> bool:
+    """config.json's ``other_tasks``: each other label's name, class names and temperature."""
+    return isinstance(value, list) and all(
+        isinstance(task, dict)
+        and isinstance(task.get("name"), str)
+        and isinstance(task.get("label_names"), list)
+        and 1 <= len(task["label_names"]) <= 100_000  # bounds the head built from it
+        and _is_names(task["label_names"], len(task["label_names"]))
+        and _is_finite(task.get("temperature"))
+        and task["temperature"] > 0
+        for task in value
+    )
 
 
 def saved_ancestry(saved: dict[str, Any]) -> tuple[dict[str, str | None], ...]:

@@ -9,12 +9,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 from PIL import Image
 
 import transferkit
 from transferkit.cli.main import main
 from transferkit.errors import ConfigError
+from transferkit.export import export_model
 from transferkit.testing import make_image_folder, tiny_fit_config
 
 
@@ -86,6 +88,9 @@ def test_the_run_s_model_predicts_both_labels_as_their_single_label_bundles_do(
         assert joint.prediction == plain.prediction and not plain.other_labels
     found = [r.other_labels["tone"].label == row["tone"] for r, row in zip(both, rows, strict=True)]
     assert np.mean(found) >= 0.8
+
+    onnx = export_model(run.dir).files[-1]  # the task's network alone, as the bundle's README says
+    assert onnxruntime.InferenceSession(onnx).get_outputs()[0].shape[1] == 3
 
     capsys.readouterr()  # the fit's progress
     assert main(["predict", str(run.dir), *paths[:3], "--format", "csv"]) == 0

@@ -65,7 +65,8 @@ def export_onnx_format(bundle: Path, target: Path, quantize: str | None) -> Expo
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise UnknownNameError("quantization", quantize, QUANTIZATIONS)
     copied = [] if same_folder(target, bundle) else copy_bundle(bundle, target, (ONNX_FILE, INT8_FILE))
-    classifier = load(bundle, device="cpu")  # the reference on the CPU: no TF32 convolutions vs onnxruntime
+    # the reference on the CPU (no TF32 convolutions against onnxruntime), the task's network alone
+    classifier = load(bundle, device="cpu", other_labels=False)
     images = check_images(bundle, classifier)
     target.mkdir(parents=True, exist_ok=True)
     weights = read_bundle_config(bundle).get("model_sha256")

@@ -381,7 +381,13 @@ def ranked(
     return Prediction(tuple(label_names[i] for i in order), tuple(float(probabilities[i]) for i in order))
 
 
-def load(path: str | os.PathLike[str], backend: str = "torch", device: str | None = None) -> Classifier:
+def load(
+    path: str | os.PathLike[str],
+    backend: str = "torch",
+    device: str | None = None,
+    *,
+    other_labels: bool = True,
+) -> Classifier:
     """Loads a fine-tuned model from a run directory or its bundle folder (``RUN/model``).
 
     Args:
@@ -393,6 +399,8 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
             translated to ONNX in memory and kept when they match PyTorch on the first batch
             (`CheckedPixelModel`); PyTorch otherwise.
         device: where the torch backend runs, e.g. "cpu"; by default the GPU when there is one.
+        other_labels: whether the network also gives the other labels a bundle predicts (config.json's
+            ``other_tasks``, in `FilePrediction.other_labels`); False: the task's network alone.
 
     Raises:
         ModelError: no bundle at `path`, or its config or weights cannot be read.
@@ -405,7 +413,7 @@ def load(path: str | os.PathLike[str], backend: str = "torch", device: str | Non
     labels, temperature = config["label_names"], bundle_temperature(config, bundle)
     views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
     point = bundle_operating_point(config, bundle)
-    others = bundle_other_labels(config)
+    others = bundle_other_labels(config) if other_labels else []
     # model.onnx is the task's network alone: a bundle of several labels runs its weights
     onnx_model = (
         current_onnx_model(bundle, config) if backend == "auto" and _on_cpu(device) and not others else None

@@ -55,8 +55,9 @@ class ServedModel:
 
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
         self.bundle = find_bundle(Path(path))
-        # "auto": load() takes model.onnx when it was exported from these weights, else PyTorch
-        self.classifier: Classifier = load(self.bundle, backend=backend)
+        # "auto": load() takes model.onnx when it was exported from these weights, else PyTorch; the
+        # server answers the task's label (a bundle's other labels are for `predict`)
+        self.classifier: Classifier = load(self.bundle, backend=backend, other_labels=False)
         self.warm_up()
         self.backend = self.classifier.backend
         config_bytes = (self.bundle / "config.json").read_bytes()

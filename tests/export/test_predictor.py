@@ -266,6 +266,11 @@ def test_other_labels_come_from_their_heads_in_the_same_pass_and_their_file_is_c
     np.testing.assert_allclose(found, expected, atol=1e-5)
     assert [pair.label for pair in pairs] == [other.label_names[i] for i in expected.argmax(1)]
 
+    narrow = OtherTask("pair", ["cat?", "dog?"], nn.Linear(task.in_features - 1, 2))
+    save_bundle(backbone, info, tmp_path / "narrow", other_tasks=[narrow])
+    with pytest.raises(ModelError, match=rf"maps {task.in_features - 1} features .* has {task.in_features}"):
+        transferkit.load(tmp_path / "narrow", backend="torch")
+
     weights = bundle / "tasks.safetensors"
     content = weights.read_bytes()
     weights.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))

@@ -100,7 +100,8 @@ def save_bundle(
         stamped = with_metadata(onnx, {**metadata, WEIGHTS_KEY: sha256})
         files.update({ONNX_FILE: stamped} if stamped is not None else {})
     written = write_folder_atomic(directory, files)
-    # a graph of earlier weights (its hash would say so, but not its temperature); heads no label names
+    # a graph of earlier weights (its hash would say so, but not its temperature), or heads of other
+    # labels this config no longer names
     for stale in (name for name in (ONNX_FILE, OTHER_HEADS_FILE) if name not in files):
         (written / stale).unlink(missing_ok=True)
     return written
@@ -245,7 +246,8 @@ def _other_tasks_text(config: dict[str, Any]) -> str:
     ]
     if lines:
         lines.append(
-            "`load` and `transferkit predict` give every label; model.safetensors and model.onnx alone "
+            "`load(...).predict_files` and `transferkit predict` give every label; model.safetensors and "
+            "model.onnx alone "
             f"give {config['data']}'s, and the other heads are in tasks.safetensors."
         )
     return "".join(f"\n{line}" for line in lines)

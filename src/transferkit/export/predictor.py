@@ -428,9 +428,10 @@ def load(
         from transferkit.models.runs import load_run, read_other_heads
         from transferkit.models.task_heads import install_task_heads
 
-        model = load_run(str(bundle), ModelConfig(f"run:{bundle}")).model
+        backbone = load_run(str(bundle), ModelConfig(f"run:{bundle}"))
+        model = backbone.model
         if others:
-            install_task_heads(model, read_other_heads(bundle, config))
+            install_task_heads(model, read_other_heads(bundle, config, backbone.num_features))
         device_ = torch.device(device) if device else None
         classifier = Classifier.from_network(
             model,

@@ -71,9 +71,10 @@ def rebuild(saved: dict[str, Any], channels: int) -> nn.Module:
     return Ensemble(members) if "ensemble_members" in saved else members[0]
 
 
-def read_other_heads(bundle: Path, saved: dict[str, Any]) -> list[nn.Linear]:
+def read_other_heads(bundle: Path, saved: dict[str, Any], num_features: int) -> list[nn.Linear]:
     """The linear heads of the other labels a bundle predicts (config.json's ``other_tasks``), checked
-    against the hash its config recorded; none for a bundle of one label."""
+    against the hash its config recorded and against the network's `num_features`; none for a bundle of
+    one label."""
     tasks = saved.get("other_tasks") or []
     if not tasks:
         return []
@@ -85,10 +86,11 @@ def read_other_heads(bundle: Path, saved: dict[str, Any]) -> list[nn.Linear]:
         message = f"Cannot read the other labels' heads in {path}: {err}"
         raise ModelError(f"{message}. Export the run again.") from err
     for head, task in zip(heads, tasks, strict=True):
-        if head.out_features != len(task["label_names"]):
+        if (head.in_features, head.out_features) != (num_features, len(task["label_names"])):
             raise ModelError(
-                f"{path}: the head of {task['name']} has {head.out_features} outputs for "
-                f"{len(task['label_names'])} labels. Export the run again."
+                f"{path}: the head of {task['name']} maps {head.in_features} features to "
+                f"{head.out_features} outputs; the network has {num_features} features and the label "
+                f"{len(task['label_names'])} classes. Export the run again."
             )
     return heads
 

@@ -127,3 +127,47 @@ def test_the_answer_follows_the_bundles_operating_point(bundle: Path) -> None:
     model.classifier = model.classifier.with_operating_point(point)
     flagged = _answer("x.png", probabilities, model, top_k=2)
     assert flagged["label"] == labels[-1] and flagged["top"][1]["label"] == labels[0]
+
+
+def test_a_bundle_of_several_labels_answers_each_as_predict_files_does(
+    tmp_path: Path, problem_folder: Path, labels: list[str]
+) -> None:
+    from fastapi.testclient import TestClient
+    from torch import nn
+
+    import transferkit
+    from transferkit.export import BundleInfo, save_bundle
+    from transferkit.export.bundle import OtherTask
+    from transferkit.models import resolve_model
+    from transferkit.serve.app import create_app
+    from transferkit.serve.model import ServedModel
+
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.reset_head(len(labels))
+    backbone.preprocessing = backbone.preprocessing.resized(32)
+    info = BundleInfo(
+        labels, {"accuracy": 0.5}, "animals", test_time_views=("identity", "hflip"), temperature=1.7
+    )
+    head = nn.Linear(backbone.num_features, 2)
+    nn.init.normal_(head.weight, std=2.0)  # random weights that give both classes some probability
+    tone = OtherTask("tone", ["dark", "light"], head, temperature=1.3, metrics={"accuracy": 0.75})
+    bundle = save_bundle(backbone, info, tmp_path / "bundle", other_tasks=[tone])
+    paths = sorted(str(path) for path in problem_folder.rglob("*.png"))[:4]
+    expected = transferkit.load(bundle, backend="torch").predict_files(paths, top_k=2)
+
+    app = create_app(ServeConfig(model=str(bundle), backend="torch"), ServedModel(bundle, "torch"))
+    with TestClient(app) as client:
+        files = [("images", (Path(path).name, Path(path).read_bytes(), "image/png")) for path in paths]
+        answers = client.post("/predict", params={"top_k": 2}, files=files).json()["results"]
+        described = client.get("/info").json()["other_labels"]
+
+    assert described == [
+        {"name": "tone", "labels": ["dark", "light"], "temperature": 1.3, "metrics": {"accuracy": 0.75}}
+    ]
+    for answer, result in zip(answers, expected, strict=True):
+        assert answer["label"] == result.prediction.label
+        other, predicted = answer["other_labels"]["tone"], result.other_labels["tone"]
+        assert [entry["label"] for entry in other["top"]] == list(predicted.labels)
+        served = [other["probabilities"][label] for label in predicted.labels]
+        np.testing.assert_allclose(served, predicted.probabilities, atol=1e-5)
+        assert sum(other["probabilities"].values()) == pytest.approx(1, abs=1e-5)

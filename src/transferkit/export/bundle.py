@@ -246,9 +246,9 @@ def _other_tasks_text(config: dict[str, Any]) -> str:
     ]
     if lines:
         lines.append(
-            "`load(...).predict_files` and `transferkit predict` give every label; model.safetensors and "
-            "model.onnx alone "
-            f"give {config['data']}'s, and the other heads are in tasks.safetensors."
+            "`load(...).predict_files`, `transferkit predict` and `transferkit serve` give every label; "
+            f"model.safetensors and model.onnx alone give {config['data']}'s, and the other heads are in "
+            "tasks.safetensors."
         )
     return "".join(f"\n{line}" for line in lines)
 

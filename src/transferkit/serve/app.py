@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader
 
 from transferkit.errors import DataError
+from transferkit.export.predictor import Prediction, ranked
 from transferkit.serve.batching import MicroBatcher
 from transferkit.serve.config import ServeConfig
 from transferkit.serve.inputs import InputError, Upload, read_uploads
@@ -173,12 +174,27 @@ async def _predict_one(services: _Services, upload: Upload, top_k: int, preview:
     return answer
 
 
-def _answer(name: str, probabilities: np.ndarray, model: ServedModel, top_k: int) -> dict[str, Any]:
+def _answer(name: str, row: np.ndarray, model: ServedModel, top_k: int) -> dict[str, Any]:
+    """One image's answer from its row of `ServedModel.probabilities`; a bundle's other labels each get
+    the same fields under ``other_labels``."""
+    probabilities, others = model.split(row)
     # `Classifier.top` orders as load().predict does: a bundle's operating point decides the label
-    top = model.classifier.top(probabilities, top_k)
-    labels = model.label_names
-    return {
+    answer = {
         "name": name,
+        **_label_answer(model.classifier.top(probabilities, top_k), model.label_names, probabilities),
+    }
+    if others:
+        answer["other_labels"] = {
+            other.name: _label_answer(
+                ranked(others[other.name], other.label_names, top_k), other.label_names, others[other.name]
+            )
+            for other in model.other_labels
+        }
+    return answer
+
+
+def _label_answer(top: Prediction, labels: Sequence[str], probabilities: np.ndarray) -> dict[str, Any]:
+    return {
         "label": top.label,
         "probability": top.probability,
         "top": [

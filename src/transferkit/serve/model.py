@@ -1,8 +1,9 @@
 """`ServedModel`: the bundle behind the server: its `Classifier`, identity, card, and image decoding.
 
 Images are decoded, resized and cropped exactly as `Classifier.predict_proba` does for a file
-(`decode_image`, then the bundle's `Preprocessing.resize`), and the batch goes through
-`Classifier.probabilities` (views, temperature), so the server answers what `load(bundle)` predicts.
+(`decode_image`, then the bundle's `Preprocessing.resize`), and the batch goes through the
+`Classifier`'s network and calibration (views, temperature), so the server answers what `load(bundle)`
+predicts: the task's label, and every other label the bundle predicts (`predict_files`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image
 
 from transferkit.data.decode import decode_image
 from transferkit.errors import DataError
-from transferkit.export.predictor import Classifier, load
+from transferkit.export.predictor import Classifier, OtherLabel, load
 from transferkit.models.saved import find_bundle
 
 
@@ -55,9 +56,9 @@ class ServedModel:
 
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
         self.bundle = find_bundle(Path(path))
-        # "auto": load() takes model.onnx when it was exported from these weights, else PyTorch; the
-        # server answers the task's label (a bundle's other labels are for `predict`)
-        self.classifier: Classifier = load(self.bundle, backend=backend, other_labels=False)
+        # "auto": load() takes model.onnx when it was exported from these weights (and holds every label
+        # the bundle predicts), else PyTorch
+        self.classifier: Classifier = load(self.bundle, backend=backend)
         self.warm_up()
         self.backend = self.classifier.backend
         config_bytes = (self.bundle / "config.json").read_bytes()
@@ -95,13 +96,34 @@ class ServedModel:
         image = decode_image(_NamedBytes(data, name), self.classifier.data_channels, name=name)
         return self.classifier.preprocessing.resize(image)
 
+    @property
+    def other_labels(self) -> tuple[OtherLabel, ...]:
+        """The labels the bundle predicts beside the task's."""
+        return self.classifier.other_labels
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (N, classes) of a batch of uint8 pixels (N, C, H, W)."""
-        return self.classifier.probabilities(pixels)
+        """Calibrated probabilities of a batch of uint8 pixels (N, C, H, W), one row per image: the task's
+        classes, then each other label's (`split` takes a row apart)."""
+        classifier = self.classifier
+        if not self.other_labels:
+            return classifier.probabilities(pixels)
+        logits = classifier.network_logits(pixels)
+        others = classifier.other_probabilities(logits).values()
+        return np.concatenate([classifier.task_probabilities(logits), *others], axis=1)
+
+    def split(self, row: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One row of `probabilities`: the task's probabilities and each other label's, by name."""
+        start = len(self.label_names)
+        others = {}
+        for other in self.other_labels:
+            others[other.name] = row[start : start + len(other.label_names)]
+            start += len(other.label_names)
+        return row[: len(self.label_names)], others
 
     def info(self) -> dict[str, Any]:
         """Labels, preprocessing, test metrics with their intervals, and the model card."""
         config = self.config
+        other_metrics = {task["name"]: task.get("metrics", {}) for task in config.get("other_tasks") or []}
         return {
             "model": self.identity.to_dict(),
             "labels": self.label_names,
@@ -114,6 +136,15 @@ class ServedModel:
                 for name, value in (config.get("metrics") or {}).items()
             },
             "test_images": config.get("test_images", 0),
+            "other_labels": [
+                {
+                    "name": other.name,
+                    "labels": list(other.label_names),
+                    "temperature": other.temperature,
+                    "metrics": other_metrics.get(other.name, {}),
+                }
+                for other in self.other_labels
+            ],
             "model_card": self.model_card,
         }
 

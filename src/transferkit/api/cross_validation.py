@@ -138,7 +138,7 @@ def cross_validate(
         L.seed_everything((recipe.config.seed * 1_000 + number) % 2**32, workers=True, verbose=False)
         backbone = recipe.backbone()
         fold_paths = paths.fold(number)
-        training = recipe.train(backbone, fold_data, fold_paths, resume=resume)
+        training = recipe.train(backbone, fold_data, fold_paths, resume=resume, keeps_best=False)
         # a finished fold resumes from its trained weights: its Lightning checkpoints (two of about 40 MB
         # for Lite0, optimizer state included) would only fill the disk
         for checkpoint in (fold_paths.last_checkpoint, fold_paths.best_checkpoint):

@@ -96,9 +96,10 @@ class Recipe:
         *,
         resume: bool,
         writes: bool = True,
+        keeps_best: bool = True,
     ) -> TrainingResult:
-        """Trains `backbone` on ``data["train"]`` (validating on ``data["val"]``), writing into `paths`;
-        `finish` then puts it in its final, exportable form."""
+        """Trains `backbone` on ``data["train"]`` (validating on ``data["val"]``), writing into `paths`
+        (best.ckpt unless not `keeps_best`); `finish` then puts it in its final, exportable form."""
         config, methods = self.config, self.methods
         train_counts = self.class_counts(data["train"].labels)
         balance = self.balance_mode(data["train"].labels)
@@ -119,7 +120,9 @@ class Recipe:
             if methods.semi.needs_teacher
             else None
         )
-        plan = TrainingPlan(data, paths, config.runtime, balance == "sampler", train_counts, writes, teacher)
+        plan = TrainingPlan(
+            data, paths, config.runtime, balance == "sampler", train_counts, writes, teacher, keeps_best
+        )
         return run_phases(module, plan, resume=resume)
 
     def auxiliary_head(self, backbone: Backbone) -> AuxiliaryHead | None:
@@ -139,7 +142,9 @@ class Recipe:
         with kept_random_state():
             network = alone.backbone()
             teacher_paths = paths.teacher()
-            training = alone.train(network, data, teacher_paths, resume=resume, writes=writes)
+            training = alone.train(
+                network, data, teacher_paths, resume=resume, writes=writes, keeps_best=False
+            )
             for checkpoint in (teacher_paths.last_checkpoint, teacher_paths.best_checkpoint):
                 checkpoint.unlink(missing_ok=True)  # a resume reads the trained weights
             choice, _ = alone.choose_on_validation(network, training, data)

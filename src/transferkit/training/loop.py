@@ -49,6 +49,9 @@ class TrainingPlan:
     class_counts: list[int] | None = None
     writes: bool = True  # False in the worker processes of a multi-process run
     teacher: Callable[[], Teacher] | None = None  # for a semi method that needs one: trains, predicts
+    # False where best.ckpt would be removed unread (cross-validation folds, the teacher): it is
+    # then written only when early stopping or a time budget may load it
+    keeps_best: bool = True
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ def train_epochs(
             epochs=module.strategy.train_epochs,
             has_val=has_val,
             sampler=sampler,
+            keep_best=plan.keeps_best,
         )
         # with an auxiliary head, each image's label is a row: the task's class, then the other label's
         targets = (

@@ -139,11 +139,27 @@ def test_fingerprint_ignores_where_the_data_lives_but_not_its_labels(tmp_path: P
     assert fingerprint(replace(first, records=relabelled)) != fingerprint(first)
 
 
-def test_tiny_classes_fall_back_to_a_coarser_stratification(tmp_path: Path) -> None:
-    source = load_image_folder(make_image_folder(tmp_path, classes=tuple("abcdefghij"), per_class=3))
-    splits = make_splits(source, val_fraction=0.1, test_fraction=0.25, seed=0)
-    assert len(splits.test) == 8  # fewer test images than classes: a plain random split
-    assert sorted(splits.train + splits.val + splits.test) == list(range(30))
+@pytest.mark.parametrize("seed", range(5))
+def test_tiny_classes_fall_back_to_a_random_split_that_keeps_every_class_in_train(
+    tmp_path: Path, seed: int
+) -> None:
+    source = load_image_folder(
+        make_image_folder(tmp_path, classes=tuple("abcdefghijklmnopqrst"), per_class=3)
+    )
+    splits = make_splits(source, val_fraction=0.1, test_fraction=0.25, seed=seed)
+    assert (len(splits.test), len(splits.val)) == (15, 5)  # fewer images than classes: not stratified
+    assert sorted(splits.train + splits.val + splits.test) == list(range(60))
+    assert {source.records[i].label for i in splits.train} == set(range(20))
+    assert len({source.records[i].label for i in splits.test}) > 5  # still drawn across the classes
+
+
+def test_a_class_of_one_image_trains(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    source = load_image_folder(make_image_folder(tmp_path, classes=("a", "b", "c"), per_class=8))
+    single = [r for r in source.records if r.label != 2] + [r for r in source.records if r.label == 2][:1]
+    splits = make_splits(replace(source, records=single), val_fraction=0.1, test_fraction=0.25, seed=0)
+    assert [i for i in splits.train if single[i].label == 2] == [len(single) - 1]
 
 
 def test_a_split_that_cannot_be_made_names_the_key() -> None:

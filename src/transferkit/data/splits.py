@@ -49,7 +49,9 @@ def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, 
 
     Records the source placed stay where they are. Unplaced records form the test split when the source
     has none (`test_fraction` of them), and validation is carved out of train when the source has none.
-    Both are stratified by label and by the record's stratum.
+    Both are stratified by label and by the record's stratum; where classes are too small for that
+    (more classes than the split has images, or a class of one image), each class keeps an image in
+    train.
     """
     by_split: dict[str, list[int]] = {name: [] for name in ("", *SPLIT_NAMES, UNLABELED)}
     for index, record in enumerate(source.records):
@@ -139,13 +141,34 @@ def stratified_split(
     records = [source.records[i] for i in indices]
     candidates = ([f"{r.label}/{r.stratum}" for r in records], [str(r.label) for r in records])
     keys = _stratification(candidates, smallest_part=min(part, len(indices) - part))
+    if keys is None:
+        return _split_keeping_every_class([r.label for r in records], indices, part, seed)
     rest, chosen = sklearn_split(np.asarray(indices), test_size=part, stratify=keys, random_state=seed)
     return rest.tolist(), chosen.tolist()
 
 
+def _split_keeping_every_class(
+    labels: Sequence[int], indices: Sequence[int], part: int, seed: int
+) -> tuple[list[int], list[int]]:
+    """(rest, `part` of `indices`) at random, where one image of each class stays in the rest while the
+    part can be filled without it: a class with no image to train on could not be learnt at all."""
+    order = np.random.default_rng(seed).permutation(len(indices)).tolist()
+    seen: set[int] = set()
+    firsts, others = [], []
+    for position in order:
+        (others if labels[position] in seen else firsts).append(position)
+        seen.add(labels[position])
+    # the classes' first images fill the part last, and only when the others do not suffice
+    chosen = (others + firsts)[:part]
+    taken = set(chosen)
+    rest = [position for position in order if position not in taken]
+    return [indices[i] for i in rest], [indices[i] for i in chosen]
+
+
 def _stratification(candidates: Sequence[list[str]], smallest_part: int) -> list[str] | None:
     # The finest keys that can be honoured: every stratum needs two members, and each part needs room
-    # for one image per stratum. Falls back to coarser keys, then to a plain random split.
+    # for one image per stratum. Falls back to coarser keys, then to a random split that keeps every
+    # class in the rest.
     for keys in candidates:
         counts = Counter(keys)
         if min(counts.values()) >= 2 and len(counts) <= smallest_part:

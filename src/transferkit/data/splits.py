@@ -154,7 +154,8 @@ def _split_keeping_every_class(
     part can be filled without it: a class with no image to train on could not be learnt at all."""
     order = np.random.default_rng(seed).permutation(len(indices)).tolist()
     seen: set[int] = set()
-    firsts, others = [], []
+    firsts: list[int] = []
+    others: list[int] = []
     for position in order:
         (others if labels[position] in seen else firsts).append(position)
         seen.add(labels[position])

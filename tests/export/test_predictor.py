@@ -254,7 +254,7 @@ def test_other_labels_come_from_their_heads_in_the_same_pass_and_their_file_is_c
     head = nn.Linear(task.in_features, 2)
     head.load_state_dict({"weight": task.weight[:2], "bias": task.bias[:2]})
     info = BundleInfo(LABELS, {}, "x", test_time_views=tuple(view.__name__ for view in classifier.views))
-    other = OtherTask("pair", ["cat?", "dog?"], head, temperature=2.0)
+    other = OtherTask("pair", ["cat?", "dog?"], [head], temperature=2.0)
     bundle = save_bundle(backbone, info, tmp_path / "bundle", other_tasks=[other])
     paths = [row["path"] for row in test_rows]
 
@@ -266,7 +266,7 @@ def test_other_labels_come_from_their_heads_in_the_same_pass_and_their_file_is_c
     np.testing.assert_allclose(found, expected, atol=1e-5)
     assert [pair.label for pair in pairs] == [other.label_names[i] for i in expected.argmax(1)]
 
-    narrow = OtherTask("pair", ["cat?", "dog?"], nn.Linear(task.in_features - 1, 2))
+    narrow = OtherTask("pair", ["cat?", "dog?"], [nn.Linear(task.in_features - 1, 2)])
     save_bundle(backbone, info, tmp_path / "narrow", other_tasks=[narrow])
     with pytest.raises(ModelError, match=rf"maps {task.in_features - 1} features .* has {task.in_features}"):
         transferkit.load(tmp_path / "narrow", backend="torch")

@@ -150,7 +150,7 @@ def test_a_bundle_of_several_labels_answers_each_as_predict_files_does(
     )
     head = nn.Linear(backbone.num_features, 2)
     nn.init.normal_(head.weight, std=2.0)  # random weights that give both classes some probability
-    tone = OtherTask("tone", ["dark", "light"], head, temperature=1.3, metrics={"accuracy": 0.75})
+    tone = OtherTask("tone", ["dark", "light"], [head], temperature=1.3, metrics={"accuracy": 0.75})
     bundle = save_bundle(backbone, info, tmp_path / "bundle", other_tasks=[tone])
     paths = sorted(str(path) for path in problem_folder.rglob("*.png"))[:4]
     expected = transferkit.load(bundle, backend="torch").predict_files(paths, top_k=2)

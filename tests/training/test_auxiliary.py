@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
+import torch
 from PIL import Image
 
 import transferkit
@@ -97,6 +98,49 @@ def test_the_run_s_model_predicts_both_labels_as_their_single_label_bundles_do(
     header, *lines = capsys.readouterr().out.splitlines()
     assert header == "path,label,probability,tone,tone_probability,error"
     assert [line.split(",")[3] for line in lines] == [r.other_labels["tone"].label for r in both[:3]]
+
+
+def test_an_ensemble_s_members_each_predict_the_other_label_and_it_averages_them(tmp_path: Path) -> None:
+    manifest = _toned_manifest(tmp_path / "toned")
+    config = tiny_fit_config(manifest, tmp_path / "runs", epochs=6).with_overrides(
+        {
+            "data.aux_label": "tone",
+            "train.aux_weight": 1.0,
+            "train.strategy": "full",
+            "train.lr": 3e-3,
+            "cv.folds": 2,
+            "cv.final": "ensemble",
+        }
+    )
+    run = transferkit.fit(config)
+    bundle = json.loads((run.dir / "model" / "config.json").read_text())
+    assert bundle["ensemble_members"] == 2 and bundle["other_tasks"][0]["name"] == "tone"
+    rows = list(csv.DictReader(manifest.open()))
+    paths = [str(manifest.parent / row["path"]) for row in rows]
+
+    both = transferkit.load(run.dir, backend="torch")
+    tone = transferkit.load(run.dir / "tasks" / "tone", backend="torch")  # the members with tone heads
+    task = transferkit.load(_task_alone(run.dir / "model", tmp_path / "task"), backend="torch")
+    results = both.predict_files(paths, top_k=2)
+    for joint, alone, plain in zip(
+        results, tone.predict_files(paths, top_k=2), task.predict_files(paths), strict=True
+    ):
+        assert joint.other_labels["tone"].labels == alone.prediction.labels
+        assert np.allclose(
+            joint.other_labels["tone"].probabilities, alone.prediction.probabilities, atol=1e-5
+        )
+        assert joint.prediction.label == plain.prediction.label
+    found = [r.other_labels["tone"].label == row["tone"] for r, row in zip(results, rows, strict=True)]
+    assert np.mean(found) >= 0.8  # brightness
+
+    # at temperature 1 the ensemble's tone is the mean of its members' tone probabilities
+    pixels = torch.from_numpy(both.preprocess(paths[:4]))
+    network = both.network
+    members = network.model.members  # type: ignore[union-attr]
+    inputs = network.normalize(pixels)  # type: ignore[union-attr]
+    with torch.no_grad():
+        mean = torch.stack([member(inputs)[:, 3:].softmax(1) for member in members]).mean(0)
+        assert torch.allclose(network(pixels)[:, 3:].softmax(1), mean, atol=1e-6)  # type: ignore[operator]
 
 
 def _task_alone(bundle: Path, copy: Path) -> Path:

@@ -42,19 +42,17 @@ def fit_auxiliary_task(
     recipe: Recipe, backbone: Backbone, data: dict[str, SplitImages], paths: RunPaths
 ) -> AuxiliaryTask | None:
     """Fits, scores and saves the other label's classifier on `backbone`'s features (None without an
-    auxiliary label, or for an ensemble, which has no single network to put a head on)."""
+    auxiliary label). An ensemble's members each get a head on their own features, and the ensemble
+    averages their probabilities of the other label as it does the task's."""
     labels = recipe.auxiliary
     if labels is None:
         return None
-    if isinstance(backbone.model, Ensemble):
-        logger.warning(
-            "The ensemble of fold models has no single network: no classifier for %s.", labels.name
-        )
-        return None
     network = replace(backbone, model=copy.deepcopy(backbone.model))
-    network.reset_head(len(labels.class_names))
     train, val, test = (relabelled(data[name], labels) for name in ("train", "val", "test"))
-    fit_head(network, Normalize(network.preprocessing), train, val)
+    networks = [replace(network, model=member) for member in _members(network.model)]
+    for member in networks:  # each member's head replaced in place, inside the ensemble's copy
+        member.reset_head(len(labels.class_names))
+        fit_head(member, Normalize(network.preprocessing), train, val)
     source = replace(recipe.source, class_names=labels.class_names, groupings=(), ordered=False, notes=[])
     classifier = replace(recipe, source=source).classifier(network)
     evaluation = evaluate_test(classifier, source, test, validation_set(classifier, val))
@@ -78,10 +76,14 @@ def fit_auxiliary_task(
         "intervals": info.intervals,
         "bundle": str(bundle.relative_to(paths.root)),
     }
-    head = network.head()
-    assert isinstance(head, nn.Linear), "fit_head fits a linear head"
-    task = OtherTask(labels.name, labels.class_names, head, evaluation.temperature, metrics)
+    heads = [head for head in (member.head() for member in networks) if isinstance(head, nn.Linear)]
+    assert len(heads) == len(networks), "fit_head fits a linear head"
+    task = OtherTask(labels.name, labels.class_names, heads, evaluation.temperature, metrics)
     return AuxiliaryTask(record, task)
+
+
+def _members(model: nn.Module) -> list[nn.Module]:
+    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 def relabelled(split: SplitImages, labels: AuxiliaryLabels) -> SplitImages:

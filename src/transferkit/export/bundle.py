@@ -49,7 +49,7 @@ class OtherTask:
 
     name: str
     label_names: list[str]
-    head: nn.Linear
+    heads: Sequence[nn.Linear]  # one per network: one, or one per member of an ensemble
     temperature: float = 1.0
     metrics: dict[str, float] = field(default_factory=dict)  # on the test images that carry the label
 
@@ -89,7 +89,10 @@ def save_bundle(
     config = {**bundle_config(backbone, info), "model_sha256": sha256}
     files = {"model.safetensors": weights}
     if other_tasks:
-        heads = save(head_tensors([task.head for task in other_tasks]))
+        networks = len(backbone.model.members) if isinstance(backbone.model, Ensemble) else 1
+        if any(len(task.heads) != networks for task in other_tasks):
+            raise ValueError(f"Each other label needs one head per network ({networks}).")
+        heads = save(head_tensors([task.heads for task in other_tasks]))
         config["other_tasks"] = [task.to_dict() for task in other_tasks]
         config["other_tasks_sha256"] = hashlib.sha256(heads).hexdigest()
         files[OTHER_HEADS_FILE] = heads

@@ -15,19 +15,35 @@ from transferkit.errors import ModelError
 class Ensemble(nn.Module):
     """The cross-validation fold models of a run, predicting together (one ONNX graph when exported).
 
+    Members that predict several labels side by side (`models.task_heads`) give `segments`, the number
+    of classes of each label in order; each label is averaged on its own.
+
     Shape:
         input: (N, C, H, W), normalized images.
-        output: (N, classes), ``log(mean_m softmax(member_m(x)))``: a softmax of it gives the mean of the
-            members' probabilities, and a temperature divides it as it divides logits.
+        output: (N, classes), ``log(mean_m softmax(member_m(x)))`` per label: a softmax of it gives the
+            mean of the members' probabilities, and a temperature divides it as it divides logits.
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module], segments: Sequence[int] = ()) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.segments = tuple(segments)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        log_probabilities = torch.stack([member(images).float().log_softmax(1) for member in self.members])
+        log_probabilities = torch.stack(
+            [self._log_softmax(member(images).float()) for member in self.members]
+        )
         return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))
+
+    def _log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.segments:
+            return logits.log_softmax(1)
+        return torch.cat([part.log_softmax(1) for part in logits.split(list(self.segments), dim=1)], dim=1)
+
+    @property
+    def num_features(self) -> int:
+        """The pooled features of each member (they share one architecture)."""
+        return int(self.members[0].num_features)  # type: ignore[arg-type]
 
     def reset_classifier(self, *args: Any, **kwargs: Any) -> None:
         raise ModelError(

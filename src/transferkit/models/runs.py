@@ -71,28 +71,32 @@ def rebuild(saved: dict[str, Any], channels: int) -> nn.Module:
     return Ensemble(members) if "ensemble_members" in saved else members[0]
 
 
-def read_other_heads(bundle: Path, saved: dict[str, Any], num_features: int) -> list[nn.Linear]:
-    """The linear heads of the other labels a bundle predicts (config.json's ``other_tasks``), checked
-    against the hash its config recorded and against the network's `num_features`; none for a bundle of
-    one label."""
+def read_other_heads(bundle: Path, saved: dict[str, Any], num_features: int) -> list[list[nn.Linear]]:
+    """The linear heads of the other labels a bundle predicts (config.json's ``other_tasks``; per label,
+    one per network of an ensemble), checked against the hash its config recorded and against the
+    network's `num_features`; none for a bundle of one label."""
     tasks = saved.get("other_tasks") or []
     if not tasks:
         return []
     path = bundle / OTHER_HEADS_FILE
     checked_weights_hash(path, saved.get("other_tasks_sha256"))
     try:
-        heads = heads_from_tensors(read_state_dict(path), len(tasks))
+        others = heads_from_tensors(read_state_dict(path), len(tasks), saved.get("ensemble_members") or 1)
     except (KeyError, RuntimeError) as err:  # a missing head, or tensors that are not a linear layer's
         message = f"Cannot read the other labels' heads in {path}: {err}"
         raise ModelError(f"{message}. Export the run again.") from err
-    for head, task in zip(heads, tasks, strict=True):
-        if (head.in_features, head.out_features) != (num_features, len(task["label_names"])):
+    for heads, task in zip(others, tasks, strict=True):
+        wrong = [
+            h for h in heads if (h.in_features, h.out_features) != (num_features, len(task["label_names"]))
+        ]
+        if wrong:
+            head = wrong[0]
             raise ModelError(
                 f"{path}: the head of {task['name']} maps {head.in_features} features to "
                 f"{head.out_features} outputs; the network has {num_features} features and the label "
                 f"{len(task['label_names'])} classes. Export the run again."
             )
-    return heads
+    return others
 
 
 def checked_weights_hash(weights: Path, expected: str | None) -> str:

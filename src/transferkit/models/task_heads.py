@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from transferkit.models.ensemble import Ensemble
+
 
 class TaskHeads(nn.Module):
     """The task's head followed by the other labels' heads, in order, on the same features."""
@@ -23,28 +25,52 @@ class TaskHeads(nn.Module):
         return torch.cat([self.task(features), *(head(features) for head in self.others)], dim=1)
 
 
-def install_task_heads(model: nn.Module, others: Sequence[nn.Linear]) -> None:
-    """Puts `others` beside the model's classifier (timm's ``get_classifier()``), in place."""
-    task = model.get_classifier()  # type: ignore[operator]
-    name = next(name for name, module in model.named_modules() if module is task)
-    model.set_submodule(name, TaskHeads(task, others))
+def install_task_heads(model: nn.Module, others: Sequence[Sequence[nn.Linear]]) -> None:
+    """Puts the other labels' heads beside the model's classifier (timm's ``get_classifier()``), in place.
+
+    `others` holds, per other label, one head per network: one for a single network, one per member for
+    an `Ensemble` (whose members then each give every label, and which averages each label on its own).
+    """
+    networks = list(model.members) if isinstance(model, Ensemble) else [model]
+    task_classes = int(networks[0].get_classifier().out_features)  # type: ignore[operator]
+    for position, network in enumerate(networks):
+        _install(network, [heads[position] for heads in others])
+    if isinstance(model, Ensemble):
+        model.segments = (task_classes, *(heads[0].out_features for heads in others))
 
 
-def head_tensors(heads: Sequence[nn.Linear]) -> dict[str, torch.Tensor]:
-    """The heads' weights by position, for a safetensors file: ``0.weight``, ``0.bias``, ``1.weight``..."""
+def _install(network: nn.Module, others: Sequence[nn.Linear]) -> None:
+    task = network.get_classifier()  # type: ignore[operator]
+    name = next(name for name, module in network.named_modules() if module is task)
+    network.set_submodule(name, TaskHeads(task, others))
+
+
+def head_tensors(others: Sequence[Sequence[nn.Linear]]) -> dict[str, torch.Tensor]:
+    """The heads' weights by position, for a safetensors file: ``0.weight``, ``0.bias``, ``1.weight``...
+    for one network; ``0.1.weight`` (label 0, member 1) ... for an ensemble's members."""
     return {
-        f"{index}.{name}": tensor.detach().cpu().contiguous()
-        for index, head in enumerate(heads)
+        f"{index}.{member}.{name}" if len(heads) > 1 else f"{index}.{name}": tensor.detach()
+        .cpu()
+        .contiguous()
+        for index, heads in enumerate(others)
+        for member, head in enumerate(heads)
         for name, tensor in head.state_dict().items()
     }
 
 
-def heads_from_tensors(tensors: dict[str, torch.Tensor], count: int) -> list[nn.Linear]:
-    """The `count` linear heads `head_tensors` wrote. Raises KeyError for a missing tensor."""
-    heads = []
+def heads_from_tensors(
+    tensors: dict[str, torch.Tensor], count: int, members: int = 1
+) -> list[list[nn.Linear]]:
+    """The linear heads `head_tensors` wrote: `count` labels, `members` heads each. Raises KeyError for a
+    missing tensor."""
+    others = []
     for index in range(count):
-        weight, bias = tensors[f"{index}.weight"], tensors[f"{index}.bias"]
-        head = nn.Linear(weight.shape[1], weight.shape[0])
-        head.load_state_dict({"weight": weight, "bias": bias})
-        heads.append(head)
-    return heads
+        heads = []
+        for member in range(members):
+            key = f"{index}.{member}" if members > 1 else f"{index}"
+            weight, bias = tensors[f"{key}.weight"], tensors[f"{key}.bias"]
+            head = nn.Linear(weight.shape[1], weight.shape[0])
+            head.load_state_dict({"weight": weight, "bias": bias})
+            heads.append(head)
+        others.append(heads)
+    return others

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import io
 import re
-import signal
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 import numpy as np
 import pytest
@@ -19,13 +16,10 @@ from PIL import Image
 
 from transferkit.data import decode_image
 from transferkit.errors import DataError
+from transferkit.testing.hangs import time_limit
 
 SECONDS_PER_FILE = 5
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # PIL warns about the corrupt EXIF it skips
-
-
-class DecodeHang(Exception):
-    """Not an OSError, so decode_image cannot turn it into a DataError."""
 
 
 def _valid_files() -> dict[str, bytes]:
@@ -74,23 +68,9 @@ def fuzz_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield tmp_path_factory.mktemp("fuzz") / "input.img"
 
 
-@contextmanager
-def _time_limit(seconds: int) -> Iterator[None]:
-    def give_up(signum: int, frame: FrameType | None) -> None:
-        raise DecodeHang(f"decoding took over {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, give_up)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _decodes_or_refuses(path: Path, data: bytes, channels: int) -> None:
     path.write_bytes(data)
-    with _time_limit(SECONDS_PER_FILE):
+    with time_limit(SECONDS_PER_FILE):
         try:
             image = decode_image(path, channels)
         except DataError as err:
@@ -142,5 +122,5 @@ def _tiff_with_strip_offsets_as_bytes() -> bytes:
 def test_a_tiff_with_mistyped_strip_offsets_is_refused(fuzz_file: Path) -> None:
     # _decodes_or_refuses accepts either outcome; this file must be refused, with its path named.
     fuzz_file.write_bytes(_tiff_with_strip_offsets_as_bytes())
-    with _time_limit(SECONDS_PER_FILE), pytest.raises(DataError, match=re.escape(str(fuzz_file))):
+    with time_limit(SECONDS_PER_FILE), pytest.raises(DataError, match=re.escape(str(fuzz_file))):
         decode_image(fuzz_file, 3)

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
 from transferkit.export import BundleInfo, save_bundle
 from transferkit.models import resolve_model
+from transferkit.testing import hangs
 
 ARCH = "test_efficientnet"  # timm's tiny test network: built in milliseconds, no download
 LABELS = ["cat", "dog", "fox"]
-
-
-class Hang(Exception):
-    """Raised inside a call that ran past its time limit; no transferkit code catches it."""
-
-
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    def give_up(signum: int, frame: FrameType | None) -> None:
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, give_up)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +22,7 @@ def time_limit() -> Callable[[float], AbstractContextManager[None]]:
 
     Hypothesis's deadline only measures calls that return, so it cannot catch a hang by itself.
     """
-    return _time_limit
+    return hangs.time_limit
 
 
 @pytest.fixture(scope="session")

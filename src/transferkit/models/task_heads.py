@@ -31,12 +31,13 @@ def install_task_heads(model: nn.Module, others: Sequence[Sequence[nn.Linear]]) 
     `others` holds, per other label, one head per network: one for a single network, one per member for
     an `Ensemble` (whose members then each give every label, and which averages each label on its own).
     """
-    networks = list(model.members) if isinstance(model, Ensemble) else [model]
-    task_classes = int(networks[0].get_classifier().out_features)  # type: ignore[operator]
-    for position, network in enumerate(networks):
-        _install(network, [heads[position] for heads in others])
-    if isinstance(model, Ensemble):
-        model.segments = (task_classes, *(heads[0].out_features for heads in others))
+    if not isinstance(model, Ensemble):
+        _install(model, [heads[0] for heads in others])
+        return
+    task_classes = int(model.members[0].get_classifier().out_features)  # type: ignore[operator]
+    for position, member in enumerate(model.members):
+        _install(member, [heads[position] for heads in others])
+    model.segments = (task_classes, *(heads[0].out_features for heads in others))
 
 
 def _install(network: nn.Module, others: Sequence[nn.Linear]) -> None:
@@ -48,14 +49,18 @@ def _install(network: nn.Module, others: Sequence[nn.Linear]) -> None:
 def head_tensors(others: Sequence[Sequence[nn.Linear]]) -> dict[str, torch.Tensor]:
     """The heads' weights by position, for a safetensors file: ``0.weight``, ``0.bias``, ``1.weight``...
     for one network; ``0.1.weight`` (label 0, member 1) ... for an ensemble's members."""
-    return {
-        f"{index}.{member}.{name}" if len(heads) > 1 else f"{index}.{name}": tensor.detach()
-        .cpu()
-        .contiguous()
-        for index, heads in enumerate(others)
-        for member, head in enumerate(heads)
-        for name, tensor in head.state_dict().items()
-    }
+    tensors = {}
+    for index, heads in enumerate(others):
+        for member, head in enumerate(heads):
+            key = _key(index, member, len(heads))
+            tensors.update(
+                {f"{key}.{name}": t.detach().cpu().contiguous() for name, t in head.state_dict().items()}
+            )
+    return tensors
+
+
+def _key(index: int, member: int, members: int) -> str:
+    return f"{index}.{member}" if members > 1 else f"{index}"
 
 
 def heads_from_tensors(
@@ -67,7 +72,7 @@ def heads_from_tensors(
     for index in range(count):
         heads = []
         for member in range(members):
-            key = f"{index}.{member}" if members > 1 else f"{index}"
+            key = _key(index, member, members)
             weight, bias = tensors[f"{key}.weight"], tensors[f"{key}.bias"]
             head = nn.Linear(weight.shape[1], weight.shape[0])
             head.load_state_dict({"weight": weight, "bias": bias})

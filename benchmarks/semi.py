@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-semi"))
     parser.add_argument("--budgets", nargs="+", help="only these label budgets, e.g. '10 %%' '10 per class'")
     parser.add_argument("--datasets", nargs="+", help="only these datasets: digits, elpv")
+    parser.add_argument("--name", default="semi", help="results/NAME.{csv,md}; a partial run gets its own")
     args = parser.parse_args()
     rows = []
     for dataset, budget, method, flags in SETTINGS:
@@ -86,7 +87,7 @@ def main() -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    write(rows, "python benchmarks/semi.py " + shlex.join(sys.argv[1:]))
+    write(rows, "python benchmarks/semi.py " + shlex.join(sys.argv[1:]), args.name)
 
 
 def pool_use(run_dir: Path) -> str:
@@ -112,9 +113,9 @@ def pool_use(run_dir: Path) -> str:
     return f"targets per epoch {' / '.join(targets)}" if targets else ""
 
 
-def write(rows: list[dict], command: str) -> None:
+def write(rows: list[dict], command: str, name: str = "semi") -> None:
     keys = ["accuracy", "binary_accuracy", "wall_min", "pool"]
-    write_csv("semi", rows, ["dataset", "budget", "method", "seed", *keys])
+    write_csv(name, rows, ["dataset", "budget", "method", "seed", *keys])
     commit = os.environ.get("TRANSFERKIT_BENCH_COMMIT") or _commit()
     lines = [
         "# Semi-supervised learning from the unlabeled pool",
@@ -155,7 +156,7 @@ def write(rows: list[dict], command: str) -> None:
         f"times count the whole process. Machine: {_cpu()}; load average {os.getloadavg()[1]:.1f} "
         "(5 min) when written.",
     ]
-    (RESULTS / "semi.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 def gap_recovered(rows: list[dict], dataset: str, budget: str, method: str) -> float | None:

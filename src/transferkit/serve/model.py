@@ -56,8 +56,9 @@ class ServedModel:
 
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
         self.bundle = find_bundle(Path(path))
-        # "auto": load() takes model.onnx when it was exported from these weights (and holds every label
-        # the bundle predicts), else PyTorch
+        # "auto": load() takes model.onnx when it was exported from these weights, else PyTorch (or its
+        # translation in memory); a bundle with other labels runs its weights, since model.onnx is the
+        # task's network alone
         self.classifier: Classifier = load(self.bundle, backend=backend)
         self.warm_up()
         self.backend = self.classifier.backend

@@ -67,10 +67,12 @@ def test_evaluate_command_prints_and_writes(
 
 
 def _fake_run(root: Path, name: str, correct: list[bool]) -> Path:
-    """A finished run's three files, with predictions right where `correct` says."""
+    """A finished run's three files, with predictions right where `correct` says; its strategy as
+    config.yaml records the default's, with its options."""
     run = root / name
     run.mkdir(parents=True)
-    config = {"model": {"name": name}, "train": {"strategy": "fine-tune"}, "data": {"name": "cells"}}
+    strategy = {"name": "fine-tune", "frozen_groups": 3}
+    config = {"model": {"name": name}, "train": {"strategy": strategy}, "data": {"name": "cells"}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     accuracy = float(np.mean(correct))
     headline = {"accuracy": accuracy, "balanced_accuracy": accuracy, "macro_f1": accuracy}
@@ -100,7 +102,8 @@ def test_compare_command_writes_table_and_plot(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "within" in out and "noise" in out  # the verdict cell may wrap at 80 columns
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 0
-    assert "difference_low" in (tmp_path / "out" / "comparison.csv").read_text()
+    written = (tmp_path / "out" / "comparison.csv").read_text()
+    assert "difference_low" in written and ",fine-tune," in written  # the strategy by its name
 
 
 def test_compare_needs_finished_runs(tmp_path: Path) -> None:

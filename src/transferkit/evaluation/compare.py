@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 
+from transferkit.config import method_name
 from transferkit.errors import ConfigError
 from transferkit.evaluation.plots import save_figure
 from transferkit.files import write_atomic
@@ -132,7 +133,7 @@ def _read_run(run: Path) -> dict[str, Any]:
 def _described(config: dict[str, Any], metrics: dict[str, Any], correct: dict[str, bool]) -> dict[str, Any]:
     return {
         "model": config["model"]["name"],
-        "strategy": config["train"]["strategy"],
+        "strategy": method_name(config["train"]["strategy"]),  # a name, or a mapping of name and options
         "data": config["data"]["name"],
         "headline": metrics["headline"],
         "wall_time_s": metrics.get("wall_time_s"),

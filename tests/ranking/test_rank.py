@@ -182,3 +182,29 @@ def test_the_command_prints_a_table(
     table = capsys.readouterr().out
     assert "hscore" in table
     assert "images/s" in table
+
+
+class _Ranked(Exception):
+    """Stops the command once it has said which models it ranks."""
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        ([], ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]),  # auto, the default
+        (
+            ["--models", "timm:resnet18", "--models", "efficientnet_lite1,timm:resnet18"],
+            ["timm:resnet18", "efficientnet_lite1"],
+        ),
+    ],
+)
+def test_the_command_ranks_the_packaged_models_unless_told(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, models: list[str], expected: list[str]
+) -> None:
+    def ranked(data: object, specs: list[str], *args: object, **kwargs: object) -> None:
+        raise _Ranked(specs)
+
+    monkeypatch.setattr("transferkit.ranking.rank", ranked)
+    with pytest.raises(_Ranked) as given:
+        _run_cli(["rank", "--data", str(folder), *models])
+    assert given.value.args[0] == expected

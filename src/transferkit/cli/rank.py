@@ -29,10 +29,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rank.add_argument("--data", required=True, help="dataset, as fit --data takes it")
     rank.add_argument(
         "--models",
-        required=True,
         action="append",
         metavar="SPEC[,SPEC...]",
-        help="candidate models, comma-separated or repeated: any fit --model spec",
+        help="candidate models, comma-separated or repeated: any fit --model spec; auto (the default): "
+        "the packaged models, and those a run: spec beside it descends from, as fit --model auto",
     )
     rank.add_argument(
         "--method",
@@ -53,12 +53,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_rank(args: argparse.Namespace) -> int:
+    from transferkit.api.model_choice import candidate_specs
     from transferkit.config import DataConfig
     from transferkit.ranking import create_ranking_dir, rank, write_ranking
 
     ranking = rank(
         DataConfig(name=args.data, subset=args.subset),
-        [spec.strip() for specs in args.models for spec in specs.split(",") if spec.strip()],
+        candidate_specs(",".join(args.models or ["auto"])),
         [name.strip() for name in args.method.split(",")],
         race=args.race,
         image_size=args.image_size,

@@ -29,7 +29,7 @@ class UnknownNameError(TransferkitError, KeyError):
         valid = sorted(valid)
         close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        message = f"Unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(valid)}."
+        message = f"Unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(valid)}."
         super().__init__(message)
         self.message = message
 

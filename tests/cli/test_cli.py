@@ -47,7 +47,7 @@ def test_a_resumed_run_takes_no_preset(tmp_path: Path, capsys: pytest.CaptureFix
         (["fit", "--data", "elvp"], "Did you mean 'elpv'"),
         (["fit", "--model", "efficientnet_lite", "--data", "digits"], "'efficientnet_lite0'?"),
         (["fit", "--strategy", "fine-tuning"], "Did you mean 'fine-tune'"),
-        (["fit", "--augment", "d8"], "Valid augmentation presets"),
+        (["fit", "--augment", "d8"], "Valid augmentation preset names"),
         (["fit", "--set", "train.lrr=1"], "Did you mean 'lr'"),
     ],
 )

@@ -292,7 +292,7 @@ def test_a_folder_without_a_bundle_and_a_bad_backend_are_explained(
 ) -> None:
     with pytest.raises(ModelError, match="neither a transferkit run directory nor a bundle"):
         transferkit.load(tmp_path)
-    with pytest.raises(UnknownNameError, match="Valid backends: auto, onnx, torch"):
+    with pytest.raises(UnknownNameError, match="Valid backend names: auto, onnx, torch"):
         transferkit.load(run.dir, backend="tensorrt")
     with pytest.raises(ModelError, match=r"transferkit export .* --format onnx"):
         transferkit.load(run.dir, backend="onnx")

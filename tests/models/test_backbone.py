@@ -40,7 +40,7 @@ def test_random_init_has_no_weights_hash(tiny) -> None:
         ("resnet18", "Did you mean 'timm:resnet18'"),
         ("timm:resnet_does_not_exist", "Unknown timm architecture 'resnet_does_not_exist'"),
         ("timm:resnet500", "Closest: .*resnet50"),
-        ("nosuchsource:model", "Valid models"),
+        ("nosuchsource:model", "Valid model names"),
     ],
 )
 def test_unknown_models_list_valid_names(spec: str, message: str) -> None:

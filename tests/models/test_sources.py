@@ -47,7 +47,7 @@ def test_spec_parser(spec: str, source: str, name: str) -> None:
 
 @pytest.mark.parametrize("spec", ["resnet18", "nosuch:thing", "efficientnet_lite9"])
 def test_unparseable_specs_list_what_is_valid(spec: str) -> None:
-    with pytest.raises(UnknownNameError, match=r"Valid models: .*timm:<name>"):
+    with pytest.raises(UnknownNameError, match=r"Valid model names: .*timm:<name>"):
         parse_model_spec(spec)
 
 

@@ -226,7 +226,7 @@ KEY_DAMAGE: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     ),
     "unknown family": (
         lambda c: c.update(family="keras"),
-        r"Unknown model family 'keras'\. Valid model famil\w+: hf, timm, torchvision",
+        r"Unknown model family 'keras'\. Valid model family names: hf, timm, torchvision",
     ),
     "family null": (lambda c: c.update(family=None), r"family must be a name, not None"),
     "num_classes text": (

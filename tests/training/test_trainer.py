@@ -34,7 +34,7 @@ def test_best_checkpoint_only_where_it_may_be_read(
         epochs=1,
         has_val=True,
         sampler=SeededBatchSampler(8, 4, 0, lambda: 0, drop_last=False),
-        keep_best=keep_best,
+        keeps_best=keep_best,
     )
     kept = [callback for callback in trainer.callbacks if isinstance(callback, ModelCheckpoint)]
     assert len(kept) == int(expected)  # and no default one of Lightning's when ours is absent

@@ -25,7 +25,7 @@ from transferkit.data.cache import SplitImages
 from transferkit.data.other_labels import MISSING, AuxiliaryLabels
 from transferkit.export.bundle import BundleInfo, OtherTask, save_bundle
 from transferkit.models import Backbone
-from transferkit.models.ensemble import Ensemble
+from transferkit.models.ensemble import networks
 from transferkit.run_dir import RunPaths
 from transferkit.training.head import fit_head
 from transferkit.transforms import Normalize
@@ -49,8 +49,8 @@ def fit_auxiliary_task(
         return None
     network = replace(backbone, model=copy.deepcopy(backbone.model))
     train, val, test = (relabelled(data[name], labels) for name in ("train", "val", "test"))
-    networks = [replace(network, model=member) for member in _members(network.model)]
-    for member in networks:  # each member's head replaced in place, inside the ensemble's copy
+    members = [replace(network, model=member) for member in networks(network.model)]
+    for member in members:  # each member's head replaced in place, inside the ensemble's copy
         member.reset_head(len(labels.class_names))
         fit_head(member, Normalize(network.preprocessing), train, val)
     source = replace(recipe.source, class_names=labels.class_names, groupings=(), ordered=False, notes=[])
@@ -76,14 +76,10 @@ def fit_auxiliary_task(
         "intervals": info.intervals,
         "bundle": str(bundle.relative_to(paths.root)),
     }
-    heads = [head for head in (member.head() for member in networks) if isinstance(head, nn.Linear)]
-    assert len(heads) == len(networks), "fit_head fits a linear head"
+    heads = [head for head in (member.head() for member in members) if isinstance(head, nn.Linear)]
+    assert len(heads) == len(members), "fit_head fits a linear head"
     task = OtherTask(labels.name, labels.class_names, heads, evaluation.temperature, metrics)
     return AuxiliaryTask(record, task)
-
-
-def _members(model: nn.Module) -> list[nn.Module]:
-    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 def relabelled(split: SplitImages, labels: AuxiliaryLabels) -> SplitImages:

@@ -16,7 +16,7 @@ from transferkit.evaluation.operating_point import OperatingPoint
 from transferkit.export.onnx_runtime import ONNX_FILE, WEIGHTS_KEY, onnx_metadata, with_metadata
 from transferkit.files import write_folder_atomic
 from transferkit.models.backbone import Backbone
-from transferkit.models.ensemble import Ensemble
+from transferkit.models.ensemble import Ensemble, networks
 from transferkit.models.ordinal import is_ordinal
 from transferkit.models.runs import OTHER_HEADS_FILE
 from transferkit.models.task_heads import head_tensors
@@ -89,9 +89,9 @@ def save_bundle(
     config = {**bundle_config(backbone, info), "model_sha256": sha256}
     files = {"model.safetensors": weights}
     if other_tasks:
-        networks = len(backbone.model.members) if isinstance(backbone.model, Ensemble) else 1
-        if any(len(task.heads) != networks for task in other_tasks):
-            raise ValueError(f"Each other label needs one head per network ({networks}).")
+        count = len(networks(backbone.model))
+        if any(len(task.heads) != count for task in other_tasks):
+            raise ValueError(f"Each other label needs one head per network ({count}).")
         heads = save(head_tensors([task.heads for task in other_tasks]))
         config["other_tasks"] = [task.to_dict() for task in other_tasks]
         config["other_tasks_sha256"] = hashlib.sha256(heads).hexdigest()

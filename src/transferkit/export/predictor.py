@@ -337,14 +337,20 @@ class Classifier:
         predicted = int(decide(probabilities[None], self.operating_point)[0])
         return ranked(probabilities, self.label_names, top_k, predicted)
 
+    def other_columns(self) -> dict[str, slice]:
+        """Where each other label's outputs lie in `network_logits`: after the task's, in order."""
+        columns, start = {}, len(self.label_names)
+        for other in self.other_labels:
+            columns[other.name] = slice(start, start + len(other.label_names))
+            start = columns[other.name].stop
+        return columns
+
     def other_probabilities(self, logits: np.ndarray) -> dict[str, np.ndarray]:
         """Each other label's calibrated probabilities (N, its classes) from `network_logits`."""
-        probabilities, start = {}, len(self.label_names)
+        columns, probabilities = self.other_columns(), {}
         for other in self.other_labels:
-            stop = start + len(other.label_names)
-            tempered = tempered_probabilities(logits[..., start:stop], other.temperature)
+            tempered = tempered_probabilities(logits[..., columns[other.name]], other.temperature)
             probabilities[other.name] = tempered.astype(np.float32)
-            start = stop
         return probabilities
 
     def _predict_batch(

@@ -50,3 +50,8 @@ class Ensemble(nn.Module):
             "An ensemble bundle predicts; it is not the start of another transfer. Fine-tune from a run "
             "with cv.final: refit, or from the packaged model."
         )
+
+
+def networks(model: nn.Module) -> list[nn.Module]:
+    """The networks `model` is made of: an ensemble's members, else the model itself."""
+    return list(model.members) if isinstance(model, Ensemble) else [model]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from transferkit.models.ensemble import Ensemble
+from transferkit.models.ensemble import Ensemble, networks
 
 
 class TaskHeads(nn.Module):
@@ -31,13 +31,12 @@ def install_task_heads(model: nn.Module, others: Sequence[Sequence[nn.Linear]]) 
     `others` holds, per other label, one head per network: one for a single network, one per member for
     an `Ensemble` (whose members then each give every label, and which averages each label on its own).
     """
-    if not isinstance(model, Ensemble):
-        _install(model, [heads[0] for heads in others])
-        return
-    task_classes = int(model.members[0].get_classifier().out_features)  # type: ignore[operator]
-    for position, member in enumerate(model.members):
+    members = networks(model)
+    task_classes = int(members[0].get_classifier().out_features)  # type: ignore[operator]
+    for position, member in enumerate(members):
         _install(member, [heads[position] for heads in others])
-    model.segments = (task_classes, *(heads[0].out_features for heads in others))
+    if isinstance(model, Ensemble):
+        model.segments = (task_classes, *(heads[0].out_features for heads in others))
 
 
 def _install(network: nn.Module, others: Sequence[nn.Linear]) -> None:

@@ -106,20 +106,14 @@ class ServedModel:
         """Calibrated probabilities of a batch of uint8 pixels (N, C, H, W), one row per image: the task's
         classes, then each other label's (`split` takes a row apart)."""
         classifier = self.classifier
-        if not self.other_labels:
-            return classifier.probabilities(pixels)
         logits = classifier.network_logits(pixels)
         others = classifier.other_probabilities(logits).values()
         return np.concatenate([classifier.task_probabilities(logits), *others], axis=1)
 
     def split(self, row: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One row of `probabilities`: the task's probabilities and each other label's, by name."""
-        start = len(self.label_names)
-        others = {}
-        for other in self.other_labels:
-            others[other.name] = row[start : start + len(other.label_names)]
-            start += len(other.label_names)
-        return row[: len(self.label_names)], others
+        columns = self.classifier.other_columns().items()
+        return row[: len(self.label_names)], {name: row[where] for name, where in columns}
 
     def info(self) -> dict[str, Any]:
         """Labels, preprocessing, test metrics with their intervals, and the model card."""

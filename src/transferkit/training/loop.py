@@ -154,7 +154,7 @@ def train_epochs(
             epochs=module.strategy.train_epochs,
             has_val=has_val,
             sampler=sampler,
-            keep_best=plan.keeps_best,
+            keeps_best=plan.keeps_best,
         )
         # with an auxiliary head, each image's label is a row: the task's class, then the other label's
         targets = (

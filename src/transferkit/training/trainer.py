@@ -35,10 +35,10 @@ def create_trainer(
     epochs: int,
     has_val: bool,
     sampler: SeededBatchSampler,
-    keep_best: bool = True,
+    keeps_best: bool = True,
 ) -> L.Trainer:
     """A Trainer that writes `metrics.csv` and `checkpoints/{best,last}.ckpt` into the run directory
-    (best.ckpt without `keep_best` only when training may stop early and load it)."""
+    (best.ckpt without `keeps_best` only when training may stop early and load it)."""
     # Order matters: whatever changes the state of a step (the weight average) runs before the
     # callbacks that save it, and stopping callbacks run last.
     callbacks: list[L.Callback] = [WeightAverage(config.ema_decay)] if config.ema else []
@@ -49,8 +49,8 @@ def create_trainer(
         StopOnSignal(paths.last_checkpoint, paths.root),
     ]
     # without a ModelCheckpoint of ours, Lightning would add its own: checkpointing is off then
-    keeps_best = has_val and bool(keep_best or config.early_stopping or config.time_budget)
-    if keeps_best:
+    writes_best = has_val and bool(keeps_best or config.early_stopping or config.time_budget)
+    if writes_best:
         callbacks.append(
             ModelCheckpoint(
                 dirpath=paths.checkpoints,
@@ -79,7 +79,7 @@ def create_trainer(
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
         enable_model_summary=False,
-        enable_checkpointing=keeps_best,
+        enable_checkpointing=writes_best,
         default_root_dir=paths.root,
         limit_val_batches=None if has_val else 0,
         use_distributed_sampler=False,  # the seeded batch sampler shards the data itself

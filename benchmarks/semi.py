@@ -50,6 +50,7 @@ SETTINGS = [
         ("digits", "10 per class", f"{method}, fine-tune", [*DIGITS, *FINE_TUNE, *extra])
         for method, extra in [
             ("labeled only", ["--labels-per-class", "10"]),
+            ("pseudo-label", ["--labels-per-class", "10", "--semi", "pseudo-label"]),
             ("fixmatch", ["--labels-per-class", "10", "--semi", "fixmatch"]),
             ("flexmatch", ["--labels-per-class", "10", "--semi", "flexmatch"]),
             ("self-training", ["--labels-per-class", "10", "--semi", "self-training"]),
@@ -65,11 +66,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-semi"))
     parser.add_argument("--budgets", nargs="+", help="only these label budgets, e.g. '10 %%' '10 per class'")
     parser.add_argument("--datasets", nargs="+", help="only these datasets: digits, elpv")
+    parser.add_argument("--methods", nargs="+", help="only these methods, e.g. 'pseudo-label, fine-tune'")
     parser.add_argument("--name", default="semi", help="results/NAME.{csv,md}; a partial run gets its own")
     args = parser.parse_args()
     rows = []
     for dataset, budget, method, flags in SETTINGS:
-        if (args.budgets and budget not in args.budgets) or (args.datasets and dataset not in args.datasets):
+        if (
+            (args.budgets and budget not in args.budgets)
+            or (args.datasets and dataset not in args.datasets)
+            or (args.methods and method not in args.methods)
+        ):
             continue
         for seed in args.seeds:
             out = args.out / f"{dataset}-{budget}-{method}".replace(" ", "_").replace("%", "pct") / str(seed)

@@ -100,6 +100,12 @@ def write_json(path: Path, value: Any) -> Path:
     return write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
+def cache_root() -> Path:
+    """``$TRANSFERKIT_CACHE``, else ``~/.cache/transferkit``: what earlier runs decoded, checked or
+    extracted from the same files, kept for the next."""
+    return Path(os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit")
+
+
 def sha256_of_file(path: str | Path) -> str:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

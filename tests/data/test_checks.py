@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 from PIL import Image
 
 from transferkit.data import ImageRecord, ImageSource, Splits, load_image_folder, make_splits
+from transferkit.data import checks
 from transferkit.data.checks import (
+    CheckCache,
     DataReport,
     check_data,
     difference_hash,
@@ -186,3 +189,39 @@ def test_a_copy_in_the_unlabeled_pool_is_neither_leakage_nor_a_label_conflict(tm
     group = next(g for g in report.duplicates if str(folder / "train/cat/cat_001.png") in g.paths)
     assert group.splits == ["train", "unlabeled"] and group.labels[-1] == "(unlabeled)"
     assert not group.leakage and not group.mixed_labels
+
+
+def test_a_second_check_of_the_same_files_reads_back_what_the_first_found(
+    odd_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = shutil.copytree(odd_folder, tmp_path / "odd")  # one of its files changes below
+    source = load_image_folder(folder)
+    splits = make_splits(source, val_fraction=0.0, test_fraction=0.25, seed=0)
+    cache = CheckCache(tmp_path / "checks")
+    first = check_data(source, splits, cache)
+    decoded: list[str] = []
+    decode = checks.decode_image
+
+    def counting(path: str, channels: int) -> Image.Image:
+        decoded.append(path)
+        return decode(path, channels)
+
+    monkeypatch.setattr(checks, "decode_image", counting)
+    again = check_data(source, splits, cache)
+    assert decoded == []
+    assert again.to_dict() == first.to_dict()
+    assert again.to_dict() == check_data(source, splits).to_dict()  # the same as checking anew
+    uncached = len(decoded)  # every file that the stat checks let through
+    assert uncached > first.num_images / 2
+
+    changed = sorted(folder.rglob("dog_*.png"))[0]
+    Image.fromarray(np.full((40, 40, 3), 7, dtype=np.uint8)).save(changed)
+    decoded.clear()
+    check_data(source, splits, cache)
+    assert len(decoded) == uncached  # one file changed: the set is checked again
+
+    for saved in cache.root.iterdir():
+        saved.write_bytes(b"not an archive")
+    decoded.clear()
+    assert check_data(source, splits, cache).to_dict()["num_images"] == first.num_images
+    assert decoded  # an unreadable saved check is replaced, never trusted

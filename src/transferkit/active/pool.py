@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transferkit.active.paths import image_key, unique_paths
 from transferkit.config import FitConfig
-from transferkit.data.checks import DataReport, check_data
+from transferkit.data.checks import CheckCache, DataReport, check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits, with_unlabeled
@@ -82,7 +82,13 @@ def run_labelled(run_dir: Path) -> Labelled | None:
     return Labelled(source, split_with_budget(source, data))
 
 
-def build_pool(pool_spec: str, labelled: Labelled | None, labelled_specs: list[str], channels: int) -> Pool:
+def build_pool(
+    pool_spec: str,
+    labelled: Labelled | None,
+    labelled_specs: list[str],
+    channels: int,
+    cache: CheckCache | None = None,
+) -> Pool:
     """The pool of `pool_spec` (folder or manifest) checked against every labelled image.
 
     Args:
@@ -90,6 +96,7 @@ def build_pool(pool_spec: str, labelled: Labelled | None, labelled_specs: list[s
         labelled: the run's dataset, if any.
         labelled_specs: more folders or manifests of images already labelled (e.g. labels.csv).
         channels: channels the model reads the images with.
+        cache: where the data check of files checked before is read back (None: every file is decoded).
     """
     base, splits = _labelled_records(labelled, channels)
     in_run = {image_key(record.path) for record in base.records}
@@ -103,7 +110,7 @@ def build_pool(pool_spec: str, labelled: Labelled | None, labelled_specs: list[s
     extra_indices = list(range(len(base.records), len(base.records) + len(extra)))
     pool_indices = list(range(len(base.records) + len(extra), len(source.records)))
     splits = Splits(splits.train + extra_indices, splits.val, splits.test, pool_indices)
-    report = check_data(source, splits)
+    report = check_data(source, splits, cache)
     split_of = {i: name for name, indices in splits.items() for i in indices}
     split_of.update({i: "labelled" for i in extra_indices})
     dropped = _copies_and_bad_files(report, set(pool_indices), split_of)

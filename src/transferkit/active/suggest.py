@@ -27,6 +27,7 @@ from transferkit.active.selection import (
     selection_methods,
     squared_distances,
 )
+from transferkit.data.checks import CheckCache
 from transferkit.errors import ConfigError
 from transferkit.files import write_atomic
 
@@ -120,7 +121,9 @@ def suggest(
     method = _checked_method(method, fitted=run is not None, budget=budget)
     scorer = load_scorer(run, model, image_size)
     labelled_data = run_labelled(Path(run)) if run is not None else None
-    chosen = build_pool(str(pool), labelled_data, [str(spec) for spec in labelled], scorer.channels)
+    labelled_specs = [str(spec) for spec in labelled]
+    checks = CheckCache.default() if cache else None
+    chosen = build_pool(str(pool), labelled_data, labelled_specs, scorer.channels, checks)
     features = pool_features(scorer, chosen.source, chosen.eligible + chosen.labelled, batch_size, cache)
     pool_part, labelled_part = features[: len(chosen.eligible)], features[len(chosen.eligible) :]
     probabilities = class_probabilities(scorer, pool_part)

@@ -27,7 +27,7 @@ from transferkit.data import (
     fingerprint,
 )
 from transferkit.data.cache import DiskCache, SplitImages
-from transferkit.data.checks import DataReport, check_data
+from transferkit.data.checks import CheckCache, DataReport, check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError
@@ -125,7 +125,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     # 2. the new dataset, split, with its label budget; unreadable files found before any training
     splits = split_with_budget(source, config.data)
     source = with_budget_note(source, splits, config.data)
-    checks = check_data(source, splits)
+    checks = check_data(source, splits, CheckCache.default() if config.data.cache else None)
     splits = check_unlabeled_pool(
         checks, leave_out_bad_images(checks, splits, config.data.bad_images), methods.semi
     )

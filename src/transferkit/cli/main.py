@@ -137,7 +137,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_check_data(args: argparse.Namespace) -> int:
-    from transferkit.data.checks import check_data
+    from transferkit.data.checks import CheckCache, check_data
     from transferkit.data.load import load_source, split_with_budget
 
     config = DataConfig(
@@ -149,7 +149,7 @@ def run_check_data(args: argparse.Namespace) -> int:
         label_column=args.label_column,
     )
     source = load_source(config)
-    report = check_data(source, split_with_budget(source, config))
+    report = check_data(source, split_with_budget(source, config), CheckCache.default())
     for table in data_check_tables(report):
         stdout.print(table)
     for error in report.errors:

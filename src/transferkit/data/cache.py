@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import UNLABELED, Splits
-from transferkit.files import sha256_of_file
+from transferkit.files import cache_root, sha256_of_file
 from transferkit.progress import progress_task
 
 _CACHE_FORMAT = 2  # bump when decoding or resizing changes, so old cache files are not reused
@@ -152,8 +152,7 @@ class DiskCache:
     @classmethod
     def default(cls) -> DiskCache:
         """``$TRANSFERKIT_CACHE/images``, else ``~/.cache/transferkit/images``."""
-        base = os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit"
-        return cls(Path(base) / "images")
+        return cls(cache_root() / "images")
 
     def key(self, source: ImageSource, indices: Sequence[int], resize: Resize) -> str:
         digest = hashlib.sha256(f"{_CACHE_FORMAT}\n{resize.resize_key()} {source.channels}\n".encode())

@@ -7,6 +7,7 @@ the CLI prints, `fit` uses to leave out unreadable images, and the run report sh
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from transferkit.data.decode import decode_image, to_channels
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import Splits, class_counts
 from transferkit.errors import DataError
-from transferkit.files import sha256_of_file
+from transferkit.files import cache_root, sha256_of_file, write_atomic
 from transferkit.progress import progress_task
 
 NEAR_HASH_DISTANCE = 4  # differing bits of the 64-bit difference hash that still count as near
@@ -36,6 +37,7 @@ TINY_CLASS = 5  # train images below which a class's metrics are noise
 _BLOCK = 1024  # rows of the pairwise hash distance computed at once (1024 x N float32)
 _GATHER_LIMIT = 8192  # candidate pairs of a block compared one by one; more take one matrix product
 _LOADER_ERRORS = (DataError, OSError, ValueError, SyntaxError)
+_CHECK_FORMAT = 1  # bump when a scan's facts change, so that saved checks are not reused
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,14 @@ class _Scan:
     thumbnail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
 
 
-def check_data(source: ImageSource, splits: Splits) -> DataReport:
+def check_data(source: ImageSource, splits: Splits, cache: CheckCache | None = None) -> DataReport:
     """Decodes every record of `source` once and reports what would hurt training or evaluation.
 
-    Pure apart from a progress bar: nothing is printed, and the report can be shown or saved as is.
+    Pure apart from a progress bar and the `cache`: nothing is printed, and the report can be shown or
+    saved as is. With a `cache`, files checked before (the same contents, all of them) are not decoded
+    again: what their decoding found is read back.
     """
-    scans = _scan_all(source)
+    scans = _scan_all(source, cache)
     split_of = {
         index: name
         for name, indices in [*splits.items(), ("unlabeled", splits.unlabeled)]
@@ -209,7 +213,77 @@ def near_duplicate_pairs(hashes: np.ndarray, thumbnails: np.ndarray) -> np.ndarr
     return np.concatenate(pairs)
 
 
-def _scan_all(source: ImageSource) -> list[_Scan]:
+@dataclass(frozen=True)
+class CheckCache:
+    """What the check of a set of files found, as ``<key>.npz`` named by their contents: a rerun on the
+    same files hashes them (a fraction of a second for thousands) instead of decoding each again."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> CheckCache:
+        """``$TRANSFERKIT_CACHE/checks``, else ``~/.cache/transferkit/checks``."""
+        return cls(cache_root() / "checks")
+
+    def key(self, source: ImageSource) -> str | None:
+        """A digest of every file's contents and the channels decoded to; None where a file cannot be
+        read (the check says why)."""
+        digest = hashlib.sha256(f"{_CHECK_FORMAT} {source.channels}\n".encode())
+        for record in source.records:
+            path = Path(record.path)
+            try:
+                content = sha256_of_file(path) if path.is_file() else f"absent:{record.path}"
+            except OSError:
+                return None
+            digest.update(f"{content}\n".encode())
+        return digest.hexdigest()
+
+    def load(self, key: str, count: int) -> list[_Scan] | None:
+        path = self.root / f"{key}.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                facts = [saved[name] for name in ("problem", "digest", "mode", "size", "hash", "thumbnail")]
+        except (OSError, ValueError, KeyError):  # unreadable: the caller checks again and replaces it
+            return None
+        if any(len(column) != count for column in facts):
+            return None
+        return [
+            _Scan(None, str(digest), str(mode), (int(size[0]), int(size[1])), int(hash_), thumbnail)
+            if not problem
+            else _Scan(str(problem))
+            for problem, digest, mode, size, hash_, thumbnail in zip(*facts, strict=True)
+        ]
+
+    def store(self, key: str, scans: list[_Scan]) -> None:
+        blank = np.zeros(THUMBNAIL_SIZE**2, dtype=np.uint8)  # an unreadable file has no thumbnail
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            problem=np.array([scan.problem or "" for scan in scans]),
+            digest=np.array([scan.digest for scan in scans]),
+            mode=np.array([scan.mode for scan in scans]),
+            size=np.array([scan.size for scan in scans], dtype=np.int64).reshape(-1, 2),
+            hash=np.array([scan.difference_hash for scan in scans], dtype=np.uint64),
+            thumbnail=np.stack([scan.thumbnail if scan.problem is None else blank for scan in scans]),
+        )
+        write_atomic(self.root / f"{key}.npz", buffer.getvalue())
+
+
+def _scan_all(source: ImageSource, cache: CheckCache | None) -> list[_Scan]:
+    # In-memory sets (digits) have no files to name them by: their pixels are their digest.
+    key = cache.key(source) if cache is not None and source.loader is None else None
+    saved = cache.load(key, len(source.records)) if cache is not None and key is not None else None
+    if saved is not None:
+        return saved
+    scans = _scan_each(source)
+    if cache is not None and key is not None:
+        cache.store(key, scans)
+    return scans
+
+
+def _scan_each(source: ImageSource) -> list[_Scan]:
     scans = []
     with progress_task("checking images", len(source.records)) as advance:
         for record in source.records:

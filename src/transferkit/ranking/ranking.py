@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from transferkit.config import DataConfig, ModelConfig
-from transferkit.data.checks import check_data
+from transferkit.data.checks import CheckCache, check_data
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits
@@ -131,7 +131,7 @@ def rank(
     settings = RankSettings(image_size, batch_size, cache, seed)
     config = data if isinstance(data, DataConfig) else DataConfig(name=data)
     source = load_source(config)
-    splits = scoring_splits(source, config, race)
+    splits = scoring_splits(source, config, race, cache=cache)
     labels = {name: _labels(source, indices) for name, indices in splits.items()}
     results = []
     for candidate in candidates:
@@ -151,10 +151,11 @@ def rank(
     )
 
 
-def scoring_splits(source: ImageSource, config: DataConfig, race: bool) -> Splits:
-    """The labeled train split `fit` would train on (unreadable files left out), and val for a race."""
+def scoring_splits(source: ImageSource, config: DataConfig, race: bool, *, cache: bool = True) -> Splits:
+    """The labeled train split `fit` would train on (unreadable files left out), and val for a race; with
+    `cache`, the data check of files checked before is read back."""
     splits = split_with_budget(source, config)
-    report = check_data(source, splits)
+    report = check_data(source, splits, CheckCache.default() if cache else None)
     if report.bad_images and config.bad_images == "error":
         listing = "; ".join(f"{bad.path}: {bad.reason}" for bad in report.bad_images)
         raise DataError(f"Unreadable images ({listing}). Fix or delete them, or pass --bad-images skip.")

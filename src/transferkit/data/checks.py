@@ -278,7 +278,7 @@ def _scan_all(source: ImageSource, cache: CheckCache | None) -> list[_Scan]:
     if saved is not None:
         return saved
     scans = _scan_each(source)
-    if cache is not None and key is not None:
+    if cache is not None and key is not None and scans:
         cache.store(key, scans)
     return scans
 

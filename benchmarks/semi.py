@@ -62,6 +62,15 @@ SETTINGS = [
             ("fully labeled", []),
         ]
     ],
+    # the default recipe, as the README's example runs it
+    *[
+        ("digits", "10 per class", f"{method}, default", [*DIGITS, *extra])
+        for method, extra in [
+            ("labeled only", ["--labels-per-class", "10"]),
+            ("pseudo-label", ["--labels-per-class", "10", "--semi", "pseudo-label"]),
+            ("fully labeled", []),
+        ]
+    ],
 ]
 
 
@@ -159,8 +168,9 @@ def write(rows: list[dict], command: str, name: str = "semi") -> None:
         "(3 self-training rounds on frozen features, then the gate: 5 folds of the labeled images, a head "
         "with and without the pseudo-labels classifies each held-out fold; the pool per seed gives that "
         "out-of-fold accuracy without -> with, and whether the pool was used). The fine-tune rows train 2 "
-        "epochs; fixmatch and flexmatch add their consistency loss on the pool at every step (the pool per "
-        "seed gives the confident targets in each epoch); self-training trains the same recipe on the "
+        "epochs, the default rows run the default recipe; fixmatch and flexmatch add their consistency "
+        "loss on the pool at every step (the pool per seed gives the confident targets in each epoch); "
+        "self-training trains the same recipe on the "
         "labeled images first and adds its confident pool predictions as labels. Gap recovered: (semi - "
         "labeled only) / (fully labeled - labeled only) test accuracy, of the same strategy. Each run is its "
         "own process; wall "

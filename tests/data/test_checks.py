@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferkit.data import ImageRecord, ImageSource, Splits, load_image_folder, make_splits
-from transferkit.data import checks
+from transferkit.data import ImageRecord, ImageSource, Splits, checks, load_image_folder, make_splits
 from transferkit.data.checks import (
     CheckCache,
     DataReport,

@@ -31,6 +31,7 @@ from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.interpolation import State, cloned
 from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
+from transferkit.training.padding import explicit_padding
 from transferkit.training.prefix_cache import cacheable, cached_prefix
 from transferkit.training.semi.base import Teacher
 from transferkit.training.trainer import create_trainer, quiet_lightning
@@ -142,7 +143,7 @@ def train_epochs(
     # one process: the cache plans the views its batches will draw (with several, shards differ)
     one_process = plan.runtime.devices == 1 and plan.runtime.num_nodes == 1
     prefix = cached_prefix(module, plan.data, sampler if one_process else None) if caches else uncached
-    with prefix as data, quiet_lightning():
+    with prefix as data, quiet_lightning(), explicit_padding(module.model):
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0
         trainer = create_trainer(

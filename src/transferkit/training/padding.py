@@ -2,9 +2,9 @@
 
 On a CPU, the backward pass of a padded convolution whose feature map is smaller than its kernel takes
 a slow path: a 5x5 depthwise convolution on EfficientNet-Lite0's 3x3 last stage (96 px images) costs
-16 ms against 4 ms when the same zeros are added by an explicit pad first, and the training step of
-the whole network 17 % more at 96 px, 26 % more at 64 px (benchmarks/results/small_maps.md). The
-result is the same convolution; only the kernel PyTorch picks differs.
+about 16 ms against 4 ms when the same zeros are added by an explicit pad first. The default fine-tune
+trains 1.2x faster at 96 px and 1.4x at 64 px this way (benchmarks/results/small_maps.md). The result
+is the same convolution; only the kernel PyTorch picks differs.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def run_phases(module: TransferModule, plan: TrainingPlan, *, resume: bool = Fal
     start = _start(paths) if resuming else cloned(module.model.state_dict()) if keeps_start else None
     range_test = None
     if strategy.train_epochs > 0:
-        range_test = train_epochs(module, plan, history, resuming)
+        with explicit_padding(module.model):  # for the range test too
+            range_test = train_epochs(module, plan, history, resuming)
     if plan.writes:
         save_weights(module, paths.trained_weights)
     return TrainingResult(history, semi_summary, range_test, start)
@@ -143,7 +144,7 @@ def train_epochs(
     # one process: the cache plans the views its batches will draw (with several, shards differ)
     one_process = plan.runtime.devices == 1 and plan.runtime.num_nodes == 1
     prefix = cached_prefix(module, plan.data, sampler if one_process else None) if caches else uncached
-    with prefix as data, quiet_lightning(), explicit_padding(module.model):
+    with prefix as data, quiet_lightning():
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0
         trainer = create_trainer(

@@ -11,7 +11,6 @@ in one process (medians of rounds), on the same images, so a busy machine slows 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import time
@@ -19,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from default_fit import RESULTS, _commit, _cpu
+from default_fit import RESULTS, _commit, _cpu, write_csv
 from epoch_cost import module_for, training_steps
 from transferkit.training.padding import explicit_padding
 
@@ -61,10 +60,7 @@ def main() -> None:
         plain, padded = timed_pair(size, args.rounds)
         rows.append({"image_size": size, "plain_images_s": plain, "padded_images_s": padded})
         print(f"{size} px: {plain:.1f} → {padded:.1f} images/s")
-    with (RESULTS / "small_maps.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv("small_maps", rows)
     lines = [
         "# Training step with and without explicit padding (EfficientNet-Lite0, default fine-tune, batch 16)",
         "",

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
 import torch
 
 from default_fit import RESULTS, _commit, _cpu
+from predict_throughput import interleaved_times
 from transferkit.config import TrainConfig
 from transferkit.data.cache import SplitImages
 from transferkit.models import resolve_model
@@ -78,15 +77,8 @@ def main() -> None:
         runs["fine-tune, d4, cached views"] = training_steps(cached_views, views["train"].images, labels)
         probe = module_for("linear-probe")
         runs["linear-probe (features)"] = lambda: extract_features(probe.backbone, probe.normalize, images)
-        timings: dict[str, list[float]] = {name: [] for name in runs}
-        for run in runs.values():  # warm-up
-            run()
-        for _ in range(args.rounds):
-            for name, run in runs.items():
-                started = time.perf_counter()
-                run()
-                timings[name].append(time.perf_counter() - started)
-    rows = {name: IMAGES / statistics.median(times) for name, times in timings.items()}
+        medians = interleaved_times(runs, args.rounds)
+    rows = {name: IMAGES / seconds for name, seconds in medians.items()}
     lines = [
         "# Training cost per image by strategy (EfficientNet-Lite0, 224 px, batch 16)",
         "",

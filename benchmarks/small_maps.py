@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
 from default_fit import RESULTS, _commit, _cpu, write_csv
 from epoch_cost import module_for, training_steps
+from predict_throughput import interleaved_times
 from transferkit.training.padding import explicit_padding
 
 SIZES = (64, 96, 128, 160, 224)
@@ -38,17 +36,8 @@ def timed_pair(size: int, rounds: int) -> tuple[float, float]:
         with explicit_padding(module.model):
             run()
 
-    variants: dict[str, Callable[[], None]] = {"plain": run, "padded": padded}
-    timings: dict[str, list[float]] = {name: [] for name in variants}
-    for variant in variants.values():  # warm-up
-        variant()
-    for _ in range(rounds):
-        for name, variant in variants.items():
-            started = time.perf_counter()
-            variant()
-            timings[name].append(time.perf_counter() - started)
-    plain, padded_ = (IMAGES / statistics.median(timings[name]) for name in variants)
-    return plain, padded_
+    medians = interleaved_times({"plain": run, "padded": padded}, rounds)
+    return IMAGES / medians["plain"], IMAGES / medians["padded"]
 
 
 def main() -> None:

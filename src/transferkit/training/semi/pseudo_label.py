@@ -3,16 +3,19 @@
 Each round fits a linear head on the labeled images plus the pseudo-labeled ones so far, then labels
 the pool: per class, the images predicted as that class with at least `threshold` confidence, most
 confident first, up to the class's share of a growing part of the pool (round r of R: r / R of it,
-shared out by the labeled class frequencies, so one class cannot swamp the others). The last round's
-selection joins the training set of whatever strategy follows.
+shared out by the pool's estimated class frequencies, so one class cannot swamp the others). The
+frequencies are the pool's own, estimated from the head's predictions (`pool_prior`), not the labeled
+images': a budget of K labels per class makes the labeled set balanced where the pool rarely is, and
+quotas from it would force rare classes onto common images. The last round's selection joins the
+training set of whatever strategy follows.
 
 A pool can hurt: when the features do not separate the classes, confident pseudo-labels are confidently
 wrong. So before they are used, the gate measures them: the labeled images (train and validation) are
 dealt into folds, self-training is redone without each held-out fold, and a head trained with that
-fold's pseudo-labels must classify the held-out images better than one trained without them, by more
-than one standard error of the per-image difference. Otherwise the pool is left out, and the report says
-so. The labeled images are the same in every cross-validation fold of a run (train and validation
-together), so the gate is measured once per run and reused.
+fold's pseudo-labels must classify more of the held-out images right than one trained without them.
+Otherwise the pool is left out, and the report says so. The labeled images are the same in every
+cross-validation fold of a run (train and validation together), so the gate is measured once per run
+and reused.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class PseudoLabel(SemiMethod):
         note = f"Pseudo-label self-training on frozen features: {steps}."
         if summary.gate is not None:
             gate = summary.gate
-            verdict = "used" if gate["open"] else "**not used**: the pseudo-labels did not raise it by more"
+            verdict = "used" if gate["open"] else "**not used**: the pseudo-labels did not raise it"
             note += (
                 f" Gate: out-of-fold accuracy of a head on the {gate['images']} labeled images, "
                 f"{gate['folds']} folds, {gate['without']:.1%} without the pseudo-labels and "
@@ -116,9 +119,10 @@ class PoolGate:
 
     @property
     def open(self) -> bool:
-        """The pool is used only when it helps by more than one standard error: with a few hundred
-        labeled images, two of them changing sides is no reason to train on guesses."""
-        return self.with_pool - self.without > self.standard_error
+        """The pool is used when it helps out of fold at all. A margin of one standard error left out
+        pools that raised test accuracy in every draw measured on digits, and kept out few that
+        lowered it elsewhere (benchmarks/results/pool_gate.md)."""
+        return self.with_pool > self.without
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "open": self.open}
@@ -163,7 +167,6 @@ def self_train(
     """Self-training rounds on (features, labels) pairs; the pool's labels (-1 where unknown) only
     measure the pseudo-labels' accuracy, they are never trained on."""
     (train_x, train_y), (val_x, val_y), (pool_x, pool_true) = train, val, pool
-    prior = torch.bincount(train_y, minlength=num_classes).float() / len(train_y)
     result = PseudoLabels([], [])
     for number in range(1, rounds + 1):
         chosen = torch.tensor(result.positions, dtype=torch.long)
@@ -180,9 +183,27 @@ def self_train(
             }
         )
         probabilities = (pool_x @ weight.T + bias).softmax(1)
+        prior = pool_prior(probabilities, torch.bincount(y, minlength=num_classes).float() / len(y))
+        result.rounds[-1]["pool_prior"] = [round(share, 4) for share in prior.tolist()]
         quotas = (prior * len(pool_x) * number / rounds).ceil().long().tolist()  # a growing curriculum
         result.positions, result.labels = select(probabilities, quotas, threshold)
     return result
+
+
+def pool_prior(probabilities: torch.Tensor, trained_prior: torch.Tensor, steps: int = 100) -> torch.Tensor:
+    """The class frequencies of the images behind `probabilities` (N, C), from a classifier trained on
+    class frequencies `trained_prior`: the EM of Saerens et al. (2002), which reweights the posteriors
+    by the ratio of the estimated to the trained prior until the estimate is their mean."""
+    prior = trained_prior.clone()
+    present = trained_prior > 0
+    for _ in range(steps):
+        ratio = torch.where(present, prior / trained_prior.clamp(min=1e-12), torch.zeros_like(prior))
+        adjusted = probabilities * ratio
+        estimate = (adjusted / adjusted.sum(1, keepdim=True).clamp(min=1e-12)).mean(0)
+        if (estimate - prior).abs().max() < 1e-6:
+            return estimate
+        prior = estimate
+    return prior
 
 
 def pool_gate(
@@ -332,8 +353,8 @@ def gated(
         return labels
     if not gate.open:
         logger.warning(
-            "pseudo-labels do not raise the out-of-fold accuracy of a head on the labeled images by more "
-            "than one standard error (%.1f%% -> %.1f%%, standard error %.1f%%): the pool is not used",
+            "pseudo-labels do not raise the out-of-fold accuracy of a head on the labeled images "
+            "(%.1f%% -> %.1f%%, standard error %.1f%%): the pool is not used",
             100 * gate.without,
             100 * gate.with_pool,
             100 * gate.standard_error,

@@ -147,10 +147,9 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "Per rule: mean test gain over all draws in points (zero where the rule leaves the pool out), "
         "then draws opened / draws where the opened pool lowered test accuracy.",
         "",
-        "| task | budget | draws | out-of-fold gain (mean ± sd) | test gain (mean ± sd) | "
-        + " | ".join(name for name, _ in rules)
-        + " |",
-        "| --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in rules) + " |",
+        "| task | budget | draws | pseudo-labels (right) | out-of-fold gain (mean ± sd) | "
+        "test gain (mean ± sd) | " + " | ".join(name for name, _ in rules) + " |",
+        "| --- | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in rules) + " |",
     ]
     for (task, budget), group in _groups(rows).items():
         cells = []
@@ -158,7 +157,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             gain, opened, harmed = rule_summary(group, margin)
             cells.append(f"{100 * gain:+.2f} ({opened}/{harmed})")
         lines.append(
-            f"| {task} | {budget} | {len(group)} | "
+            f"| {task} | {budget} | {len(group)} | {_pseudo_labels(group)} | "
             f"{_spread([r['gate_with'] - r['gate_without'] for r in group])} | "
             f"{_spread([r['test_with'] - r['test_without'] for r in group])} | " + " | ".join(cells) + " |"
         )
@@ -170,6 +169,12 @@ def _groups(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, 
     for row in rows:
         groups.setdefault((row["task"], row["budget"]), []).append(row)
     return groups
+
+
+def _pseudo_labels(rows: list[dict[str, Any]]) -> str:
+    right = [r["pseudo_label_accuracy"] for r in rows if r["pseudo_label_accuracy"] is not None]
+    count = statistics.mean(r["pseudo_labels"] for r in rows)
+    return f"{count:.0f} ({statistics.mean(right):.1%})" if right else f"{count:.0f}"
 
 
 def _spread(values: list[float]) -> str:

@@ -107,21 +107,6 @@ def test_the_gate_is_measured_once_for_the_same_labeled_images_in_any_split(
     assert in_record_order is not None and gates[0] == in_record_order.to_dict()
 
 
-def test_the_pool_prior_is_estimated_from_predictions_not_copied_from_the_labels() -> None:
-    """A head trained on balanced labels sees a pool that is 80 % class 0: the quotas must follow the
-    pool, or a fifth of it would be forced into class 1's half."""
-    generator = torch.Generator().manual_seed(0)
-    truth = (torch.rand(5000, generator=generator) > 0.8).long()
-    scores = torch.randn(5000, generator=generator) + (2 * truth - 1)  # class means 2 apart, unit spread
-    probabilities = torch.stack([torch.sigmoid(-2 * scores), torch.sigmoid(2 * scores)], 1)  # Bayes at 50:50
-    balanced = torch.tensor([0.5, 0.5])
-    assert probabilities.mean(0)[0] < 0.7  # the plain mean is pulled toward the trained prior
-    assert pseudo_label.pool_prior(probabilities, balanced)[0] == pytest.approx(0.8, abs=0.02)
-    # calibrated for the pool already: nothing to reweight
-    mean = probabilities.mean(0)
-    assert torch.allclose(pseudo_label.pool_prior(probabilities, mean), mean)
-
-
 def test_selection_is_confident_and_within_each_class_quota() -> None:
     probabilities = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.1, 0.9], [0.3, 0.7]])
     positions, labels = select(probabilities, quotas=[1, 5], threshold=0.8)

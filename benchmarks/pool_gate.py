@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,13 +137,13 @@ def rule_summary(rows: list[dict[str, Any]], margin: float | None) -> tuple[floa
     return sum(gains) / len(rows), len(opened), sum(gain < 0 for gain in gains)
 
 
-def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def markdown(rows: list[dict[str, Any]]) -> str:
     rules: list[tuple[str, float | None]] = [("always", None), *((f"> {m:g} SE", m) for m in MARGINS)]
     lines = [
         "# The pseudo-label gate's margin, over draws of the labeled images",
         "",
-        f"Command: `python benchmarks/pool_gate.py --draws {args.draws}` at commit {_commit()}; {_cpu()}, "
-        f"torch {torch.__version__}; load average {os.getloadavg()[1]:.1f} (5 min) when written.",
+        f"Command: `python benchmarks/pool_gate.py {shlex.join(sys.argv[1:])}` at commit {_commit()}; "
+        f"{_cpu()}, torch {torch.__version__}; load average {os.getloadavg()[1]:.1f} (5 min) when written.",
         "Frozen packaged EfficientNet-Lite0 features (centre view), self-training and gate as "
         "`--semi pseudo-label` runs them; test accuracy of a linear head without and with the pseudo-labels. "
         "Per rule: mean test gain over all draws in points (zero where the rule leaves the pool out), "
@@ -206,7 +208,7 @@ def main() -> None:
                 flush=True,
             )
     write_csv(args.name, rows)
-    text = markdown(rows, args)
+    text = markdown(rows)
     (RESULTS / f"{args.name}.md").write_text(text)
     print(text)
 

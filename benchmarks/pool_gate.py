@@ -1,7 +1,7 @@
 """The pseudo-label gate's margin: which rule uses a pool where it helps and leaves it out where it hurts.
 
 `--semi pseudo-label` uses its pseudo-labels only when a head trained with them classifies the labeled
-images better out of fold (`PoolGate`) by more than a margin. This benchmark measures what margins of
+images better out of fold (`PoolGate`). This benchmark measures what margins of
 0, 0.5 and 1 standard error of the paired difference would decide, and what each decision is worth on
 test, over many draws of the labeled images.
 
@@ -32,11 +32,12 @@ from default_fit import RESULTS, _commit, _cpu, write_csv
 from transferkit.config import DataConfig
 from transferkit.data.cache import decode_splits
 from transferkit.data.load import load_source, split_with_budget
+from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits
 from transferkit.models import resolve_model
 from transferkit.training.features import extract_feature_sets, fit_linear_head
 from transferkit.training.method_options import PseudoLabelOptions
-from transferkit.training.semi.pseudo_label import L2, known_accuracy, pool_gate, self_train
+from transferkit.training.semi.pseudo_label import L2, head_accuracy, known_accuracy, pool_gate, self_train
 from transferkit.transforms.normalize import Normalize
 
 MARGINS = (0.0, 0.5, 1.0)  # in standard errors of the paired out-of-fold difference
@@ -68,20 +69,21 @@ CELLS = [
 ]
 
 
-def all_features(data: str, image_size: int | None) -> torch.Tensor:
+def all_features(source: ImageSource, image_size: int | None) -> torch.Tensor:
     """Frozen Lite0 features of every image of the source, in record order."""
     backbone = resolve_model("efficientnet_lite0", pretrained=True)
     if image_size:
         backbone.preprocessing = backbone.preprocessing.resized(image_size)
-    source = load_source(DataConfig(name=data))
     everything = Splits(list(range(len(source.records))), [], [])
     images = decode_splits(source, everything, backbone.preprocessing)["train"].images
     return extract_feature_sets(backbone, Normalize(backbone.preprocessing), [images])[0]
 
 
-def measure_draw(cell: Cell, split_seed: int, features: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def measure_draw(
+    cell: Cell, split_seed: int, source: ImageSource, features: torch.Tensor, labels: torch.Tensor
+) -> dict[str, Any]:
     """The gate's measurement and the linear probe's test accuracy without and with the pool."""
-    splits = split_with_budget(load_source(cell.config(split_seed)), cell.config(split_seed))
+    splits = split_with_budget(source, cell.config(split_seed))
     labeled = torch.tensor(sorted(splits.train + splits.val))
     pool, test = torch.tensor(splits.unlabeled), torch.tensor(splits.test)
     options = PseudoLabelOptions()
@@ -104,8 +106,8 @@ def measure_draw(cell: Cell, split_seed: int, features: torch.Tensor, labels: to
     positions = torch.tensor(chosen.positions, dtype=torch.long)
     with_pool = (torch.cat([x, features[pool][positions]]), torch.cat([y, torch.tensor(chosen.labels)]))
     test_x, test_y = features[test], labels[test]
-    without_acc = _accuracy(fit_linear_head(x, y, num_classes, L2), test_x, test_y)
-    with_acc = _accuracy(fit_linear_head(*with_pool, num_classes, L2), test_x, test_y)
+    without_acc = head_accuracy(*fit_linear_head(x, y, num_classes, L2), test_x, test_y)
+    with_acc = head_accuracy(*fit_linear_head(*with_pool, num_classes, L2), test_x, test_y)
     return {
         "task": cell.task,
         "budget": cell.budget,
@@ -119,11 +121,6 @@ def measure_draw(cell: Cell, split_seed: int, features: torch.Tensor, labels: to
         "test_without": without_acc,
         "test_with": with_acc,
     }
-
-
-def _accuracy(head: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
-    weight, bias = head
-    return float(((x @ weight.T + bias).argmax(1) == y).float().mean())
 
 
 def opens(row: dict[str, Any], margin: float) -> bool:
@@ -191,15 +188,15 @@ def main() -> None:
     parser.add_argument("--name", default="pool_gate")
     args = parser.parse_args()
     rows = []
-    features: dict[tuple[str, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
+    loaded: dict[tuple[str, int | None], tuple[ImageSource, torch.Tensor, torch.Tensor]] = {}
     for cell in (c for c in CELLS if c.task in args.tasks):
         key = (cell.data, cell.image_size)
-        if key not in features:
+        if key not in loaded:  # the source and its features once; each draw only splits them
             source = load_source(DataConfig(name=cell.data))
             labels = torch.tensor([record.label for record in source.records])
-            features[key] = (all_features(cell.data, cell.image_size), labels)
+            loaded[key] = (source, all_features(source, cell.image_size), labels)
         for split_seed in range(args.draws):
-            row = measure_draw(cell, split_seed, *features[key])
+            row = measure_draw(cell, split_seed, *loaded[key])
             rows.append(row)
             print(
                 f"{cell.task} {cell.budget} draw {split_seed}: gate {row['gate_without']:.3f} -> "

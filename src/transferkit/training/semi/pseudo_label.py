@@ -129,9 +129,10 @@ class PoolGate:
         return {**asdict(self), "open": self.open}
 
 
-def _accuracy(
+def head_accuracy(
     weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor, labels: torch.Tensor
 ) -> float | None:
+    """The share of `features` a linear head classifies as `labels`; None when there are none."""
     if not len(labels):
         return None
     return float(((features @ weight.T + bias).argmax(1) == labels).float().mean())
@@ -181,7 +182,7 @@ def self_train(
                 "round": number - 1,
                 "pseudo_labels": len(result.positions),
                 "pseudo_label_accuracy": pseudo_accuracy,
-                "val_accuracy": _accuracy(weight, bias, val_x, val_y),
+                "val_accuracy": head_accuracy(weight, bias, val_x, val_y),
             }
         )
         probabilities = (pool_x @ weight.T + bias).softmax(1)

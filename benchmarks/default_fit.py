@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+DEFECTIVE = "p=1"  # the class an inspector must not miss
 ANCHORS = {  # docs/benchmarks.md: binary and 4-class test accuracy on the same protocol
     "majority class": (0.687, 0.575),
     "SVM, hand-crafted features (Deitsch 2019)": (0.8244, None),
@@ -76,6 +77,7 @@ def run_seed(seed: int, out: Path, extra: list[str], threads: int | None = None)
         "seed": seed,
         **fit.metrics["headline"],
         **test_sampling(fit.metrics["test"]),
+        **defective_recall(fit.metrics["test"]),
         "wall_min": fit.wall_s / 60,
         "peak_rss_gib": fit.peak_rss_gib,
     }
@@ -90,6 +92,16 @@ def test_sampling(test: dict[str, Any]) -> dict[str, float]:
         bounds = binary["intervals"]["accuracy"]
         half["binary_accuracy_half_ci"] = (bounds[1] - bounds[0]) / 2
     return half
+
+
+def defective_recall(test: dict[str, Any]) -> dict[str, float]:
+    """The recall of fully defective cells (p = 1) by the most probable class, and with a recall target
+    (`--recall-target`) the operating point's recall, precision, accuracy and share of images flagged."""
+    row = {"recall_p1": next(c["recall"] for c in test["per_class"] if c["class"] == DEFECTIVE)}
+    point = test.get("operating_point")
+    if point:
+        row |= {f"point_{key}": point[key] for key in ("recall", "precision", "accuracy", "flagged")}
+    return row
 
 
 def write_csv(name: str, rows: Sequence[Mapping[str, Any]], fields: list[str] | None = None) -> None:
@@ -119,7 +131,8 @@ def summary(rows: list[dict[str, float]], key: str) -> str:
 
 def markdown_table(rows: list[dict[str, float]], command: str, extra: list[str], jobs: int = 1) -> str:
     keys = ["binary_accuracy", "binary_accuracy_half_ci", "accuracy", "accuracy_half_ci", "balanced_accuracy"]
-    keys += ["macro_f1", *(key for key in ("mae", "qwk") if key in rows[0]), "wall_min", "peak_rss_gib"]
+    keys += ["macro_f1", *(key for key in ("mae", "qwk") if key in rows[0]), "recall_p1"]
+    keys += [key for key in rows[0] if key.startswith("point_")] + ["wall_min", "peak_rss_gib"]
     recipe = f"`transferkit fit {' '.join(extra)}`" if extra else "transferkit fit (embedded default)"
     lines = [
         f"# {recipe} on ELPV",

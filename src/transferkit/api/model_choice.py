@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,14 +91,25 @@ class Evidence:
 
     @classmethod
     def between(cls, challenger: CandidateResult, reference: CandidateResult) -> Evidence:
+        return cls.of_votes(challenger.spec, challenger.knn_correct, reference.spec, reference.knn_correct)
+
+    @classmethod
+    def of_votes(
+        cls,
+        challenger: str,
+        challenger_right: Sequence[bool],
+        reference: str,
+        reference_right: Sequence[bool],
+    ) -> Evidence:
+        """The evidence from which of the same images each candidate's votes got right."""
         differences = [
             float(mine) - float(theirs)
-            for mine, theirs in zip(challenger.knn_correct, reference.knn_correct, strict=True)
+            for mine, theirs in zip(challenger_right, reference_right, strict=True)
         ]
         if len(differences) < 2:  # nothing to weigh: no gain, and the reference stays
-            return cls(reference.spec, challenger.spec, 0.0, 0.0)
+            return cls(reference, challenger, 0.0, 0.0)
         error = statistics.stdev(differences) / math.sqrt(len(differences))
-        return cls(reference.spec, challenger.spec, statistics.fmean(differences), error)
+        return cls(reference, challenger, statistics.fmean(differences), error)
 
     def to_dict(self) -> dict[str, Any]:
         return {

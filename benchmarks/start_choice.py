@@ -51,6 +51,7 @@ def source_run(out: Path, data: Path) -> Path:
     """The chained start: the default recipe on digits 0-4, every label, seed 0 (as few_labels.py)."""
     arguments = ["--data", str(data), "--seed", "0", "--set", f"data.split_seed={SPLIT_SEED}"]
     arguments += ["--image-size", str(IMAGE_SIZE), *DIGITS_AS_SOURCE, "--out", str(out)]
+    out.mkdir(parents=True, exist_ok=True)
     return run_fit(arguments, log=out / "fit.log").run_dir
 
 

@@ -1,5 +1,6 @@
-"""Recall-target operating points: the threshold reaches the target on held-out images and is the largest
-that does; the rule predicts the class exactly when the threshold is reached; test scores have intervals."""
+"""Recall-target operating points: the threshold is the conformal rank of the held-out positives, so new
+images of the class reach the target recall on average, and is the largest at that rank; the rule
+predicts the class exactly when the threshold is reached; test scores have intervals."""
 
 import numpy as np
 import pytest
@@ -35,25 +36,56 @@ def _recall(probabilities: np.ndarray, labels: np.ndarray, threshold: float, ind
 
 @pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 0.95, 1.0])
 @pytest.mark.parametrize("seed", range(3))
-def test_the_threshold_reaches_the_target_and_is_the_largest_that_does(target: float, seed: int) -> None:
+def test_the_threshold_is_the_conformal_rank_and_the_largest_at_it(target: float, seed: int) -> None:
     probabilities, labels = _held_out(seed)
     threshold = choose_threshold(probabilities, labels, 2, target)
-    assert _recall(probabilities, labels, threshold, 2) >= target
-    # Raising the threshold past the least probable image it flags falls short of the target.
     positives = probabilities[labels == 2, 2]
+    needed = min(len(positives), int(np.ceil(target * (len(positives) + 1))))
+    assert np.sum(positives >= threshold) >= needed
+    assert _recall(probabilities, labels, threshold, 2) >= target  # on the held-out images too
+    # Raising the threshold past the least probable image it flags leaves fewer than the rank needs.
     above = positives[positives > positives[positives >= threshold].min()]
     if len(above):
-        assert _recall(probabilities, labels, float(above.min()), 2) < target
+        assert np.sum(positives >= float(above.min())) < needed
     assert np.float32(threshold) == threshold  # float32 probabilities meet it where float64 ones do
 
 
-def test_a_target_of_exactly_k_of_n_needs_k_not_k_plus_one() -> None:
-    """0.95 x 20 is 19.000000000000004 in floating point; 19 positives of 20 are enough."""
-    probabilities = np.zeros((20, 2))
-    probabilities[:, 1] = np.linspace(0.05, 1.0, 20)
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.95])
+def test_new_images_of_the_class_reach_the_target_recall_on_average(target: float) -> None:
+    """Over many draws of 50 held-out and 200 new images of the class, the mean recall on the new ones
+    is the target or more (the conformal guarantee); the share of held-out positives alone falls short."""
+    rng = np.random.default_rng(0)
+    conformal, held_out_share = [], []
+    for _ in range(400):
+        scores = rng.beta(4, 2, size=250)  # the class's probabilities: 50 held out, 200 new
+        held_out = np.stack([1 - scores[:50], scores[:50]], axis=1)
+        threshold = choose_threshold(held_out, np.ones(50, dtype=int), 1, target)
+        conformal.append(np.mean(scores[50:] >= threshold))
+        share = np.sort(scores[:50])[::-1][int(np.ceil(target * 50)) - 1]
+        held_out_share.append(np.mean(scores[50:] >= share))
+    assert np.mean(conformal) >= target - 0.003  # 400 draws: the mean is known to about 0.002
+    assert np.mean(held_out_share) < target
+
+
+def test_a_target_of_exactly_k_of_n_plus_one_needs_k_not_k_plus_one() -> None:
+    """0.95 x (19 + 1) is 19.000000000000004 in floating point; 19 positives of 19 are enough."""
+    probabilities = np.zeros((19, 2))
+    probabilities[:, 1] = np.linspace(0.1, 1.0, 19)
     probabilities[:, 0] = 1 - probabilities[:, 1]
-    threshold = choose_threshold(probabilities, np.ones(20, dtype=int), 1, 0.95)
-    assert threshold == pytest.approx(0.1, abs=1e-6)  # the 19th most probable, not the 20th (0.05)
+    threshold = choose_threshold(probabilities, np.ones(19, dtype=int), 1, 0.95)
+    assert threshold == pytest.approx(0.1, abs=1e-6)  # the 19th most probable, every one of them
+
+
+def test_too_few_positives_for_the_target_find_every_one() -> None:
+    """With 10 positives, 0.95 would need the 11th: the least probable of the 10 is the threshold."""
+    probabilities = np.zeros((10, 2))
+    probabilities[:, 1] = np.linspace(0.3, 0.9, 10)
+    probabilities[:, 0] = 1 - probabilities[:, 1]
+    assert choose_threshold(probabilities, np.ones(10, dtype=int), 1, 0.95) == pytest.approx(0.3, abs=1e-6)
+    # 0.5 needs the ceil(5.5) = 6th most probable of 0.3, 0.367, ..., 0.9: 0.3 + 4 steps of 0.6 / 9
+    assert choose_threshold(probabilities, np.ones(10, dtype=int), 1, 0.5) == pytest.approx(
+        0.3 + 4 * 0.6 / 9, abs=1e-6
+    )
 
 
 def test_decide_predicts_the_class_exactly_when_its_threshold_is_reached() -> None:

@@ -2,9 +2,10 @@
 
 A rare class that matters (a defective cell) is often missed by the most-probable-class rule. With a
 recall target, the class is predicted whenever its probability reaches a threshold, and only then; an
-image below it gets the most probable of the other classes. The threshold is the largest one that
-reaches the target recall of that class on held-out images (validation or out-of-fold predictions, the
-same ones the temperature is fitted on), which flags the fewest other images at that recall.
+image below it gets the most probable of the other classes. The threshold is chosen on held-out images
+(validation or out-of-fold predictions, the same ones the temperature is fitted on) so that a new image
+of the class reaches it with at least the target probability (split conformal prediction), and is the
+largest that does, which flags the fewest other images.
 """
 
 from __future__ import annotations
@@ -95,8 +96,16 @@ def resolve_recall_target(
 
 
 def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, class_index: int, recall: float) -> float:
-    """The largest threshold on column `class_index` whose recall of that class on these images is at
-    least `recall`: the probability of the ``ceil(recall * positives)``-th most probable positive.
+    """The largest threshold on column `class_index` that a new image of that class reaches with
+    probability at least `recall`: the probability of the ``ceil(recall * (positives + 1))``-th most
+    probable held-out positive.
+
+    A new image of the class is exchangeable with the n held-out ones, so its probability ranks among
+    theirs anywhere with equal chance, and it reaches the k-th highest with probability k / (n + 1)
+    (split conformal prediction; Angelopoulos and Bates, "A Gentle Introduction to Conformal
+    Prediction", 2021). The k-th of ``ceil(recall * n)``, which finds `recall` of the held-out
+    positives, finds less of new ones on average. With too few positives for the target (k > n, e.g.
+    fewer than 19 for 0.95), every held-out positive is found: the least probable one.
 
     Shape:
         probabilities: (N, C); labels: (N,).
@@ -107,7 +116,7 @@ def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, class_index:
     positives = np.sort(np.asarray(probabilities)[np.asarray(labels) == class_index, class_index])[::-1]
     if not len(positives):
         raise ValueError(f"no held-out image of class {class_index} to choose a threshold on")
-    needed = max(1, math.ceil(recall * len(positives) - _COUNT_TOLERANCE))
+    needed = min(len(positives), max(1, math.ceil(recall * (len(positives) + 1) - _COUNT_TOLERANCE)))
     return _float32_at_most(float(positives[needed - 1]))
 
 

@@ -484,9 +484,10 @@ def _operating_point_blocks(scores: dict[str, Any] | None) -> list[_Block]:
     ]
     text = (
         f"Recall target {point['recall_target']:.0%} for {name}: the largest threshold on its calibrated "
-        f"probability that reaches it on the {point['chosen_on']}. The bundle predicts {name} whenever its "
-        "probability reaches the threshold, and otherwise the most probable other class; the other metrics "
-        "of this report are those of the most probable class."
+        f"probability that a new image of {name} reaches with that probability, judged by the ranks of the "
+        f"{name} images of the {point['chosen_on']} (split conformal). The bundle predicts {name} whenever "
+        "its probability reaches the threshold, and otherwise the most probable other class; the other "
+        "metrics of this report are those of the most probable class."
     )
     return [_Heading(f"Operating point: {name}"), _Table(["", "value"], rows), _Paragraph(text)]
 

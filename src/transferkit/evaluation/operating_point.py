@@ -103,9 +103,9 @@ def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, class_index:
     A new image of the class is exchangeable with the n held-out ones, so its probability ranks among
     theirs anywhere with equal chance, and it reaches the k-th highest with probability k / (n + 1)
     (split conformal prediction; Angelopoulos and Bates, "A Gentle Introduction to Conformal
-    Prediction", 2021). The k-th of ``ceil(recall * n)``, which finds `recall` of the held-out
-    positives, finds less of new ones on average. With too few positives for the target (k > n, e.g.
-    fewer than 19 for 0.95), every held-out positive is found: the least probable one.
+    Prediction", 2021). The ``ceil(recall * n)``-th instead finds `recall` of the held-out positives
+    but less of new ones on average. With too few positives for the target (k > n, e.g. fewer than 19
+    for 0.95), the threshold is the least probable positive: every held-out one is found.
 
     Shape:
         probabilities: (N, C); labels: (N,).

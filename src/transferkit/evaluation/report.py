@@ -482,12 +482,13 @@ def _operating_point_blocks(scores: dict[str, Any] | None) -> list[_Block]:
         ["test images predicted as it", _percent(scores["flagged"])],
         ["test accuracy with this rule", _percent(scores["accuracy"], intervals.get("accuracy"))],
     ]
+    target = f"{point['recall_target']:.0%}"
     text = (
-        f"Recall target {point['recall_target']:.0%} for {name}: the largest threshold on its calibrated "
-        f"probability that a new image of {name} reaches with that probability, judged by the ranks of the "
-        f"{name} images of the {point['chosen_on']} (split conformal). The bundle predicts {name} whenever "
-        "its probability reaches the threshold, and otherwise the most probable other class; the other "
-        "metrics of this report are those of the most probable class."
+        f"Recall target {target} for {name}: the largest threshold on its calibrated probability that a new "
+        f"{name} image reaches with {target} probability, set by the ranks of the {name} images in "
+        f"{point['chosen_on']} (split conformal). The bundle predicts {name} whenever its probability "
+        "reaches the threshold, and otherwise the most probable other class; the other metrics of this "
+        "report are those of the most probable class."
     )
     return [_Heading(f"Operating point: {name}"), _Table(["", "value"], rows), _Paragraph(text)]
 

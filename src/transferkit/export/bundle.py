@@ -234,8 +234,8 @@ def _decision_text(config: dict[str, Any]) -> str:
     if point:
         lines.append(
             f"`{point['class_name']}` is predicted whenever its probability is at least "
-            f"{point['threshold']:.4g} (chosen for {point['recall_target']:.0%} recall of it on "
-            f"{point['chosen_on']}); otherwise the most probable other class."
+            f"{point['threshold']:.4g} (chosen on {point['chosen_on']} so that new images of it reach it "
+            f"with {point['recall_target']:.0%} probability); otherwise the most probable other class."
         )
     return "\n".join(lines) or "The prediction is the most probable class."
 

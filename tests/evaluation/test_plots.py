@@ -10,12 +10,16 @@ import pytest
 from PIL import Image
 
 from transferkit.evaluation import plot_confusion_matrix, plot_learning_curves
+from transferkit.evaluation.metrics import operating_point_metrics
+from transferkit.evaluation.operating_point import RecallTarget, operating_point
 from transferkit.evaluation.plots import (
     create_run_plots,
     list_confident_mistakes,
     plot_confident_mistakes,
+    plot_operating_point,
     plot_per_class_f1,
     plot_reliability,
+    precision_recall_curve,
 )
 
 
@@ -206,3 +210,46 @@ def test_run_plots_leave_out_what_is_missing(tmp_path: Path) -> None:
         open_image=lambda position: pytest.fail("no mistake, nothing to open"),
     )
     assert list(plots) == ["Confusion matrix (test)", "Learning curves", "Per-class F1 (test)"]
+
+
+def _rare_class(seed: int, count: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, size=count, p=[0.5, 0.3, 0.2])
+    logits = rng.normal(0, 1.0, (count, 3))
+    logits[np.arange(count), labels] += 1.5
+    return labels, np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+
+
+def test_the_operating_point_lies_on_the_test_precision_recall_curve(tmp_path: Path) -> None:
+    held_out_labels, held_out = _rare_class(0)
+    labels, probs = _rare_class(1)
+    point = operating_point(RecallTarget("c", 2, 0.9), held_out, held_out_labels, "val (200 images)")
+    scores = operating_point_metrics(labels, probs, point, resamples=50)
+    recall, precision = precision_recall_curve(labels, probs[:, 2], 2)
+    flagged = int(np.sum(probs[:, 2] >= point.threshold))  # the rule flags exactly these images
+    assert (recall[flagged - 1], precision[flagged - 1]) == pytest.approx(
+        (scores["recall"], scores["precision"])
+    )
+    assert recall[-1] == 1.0 and precision[-1] == pytest.approx(np.mean(labels == 2))
+    _assert_png(plot_operating_point(labels, probs, scores, tmp_path / "point.png"))
+
+
+def test_run_plots_show_the_operating_point_when_the_run_has_one(tmp_path: Path) -> None:
+    held_out_labels, held_out = _rare_class(0)
+    labels, probs = _rare_class(1)
+    point = operating_point(RecallTarget("c", 2, 0.9), held_out, held_out_labels, "val (200 images)")
+    metrics = {
+        **_per_class(with_intervals=False),
+        "confusion_matrix": np.eye(3, dtype=int).tolist(),
+        "operating_point": operating_point_metrics(labels, probs, point, resamples=50),
+    }
+    plots = create_run_plots(
+        tmp_path,
+        metrics,
+        [{"epoch": 1, "train_loss": 1.0}],
+        ["a", "b", "c"],
+        true_labels=labels,
+        probabilities=probs,
+        open_image=lambda position: np.zeros((8, 8), dtype=np.uint8),
+    )
+    assert plots["Operating point: precision and recall (test)"].name == "operating_point.png"

@@ -286,6 +286,65 @@ def plot_range_test(rates: Sequence[float], losses: Sequence[float], chosen: flo
     return save_figure(figure, path)
 
 
+def precision_recall_curve(
+    true_labels: Sequence[int] | np.ndarray, scores: np.ndarray, index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision of class `index` when the k images with the highest `scores` are flagged as
+    it, for k = 1 .. N (ties in the order given).
+
+    Shape:
+        true_labels, scores: (N,). Returns two (N,) arrays.
+    """
+    positive = np.asarray(true_labels) == index
+    hits = np.cumsum(positive[np.argsort(-np.asarray(scores), kind="stable")])
+    return hits / max(int(positive.sum()), 1), hits / np.arange(1, len(hits) + 1)
+
+
+def plot_operating_point(
+    true_labels: Sequence[int] | np.ndarray,
+    probabilities: np.ndarray,
+    operating_point: Mapping[str, Any],
+    path: Path,
+) -> Path:
+    """Save the precision-recall curve of a recall target's class on test, with the run's threshold.
+
+    The class is predicted when its probability reaches a threshold, so every threshold is one point of
+    the curve; the run's own (chosen on held-out images) is marked, beside the target recall.
+
+    Args:
+        true_labels: Test labels, shape ``(N,)``.
+        probabilities: Test class probabilities, shape ``(N, C)``.
+        operating_point: ``metrics["operating_point"]`` of
+            :func:`transferkit.evaluation.metrics.operating_point_metrics`.
+        path: Destination PNG.
+
+    Returns:
+        ``path``.
+    """
+    point = operating_point["point"]
+    index, name = int(point["class_index"]), str(point["class_name"])
+    recall, precision = precision_recall_curve(true_labels, np.asarray(probabilities)[:, index], index)
+    figure = Figure(figsize=(6, 4.5), layout="constrained")
+    axes = figure.subplots()
+    axes.plot(recall, precision, color="#4c72b0", label="every threshold")
+    axes.axvline(
+        point["recall_target"], color="tab:gray", linestyle="--", label=f"target {point['recall_target']:.0%}"
+    )
+    if operating_point.get("precision") is not None:
+        axes.scatter(
+            [operating_point["recall"]],
+            [operating_point["precision"]],
+            color="tab:red",
+            zorder=3,
+            label=f"threshold {point['threshold']:.3g}, chosen on {point['chosen_on']}",
+        )
+    axes.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel=f"recall of {name}", ylabel=f"precision of {name}")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left", fontsize=8)
+    figure.suptitle(f"Operating point for {name} (test)")
+    return save_figure(figure, path)
+
+
 def create_run_plots(
     plots_dir: Path,
     metrics: Mapping[str, Any],
@@ -325,6 +384,10 @@ def create_run_plots(
     }
     if range_test is not None:
         plots["Learning-rate range test"] = plot_range_test(*range_test, plots_dir / "lr_range_test.png")
+    if metrics.get("operating_point"):
+        plots["Operating point: precision and recall (test)"] = plot_operating_point(
+            true_labels, probabilities, metrics["operating_point"], plots_dir / "operating_point.png"
+        )
     calibration = metrics.get("calibration") or {}
     if calibration.get("bins"):
         scaling = metrics.get("temperature_scaling") or {}

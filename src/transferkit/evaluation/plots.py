@@ -358,7 +358,8 @@ def create_run_plots(
 ) -> dict[str, Path]:
     """Every plot of a run's report, as caption -> PNG path, in report order.
 
-    The reliability diagram is drawn when ``metrics`` has ``calibration`` bins; the gallery of confident
+    The operating point's precision-recall curve is drawn when ``metrics`` has an ``operating_point``
+    (a recall target), the reliability diagram when it has ``calibration`` bins; the gallery of confident
     mistakes is left out when no test prediction is wrong.
 
     Args:

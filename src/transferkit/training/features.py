@@ -96,17 +96,26 @@ def run_in_batches(
 
 
 def fit_linear_head(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float, max_iter: int = 300
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    l2: float,
+    max_iter: int = 300,
+    *,
+    start: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression on fixed features, solved to convergence with L-BFGS.
 
-    Objective: mean cross-entropy(features @ W.T + b, labels) + l2 * ||W||^2.
+    Objective: mean cross-entropy(features @ W.T + b, labels) + l2 * ||W||^2. The objective is strictly
+    convex, so `start` (W, b), e.g. the solution at a stronger `l2`, changes only how fast it converges.
 
     Shape:
         features: (N, D); labels: (N,). Returns W: (num_classes, D), b: (num_classes,).
     """
-    weight = torch.zeros(num_classes, features.shape[1], requires_grad=True)
-    bias = torch.zeros(num_classes, requires_grad=True)
+    weight = torch.zeros(num_classes, features.shape[1]) if start is None else start[0].detach().clone()
+    bias = torch.zeros(num_classes) if start is None else start[1].detach().clone()
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
     optimizer = torch.optim.LBFGS(
         [weight, bias], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe"
     )

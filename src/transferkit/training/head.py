@@ -32,12 +32,11 @@ def fit_head(
         )
     head = backbone.head()
     grid = L2_GRID if len(val.labels) else (DEFAULT_L2,)
-    fitted: dict[float, dict[str, torch.Tensor]] = {}
+    heads: dict[float, dict[str, torch.Tensor]] = {}
     previous = None
     for l2 in sorted(grid, reverse=True):  # each fit starts from the more regularized one's solution
-        fitted[l2] = previous = _fit(head, train_features, train.labels, l2, start=previous)
-    heads = {l2: fitted[l2] for l2 in grid}
-    scores = {l2: _score(head, val_features, val.labels, fitted) for l2, fitted in heads.items()}
+        heads[l2] = previous = _fit(head, train_features, train.labels, l2, start=previous)
+    scores = {l2: _score(head, val_features, val.labels, heads[l2]) for l2 in grid}
     best = min(scores, key=lambda l2: scores[l2].get("val_loss", 0.0))
     with torch.no_grad():
         head.load_state_dict(heads[best])

@@ -92,3 +92,7 @@ def test_with_cross_validation_the_threshold_is_chosen_out_of_fold(tmp_path: Pat
     run = transferkit.fit(config)
     point = run.metrics["operating_point"]["point"]
     assert point["chosen_on"].startswith("out-of-fold") and point["held_out_recall"] == 1.0
+    # no finite count of held-out images promises 100 %: n of them promise n / (n + 1), and the report says so
+    count = point["held_out_positives"]
+    assert point["expected_recall"] == pytest.approx(count / (count + 1))
+    assert f"With only {count} of them there, too few for 100%" in (run.dir / "report.md").read_text()

@@ -11,6 +11,7 @@ from transferkit.evaluation.metrics import operating_point_metrics
 from transferkit.evaluation.operating_point import (
     OperatingPoint,
     RecallTarget,
+    attainable_recall,
     choose_threshold,
     decide,
     operating_point,
@@ -86,6 +87,18 @@ def test_too_few_positives_for_the_target_find_every_one() -> None:
     assert choose_threshold(probabilities, np.ones(10, dtype=int), 1, 0.5) == pytest.approx(
         0.3 + 4 * 0.6 / 9, abs=1e-6
     )
+
+
+def test_the_point_records_its_positives_and_what_it_promises_new_images() -> None:
+    assert attainable_recall(0.95, 19) == pytest.approx(0.95)  # the 19th of 19: 19 / 20
+    assert attainable_recall(0.95, 13) == pytest.approx(13 / 14)  # too few: every one, 13 / 14
+    assert attainable_recall(0.9, 54) == 0.9
+    probabilities, labels = _held_out(0, count=60)
+    point = operating_point(RecallTarget("rare", 2, 0.95), probabilities, labels, "val (60 images)")
+    assert point.held_out_positives == int(np.sum(labels == 2)) < 19
+    assert point.expected_recall == pytest.approx(point.held_out_positives / (point.held_out_positives + 1))
+    assert point.to_dict()["expected_recall"] == point.expected_recall
+    assert OperatingPoint("rare", 2, 0.2, 0.9, 0.9, "val").expected_recall is None  # an older bundle's
 
 
 def test_decide_predicts_the_class_exactly_when_its_threshold_is_reached() -> None:

@@ -138,7 +138,19 @@ def choose_operating_point(
         )
         return None
     probabilities = tempered_probabilities(calibration.logits, temperature)
-    return operating_point(target, probabilities, calibration.labels, calibration.name)
+    point = operating_point(target, probabilities, calibration.labels, calibration.name)
+    if point.expected_recall is not None and point.expected_recall < target.recall:
+        logger.warning(
+            "%s holds %d images of %r, too few to promise %.0f%% recall of it on new images: the threshold "
+            "finds every one of them, and about %.0f%% of new ones. More labeled images of %r fix this.",
+            calibration.name,
+            point.held_out_positives,
+            target.class_name,
+            100 * target.recall,
+            100 * point.expected_recall,
+            target.class_name,
+        )
+    return point
 
 
 def validation_set(classifier: Classifier, val: SplitImages) -> CalibrationSet:

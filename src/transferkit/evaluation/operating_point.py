@@ -44,6 +44,7 @@ class OperatingPoint:
         recall_target: the recall the threshold was chosen to reach.
         held_out_recall: the recall it reaches on the images it was chosen on.
         chosen_on: those images, e.g. ``val (197 images)``.
+        held_out_positives: how many of them belong to the class (None in bundles that predate it).
     """
 
     class_name: str
@@ -52,9 +53,18 @@ class OperatingPoint:
     recall_target: float
     held_out_recall: float
     chosen_on: str
+    held_out_positives: int | None = None
+
+    @property
+    def expected_recall(self) -> float | None:
+        """The probability that a new image of the class reaches the threshold (`attainable_recall`);
+        None when the count of held-out images of the class is unknown."""
+        if self.held_out_positives is None:
+            return None
+        return attainable_recall(self.recall_target, self.held_out_positives)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "expected_recall": self.expected_recall}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], label_names: Sequence[str]) -> OperatingPoint:
@@ -66,6 +76,7 @@ class OperatingPoint:
             float(values["recall_target"]),
             float(values["held_out_recall"]),
             str(values["chosen_on"]),
+            None if values.get("held_out_positives") is None else int(values["held_out_positives"]),
         )
         in_range = 0 <= point.class_index < len(label_names)
         if not in_range or label_names[point.class_index] != point.class_name:
@@ -116,8 +127,18 @@ def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, class_index:
     positives = np.sort(np.asarray(probabilities)[np.asarray(labels) == class_index, class_index])[::-1]
     if not len(positives):
         raise ValueError(f"no held-out image of class {class_index} to choose a threshold on")
-    needed = min(len(positives), max(1, math.ceil(recall * (len(positives) + 1) - _COUNT_TOLERANCE)))
-    return _float32_at_most(float(positives[needed - 1]))
+    return _float32_at_most(float(positives[_conformal_rank(recall, len(positives)) - 1]))
+
+
+def _conformal_rank(recall: float, positives: int) -> int:
+    """The rank (1 = most probable) of the held-out positive whose probability is the threshold."""
+    return min(positives, max(1, math.ceil(recall * (positives + 1) - _COUNT_TOLERANCE)))
+
+
+def attainable_recall(recall: float, positives: int) -> float:
+    """The recall on new images of the class that a threshold chosen for `recall` on `positives` held-out
+    images of it promises: `recall`, or n / (n + 1) when n is too few for it (e.g. 13 for 0.95)."""
+    return min(recall, _conformal_rank(recall, positives) / (positives + 1))
 
 
 def _float32_at_most(value: float) -> float:
@@ -147,4 +168,7 @@ def operating_point(
     threshold = choose_threshold(probabilities, labels, target.class_index, target.recall)
     positives = np.asarray(labels) == target.class_index
     reached = float(np.mean(probabilities[positives, target.class_index] >= threshold))
-    return OperatingPoint(target.class_name, target.class_index, threshold, target.recall, reached, chosen_on)
+    count = int(positives.sum())
+    return OperatingPoint(
+        target.class_name, target.class_index, threshold, target.recall, reached, chosen_on, count
+    )

@@ -486,11 +486,23 @@ def _operating_point_blocks(scores: dict[str, Any] | None) -> list[_Block]:
     text = (
         f"Recall target {target} for {name}: the largest threshold on its calibrated probability that a new "
         f"{name} image reaches with {target} probability, set by the ranks of the {name} images in "
-        f"{point['chosen_on']} (split conformal). The bundle predicts {name} whenever its probability "
-        "reaches the threshold, and otherwise the most probable other class; the other metrics of this "
-        "report are those of the most probable class."
+        f"{point['chosen_on']} (split conformal).{_too_few_note(point)} The bundle predicts {name} whenever "
+        "its probability reaches the threshold, and otherwise the most probable other class; the other "
+        "metrics of this report are those of the most probable class."
     )
     return [_Heading(f"Operating point: {name}"), _Table(["", "value"], rows), _Paragraph(text)]
+
+
+def _too_few_note(point: dict[str, Any]) -> str:
+    """What the threshold promises when the held-out images of the class were too few for the target."""
+    expected, target = point.get("expected_recall"), point["recall_target"]
+    if expected is None or expected >= target:
+        return ""
+    return (
+        f" With only {point['held_out_positives']} of them there, too few for {target:.0%}, the threshold "
+        f"finds every one, and a new {point['class_name']} image reaches it with about {expected:.0%} "
+        "probability."
+    )
 
 
 def _grouping_blocks(metrics: dict[str, Any]) -> list[_Block]:

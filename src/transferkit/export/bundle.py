@@ -232,10 +232,13 @@ def _decision_text(config: dict[str, Any]) -> str:
         )
     point = config.get("operating_point")
     if point:
+        # what the threshold promises new images: the target, or less where too few held-out images had it
+        promised = point.get("expected_recall") or point["recall_target"]
         lines.append(
             f"`{point['class_name']}` is predicted whenever its probability is at least "
-            f"{point['threshold']:.4g} (chosen on {point['chosen_on']} so that new images of it reach it "
-            f"with {point['recall_target']:.0%} probability); otherwise the most probable other class."
+            f"{point['threshold']:.4g} (chosen on {point['chosen_on']} for a recall target of "
+            f"{point['recall_target']:.0%}: new images of it reach it with about {promised:.0%} "
+            "probability); otherwise the most probable other class."
         )
     return "\n".join(lines) or "The prediction is the most probable class."
 

@@ -101,6 +101,7 @@ SPEC_EXAMPLES = (
 BACKENDS = ("auto", "torch", "onnx")
 BACKENDS_HELP = (
     "auto (default): onnxruntime on a CPU, from model.onnx when it was exported from the current weights, "
-    "else from the network translated in memory once it matches PyTorch on the first images; torch; "
+    "else from the network translated in memory once it matches PyTorch on the first images (and cached "
+    "for the next run with the same bundle); torch; "
     "onnx: the bundle's model.onnx (transferkit export makes it)"
 )

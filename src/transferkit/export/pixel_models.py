@@ -40,14 +40,24 @@ class ClassifierNetwork(nn.Module):
 class CheckedPixelModel:
     """A `ClassifierNetwork` run by onnxruntime on a CPU once its probabilities match PyTorch's within
     `PARITY_ATOL` on the first batch; by PyTorch otherwise, or when `backend` is "torch". It takes uint8
-    pixels (N, C, H, W) and returns float32 logits (N, classes), as numpy arrays.
+    pixels (N, C, H, W) and returns float32 logits (N, classes), as numpy arrays. `on_match` receives the
+    serialized translation once it has matched.
     """
 
     def __init__(
-        self, network: ClassifierNetwork, device: torch.device | None = None, backend: str = "auto"
+        self,
+        network: ClassifierNetwork,
+        device: torch.device | None = None,
+        backend: str = "auto",
+        on_match: Callable[[bytes], None] | None = None,
     ) -> None:
         self.checked = CheckedModule(
-            network, device, backend, difference=probability_difference, tolerance=PARITY_ATOL
+            network,
+            device,
+            backend,
+            difference=probability_difference,
+            tolerance=PARITY_ATOL,
+            on_match=on_match,
         )
 
     @property

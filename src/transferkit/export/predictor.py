@@ -31,6 +31,7 @@ from transferkit.data.manifest import is_manifest, manifest_path_column, manifes
 from transferkit.errors import DataError, ModelError, UnknownNameError
 from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.evaluation.operating_point import OperatingPoint, decide
+from transferkit.export.translations import CachedTranslation
 from transferkit.models.saved import find_bundle, read_saved_config, saved_preprocessing
 from transferkit.transforms.preprocessing import Preprocessing
 from transferkit.transforms.views import TEST_VIEWS, ImageView, identity
@@ -164,18 +165,20 @@ class Classifier:
         device: torch.device | None = None,
         backend: str = "torch",
         other_labels: Sequence[OtherLabel] = (),
+        on_translated: Callable[[bytes], None] | None = None,
     ) -> Classifier:
         """A classifier over a network in memory (uncalibrated): what `fit` evaluates, and `load` returns.
 
         `backend` "auto" runs it with onnxruntime on a CPU once that matches PyTorch on the first batch
-        (`CheckedPixelModel`), "torch" with PyTorch alone.
+        (`CheckedPixelModel`; `on_translated` then receives the serialized graph), "torch" with PyTorch
+        alone.
         """
         from transferkit.export.pixel_models import CheckedPixelModel, ClassifierNetwork
         from transferkit.models.ordinal import is_ordinal
 
         network = ClassifierNetwork(model, preprocessing)
         return cls(
-            CheckedPixelModel(network, device, backend),
+            CheckedPixelModel(network, device, backend, on_translated),
             label_names,
             preprocessing,
             views=views,
@@ -403,7 +406,8 @@ def load(
             "auto", on a CPU with onnxruntime installed (about three times faster there): the bundle's
             model.onnx when it was exported, and checked, from its current weights, else the weights
             translated to ONNX in memory and kept when they match PyTorch on the first batch
-            (`CheckedPixelModel`); PyTorch otherwise.
+            (`CheckedPixelModel`; the kept graph is cached for the next load of the same bundle,
+            `CachedTranslation`); PyTorch otherwise.
         device: where the torch backend runs, e.g. "cpu"; by default the GPU when there is one.
         other_labels: whether the network also gives the other labels a bundle predicts (config.json's
             ``other_tasks``, in `FilePrediction.other_labels`); False: the task's network alone.
@@ -421,9 +425,12 @@ def load(
     point = bundle_operating_point(config, bundle)
     others = bundle_other_labels(config) if other_labels else []
     # model.onnx is the task's network alone: a bundle of several labels runs its weights
-    onnx_model = (
-        current_onnx_model(bundle, config) if backend == "auto" and _on_cpu(device) and not others else None
-    )
+    onnx_model, translation = None, None
+    if backend == "auto" and not others and _on_cpu(device):
+        onnx_model = current_onnx_model(bundle, config)
+        if onnx_model is None:
+            translation = CachedTranslation.of_bundle(bundle)
+            onnx_model = translation.load() if translation is not None else None
     if onnx_model is not None:
         logger.info("predicting with onnxruntime (%s)", onnx_model.path)
         backend = "onnx"
@@ -448,6 +455,7 @@ def load(
             device=device_,
             backend=backend,
             other_labels=others,
+            on_translated=translation.store if translation is not None else None,
         )
         return classifier.with_temperature(temperature).with_operating_point(point)
     if others:

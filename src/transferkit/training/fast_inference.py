@@ -65,6 +65,7 @@ class CheckedModule:
         backend: "auto", "onnx" (an error without onnxruntime; a translation that fails or differs still
             falls back, with a warning) or "torch".
         difference: the distance `tolerance` bounds between onnxruntime's and PyTorch's outputs.
+        on_match: called with the serialized translation once it has matched PyTorch (to keep it).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class CheckedModule:
         *,
         difference: Difference,
         tolerance: float,
+        on_match: Callable[[bytes], None] | None = None,
     ) -> None:
         if backend not in INFERENCE_BACKENDS:
             raise UnknownNameError("inference backend", backend, INFERENCE_BACKENDS)
@@ -82,6 +84,7 @@ class CheckedModule:
         self.module = module.eval().to(self.device)
         self.requested = backend
         self.difference, self.tolerance = difference, tolerance
+        self.on_match = on_match
         self.choice = InferenceChoice("torch", "asked for") if backend == "torch" else None
         self._onnx: OnnxSession | None = None
         self._large_job = False
@@ -151,6 +154,8 @@ class CheckedModule:
         self._onnx = onnx_session
         self.choice = InferenceChoice("onnx", "matches PyTorch on the first images", difference, len(sample))
         logger.info("onnxruntime runs %s (difference %.1e)", type(self.module).__name__, difference)
+        if self.on_match is not None and onnx_session.serialized is not None:
+            self.on_match(onnx_session.serialized)
         return outputs
 
     def _why_torch(self) -> str | None:

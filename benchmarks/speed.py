@@ -17,6 +17,8 @@ run's config.yaml, not always the other way round), and shared by both sides:
   runs is the whole Lite0, as after any fine-tuning; the probe only makes it quickly), and 200 of the
   digits written as PNG files; predict-own-bundle and evaluate-own-run use the same recipe's run made
   by each side's own commit (what a user of that version has);
+- check-data-photos and predict-photos: 40 JPEG files of a 12-megapixel phone camera's size, checked
+  as an image folder, or classified with each side's own bundle;
 - few-label fit and rank: a manifest of digits 0 to 7 (8 classes) with 10 training images per class
   and the other 1,363 images of those classes as test images (digits holds no more); the validation
   carve leaves 72 labelled training images, which ``rank`` scores.
@@ -51,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGED = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
 BUNDLE_RECIPE = ["fit", "--data", "digits", "--strategy", "linear-probe", "--image-size", "224"]
 FEW_LABEL_CLASSES, LABELS_PER_CLASS, PREDICT_IMAGES = 8, 10, 200
+PHOTOS, PHOTO_SIZE = 40, (4032, 3024)  # JPEG files as a 12-megapixel phone camera writes them
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Inputs:
     own_runs: dict[str, Path] | None = None  # per side, the same recipe run with that side's commit
     images: Path | None = None  # a folder of PREDICT_IMAGES digit PNGs
     manifest: Path | None = None  # the few-label manifest (labels.csv)
+    photos: Path | None = None  # a folder of PHOTOS camera-size JPEG files, two class subfolders
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,12 @@ MEASUREMENTS = (
         target="≥ 2.5x",
         met=lambda old, new: old / new >= 2.5,
         warm_up=True,
+    ),
+    Measurement("check-data-photos", lambda i, _: ["check-data", _given(i.photos)], needs=("photos",)),
+    Measurement(
+        "predict-photos",
+        lambda i, side: ["predict", _own_run(i, side), _given(i.photos), "--format", "csv"],
+        needs=("own_runs", "photos"),
     ),
     Measurement(
         "few-label-fit",
@@ -191,7 +201,7 @@ def prepare_worktree(worktree: Path, scratch: Path) -> None:
 
 
 def make_inputs(needs: set[str], sides: dict[str, Path], scratch: Path) -> Inputs:
-    run = images = manifest = own_runs = None
+    run = images = manifest = own_runs = photos = None
     if "run" in needs:
         print(f"input: `transferkit {' '.join(BUNDLE_RECIPE)}` with the old commit", file=sys.stderr)
         _, stdout = transferkit(sides["old"], BUNDLE_RECIPE, scratch / "bundle")
@@ -206,7 +216,26 @@ def make_inputs(needs: set[str], sides: dict[str, Path], scratch: Path) -> Input
         images = write_digits(scratch / "predict-images", range(PREDICT_IMAGES))
     if "manifest" in needs:
         manifest = write_few_label_manifest(scratch / "few-label")
-    return Inputs(run=run, own_runs=own_runs, images=images, manifest=manifest)
+    if "photos" in needs:
+        photos = write_photos(scratch / "photos")
+    return Inputs(run=run, own_runs=own_runs, images=images, manifest=manifest, photos=photos)
+
+
+def write_photos(folder: Path) -> Path:
+    """PHOTOS JPEG files of PHOTO_SIZE (quality 90) in folders a/ and b/: smooth colour fields with grain,
+    what a camera photo holds, so their files are of a photo's size (about 3 MB)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    width, height = PHOTO_SIZE
+    for index in range(PHOTOS):
+        coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(PHOTO_SIZE)
+        grain = rng.normal(0, 6, (height, width, 3)).astype(np.float32)
+        pixels = np.clip(np.asarray(coarse, np.float32) + grain, 0, 255).astype(np.uint8)
+        (folder / "ab"[index % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / "ab"[index % 2] / f"{index:03d}.jpg", quality=90)
+    return folder
 
 
 def write_digits(folder: Path, indices: Iterable[int]) -> Path:
@@ -249,6 +278,8 @@ def extras(
     measurement: str, side: str, stdout: str, cwd: Path, *, inputs: Inputs, wall: float
 ) -> dict[str, Any]:
     """Images/s of predict and evaluate; the test accuracies of a fit."""
+    if measurement.endswith("photos"):
+        return {"images": PHOTOS, "images_per_s": PHOTOS / wall}
     if measurement.startswith("predict"):
         return {"images": PREDICT_IMAGES, "images_per_s": PREDICT_IMAGES / wall}
     if measurement.startswith("evaluate"):
@@ -330,6 +361,9 @@ def markdown(rows: list[dict[str, Any]], measurements: list[Measurement], contex
         f"- few-label-fit, rank: digits 0 to {FEW_LABEL_CLASSES - 1}, {LABELS_PER_CLASS} labels per class "
         "(72 train, 8 validation), 1,363 test images; fit at 96 px, default strategy; rank of "
         f"{PACKAGED}",
+        f"- check-data-photos, predict-photos: {PHOTOS} JPEG files of {PHOTO_SIZE[0]} x {PHOTO_SIZE[1]} "
+        "pixels (quality 90, smooth colour fields with grain), checked as an image folder, or classified "
+        "with the bundle each side's own commit fitted",
         "- elpv-fit: `transferkit fit`, the embedded default",
         "",
         "| measurement | old median s | new median s | speed-up (old/new) | target | met |",

@@ -201,9 +201,9 @@ def test_a_second_check_of_the_same_files_reads_back_what_the_first_found(
     decoded: list[str] = []
     decode = checks.decode_image
 
-    def counting(path: str, channels: int) -> Image.Image:
+    def counting(path: str, channels: int, resized_to: int | None = None) -> Image.Image:
         decoded.append(path)
-        return decode(path, channels)
+        return decode(path, channels, resized_to=resized_to)
 
     monkeypatch.setattr(checks, "decode_image", counting)
     again = check_data(source, splits, cache)

@@ -6,6 +6,7 @@ from PIL import Image
 
 from transferkit.data import decode_image
 from transferkit.errors import DataError
+from transferkit.transforms.preprocessing import Preprocessing
 
 
 def _save(image: Image.Image, path: Path, **kwargs: object) -> Path:
@@ -80,3 +81,34 @@ def test_decompression_bombs_are_refused(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6_000)  # 10,000 pixels: between 1x and 2x the limit
     with pytest.raises(DataError, match=r"bomb\.png"):
         decode_image(path)
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    """Smooth colour gradients with grain, as a camera photo holds: JPEG's DCT scaling has detail to lose."""
+    rng = np.random.default_rng(0)
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((width, height))
+    grain = rng.normal(0, 6, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(coarse) + grain, 0, 255).astype(np.uint8))
+
+
+def test_a_large_jpeg_decodes_at_a_reduced_scale_with_the_pixels_of_a_full_decode(tmp_path: Path) -> None:
+    path = _save(_photo(1600, 1200), tmp_path / "photo.jpg", quality=90)
+    preprocessing = Preprocessing((3, 96, 96), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
+    reduced = decode_image(path, resized_to=preprocessing.scaled_size)
+    assert reduced.size == (400, 300)  # a quarter: the smallest of libjpeg's scales >= 2 x 109 px a side
+    full = preprocessing.resize(decode_image(path))
+    difference = np.abs(preprocessing.resize(reduced).astype(int) - full)
+    assert difference.mean() < 0.3 and difference.max() <= 2
+    png = _save(_photo(1600, 1200), tmp_path / "photo.png")
+    assert decode_image(png, resized_to=preprocessing.scaled_size).size == (1600, 1200)  # JPEG alone
+
+
+def test_a_reduced_decode_keeps_the_orientation_and_still_fails_on_a_damaged_file(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _save(_photo(1600, 1200), tmp_path / "phone.jpg", exif=exif)
+    assert decode_image(path, resized_to=100).size == (300, 400)
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"damaged\.jpg"):
+        decode_image(damaged, resized_to=100)

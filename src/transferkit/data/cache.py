@@ -20,7 +20,7 @@ from transferkit.data.splits import UNLABELED, Splits
 from transferkit.files import cache_root, sha256_of_file
 from transferkit.progress import progress_task
 
-_CACHE_FORMAT = 2  # bump when decoding or resizing changes, so old cache files are not reused
+_CACHE_FORMAT = 3  # bump when decoding or resizing changes, so old cache files are not reused
 
 
 class Resize(Protocol):
@@ -29,6 +29,11 @@ class Resize(Protocol):
 
     @property
     def image_size(self) -> int: ...
+
+    @property
+    def scaled_size(self) -> int:
+        """The size images are scaled to before the crop: they need not be decoded larger."""
+        ...
 
     def resize(self, image: Image.Image) -> np.ndarray:
         """uint8 (channels, image_size, image_size)."""
@@ -54,7 +59,7 @@ def decode_resized(
     if out is None:
         out = np.empty((len(indices), source.channels, size, size), dtype=np.uint8)
     for row, index in enumerate(indices):
-        out[row] = resize.resize(source.open(source.records[index]))
+        out[row] = resize.resize(source.open(source.records[index], resized_to=resize.scaled_size))
         if on_image is not None:
             on_image()
     return torch.from_numpy(out)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from transferkit.data.decode import decode_image, to_channels
 from transferkit.data.source import ImageRecord, ImageSource
@@ -37,7 +37,7 @@ TINY_CLASS = 5  # train images below which a class's metrics are noise
 _BLOCK = 1024  # rows of the pairwise hash distance computed at once (1024 x N float32)
 _GATHER_LIMIT = 8192  # candidate pairs of a block compared one by one; more take one matrix product
 _LOADER_ERRORS = (DataError, OSError, ValueError, SyntaxError)
-_CHECK_FORMAT = 1  # bump when a scan's facts change, so that saved checks are not reused
+_CHECK_FORMAT = 2  # bump when a scan's facts change, so that saved checks are not reused
 
 
 @dataclass(frozen=True)
@@ -300,13 +300,20 @@ def _scan_file(path: str, channels: int) -> _Scan:
     problem = _file_problem(Path(path))
     if problem is not None:
         return _Scan(problem)
-    try:
-        image = decode_image(path, channels)
+    try:  # a thumbnail is all the comparisons need: a JPEG decodes at a reduced scale
+        image = decode_image(path, channels, resized_to=THUMBNAIL_SIZE)
     except DataError as err:
         return _Scan(_reason(err))
-    with Image.open(path) as header:  # the stored mode: decoding converted it to channels
-        mode = header.mode
-    return _describe(image, mode, sha256_of_file(path))
+    mode, size = _stored_mode_and_size(path)
+    return _describe(image, mode, sha256_of_file(path), size)
+
+
+def _stored_mode_and_size(path: str) -> tuple[str, tuple[int, int]]:
+    """The file's own mode and its size once EXIF-oriented: decoding converted and may have scaled it."""
+    with Image.open(path) as header:
+        width, height = header.size
+        turned = header.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+        return header.mode, (height, width) if turned else (width, height)
 
 
 def _scan_loaded(source: ImageSource, record: ImageRecord) -> _Scan:
@@ -344,10 +351,11 @@ def _reason(err: BaseException) -> str:
     return f"undecodable ({text[:120]})"
 
 
-def _describe(image: Image.Image, mode: str, digest: str) -> _Scan:
+def _describe(image: Image.Image, mode: str, digest: str, size: tuple[int, int] | None = None) -> _Scan:
     gray = to_channels(image, 1)
     thumbnail = gray.resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BOX)
-    return _Scan(None, digest, mode, image.size, _difference_hash(gray), np.asarray(thumbnail).ravel())
+    size = size or image.size
+    return _Scan(None, digest, mode, size, _difference_hash(gray), np.asarray(thumbnail).ravel())
 
 
 def _difference_hash(gray: Image.Image) -> int:

@@ -71,10 +71,11 @@ class ImageSource:
     ordered: bool = False
     loader: Callable[[ImageRecord, int], Image.Image] | None = None
 
-    def open(self, record: ImageRecord) -> Image.Image:
+    def open(self, record: ImageRecord, resized_to: int | None = None) -> Image.Image:
+        """The record's image; a file is decoded no larger than needed for `resized_to` (`decode_image`)."""
         if self.loader is not None:
             return self.loader(record, self.channels)
-        return decode_image(record.path, self.channels)
+        return decode_image(record.path, self.channels, resized_to=resized_to)
 
 
 def fingerprint(source: ImageSource) -> str:

@@ -272,7 +272,8 @@ class Classifier:
 
     def pixels(self, image: ImageInput) -> np.ndarray:
         """One image as uint8 (C, H, W), resized and cropped as in training."""
-        return self.preprocessing.resize(to_pil_image(image, self.data_channels))
+        resized_to = self.preprocessing.scaled_size
+        return self.preprocessing.resize(to_pil_image(image, self.data_channels, resized_to))
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """softmax(logits / temperature) of uint8 pixels (N, C, H, W), averaged over the test-time views;
@@ -598,10 +599,11 @@ def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]
     return list(images)
 
 
-def to_pil_image(image: ImageInput, channels: int) -> Image.Image:
-    """A path, PIL image or uint8 array as a PIL image with `channels` channels, EXIF orientation applied."""
+def to_pil_image(image: ImageInput, channels: int, resized_to: int | None = None) -> Image.Image:
+    """A path, PIL image or uint8 array as a PIL image with `channels` channels, EXIF orientation applied;
+    a file is decoded no larger than needed for `resized_to` (`decode_image`)."""
     if isinstance(image, str | os.PathLike):
-        return decode_image(os.fspath(image), channels)
+        return decode_image(os.fspath(image), channels, resized_to=resized_to)
     if isinstance(image, Image.Image):
         return to_channels(ImageOps.exif_transpose(image), channels)
     if isinstance(image, np.ndarray):

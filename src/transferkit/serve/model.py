@@ -94,8 +94,10 @@ class ServedModel:
         """
         if not data:
             raise DataError(f"Cannot decode image {name}: the file is empty (0 bytes).")
-        image = decode_image(_NamedBytes(data, name), self.classifier.data_channels, name=name)
-        return self.classifier.preprocessing.resize(image)
+        preprocessing = self.classifier.preprocessing
+        channels, resized_to = self.classifier.data_channels, preprocessing.scaled_size
+        image = decode_image(_NamedBytes(data, name), channels, name, resized_to=resized_to)
+        return preprocessing.resize(image)
 
     @property
     def other_labels(self) -> tuple[OtherLabel, ...]:

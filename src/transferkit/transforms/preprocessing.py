@@ -59,6 +59,12 @@ class Preprocessing:
     def image_size(self) -> int:
         return self.input_size[1]
 
+    @property
+    def scaled_size(self) -> int:
+        """What `resize` scales an image to before its crop (the shorter side, both, or the longer one):
+        decoding needs no more (`decode_image(..., resized_to=)`)."""
+        return math.floor(self.image_size / self.crop_pct)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -79,7 +85,7 @@ class Preprocessing:
 
     def resize(self, image: Image.Image) -> np.ndarray:
         """One decoded image resized and cropped as timm evaluates: uint8 (channels of `image`, S, S)."""
-        size, scaled = self.image_size, math.floor(self.image_size / self.crop_pct)
+        size, scaled = self.image_size, self.scaled_size
         resample = RESAMPLING[self.interpolation]
         if self.crop_mode == "squash":
             image = image.resize((scaled, scaled), resample)
@@ -102,7 +108,7 @@ class Preprocessing:
 
     def describe_resize(self) -> str:
         """The resize and crop in words, for model cards and exported metadata."""
-        size, scaled = self.image_size, math.floor(self.image_size / self.crop_pct)
+        size, scaled = self.image_size, self.scaled_size
         how = {
             "center": f"the shorter side to {scaled} px, then the centre {size} x {size}",
             "squash": f"both sides to {scaled} px (aspect ratio not kept), then the centre {size} x {size}",

@@ -54,6 +54,7 @@ PACKAGED = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
 BUNDLE_RECIPE = ["fit", "--data", "digits", "--strategy", "linear-probe", "--image-size", "224"]
 FEW_LABEL_CLASSES, LABELS_PER_CLASS, PREDICT_IMAGES = 8, 10, 200
 PHOTOS, PHOTO_SIZE = 40, (4032, 3024)  # JPEG files as a 12-megapixel phone camera writes them
+ELPV_IMAGES = 2624
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ MEASUREMENTS = (
         warm_up=True,
     ),
     Measurement("check-data-photos", lambda i, _: ["check-data", _given(i.photos)], needs=("photos",)),
+    Measurement("check-data-elpv", lambda _, __: ["check-data", "elpv"]),
     Measurement(
         "predict-photos",
         lambda i, side: ["predict", _own_run(i, side), _given(i.photos), "--format", "csv"],
@@ -280,6 +282,8 @@ def extras(
     """Images/s of predict and evaluate; the test accuracies of a fit."""
     if measurement.endswith("photos"):
         return {"images": PHOTOS, "images_per_s": PHOTOS / wall}
+    if measurement == "check-data-elpv":
+        return {"images": ELPV_IMAGES, "images_per_s": ELPV_IMAGES / wall}
     if measurement.startswith("predict"):
         return {"images": PREDICT_IMAGES, "images_per_s": PREDICT_IMAGES / wall}
     if measurement.startswith("evaluate"):
@@ -363,7 +367,8 @@ def markdown(rows: list[dict[str, Any]], measurements: list[Measurement], contex
         f"{PACKAGED}",
         f"- check-data-photos, predict-photos: {PHOTOS} JPEG files of {PHOTO_SIZE[0]} x {PHOTO_SIZE[1]} "
         "pixels (quality 90, smooth colour fields with grain), checked as an image folder, or classified "
-        "with the bundle each side's own commit fitted",
+        "with the bundle each side's own commit fitted; check-data-elpv: `transferkit check-data elpv` "
+        f"({ELPV_IMAGES} PNG files of 300 x 300 pixels)",
         "- elpv-fit: `transferkit fit`, the embedded default",
         "",
         "| measurement | old median s | new median s | speed-up (old/new) | target | met |",

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import UNLABELED, Splits
+from transferkit.data.threads import map_in_threads
 from transferkit.files import cache_root, sha256_of_file
 from transferkit.progress import progress_task
 
@@ -58,8 +59,12 @@ def decode_resized(
     size = resize.image_size
     if out is None:
         out = np.empty((len(indices), source.channels, size, size), dtype=np.uint8)
-    for row, index in enumerate(indices):
-        out[row] = resize.resize(source.open(source.records[index], resized_to=resize.scaled_size))
+
+    def decode(row: int) -> None:
+        record = source.records[indices[row]]
+        out[row] = resize.resize(source.open(record, resized_to=resize.scaled_size))
+
+    for _ in map_in_threads(decode, range(len(indices))):
         if on_image is not None:
             on_image()
     return torch.from_numpy(out)

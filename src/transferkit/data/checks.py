@@ -21,6 +21,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from transferkit.data.decode import decode_image, to_channels
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import Splits, class_counts
+from transferkit.data.threads import map_in_threads
 from transferkit.errors import DataError
 from transferkit.files import cache_root, sha256_of_file, write_atomic
 from transferkit.progress import progress_task
@@ -284,14 +285,15 @@ def _scan_all(source: ImageSource, cache: CheckCache | None) -> list[_Scan]:
 
 
 def _scan_each(source: ImageSource) -> list[_Scan]:
+    def scan(record: ImageRecord) -> _Scan:
+        if source.loader is None:
+            return _scan_file(record.path, source.channels)
+        return _scan_loaded(source, record)
+
     scans = []
     with progress_task("checking images", len(source.records)) as advance:
-        for record in source.records:
-            scans.append(
-                _scan_file(record.path, source.channels)
-                if source.loader is None
-                else _scan_loaded(source, record)
-            )
+        for found in map_in_threads(scan, source.records):
+            scans.append(found)
             advance(1)
     return scans
 

@@ -28,6 +28,7 @@ from transferkit.config import ModelConfig
 from transferkit.data.decode import IMAGE_CHANNELS, decode_image, to_channels
 from transferkit.data.folder import list_images
 from transferkit.data.manifest import is_manifest, manifest_path_column, manifest_paths, read_manifest
+from transferkit.data.threads import map_in_threads
 from transferkit.errors import DataError, ModelError, UnknownNameError
 from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.evaluation.operating_point import OperatingPoint, decide
@@ -245,11 +246,12 @@ class Classifier:
         self.expect(len(paths))
         results: list[FilePrediction | None] = [None] * len(paths)
         batch: list[tuple[int, np.ndarray]] = []
-        for index, path in enumerate(paths):
-            try:
-                batch.append((index, self.pixels(path)))
-            except DataError as err:
-                results[index] = FilePrediction(path, error=str(err))
+        decoded = map_in_threads(self._pixels_or_error, paths)
+        for index, (path, pixels) in enumerate(zip(paths, decoded, strict=True)):
+            if isinstance(pixels, DataError):
+                results[index] = FilePrediction(path, error=str(pixels))
+            else:
+                batch.append((index, pixels))
             if len(batch) == batch_size:
                 self._predict_batch(paths, batch, top_k, results)
                 batch = []
@@ -269,6 +271,12 @@ class Classifier:
             size = self.preprocessing.image_size
             return np.empty((0, self.data_channels, size, size), np.uint8)
         return np.stack([self.pixels(image) for image in images])
+
+    def _pixels_or_error(self, path: str) -> np.ndarray | DataError:
+        try:
+            return self.pixels(path)
+        except DataError as err:
+            return err
 
     def pixels(self, image: ImageInput) -> np.ndarray:
         """One image as uint8 (C, H, W), resized and cropped as in training."""

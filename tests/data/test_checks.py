@@ -224,3 +224,19 @@ def test_a_second_check_of_the_same_files_reads_back_what_the_first_found(
     decoded.clear()
     assert check_data(source, splits, cache).to_dict()["num_images"] == first.num_images
     assert decoded  # an unreadable saved check is replaced, never trusted
+
+
+def test_large_photos_report_their_own_size_turned_upright(tmp_path: Path) -> None:
+    """The check decodes JPEGs at thumbnail scale; the sizes it reports are still the files' own."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone held upright: stored 1600 x 1200, shown 1200 x 1600
+    for label, seed in (("a", 1), ("b", 2)):
+        (tmp_path / label).mkdir()
+        for index in range(3):
+            photo = smooth_image(seed * 10 + index, (1600, 1200))
+            photo.save(tmp_path / label / f"{index}.jpg", exif=exif if label == "a" else Image.Exif())
+    source = load_image_folder(tmp_path)
+    report = check_data(source, make_splits(source, val_fraction=0.0, test_fraction=0.34, seed=0))
+    assert report.widths is not None and report.heights is not None
+    assert (report.widths.min, report.widths.max) == (1200, 1600)
+    assert (report.heights.min, report.heights.max) == (1200, 1600)

@@ -103,6 +103,31 @@ def test_a_large_jpeg_decodes_at_a_reduced_scale_with_the_pixels_of_a_full_decod
     assert decode_image(png, resized_to=preprocessing.scaled_size).size == (1600, 1200)  # JPEG alone
 
 
+def test_sharp_edges_stay_close_to_a_full_decode(tmp_path: Path) -> None:
+    blocks = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    path = _save(Image.fromarray(blocks).resize((1600, 1200), Image.Resampling.NEAREST), tmp_path / "e.jpg")
+    preprocessing = Preprocessing((3, 224, 224), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
+    full = preprocessing.resize(decode_image(path)).astype(int)
+    difference = np.abs(preprocessing.resize(decode_image(path, resized_to=preprocessing.scaled_size)) - full)
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 8
+
+
+@pytest.mark.parametrize(("mode", "format"), [("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "MPO")])
+def test_grey_cmyk_and_multi_picture_jpegs_decode_reduced_in_their_mode(
+    tmp_path: Path, mode: str, format: str
+) -> None:
+    photo = _photo(1600, 1200).convert(mode)
+    frames = {"save_all": True, "append_images": [photo]} if format == "MPO" else {}  # as phones write
+    path = _save(photo, tmp_path / f"photo-{mode}.jpg", format=format, **frames)
+    with Image.open(path) as opened:
+        assert opened.format == format and opened.mode == mode
+    channels = 1 if mode == "L" else 3
+    reduced = decode_image(path, channels, resized_to=100)
+    assert reduced.size == (400, 300)
+    full = decode_image(path, channels).resize(reduced.size, Image.Resampling.BOX)
+    assert np.abs(np.asarray(reduced, int) - np.asarray(full)).mean() < 2
+
+
 def test_a_reduced_decode_keeps_the_orientation_and_still_fails_on_a_damaged_file(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6

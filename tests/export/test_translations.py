@@ -11,6 +11,7 @@ import torch
 
 import transferkit
 from transferkit.export import BundleInfo, save_bundle
+from transferkit.export.bundle import OtherTask
 from transferkit.export.pixel_models import PARITY_ATOL
 from transferkit.export.translations import CachedTranslation, prune
 from transferkit.models import resolve_model
@@ -61,6 +62,23 @@ def test_the_first_load_translates_and_keeps_the_graph_the_next_runs(bundle: Pat
 def test_torch_keeps_nothing(bundle: Path, own_cache: Path) -> None:
     transferkit.load(bundle, backend="torch").probabilities(_pixels(4))
     assert not own_cache.exists()
+
+
+def test_a_bundle_of_several_labels_runs_its_weights_and_keeps_nothing(
+    bundle: Path, tmp_path: Path, own_cache: Path
+) -> None:
+    backbone = resolve_model(f"run:{bundle}")
+    other = OtherTask("size", ["small", "large"], [torch.nn.Linear(backbone.num_features, 2)])
+    info = BundleInfo(LABELS, {}, "animals")
+    several = save_bundle(backbone, info, tmp_path / "several", other_tasks=[other])
+    cached = CachedTranslation.of_bundle(several)
+    assert cached is not None
+    cached.path.parent.mkdir(parents=True)
+    cached.path.write_bytes(b"")  # read, it would be dropped as damaged and replaced by a graph
+    classifier = transferkit.load(several, backend="auto", device="cpu")
+    classifier.probabilities(_pixels(3))
+    assert classifier.network is not None and classifier.backend == "onnx"
+    assert [path.stat().st_size for path in own_cache.glob("*.onnx")] == [0]
 
 
 def test_other_weights_or_another_config_are_another_translation(bundle: Path, tmp_path: Path) -> None:

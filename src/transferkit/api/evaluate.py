@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from transferkit.config import DataConfig, FitConfig
 from transferkit.data.checks import BadImage
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.source import ImageSource
+from transferkit.data.threads import map_in_threads
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation.metrics import compute_metrics, operating_point_metrics
 from transferkit.export.predictor import Classifier, load
@@ -147,18 +149,25 @@ def _predict_records(
     """Probabilities of every readable record; unreadable ones are skipped and listed."""
     chunks, kept, skipped = [], [], []
     classifier.expect(len(indices))  # one job, however small its batches
+    resized_to = classifier.preprocessing.scaled_size  # decoded as fit decoded them
+
+    def opened(index: int) -> Image.Image | DataError:
+        try:
+            return source.open(source.records[index], resized_to)
+        except DataError as err:
+            return err
+
     with progress_task(f"evaluate {len(indices)} images", len(indices)) as advance:
         for start in range(0, len(indices), batch_size):
-            images = []
-            for index in indices[start : start + batch_size]:
-                record = source.records[index]
-                try:
-                    images.append(source.open(record))
+            chunk, images = indices[start : start + batch_size], []
+            for index, image in zip(chunk, map_in_threads(opened, chunk), strict=True):
+                if isinstance(image, DataError):
+                    skipped.append(BadImage(index, source.records[index].path, str(image)))
+                else:
+                    images.append(image)
                     kept.append(index)
-                except DataError as err:
-                    skipped.append(BadImage(index, record.path, str(err)))
             chunks.append(classifier.predict_proba(images, batch_size))
-            advance(len(indices[start : start + batch_size]))
+            advance(len(chunk))
     if not kept:
         raise DataError(f"None of the {len(indices)} images of the split could be read.")
     return np.concatenate(chunks), kept, skipped

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, JpegImagePlugin, UnidentifiedImageError
 
 from transferkit.data.decode import decode_image, to_channels
 from transferkit.data.source import ImageRecord, ImageSource
@@ -306,14 +306,17 @@ def _scan_file(path: str, channels: int) -> _Scan:
         image = decode_image(path, channels, resized_to=THUMBNAIL_SIZE)
     except DataError as err:
         return _Scan(_reason(err))
-    mode, size = _stored_mode_and_size(path)
+    mode, size = _stored_mode_and_size(path, image)
     return _describe(image, mode, sha256_of_file(path), size)
 
 
-def _stored_mode_and_size(path: str) -> tuple[str, tuple[int, int]]:
-    """The file's own mode and its size once EXIF-oriented: decoding converted and may have scaled it."""
+def _stored_mode_and_size(path: str, decoded: Image.Image) -> tuple[str, tuple[int, int]]:
+    """The file's own mode (decoding converted it) and size once EXIF-oriented: a JPEG may have been
+    decoded at a reduced scale; other files were decoded whole (their EXIF would need a second decode)."""
     with Image.open(path) as header:
-        width, height = header.size
+        if not isinstance(header, JpegImagePlugin.JpegImageFile):
+            return header.mode, decoded.size
+        width, height = header.size  # a JPEG's EXIF is in its header
         turned = header.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
         return header.mode, (height, width) if turned else (width, height)
 

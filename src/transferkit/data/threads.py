@@ -13,7 +13,15 @@ from typing import TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-DECODE_THREADS = min(4, os.cpu_count() or 1)  # beyond four, reading the files is the limit
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` may allow fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+DECODE_THREADS = min(4, _usable_cores())  # beyond four, reading the files is the limit
 AHEAD = 4  # results per thread decoded before they are taken
 
 
@@ -27,9 +35,13 @@ def map_in_threads(
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
         pending: deque[Future[Result]] = deque()
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= AHEAD * threads:
+        try:
+            for item in items:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= AHEAD * threads:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:  # an error or a caller that stops early: what has not started never will
+            for future in pending:
+                future.cancel()

@@ -9,11 +9,13 @@ load of the same bundle start as fast as one that has it. The bundle itself is n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
 import os
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from transferkit.errors import ModelError
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 TRANSLATION_FORMAT = b"transferkit translation 1"
 MAX_BYTES = 2 << 30  # translations kept in all, the most recently used first
 BUNDLE_FILES = ("config.json", "model.safetensors")  # what the network and its preprocessing are
+MADE_BY = ("transferkit", "torch", "timm", "onnxruntime")  # what builds, translates and runs the graph
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class CachedTranslation:
         bundle's files (loading its weights then says what is missing)."""
         if importlib.util.find_spec("onnxruntime") is None:
             return None
-        digest = hashlib.sha256(TRANSLATION_FORMAT)
+        # a graph translated and checked by other versions is not reused: their network or exporter differ
+        digest = hashlib.sha256(TRANSLATION_FORMAT + " ".join(map(_version, MADE_BY)).encode())
         try:
             for name in BUNDLE_FILES:
                 update_with_file(digest, bundle / name)
@@ -58,7 +62,8 @@ class CachedTranslation:
             logger.warning("%s; translating the bundle again", err)
             self.path.unlink(missing_ok=True)
             return None
-        os.utime(self.path)  # recently used: kept the longest
+        with contextlib.suppress(OSError):  # a cache shared with other users may not be ours to touch
+            os.utime(self.path)  # recently used: kept the longest
         return model
 
     def store(self, serialized: bytes) -> None:
@@ -66,10 +71,9 @@ class CachedTranslation:
         that cannot be written costs the next load its translation, nothing else: a warning."""
         try:
             write_atomic(self.path, serialized)
+            prune(self.path.parent, keep=self.path)
         except OSError as err:
             logger.warning("the ONNX translation is not kept for the next load: %s", err)
-            return
-        prune(self.path.parent, keep=self.path)
 
 
 def prune(root: Path, keep: Path, max_bytes: int = MAX_BYTES) -> None:
@@ -77,12 +81,17 @@ def prune(root: Path, keep: Path, max_bytes: int = MAX_BYTES) -> None:
     `keep` stays whatever its size."""
     kept = []
     for path in root.glob("*.onnx"):
-        try:  # another process may be removing it
+        with contextlib.suppress(FileNotFoundError):  # another process may be removing it
             kept.append((path.stat(), path))
-        except FileNotFoundError:
-            continue
     total = 0
     for stat, path in sorted(kept, key=lambda item: item[0].st_mtime, reverse=True):
         total += stat.st_size
         if total > max_bytes and path != keep:
             path.unlink(missing_ok=True)
+
+
+def _version(package: str) -> str:
+    try:
+        return f"{package} {metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return f"{package} none"

@@ -3,8 +3,9 @@
 `load(backend="auto")` on a CPU translates such a bundle's network to ONNX in memory and keeps it once it
 matches PyTorch on the first images (`CheckedPixelModel`). Translating needs timm and torch's exporter,
 seconds of start-up that a bundle with its own model.onnx never pays; keeping the checked graph under
-``$TRANSFERKIT_CACHE/translations``, keyed by the bundle's config.json and weights, makes every later
-load of the same bundle start as fast as one that has it. The bundle itself is never written to.
+``$TRANSFERKIT_CACHE/translations``, keyed by the bundle's config.json and weights (and the versions of
+what made the graph), makes every later load of the same bundle start as fast as one that has it. The
+bundle itself is never written to, and a cache that cannot be written only costs the next load its start.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ MADE_BY = ("transferkit", "torch", "timm", "onnxruntime")  # what builds, transl
 @dataclass(frozen=True)
 class CachedTranslation:
     """Where the checked ONNX translation of one bundle's network lives: ``<root>/<key>.onnx``, the key a
-    SHA-256 of the bundle's config.json and weights."""
+    SHA-256 of the bundle's config.json and weights and of the versions that make the graph (`MADE_BY`)."""
 
     path: Path
 
@@ -60,7 +61,8 @@ class CachedTranslation:
             model = OnnxPixelModel(self.path)
         except ModelError as err:
             logger.warning("%s; translating the bundle again", err)
-            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
             return None
         with contextlib.suppress(OSError):  # a cache shared with other users may not be ours to touch
             os.utime(self.path)  # recently used: kept the longest

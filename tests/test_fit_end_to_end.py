@@ -103,9 +103,9 @@ def test_images_are_decoded_once_whatever_the_epochs(
     opened: list[str] = []
     original = ImageSource.open
 
-    def counting_open(self: ImageSource, record):  # type: ignore[no-untyped-def]
-        opened.append(record.path)
-        return original(self, record)
+    def counting_open(self: ImageSource, record, resized_to=None):  # type: ignore[no-untyped-def]
+        opened.append(record.path)  # from decoding threads: list.append is atomic
+        return original(self, record, resized_to)
 
     monkeypatch.setattr(ImageSource, "open", counting_open)
     opens_per_run = []

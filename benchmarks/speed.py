@@ -18,7 +18,7 @@ run's config.yaml, not always the other way round), and shared by both sides:
   digits written as PNG files; predict-own-bundle and evaluate-own-run use the same recipe's run made
   by each side's own commit (what a user of that version has);
 - check-data-photos and predict-photos: 40 JPEG files of a 12-megapixel phone camera's size, checked
-  as an image folder, or classified with each side's own bundle;
+  as an image folder, or classified with each side's own bundle; check-data-elpv: ELPV's 2,624 PNGs;
 - few-label fit and rank: a manifest of digits 0 to 7 (8 classes) with 10 training images per class
   and the other 1,363 images of those classes as test images (digits holds no more); the validation
   carve leaves 72 labelled training images, which ``rank`` scores.
@@ -279,7 +279,7 @@ def run_dir(stdout: str, cwd: Path) -> Path:
 def extras(
     measurement: str, side: str, stdout: str, cwd: Path, *, inputs: Inputs, wall: float
 ) -> dict[str, Any]:
-    """Images/s of predict and evaluate; the test accuracies of a fit."""
+    """Images/s of predict, evaluate and check-data; the test accuracies of a fit."""
     if measurement.endswith("photos"):
         return {"images": PHOTOS, "images_per_s": PHOTOS / wall}
     if measurement == "check-data-elpv":

@@ -7,6 +7,7 @@ the model knows can be scored, e.g. a new batch of labelled images from the prod
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,17 +158,19 @@ def _predict_records(
         except DataError as err:
             return err
 
+    # one stream of decoding threads: the next images decode while the network runs on a batch
+    decoded = zip(indices, map_in_threads(opened, indices), strict=True)
     with progress_task(f"evaluate {len(indices)} images", len(indices)) as advance:
         for start in range(0, len(indices), batch_size):
-            chunk, images = indices[start : start + batch_size], []
-            for index, image in zip(chunk, map_in_threads(opened, chunk), strict=True):
+            images = []
+            for index, image in itertools.islice(decoded, batch_size):
                 if isinstance(image, DataError):
                     skipped.append(BadImage(index, source.records[index].path, str(image)))
                 else:
                     images.append(image)
                     kept.append(index)
             chunks.append(classifier.predict_proba(images, batch_size))
-            advance(len(chunk))
+            advance(min(batch_size, len(indices) - start))
     if not kept:
         raise DataError(f"None of the {len(indices)} images of the split could be read.")
     return np.concatenate(chunks), kept, skipped

@@ -107,7 +107,9 @@ def fit_linear_head(
     """Multinomial logistic regression on fixed features, solved to convergence with L-BFGS.
 
     Objective: mean cross-entropy(features @ W.T + b, labels) + l2 * ||W||^2. The objective is strictly
-    convex, so `start` (W, b), e.g. the solution at a stronger `l2`, changes only how fast it converges.
+    convex, so `start` (W, b), e.g. the solution at a stronger `l2`, changes only how fast it converges
+    when `max_iter` steps reach the optimum; where they stop short (ELPV's 1,771 Lite0 features at
+    l2 = 1e-4), the warm start ends closer to it.
 
     Shape:
         features: (N, D); labels: (N,). Returns W: (num_classes, D), b: (num_classes,).

@@ -51,7 +51,8 @@ def _fit(
     start: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The head's fitted parameters, by name; a linear head starts from `start` when given (the same
-    optimum, reached in about half the L-BFGS steps along the L2 grid)."""
+    optimum, reached in about half the L-BFGS steps along the L2 grid, or approached more closely where
+    the steps run out)."""
     if isinstance(head, CumulativeLinkHead):
         return fit_ordinal_head(features, labels, head.out_features, l2)
     initial = (start["weight"], start["bias"]) if start else None

@@ -27,6 +27,7 @@ from transferkit.models.ensemble import Ensemble
 from transferkit.run_dir import RunPaths
 from transferkit.training.interpolation import ALPHAS, WeightChoice, choose_alpha
 from transferkit.training.loop import TrainingResult
+from transferkit.training.semi import SemiMethod
 
 logger = logging.getLogger(__name__)
 AUTO_FOLDS = 5
@@ -45,6 +46,8 @@ class CrossValidation:
             strategy without a fitted head).
         members: the fold models, when the final model is their ensemble (else empty: freed).
         last_training: the last fold's training, for the report of an ensemble.
+        semi_summaries: what each fold's semi-supervised method did before training (its pseudo-labels),
+            in fold order.
     """
 
     indices: list[int]
@@ -53,6 +56,7 @@ class CrossValidation:
     choice: WeightChoice | None
     members: list[Backbone]
     last_training: TrainingResult
+    semi_summaries: list[Any]
 
     def summary(self, source: ImageSource, temperature: float) -> dict[str, Any]:
         """Per-fold and out-of-fold metrics, with the final model's temperature applied."""
@@ -62,6 +66,15 @@ class CrossValidation:
 
     def probabilities(self, temperature: float) -> np.ndarray:
         return tempered_probabilities(self.held_out.logits, temperature)
+
+    def accuracy(self) -> float:
+        """The fold models' accuracy on the images they held out (most probable class, views averaged)."""
+        return float(np.mean(self.probabilities(1.0).argmax(1) == self.held_out.labels))
+
+    def semi_note(self, semi: SemiMethod) -> str | None:
+        """What the semi-supervised method's pool did out of fold, in a sentence (None: nothing to say)."""
+        held_out = np.bincount(self.fold_of, minlength=len(self.semi_summaries)).tolist()
+        return semi.out_of_fold_note(self.semi_summaries, held_out, self.accuracy())
 
     def ensemble(self) -> Backbone:
         """The fold models as one network that predicts the mean of their probabilities.
@@ -127,6 +140,7 @@ def cross_validate(
     order: list[int] = []
     fold_of: list[int] = []
     members: list[tuple[Backbone, TrainingResult]] = []
+    summaries: list[Any] = []
     for number, part in enumerate(held_out):
         rows = [position[index] for index in part]
         rest = sorted(set(range(len(pool.indices))) - set(rows))
@@ -144,6 +158,7 @@ def cross_validate(
         for checkpoint in (fold_paths.last_checkpoint, fold_paths.best_checkpoint):
             checkpoint.unlink(missing_ok=True)
         candidates.append(recipe.candidate_logits(backbone, training, fold_data["val"].images))
+        summaries.append(training.semi_summary)
         members += [(backbone, training)] if recipe.config.cv.final == "ensemble" else []
         order += rows
         fold_of += [number] * len(rows)
@@ -162,7 +177,9 @@ def cross_validate(
     for member, member_training in members:
         recipe.finish(member, member_training, choice.alpha if choice else 1.0)
     indices = [pool.indices[row] for row in order]
-    return CrossValidation(indices, np.asarray(fold_of), held, choice, [m for m, _ in members], training)
+    return CrossValidation(
+        indices, np.asarray(fold_of), held, choice, [m for m, _ in members], training, summaries
+    )
 
 
 def joined(first: SplitImages, second: SplitImages) -> SplitImages:

@@ -146,6 +146,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
         backbone, training, choice, held_out = final_model(recipe, backbone, data, paths, cv, resume=resume)
         source = with_note(source, methods.semi.note(training.history, training.semi_summary))
+        source = with_note(source, cv.semi_note(methods.semi) if cv is not None else None)
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
         # 5. evaluation on the held-out test split, calibrated on validation or out-of-fold predictions

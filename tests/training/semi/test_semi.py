@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -21,10 +22,10 @@ from transferkit.data.splits import UNLABELED
 from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
 from transferkit.training.method_options import FlexMatchOptions, PseudoLabelOptions
-from transferkit.training.semi import FixMatch, FlexMatch, Teacher, pseudo_label
+from transferkit.training.semi import FixMatch, FlexMatch, SelfTraining, Teacher, pseudo_label
 from transferkit.training.semi.consistency import Consistency, consistency_loss
 from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train
-from transferkit.training.semi.self_training import teacher_labels
+from transferkit.training.semi.self_training import TeacherLabels, teacher_labels
 
 
 def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,6 +223,34 @@ def test_a_semi_supervised_fit_reports_its_pseudo_labels(
         assert "Gate: out-of-fold accuracy" in report  # used or not, the report says why
     else:  # pool images drew targets, and the hidden labels measured them
         assert "targets (" in report and "% right)" in report
+
+
+def test_out_of_fold_the_teachers_are_weighed_by_the_images_each_held_out() -> None:
+    summaries = [TeacherLabels([], [], teacher_val_accuracy=a) for a in (0.5, 1.0)]
+    helped = SelfTraining().out_of_fold_note(summaries, [2, 6], accuracy=0.9)
+    assert helped is not None and "87.5%" in helped and "90.0%" in helped and "the pool helped" in helped
+    worse = SelfTraining().out_of_fold_note(summaries, [6, 2], accuracy=0.6)
+    assert worse is not None and "62.5%" in worse and "the pool hurt" in worse
+    even = SelfTraining().out_of_fold_note(summaries, [6, 2], accuracy=0.625)
+    assert even is not None and "neither helped nor hurt" in even
+    unknown = [TeacherLabels([], [], teacher_val_accuracy=None), summaries[1]]
+    assert SelfTraining().out_of_fold_note(unknown, [2, 6], accuracy=0.9) is None
+
+
+def test_a_cross_validated_self_training_fit_sets_its_students_against_its_teachers(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    config = tiny_fit_config(image_folder, tmp_path).with_overrides(
+        {"train.semi": "self-training", "data.labels_per_class": 6, "cv.folds": 2}
+    )
+    run = transferkit.fit(config)
+    saved = [run.dir / "folds" / f"fold-{n}" / "pseudo_labels.json" for n in range(2)]
+    teachers = [json.loads(path.read_text())["teacher_val_accuracy"] for path in saved]
+    held_out = [r["fold"] for r in csv.DictReader((run.dir / "oof_predictions.csv").open())]
+    pooled = sum(a * held_out.count(str(n)) for n, a in enumerate(teachers)) / len(held_out)
+    report = (run.dir / "report.md").read_text()
+    expected = f"the teachers (labeled images alone) classified {pooled:.1%} of the {len(held_out)} held-out"
+    assert expected in report
 
 
 def test_a_teacher_leaves_the_student_as_it_would_train_without_one(

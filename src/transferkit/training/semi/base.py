@@ -43,6 +43,8 @@ class SemiMethod:
         attach: the pool and the training augmentation, before the epoch loop.
         step_loss: an extra loss for one training step on pool images, or None.
         note: one sentence for the report, from the training history and the summary.
+        out_of_fold_note: in a cross-validated run, one sentence from every fold's summary and the fold
+            models' accuracy on the images they held out.
         state_dict / load_state_dict: what the method learns while training, kept in the checkpoints
             so that a resumed run goes on exactly.
     """
@@ -73,6 +75,12 @@ class SemiMethod:
         return None
 
     def note(self, history: list[dict[str, Any]], summary: Any) -> str | None:
+        return None
+
+    def out_of_fold_note(self, summaries: list[Any], held_out: list[int], accuracy: float) -> str | None:
+        """A sentence on what the pool did out of fold, for a cross-validated run: each fold's summary
+        (`pseudo_label`'s) and images held out, in fold order, and the fold models' accuracy on those
+        images; None to say nothing."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ often right than a head's on those features (`pseudo-label`); the price is a sec
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,27 @@ class SelfTraining(SemiMethod):
             f"Self-training: a teacher trained on the labeled images alone gave {len(summary.positions)} "
             f"pool images a pseudo-label at confidence {summary.threshold:.2f} or more{right}{teacher}; "
             "this model started again from the pretrained weights with them."
+        )
+
+    def out_of_fold_note(self, summaries: list[Any], held_out: list[int], accuracy: float) -> str | None:
+        """The fold teachers against the fold students on the labeled images each fold held out: the
+        teacher is the recipe without the pool, so this says whether the pool helped. (Each teacher's
+        WiSE-FT candidate is chosen on its fold's images, the students' on all of them: a close call
+        leans toward the teacher.)"""
+        teachers = [summary.teacher_val_accuracy for summary in summaries]
+        if not teachers or any(value is None for value in teachers):
+            return None
+        right = sum(value * images for value, images in zip(teachers, held_out, strict=True))
+        teacher = right / sum(held_out)
+        if math.isclose(accuracy, teacher, abs_tol=1e-9):
+            verdict = "the pool neither helped nor hurt"
+        elif accuracy > teacher:
+            verdict = "the pool helped"
+        else:
+            verdict = "the pool hurt: a fit without --semi does better here"
+        return (
+            f"Out of fold, the teachers (labeled images alone) classified {teacher:.1%} of the "
+            f"{sum(held_out)} held-out labeled images right and the students {accuracy:.1%}: {verdict}."
         )
 
 

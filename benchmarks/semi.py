@@ -52,6 +52,7 @@ SETTINGS = [
         for name, data, budget, limit in [
             ("digits", DIGITS, "10 per class", ["--labels-per-class", "10"]),
             ("elpv", ELPV, "10 %", ["--label-fraction", "0.1"]),
+            ("elpv-binary", ["--data", "elpv:binary"], "10 per class", ["--labels-per-class", "10"]),
         ]
         for method, extra in [
             ("labeled only", limit),
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-semi"))
     parser.add_argument("--budgets", nargs="+", help="only these label budgets, e.g. '10 %%' '10 per class'")
-    parser.add_argument("--datasets", nargs="+", help="only these datasets: digits, elpv")
+    parser.add_argument("--datasets", nargs="+", help="only these datasets: digits, elpv, elpv-binary")
     parser.add_argument("--methods", nargs="+", help="only these methods, e.g. 'pseudo-label, fine-tune'")
     parser.add_argument("--name", default="semi", help="results/NAME.{csv,md}; a partial run gets its own")
     parser.add_argument(
@@ -110,7 +111,7 @@ def main() -> None:
                     **test_sampling(fit.metrics["test"]),
                     "out_of_fold_accuracy": out_of_fold_accuracy(fit.metrics),
                     "wall_min": fit.wall_s / 60,
-                    "pool": pool_use(fit.run_dir),
+                    "pool": pool_use(fit.run_dir, fit.metrics),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
@@ -135,13 +136,21 @@ def out_of_fold_accuracy(metrics: dict) -> float | None:
     return cv["out_of_fold"]["accuracy"] if cv else None
 
 
-def pool_use(run_dir: Path) -> str:
-    """What the run made of the pool: the pseudo-label gate's decision (pseudo_labels.json) or the
-    consistency targets per epoch (metrics.csv); "" for runs without a pool."""
+def pool_use(run_dir: Path, metrics: dict) -> str:
+    """What the run made of the pool: the pseudo-label gate's decision (pseudo_labels.json), the
+    self-training students against their teachers out of fold (metrics.json), or the consistency
+    targets per epoch (metrics.csv); "" for runs without a pool."""
+    checked = (metrics.get("cv") or {}).get("pool")
     saved = run_dir / "pseudo_labels.json"
-    if saved.exists():
-        chosen = json.loads(saved.read_text())
-        if "teacher_val_accuracy" in chosen:  # self-training: the teacher's labels, no gate
+    chosen = json.loads(saved.read_text()) if saved.exists() else {}
+    if checked is not None:  # self-training, cross-validated: the teachers against the students
+        verdict = "used" if checked["used"] else "left out"
+        measured = f"out of fold {checked['teachers']:.1%} -> {checked['students']:.1%}"
+        labels = f", {len(chosen['positions'])} pseudo-labels" if chosen else ""
+        right = f" ({chosen['accuracy']:.1%} right)" if chosen.get("accuracy") is not None else ""
+        return f"{verdict} ({measured}){labels}{right}"
+    if chosen:
+        if "teacher_val_accuracy" in chosen:  # self-training with a validation split: no check
             right = "" if chosen["accuracy"] is None else f", {chosen['accuracy']:.1%} right"
             return f"{len(chosen['positions'])} pseudo-labels{right}"
         gate = chosen.get("gate")
@@ -199,7 +208,9 @@ def write(rows: list[dict], command: str, name: str = "semi") -> None:
         "loss on the pool at every step (the pool per seed gives the confident targets in each epoch); "
         "self-training trains the same recipe on the "
         "labeled images first and adds its confident pool predictions as labels (at 0.9 confidence, or "
-        "0.8 where the method says so). Out-of-fold accuracy: the run's fold models on the labeled images "
+        "0.8 where the method says so); cross-validated, it keeps the pool only if the fold models beat "
+        "their teachers out of fold (the pool per seed gives teachers -> students). Out-of-fold "
+        "accuracy: the run's fold models on the labeled images "
         "each did not see (runs whose validation split is small cross-validate; n/a otherwise), what a "
         "choice between methods may read. Gap recovered: (semi - "
         "labeled only) / (fully labeled - labeled only) test accuracy, of the same strategy. Each run is its "

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 
-from transferkit.api.recipe import Recipe
+from transferkit.api.recipe import Recipe, chosen_candidate
 from transferkit.config import SMALL_VALIDATION_PER_CLASS
 from transferkit.data.cache import SplitImages
 from transferkit.data.folds import make_folds
@@ -25,9 +25,8 @@ from transferkit.faults import kill_point
 from transferkit.models import Backbone
 from transferkit.models.ensemble import Ensemble
 from transferkit.run_dir import RunPaths
-from transferkit.training.interpolation import ALPHAS, WeightChoice, choose_alpha
+from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
-from transferkit.training.semi import SemiMethod
 
 logger = logging.getLogger(__name__)
 AUTO_FOLDS = 5
@@ -48,6 +47,9 @@ class CrossValidation:
         last_training: the last fold's training, for the report of an ensemble.
         semi_summaries: what each fold's semi-supervised method did before training (its pseudo-labels),
             in fold order.
+        teachers: where every fold trained a teacher (the recipe without the pool), their out-of-fold
+            predictions, chosen and measured the same way.
+        pool: the teachers against the fold models, and whether the final model uses the pool.
     """
 
     indices: list[int]
@@ -57,6 +59,8 @@ class CrossValidation:
     members: list[Backbone]
     last_training: TrainingResult
     semi_summaries: list[Any]
+    teachers: OutOfFold | None = None
+    pool: PoolCheck | None = None
 
     def summary(self, source: ImageSource, temperature: float) -> dict[str, Any]:
         """Per-fold and out-of-fold metrics, with the final model's temperature applied."""
@@ -69,12 +73,14 @@ class CrossValidation:
 
     def accuracy(self) -> float:
         """The fold models' accuracy on the images they held out (most probable class, views averaged)."""
-        return float(np.mean(self.probabilities(1.0).argmax(1) == self.held_out.labels))
+        return OutOfFold(self.held_out, self.choice).accuracy()
 
-    def semi_note(self, semi: SemiMethod) -> str | None:
-        """What the semi-supervised method's pool did out of fold, in a sentence (None: nothing to say)."""
-        held_out = np.bincount(self.fold_of, minlength=len(self.semi_summaries)).tolist()
-        return semi.out_of_fold_note(self.semi_summaries, held_out, self.accuracy())
+    def without_pool(self) -> CrossValidation:
+        """The teachers' out-of-fold predictions in place of the fold models': the final model is then
+        the recipe without the pool, chosen and calibrated on them."""
+        if self.teachers is None:
+            raise ValueError("no teachers to fall back on")
+        return replace(self, held_out=self.teachers.held_out, choice=self.teachers.choice)
 
     def ensemble(self) -> Backbone:
         """The fold models as one network that predicts the mean of their probabilities.
@@ -88,6 +94,75 @@ class CrossValidation:
             spec=f"{first.spec} (ensemble of {len(self.members)} folds)",
             model=Ensemble([m.model for m in self.members]),
         )
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """One recipe's fold models on the images they held out: the view logits of the WiSE-FT candidate
+    chosen on them (None: a single candidate), to calibrate on."""
+
+    held_out: CalibrationSet
+    choice: WeightChoice | None
+
+    @classmethod
+    def chosen(
+        cls, candidates: list[list[np.ndarray]], labels: np.ndarray, name: str, *, balanced: bool
+    ) -> OutOfFold:
+        """From each fold's candidates' view logits of its held-out images, in fold order."""
+        joined = [np.concatenate(fold, axis=1) for fold in zip(*candidates, strict=True)]
+        choice, held_out = chosen_candidate(joined, labels, name, balanced=balanced)
+        return cls(held_out, choice)
+
+    def accuracy(self) -> float:
+        """Most probable class, views averaged."""
+        probabilities = tempered_probabilities(self.held_out.logits, 1.0)
+        return float(np.mean(probabilities.argmax(1) == self.held_out.labels))
+
+
+@dataclass(frozen=True)
+class PoolCheck:
+    """Whether the unlabeled pool helped: out of fold, the fold models against their teachers (the
+    recipe on the labeled images alone), on the labeled images each fold held out.
+
+    Attributes:
+        teachers, students: the accuracy of each.
+        images: how many held-out images.
+        gated: the method leaves the pool out of the final model where it did not help.
+        ensemble: the final model is the ensemble of the fold models (the students, whatever they did).
+    """
+
+    teachers: float
+    students: float
+    images: int
+    gated: bool
+    ensemble: bool
+
+    @property
+    def helped(self) -> bool:
+        return self.students > self.teachers
+
+    @property
+    def used(self) -> bool:
+        """Whether the final model learns from the pool."""
+        return self.helped or self.ensemble or not self.gated
+
+    def note(self) -> str:
+        """The check and what the final model did, in a sentence for the report."""
+        measured = (
+            f"Out of fold, the teachers (the recipe on the labeled images alone) classified "
+            f"{self.teachers:.1%} of the {self.images} held-out labeled images right and the students "
+            f"{self.students:.1%}"
+        )
+        if self.helped:
+            return f"{measured}: the pool helped."
+        if self.ensemble:
+            return f"{measured}: the pool did not help; the ensemble of fold models keeps it."
+        if self.gated:
+            return f"{measured}: the pool did not help, so the final model trained without it."
+        return f"{measured}: the pool did not help; train.semi.gate is off, so the final model used it."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "helped": self.helped, "used": self.used}
 
 
 def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
@@ -164,22 +239,41 @@ def cross_validate(
         fold_of += [number] * len(rows)
     labels = pool.labels.numpy()[order]
     name = f"out-of-fold predictions ({folds} folds, {len(order)} images)"
-    out_of_fold = [np.concatenate(fold, axis=1) for fold in zip(*candidates, strict=False)]
     balanced = recipe.balances(pool.labels)
-    choice = (
-        choose_alpha(out_of_fold, labels, name, balanced=balanced)
-        if len(out_of_fold) == len(ALPHAS)
-        else None
-    )
-    held = CalibrationSet(
-        out_of_fold[ALPHAS.index(choice.alpha)] if choice else out_of_fold[-1], labels, name
-    )
+    students = OutOfFold.chosen(candidates, labels, name, balanced=balanced)
     for member, member_training in members:
-        recipe.finish(member, member_training, choice.alpha if choice else 1.0)
+        recipe.finish(member, member_training, students.choice.alpha if students.choice else 1.0)
+    teachers = teachers_out_of_fold(recipe, summaries, labels, name, balanced=balanced)
+    check = None
+    if teachers is not None:
+        ensemble, gated = bool(members), recipe.methods.semi.gated
+        check = PoolCheck(teachers.accuracy(), students.accuracy(), len(labels), gated, ensemble)
     indices = [pool.indices[row] for row in order]
     return CrossValidation(
-        indices, np.asarray(fold_of), held, choice, [m for m, _ in members], training, summaries
+        indices,
+        np.asarray(fold_of),
+        students.held_out,
+        students.choice,
+        [m for m, _ in members],
+        training,
+        summaries,
+        teachers,
+        check,
     )
+
+
+def teachers_out_of_fold(
+    recipe: Recipe, summaries: list[Any], labels: np.ndarray, name: str, *, balanced: bool
+) -> OutOfFold | None:
+    """The fold teachers' out-of-fold predictions, where the semi-supervised method trained one in
+    every fold (the recipe without the pool); None otherwise."""
+    candidates = []
+    for summary in summaries:
+        logits = recipe.methods.semi.teacher_logits(summary)
+        if logits is None:
+            return None
+        candidates.append(list(logits))
+    return OutOfFold.chosen(candidates, labels, name, balanced=balanced)
 
 
 def joined(first: SplitImages, second: SplitImages) -> SplitImages:

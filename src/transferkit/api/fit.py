@@ -144,9 +144,11 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         if cv is not None:
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
+            if cv.pool is not None:  # a pool that did not help out of fold stays out of a gated run
+                source = with_note(source, cv.pool.note())
+                recipe, cv = (recipe, cv) if cv.pool.used else (recipe.without_pool(), cv.without_pool())
         backbone, training, choice, held_out = final_model(recipe, backbone, data, paths, cv, resume=resume)
-        source = with_note(source, methods.semi.note(training.history, training.semi_summary))
-        source = with_note(source, cv.semi_note(methods.semi) if cv is not None else None)
+        source = with_note(source, recipe.methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
         # 5. evaluation on the held-out test split, calibrated on validation or out-of-fold predictions

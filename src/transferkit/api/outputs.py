@@ -207,6 +207,8 @@ def write_run_outputs(
     if cross_validation is not None:
         final = "ensemble" if cross_validation.members else "refit"
         cv = {**cross_validation.summary(source, evaluation.temperature), "final": final}
+        if cross_validation.pool is not None:
+            cv["pool"] = cross_validation.pool.to_dict()
     choice = weight_choice.to_dict() if weight_choice is not None else None
     run_level = {
         "calibration": evaluation.calibration,

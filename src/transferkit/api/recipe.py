@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import random
@@ -116,7 +117,7 @@ class Recipe:
         )
         # trained only when the method has no saved selection: a resumed student skips it
         teacher = (
-            functools.partial(self.teach, data, paths, resume=resume, writes=writes)
+            functools.partial(self.teach, backbone, data, paths, resume=resume, writes=writes)
             if methods.semi.needs_teacher
             else None
         )
@@ -131,30 +132,45 @@ class Recipe:
             return None
         return AuxiliaryHead(backbone.num_features, self.auxiliary, self.config.train.aux_weight)
 
-    def teach(self, data: dict[str, SplitImages], paths: RunPaths, *, resume: bool, writes: bool) -> Teacher:
+    def without_pool(self) -> Recipe:
+        """This recipe without its semi-supervised method: trained on the labeled images alone."""
+        return replace(self, methods=replace(self.methods, semi=SemiMethod()))
+
+    def teach(
+        self,
+        backbone: Backbone,
+        data: dict[str, SplitImages],
+        paths: RunPaths,
+        *,
+        resume: bool,
+        writes: bool,
+    ) -> Teacher:
         """What this recipe without its semi-supervised method, trained on the labeled images alone
         (``teacher/`` in the run directory, resumable), predicts for the pool and validation images.
-        The random state is restored afterwards: the student trains as it would without a teacher."""
-        alone = replace(self, methods=replace(self.methods, semi=SemiMethod()))
+        The teacher starts from a copy of the student's untrained `backbone`, so it is the very model a
+        fit without the pool trains; the random state is restored afterwards: the student trains as it
+        would without a teacher."""
+        alone = self.without_pool()
         logger.info(
             "self-training: the teacher trains on the %d labeled images first", len(data["train"].labels)
         )
         with kept_random_state():
-            network = alone.backbone()
+            network = copy.deepcopy(backbone)
             teacher_paths = paths.teacher()
             training = alone.train(
                 network, data, teacher_paths, resume=resume, writes=writes, keeps_best=False
             )
             for checkpoint in (teacher_paths.last_checkpoint, teacher_paths.best_checkpoint):
                 checkpoint.unlink(missing_ok=True)  # a resume reads the trained weights
-            choice, _ = alone.choose_on_validation(network, training, data)
+            candidates = alone.validation_candidates(network, training, data["val"])
+            choice, _ = alone.choose(candidates, data)
             alone.finish(network, training, choice.alpha if choice else 1.0)
             classifier = alone.classifier(network)
             pool, val = (
                 torch.from_numpy(classifier.probabilities(data[n].images.numpy())) for n in (UNLABELED, "val")
             )
         kill_point("teacher")
-        return Teacher(pool, val)
+        return Teacher(pool, val, np.stack(candidates) if candidates else None)
 
     def class_counts(self, labels: torch.Tensor) -> list[int]:
         return torch.bincount(labels, minlength=len(self.source.class_names)).tolist()
@@ -172,16 +188,23 @@ class Recipe:
         """The WiSE-FT candidate with the best validation predictions (every class weighed the same
         when training balances them; None without a validation split or without candidates), and its
         validation view logits, to calibrate on."""
-        val = data["val"]
-        labels = val.labels.numpy()
-        if not len(labels):
-            return None, CalibrationSet.validation(None, labels)
-        logits = self.candidate_logits(backbone, training, val.images)
-        if len(logits) == 1:
-            return None, CalibrationSet.validation(logits[0], labels)
-        held_out = [CalibrationSet.validation(candidate, labels) for candidate in logits]
-        choice = choose_alpha(logits, labels, held_out[0].name, balanced=self.balances(data["train"].labels))
-        return choice, held_out[ALPHAS.index(choice.alpha)]
+        return self.choose(self.validation_candidates(backbone, training, data["val"]), data)
+
+    def validation_candidates(
+        self, backbone: Backbone, training: TrainingResult, val: SplitImages
+    ) -> list[np.ndarray]:
+        """`candidate_logits` of the validation images; none for an empty split."""
+        return self.candidate_logits(backbone, training, val.images) if len(val.labels) else []
+
+    def choose(
+        self, candidates: list[np.ndarray], data: dict[str, SplitImages]
+    ) -> tuple[WeightChoice | None, CalibrationSet]:
+        """`chosen_candidate` among validation view logits (`validation_candidates`)."""
+        empty = CalibrationSet.validation(None, data["val"].labels.numpy())
+        if not candidates:
+            return None, empty
+        balanced = self.balances(data["train"].labels)
+        return chosen_candidate(candidates, empty.labels, empty.name, balanced=balanced)
 
     def candidate_logits(
         self, backbone: Backbone, training: TrainingResult, images: torch.Tensor
@@ -214,6 +237,17 @@ class Recipe:
             data_channels=self.source.channels,
             backend=self.config.runtime.inference,
         )
+
+
+def chosen_candidate(
+    candidates: list[np.ndarray], labels: np.ndarray, name: str, *, balanced: bool
+) -> tuple[WeightChoice | None, CalibrationSet]:
+    """The WiSE-FT candidate whose held-out view logits (in the order of `ALPHAS`) predict `labels`
+    best, and its logits to calibrate on; None and the only logits where there is one candidate."""
+    if len(candidates) != len(ALPHAS):
+        return None, CalibrationSet(candidates[-1], labels, name)
+    choice = choose_alpha(candidates, labels, name, balanced=balanced)
+    return choice, CalibrationSet(candidates[ALPHAS.index(choice.alpha)], labels, name)
 
 
 @contextmanager

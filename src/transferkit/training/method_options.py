@@ -97,6 +97,11 @@ class SelfTrainingOptions:
         "the teacher's confidence (mean over test-time views) for a pool image to get a pseudo-label",
         within=Interval(0, 1, "neither"),
     )
+    gate: bool = option(
+        True,
+        "with cross-validation, train the final model without the pool unless the fold models beat "
+        "their teachers (the recipe on the labeled images alone) on the images they held out",
+    )
 
 
 @dataclass

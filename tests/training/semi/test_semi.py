@@ -7,12 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 import transferkit
+from transferkit.api.cross_validation import PoolCheck
 from transferkit.api.fit import check_unlabeled_pool
 from transferkit.config import DataConfig
 from transferkit.data.cache import SplitImages
@@ -21,11 +23,12 @@ from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import UNLABELED
 from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
+from transferkit.training.interpolation import ALPHAS
 from transferkit.training.method_options import FlexMatchOptions, PseudoLabelOptions
-from transferkit.training.semi import FixMatch, FlexMatch, SelfTraining, Teacher, pseudo_label
+from transferkit.training.semi import FixMatch, FlexMatch, Teacher, pseudo_label
 from transferkit.training.semi.consistency import Consistency, consistency_loss
 from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train
-from transferkit.training.semi.self_training import TeacherLabels, teacher_labels
+from transferkit.training.semi.self_training import teacher_labels
 
 
 def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,16 +228,16 @@ def test_a_semi_supervised_fit_reports_its_pseudo_labels(
         assert "targets (" in report and "% right)" in report
 
 
-def test_out_of_fold_the_teachers_are_weighed_by_the_images_each_held_out() -> None:
-    summaries = [TeacherLabels([], [], teacher_val_accuracy=a) for a in (0.5, 1.0)]
-    helped = SelfTraining().out_of_fold_note(summaries, [2, 6], accuracy=0.9)
-    assert helped is not None and "87.5%" in helped and "90.0%" in helped and "the pool helped" in helped
-    worse = SelfTraining().out_of_fold_note(summaries, [6, 2], accuracy=0.6)
-    assert worse is not None and "62.5%" in worse and "the pool hurt" in worse
-    even = SelfTraining().out_of_fold_note(summaries, [6, 2], accuracy=0.625)
-    assert even is not None and "neither helped nor hurt" in even
-    unknown = [TeacherLabels([], [], teacher_val_accuracy=None), summaries[1]]
-    assert SelfTraining().out_of_fold_note(unknown, [2, 6], accuracy=0.9) is None
+def test_the_pool_stays_out_of_a_gated_run_unless_its_students_beat_their_teachers() -> None:
+    helped = PoolCheck(teachers=0.875, students=0.9, images=8, gated=True, ensemble=False)
+    assert helped.used and "87.5%" in helped.note() and "90.0%" in helped.note()
+    assert helped.note().endswith("the pool helped.")
+    even = PoolCheck(teachers=0.875, students=0.875, images=8, gated=True, ensemble=False)
+    assert not even.used and "the final model trained without it" in even.note()
+    ungated = PoolCheck(teachers=0.9, students=0.8, images=8, gated=False, ensemble=False)
+    assert ungated.used and "train.semi.gate is off" in ungated.note()
+    ensemble = PoolCheck(teachers=0.9, students=0.8, images=8, gated=True, ensemble=True)
+    assert ensemble.used and "the ensemble of fold models keeps it" in ensemble.note()
 
 
 def test_a_cross_validated_self_training_fit_sets_its_students_against_its_teachers(
@@ -244,13 +247,46 @@ def test_a_cross_validated_self_training_fit_sets_its_students_against_its_teach
         {"train.semi": "self-training", "data.labels_per_class": 6, "cv.folds": 2}
     )
     run = transferkit.fit(config)
-    saved = [run.dir / "folds" / f"fold-{n}" / "pseudo_labels.json" for n in range(2)]
-    teachers = [json.loads(path.read_text())["teacher_val_accuracy"] for path in saved]
+    folds = [run.dir / "folds" / f"fold-{n}" for n in range(2)]
     held_out = [r["fold"] for r in csv.DictReader((run.dir / "oof_predictions.csv").open())]
-    pooled = sum(a * held_out.count(str(n)) for n, a in enumerate(teachers)) / len(held_out)
+    for number, fold in enumerate(folds):  # every WiSE-FT candidate's views of the fold's own images
+        logits = np.load(fold / "teacher_logits.npy")
+        assert logits.shape[0] == len(ALPHAS) and logits.shape[2] == held_out.count(str(number))
+    pool = json.loads(run.paths.metrics.read_text())["cv"]["pool"]
+    assert pool["images"] == len(held_out) and pool["used"] == (pool["students"] > pool["teachers"])
     report = (run.dir / "report.md").read_text()
-    expected = f"the teachers (labeled images alone) classified {pooled:.1%} of the {len(held_out)} held-out"
+    expected = (
+        f"the teachers (the recipe on the labeled images alone) classified {pool['teachers']:.1%} of the "
+        f"{len(held_out)} held-out labeled images right and the students {pool['students']:.1%}"
+    )
     assert expected in report
+
+
+def test_a_gated_self_training_fit_whose_pool_did_not_help_ends_as_the_fit_without_one(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """With no pool image confident enough, each student is its teacher: the pool did not help, and the
+    gated run ends with the weights and out-of-fold predictions of the run without --semi."""
+    budget = {"data.labels_per_class": 6, "cv.folds": 2}
+    alone = transferkit.fit(tiny_fit_config(image_folder, tmp_path / "alone").with_overrides(budget))
+    semi = {**budget, "train.semi": "self-training", "train.semi.threshold": 0.9999}
+    gated = transferkit.fit(tiny_fit_config(image_folder, tmp_path / "gated").with_overrides(semi))
+    pool = json.loads(gated.paths.metrics.read_text())["cv"]["pool"]
+    assert not pool["helped"] and not pool["used"]
+    assert (
+        "the pool did not help, so the final model trained without it"
+        in (gated.dir / "report.md").read_text()
+    )
+    assert not (gated.dir / "pseudo_labels.json").exists()  # the final model never trained a teacher
+    oof = [(run.dir / "oof_predictions.csv").read_text() for run in (alone, gated)]
+    assert oof[0] == oof[1]
+    expected, weights = (load_file(run.dir / "model" / "model.safetensors") for run in (alone, gated))
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)
+    kept = transferkit.fit(
+        tiny_fit_config(image_folder, tmp_path / "kept").with_overrides({**semi, "train.semi.gate": False})
+    )
+    assert json.loads(kept.paths.metrics.read_text())["cv"]["pool"]["used"]
+    assert (kept.dir / "pseudo_labels.json").is_file()  # the final model trained its own teacher
 
 
 def test_a_teacher_leaves_the_student_as_it_would_train_without_one(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,10 +25,13 @@ Splits = dict[str, SplitImages]
 @dataclass(frozen=True)
 class Teacher:
     """What a network fine-tuned on the labeled images alone predicts: class probabilities (averaged
-    over the test-time views) of each pool image and of each validation image."""
+    over the test-time views) of each pool image and of each validation image, and the view logits of
+    the validation images for every WiSE-FT candidate, ``(candidates, views, N, classes)`` (None
+    without validation images)."""
 
     pool: torch.Tensor
     val: torch.Tensor
+    val_logits: np.ndarray | None = None
 
 
 class SemiMethod:
@@ -43,8 +47,9 @@ class SemiMethod:
         attach: the pool and the training augmentation, before the epoch loop.
         step_loss: an extra loss for one training step on pool images, or None.
         note: one sentence for the report, from the training history and the summary.
-        out_of_fold_note: in a cross-validated run, one sentence from every fold's summary and the fold
-            models' accuracy on the images they held out.
+        teacher_logits: in a cross-validated run, what each fold's teacher predicted for the images the
+            fold held out, from the fold's summary: the recipe without the pool, out of fold, against
+            which the run measures whether the pool helped (and, where `gated`, leaves it out if not).
         state_dict / load_state_dict: what the method learns while training, kept in the checkpoints
             so that a resumed run goes on exactly.
     """
@@ -77,11 +82,16 @@ class SemiMethod:
     def note(self, history: list[dict[str, Any]], summary: Any) -> str | None:
         return None
 
-    def out_of_fold_note(self, summaries: list[Any], held_out: list[int], accuracy: float) -> str | None:
-        """A sentence on what the pool did out of fold, for a cross-validated run: each fold's summary
-        (`pseudo_label`'s) and images held out, in fold order, and the fold models' accuracy on those
-        images; None to say nothing."""
+    def teacher_logits(self, summary: Any) -> np.ndarray | None:
+        """The teacher's view logits of the validation images, per WiSE-FT candidate (`Teacher`), from
+        a summary `pseudo_label` returned; None for a method without a teacher."""
         return None
+
+    @property
+    def gated(self) -> bool:
+        """Whether a cross-validated run leaves the pool out where its fold models did no better than
+        their teachers on the images they held out."""
+        return False
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -9,18 +9,19 @@ often right than a head's on those features (`pseudo-label`); the price is a sec
 
 from __future__ import annotations
 
+import io
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from transferkit.data.splits import UNLABELED
-from transferkit.files import write_json
+from transferkit.files import write_atomic, write_json
 from transferkit.models.backbone import Backbone
 from transferkit.training.method_options import SelfTrainingOptions
 from transferkit.training.semi.base import SemiMethod, Splits, Teacher, semi_methods
@@ -47,14 +48,17 @@ class SelfTraining(SemiMethod):
         save: bool,
         teacher: Callable[[], Teacher] | None = None,
     ) -> tuple[Splits, TeacherLabels]:
-        saved = run_dir / "pseudo_labels.json"
+        saved, logits = run_dir / "pseudo_labels.json", run_dir / "teacher_logits.npy"
         if saved.exists():  # a resumed run trains on the very same images
             labels = TeacherLabels.from_dict(json.loads(saved.read_text()))
+            labels.val_logits = np.load(logits) if logits.exists() else None
         elif teacher is None:
             raise ValueError("self-training needs the teacher's predictions (SemiMethod.needs_teacher)")
         else:
             labels = teacher_labels(teacher(), data, self.options.threshold)
-            if save:
+            if save:  # the logits first: the selection's file says the teacher's work is all saved
+                if labels.val_logits is not None:
+                    write_atomic(logits, npy_bytes(labels.val_logits))
                 write_json(saved, labels.to_dict())
         return with_pseudo_labels(data, labels), labels
 
@@ -75,36 +79,24 @@ class SelfTraining(SemiMethod):
             "this model started again from the pretrained weights with them."
         )
 
-    def out_of_fold_note(self, summaries: list[Any], held_out: list[int], accuracy: float) -> str | None:
-        """The fold teachers against the fold students on the labeled images each fold held out: the
-        teacher is the recipe without the pool, so this says whether the pool helped. (Each teacher's
-        WiSE-FT candidate is chosen on its fold's images, the students' on all of them: a close call
-        leans toward the teacher.)"""
-        teachers = [summary.teacher_val_accuracy for summary in summaries]
-        if not teachers or any(value is None for value in teachers):
-            return None
-        right = sum(value * images for value, images in zip(teachers, held_out, strict=True))
-        teacher = right / sum(held_out)
-        if math.isclose(accuracy, teacher, abs_tol=1e-9):
-            verdict = "the pool neither helped nor hurt"
-        elif accuracy > teacher:
-            verdict = "the pool helped"
-        else:
-            verdict = "the pool hurt: a fit without --semi does better here"
-        return (
-            f"Out of fold, the teachers (labeled images alone) classified {teacher:.1%} of the "
-            f"{sum(held_out)} held-out labeled images right and the students {accuracy:.1%}: {verdict}."
-        )
+    def teacher_logits(self, summary: Any) -> np.ndarray | None:
+        return summary.val_logits if isinstance(summary, TeacherLabels) else None
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.options.gate)
 
 
 @dataclass
 class TeacherLabels(PseudoLabels):
-    """The teacher's pseudo-labels, their accuracy where the pool's labels are known, and the teacher's
-    own validation accuracy."""
+    """The teacher's pseudo-labels, their accuracy where the pool's labels are known, the teacher's own
+    validation accuracy and its validation view logits (`Teacher.val_logits`, kept in a file of their
+    own)."""
 
     threshold: float = 0.0
     accuracy: float | None = None
     teacher_val_accuracy: float | None = None
+    val_logits: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,4 +132,11 @@ def teacher_labels(teacher: Teacher, data: Splits, threshold: float) -> TeacherL
         threshold=threshold,
         accuracy=known_accuracy(pool.labels[positions], torch.tensor(labels, dtype=torch.long)),
         teacher_val_accuracy=known_accuracy(val.labels, teacher.val.argmax(1)) if len(val.labels) else None,
+        val_logits=teacher.val_logits,
     )
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

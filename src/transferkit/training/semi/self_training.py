@@ -5,6 +5,11 @@ same pretrained model, trains on labeled and pseudo-labeled images with the run'
 
 Where frozen features separate the classes poorly, a fine-tuned teacher's pseudo-labels are far more
 often right than a head's on those features (`pseudo-label`); the price is a second training.
+
+The teacher is the run without the pool, so a cross-validated run can tell whether the pool helped: each
+fold keeps its teacher's view logits of the images the fold holds out (``teacher_logits.npy``), and
+where the fold students do no better than their teachers out of fold, the final model trains without
+the pool (`gated`, ``train.semi.gate``; `api.cross_validation.PoolCheck`).
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ class CrossValidation:
 
 @dataclass(frozen=True)
 class OutOfFold:
-    """One recipe's fold models on the images they held out: the view logits of the WiSE-FT candidate
-    chosen on them (None: a single candidate), to calibrate on."""
+    """One recipe's fold models on the images they held out: the WiSE-FT choice made on them (None: a
+    single candidate) and the chosen candidate's view logits, to calibrate on."""
 
     held_out: CalibrationSet
     choice: WeightChoice | None

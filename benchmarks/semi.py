@@ -138,19 +138,19 @@ def out_of_fold_accuracy(metrics: dict) -> float | None:
 
 def pool_use(run_dir: Path, metrics: dict) -> str:
     """What the run made of the pool: the pseudo-label gate's decision (pseudo_labels.json), the
-    self-training students against their teachers out of fold (metrics.json), or the consistency
-    targets per epoch (metrics.csv); "" for runs without a pool."""
-    checked = (metrics.get("cv") or {}).get("pool")
+    self-training student against its teacher (metrics.json's pool), or the consistency targets per
+    epoch (metrics.csv); "" for runs without a pool."""
+    checked = metrics.get("pool")
     saved = run_dir / "pseudo_labels.json"
     chosen = json.loads(saved.read_text()) if saved.exists() else {}
-    if checked is not None:  # self-training, cross-validated: the teachers against the students
+    if checked is not None:  # self-training: the teacher against the student
         verdict = "used" if checked["used"] else "left out"
-        measured = f"out of fold {checked['teachers']:.1%} -> {checked['students']:.1%}"
+        measured = f"{checked['on']} {checked['without']:.1%} -> {checked['with_pool']:.1%}"
         labels = f", {len(chosen['positions'])} pseudo-labels" if chosen else ""
         right = f" ({chosen['accuracy']:.1%} right)" if chosen.get("accuracy") is not None else ""
         return f"{verdict} ({measured}){labels}{right}"
     if chosen:
-        if "teacher_val_accuracy" in chosen:  # self-training with a validation split: no check
+        if "teacher_val_accuracy" in chosen:  # self-training before its pool check
             right = "" if chosen["accuracy"] is None else f", {chosen['accuracy']:.1%} right"
             return f"{len(chosen['positions'])} pseudo-labels{right}"
         gate = chosen.get("gate")
@@ -208,8 +208,8 @@ def write(rows: list[dict], command: str, name: str = "semi") -> None:
         "loss on the pool at every step (the pool per seed gives the confident targets in each epoch); "
         "self-training trains the same recipe on the "
         "labeled images first and adds its confident pool predictions as labels (at 0.9 confidence, or "
-        "0.8 where the method says so); cross-validated, it keeps the pool only if the fold models beat "
-        "their teachers out of fold (the pool per seed gives teachers -> students). Out-of-fold "
+        "0.8 where the method says so), and keeps the pool only if the student beats its teacher out of "
+        "fold or on validation (the pool per seed gives teacher -> student). Out-of-fold "
         "accuracy: the run's fold models on the labeled images "
         "each did not see (runs whose validation split is small cross-validate; n/a otherwise), what a "
         "choice between methods may read. Gap recovered: (semi - "

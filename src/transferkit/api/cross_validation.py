@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import lightning as L
@@ -27,6 +27,7 @@ from transferkit.models.ensemble import Ensemble
 from transferkit.run_dir import RunPaths
 from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
+from transferkit.training.semi import PoolCheck
 
 logger = logging.getLogger(__name__)
 AUTO_FOLDS = 5
@@ -114,55 +115,7 @@ class OutOfFold:
         return cls(held_out, choice)
 
     def accuracy(self) -> float:
-        """Most probable class, views averaged."""
-        probabilities = tempered_probabilities(self.held_out.logits, 1.0)
-        return float(np.mean(probabilities.argmax(1) == self.held_out.labels))
-
-
-@dataclass(frozen=True)
-class PoolCheck:
-    """Whether the unlabeled pool helped: out of fold, the fold models against their teachers (the
-    recipe on the labeled images alone), on the labeled images each fold held out.
-
-    Attributes:
-        teachers, students: the accuracy of each.
-        images: how many held-out images.
-        gated: the method leaves the pool out of the final model where it did not help.
-        ensemble: the final model is the ensemble of the fold models (the students, whatever they did).
-    """
-
-    teachers: float
-    students: float
-    images: int
-    gated: bool
-    ensemble: bool
-
-    @property
-    def helped(self) -> bool:
-        return self.students > self.teachers
-
-    @property
-    def used(self) -> bool:
-        """Whether the final model learns from the pool."""
-        return self.helped or self.ensemble or not self.gated
-
-    def note(self) -> str:
-        """The check and what the final model did, in a sentence for the report."""
-        measured = (
-            f"Out of fold, the teachers (the recipe on the labeled images alone) classified "
-            f"{self.teachers:.1%} of the {self.images} held-out labeled images right and the students "
-            f"{self.students:.1%}"
-        )
-        if self.helped:
-            return f"{measured}: the pool helped."
-        if self.ensemble:
-            return f"{measured}: the pool did not help; the ensemble of fold models keeps it."
-        if self.gated:
-            return f"{measured}: the pool did not help, so the final model trained without it."
-        return f"{measured}: the pool did not help; train.semi.gate is off, so the final model used it."
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "helped": self.helped, "used": self.used}
+        return self.held_out.accuracy()
 
 
 def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
@@ -246,8 +199,8 @@ def cross_validate(
     teachers = teachers_out_of_fold(recipe, summaries, labels, name, balanced=balanced)
     check = None
     if teachers is not None:
-        ensemble, gated = bool(members), recipe.methods.semi.gated
-        check = PoolCheck(teachers.accuracy(), students.accuracy(), len(labels), gated, ensemble)
+        gated = recipe.methods.semi.gated and not members  # an ensemble of fold models keeps its students
+        check = PoolCheck(teachers.accuracy(), students.accuracy(), len(labels), "out of fold", gated)
     indices = [pool.indices[row] for row in order]
     return CrossValidation(
         indices,

@@ -41,7 +41,7 @@ from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
 from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
 from transferkit.training.methods import create_methods, with_resolved_methods
-from transferkit.training.semi import SemiMethod
+from transferkit.training.semi import PoolCheck, SemiMethod
 from transferkit.transforms import augment_presets, create_augmentation
 
 logger = logging.getLogger(__name__)
@@ -144,10 +144,11 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         if cv is not None:
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
-            if cv.pool is not None:  # a pool that did not help out of fold stays out of a gated run
-                source = with_note(source, cv.pool.note())
-                recipe, cv = (recipe, cv) if cv.pool.used else (recipe.without_pool(), cv.without_pool())
-        backbone, training, choice, held_out = final_model(recipe, backbone, data, paths, cv, resume=resume)
+            if cv.pool is not None and not cv.pool.used:  # the pool did not help out of fold
+                recipe, cv = recipe.without_pool(), cv.without_pool()
+        final = final_model(recipe, backbone, data, paths, cv, resume=resume)
+        backbone, training, choice, held_out, pool_check = final
+        source = with_note(source, pool_check.note() if pool_check is not None else None)
         source = with_note(source, recipe.methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():
             return Run(paths, config, {}, time.perf_counter() - started)
@@ -176,6 +177,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             data_checks=checks,
             cross_validation=cv,
             weight_choice=choice,
+            pool_check=pool_check,
             model_choice=model_choice,
             auxiliary=other.record if other else None,
             other_tasks=[other.task] if other else [],
@@ -191,19 +193,45 @@ def final_model(
     cv: CrossValidation | None,
     *,
     resume: bool,
-) -> tuple[Backbone, TrainingResult, WeightChoice | None, CalibrationSet]:
+) -> tuple[Backbone, TrainingResult, WeightChoice | None, CalibrationSet, PoolCheck | None]:
     """The run's final network: the ensemble of the fold models, or `backbone` trained on the train split
-    at the WiSE-FT candidate chosen on validation (or out of fold); with its training, the choice, and
-    the chosen candidate's held-out view logits to calibrate on."""
+    at the WiSE-FT candidate chosen on validation (or out of fold); with its training, the choice, the
+    chosen candidate's held-out view logits to calibrate on, and where a teacher trained, whether the
+    pool helped (out of fold, else on validation: where it did not, a gated run ends as its teacher)."""
     if cv is not None and cv.members:
-        return cv.ensemble(), cv.last_training, cv.choice, cv.held_out
+        return cv.ensemble(), cv.last_training, cv.choice, cv.held_out, cv.pool
     training = recipe.train(backbone, data, paths, resume=resume, writes=is_main_process())
     if cv is not None:
-        choice, held_out = cv.choice, cv.held_out
+        choice, held_out, check = cv.choice, cv.held_out, cv.pool
     else:
-        choice, held_out = recipe.choose_on_validation(backbone, training, data)
+        training, choice, held_out, check = checked_on_validation(recipe, backbone, training, data, paths)
     recipe.finish(backbone, training, choice.alpha if choice else 1.0)
-    return backbone, training, choice, held_out
+    return backbone, training, choice, held_out, check
+
+
+def checked_on_validation(
+    recipe: Recipe,
+    backbone: Backbone,
+    training: TrainingResult,
+    data: dict[str, SplitImages],
+    paths: RunPaths,
+) -> tuple[TrainingResult, WeightChoice | None, CalibrationSet, PoolCheck | None]:
+    """The WiSE-FT candidate chosen on validation, and its validation logits; where a teacher trained,
+    it is set against the model that learned from the pool on the same images, and where the pool did
+    not help a gated run, `backbone` gets the teacher's trained weights (read back from its directory)
+    and its training, choice and logits are returned instead."""
+    choice, held_out = recipe.choose_on_validation(backbone, training, data)
+    teacher = recipe.methods.semi.teacher_logits(training.semi_summary)
+    if teacher is None or not len(held_out.labels) or not is_main_process():
+        return training, choice, held_out, None
+    taught_choice, taught = recipe.choose(list(teacher), data)
+    gated = recipe.methods.semi.gated
+    check = PoolCheck(taught.accuracy(), held_out.accuracy(), len(taught.labels), "on validation", gated)
+    if check.used:
+        return training, choice, held_out, check
+    alone = recipe.without_pool()
+    training = alone.train(backbone, data, paths.teacher(), resume=True, keeps_best=False)
+    return training, taught_choice, taught, check
 
 
 def resumed_choice(paths: RunPaths | None) -> ModelChoice | None:

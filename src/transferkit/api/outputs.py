@@ -34,6 +34,7 @@ from transferkit.models import Backbone
 from transferkit.run_dir import RunPaths
 from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
+from transferkit.training.semi import PoolCheck
 from transferkit.training.strategies import Phase
 from transferkit.transforms.views import identity
 
@@ -193,6 +194,7 @@ def write_run_outputs(
     data_checks: DataReport | None = None,
     cross_validation: CrossValidation | None = None,
     weight_choice: WeightChoice | None = None,
+    pool_check: PoolCheck | None = None,
     model_choice: ModelChoice | None = None,
     auxiliary: dict[str, Any] | None = None,
     other_tasks: Sequence[OtherTask] = (),
@@ -200,21 +202,21 @@ def write_run_outputs(
     """metrics.json, predictions.csv, the model bundle, plots, both reports, data_checks.json if given,
     and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv; `auxiliary`,
     the other label's classifier (`api.auxiliary`), goes into metrics.json and the report, and its head
-    (`other_tasks`) into the bundle."""
+    (`other_tasks`) into the bundle; `pool_check`, whether the unlabeled pool helped, into metrics.json's
+    ``pool``."""
     source, metrics = evaluation.source, evaluation.metrics
     headline = headline_metrics(metrics)
     cv = None
     if cross_validation is not None:
         final = "ensemble" if cross_validation.members else "refit"
         cv = {**cross_validation.summary(source, evaluation.temperature), "final": final}
-        if cross_validation.pool is not None:
-            cv["pool"] = cross_validation.pool.to_dict()
     choice = weight_choice.to_dict() if weight_choice is not None else None
     run_level = {
         "calibration": evaluation.calibration,
         "tta": evaluation.tta,
         "cv": cv,
         "weight_choice": choice,
+        "pool": pool_check.to_dict() if pool_check is not None else None,
         "model_choice": model_choice.to_dict() if model_choice is not None else None,
         "inference": evaluation.inference,
         "auxiliary": auxiliary,

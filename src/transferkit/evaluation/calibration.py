@@ -42,6 +42,10 @@ class CalibrationSet:
         """The fitted temperature; 1 (no calibration) when there is nothing to fit on."""
         return fit_temperature(self.logits, self.labels) if len(self.labels) else 1.0
 
+    def accuracy(self) -> float:
+        """The share of images whose most probable class (views averaged) is their label."""
+        return float(np.mean(tempered_probabilities(self.logits).argmax(1) == self.labels))
+
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature minimizing the negative log-likelihood of the tempered, view-averaged softmax.

@@ -99,8 +99,8 @@ class SelfTrainingOptions:
     )
     gate: bool = option(
         True,
-        "with cross-validation, train the final model without the pool unless the fold models beat "
-        "their teachers (the recipe on the labeled images alone) on the images they held out",
+        "keep the pool only if the student beats its teacher (the recipe on the labeled images alone) "
+        "out of fold, or on validation without cross-validation; else the final model is the teacher's",
     )
 
 

@@ -3,7 +3,7 @@ these hooks and never branches on a method's name; ``none`` is this base class i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +32,54 @@ class Teacher:
     pool: torch.Tensor
     val: torch.Tensor
     val_logits: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PoolCheck:
+    """Whether the unlabeled pool helped: the run's model against its teacher (the recipe on the labeled
+    images alone), on held-out labeled images (out of fold, or on validation).
+
+    Attributes:
+        without, with_pool: the accuracy of the teacher and of the model that learned from the pool.
+        images: how many held-out images.
+        on: which images, ``out of fold`` or ``on validation``.
+        gated: the final model is the teacher where the pool did not help (``train.semi.gate``; never
+            for an ensemble of fold models).
+    """
+
+    without: float
+    with_pool: float
+    images: int
+    on: str
+    gated: bool
+
+    @property
+    def helped(self) -> bool:
+        return self.with_pool > self.without
+
+    @property
+    def used(self) -> bool:
+        """Whether the final model learns from the pool."""
+        return self.helped or not self.gated
+
+    def note(self) -> str:
+        """The check and what the final model did, in a sentence for the report."""
+        measured = (
+            f"{self.on.capitalize()}, the recipe on the labeled images alone (the teacher) classified "
+            f"{self.without:.1%} of the {self.images} held-out labeled images right, and with the pool "
+            f"(the student) {self.with_pool:.1%}"
+        )
+        if self.helped:
+            return f"{measured}: the pool helped."
+        if self.gated:
+            return f"{measured}: the pool did not help, so the final model is the teacher's recipe."
+        return (
+            f"{measured}: the pool did not help; the final model uses it all the same (train.semi.gate "
+            "is off, or the final model is the ensemble of the fold models)."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "helped": self.helped, "used": self.used}
 
 
 class SemiMethod:

@@ -6,10 +6,10 @@ same pretrained model, trains on labeled and pseudo-labeled images with the run'
 Where frozen features separate the classes poorly, a fine-tuned teacher's pseudo-labels are far more
 often right than a head's on those features (`pseudo-label`); the price is a second training.
 
-The teacher is the run without the pool, so a cross-validated run can tell whether the pool helped: each
-fold keeps its teacher's view logits of the images the fold holds out (``teacher_logits.npy``), and
-where the fold students do no better than their teachers out of fold, the final model trains without
-the pool (`gated`, ``train.semi.gate``; `api.cross_validation.PoolCheck`).
+The teacher is the run without the pool, so the run can tell whether the pool helped: the teacher keeps
+its view logits of the validation images (``teacher_logits.npy``; a cross-validation fold's are the
+images it holds out), and where the student does no better than its teacher there (out of fold, or on
+validation), the final model is the teacher's recipe (`gated`, ``train.semi.gate``; `PoolCheck`).
 """
 
 from __future__ import annotations

@@ -46,8 +46,6 @@ class CrossValidation:
             strategy without a fitted head).
         members: the fold models, when the final model is their ensemble (else empty: freed).
         last_training: the last fold's training, for the report of an ensemble.
-        semi_summaries: what each fold's semi-supervised method did before training (its pseudo-labels),
-            in fold order.
         teachers: where every fold trained a teacher (the recipe without the pool), their out-of-fold
             predictions, chosen and measured the same way.
         pool: the teachers against the fold models, and whether the final model uses the pool.
@@ -59,7 +57,6 @@ class CrossValidation:
     choice: WeightChoice | None
     members: list[Backbone]
     last_training: TrainingResult
-    semi_summaries: list[Any]
     teachers: OutOfFold | None = None
     pool: PoolCheck | None = None
 
@@ -71,10 +68,6 @@ class CrossValidation:
 
     def probabilities(self, temperature: float) -> np.ndarray:
         return tempered_probabilities(self.held_out.logits, temperature)
-
-    def accuracy(self) -> float:
-        """The fold models' accuracy on the images they held out (most probable class, views averaged)."""
-        return OutOfFold(self.held_out, self.choice).accuracy()
 
     def without_pool(self) -> CrossValidation:
         """The teachers' out-of-fold predictions in place of the fold models': the final model is then
@@ -113,9 +106,6 @@ class OutOfFold:
         joined = [np.concatenate(fold, axis=1) for fold in zip(*candidates, strict=True)]
         choice, held_out = chosen_candidate(joined, labels, name, balanced=balanced)
         return cls(held_out, choice)
-
-    def accuracy(self) -> float:
-        return self.held_out.accuracy()
 
 
 def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
@@ -200,7 +190,8 @@ def cross_validate(
     check = None
     if teachers is not None:
         gated = recipe.methods.semi.gated and not members  # an ensemble of fold models keeps its students
-        check = PoolCheck(teachers.accuracy(), students.accuracy(), len(labels), "out of fold", gated)
+        accuracies = teachers.held_out.accuracy(), students.held_out.accuracy()
+        check = PoolCheck(*accuracies, len(labels), "out of fold", gated)
     indices = [pool.indices[row] for row in order]
     return CrossValidation(
         indices,
@@ -209,7 +200,6 @@ def cross_validate(
         students.choice,
         [m for m, _ in members],
         training,
-        summaries,
         teachers,
         check,
     )

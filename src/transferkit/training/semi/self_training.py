@@ -12,7 +12,7 @@ images it holds out), and where the student does no better than its teacher ther
 validation), the final model is the teacher's recipe (`gated`, ``train.semi.gate``; `PoolCheck`). Where
 the pool helped out of fold, the final model's pseudo-labels come from the fold teachers' averaged
 predictions (``teacher_pool.npy`` in each fold): each was checked on the images its fold held out, where a
-teacher refit on every label would be checked by nothing (on ELPV with 10 labels per class, one such
+teacher refit on every label would be checked by nothing (on ELPV binary, 10 labels per class, one such
 refit labelled 38 % of its pool right while the fold teachers labelled 57 to 80 % right).
 """
 

@@ -27,7 +27,7 @@ from transferkit.models.ensemble import Ensemble
 from transferkit.run_dir import RunPaths
 from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
-from transferkit.training.semi import PoolCheck
+from transferkit.training.semi import PoolCheck, Teacher
 
 logger = logging.getLogger(__name__)
 AUTO_FOLDS = 5
@@ -49,6 +49,7 @@ class CrossValidation:
         teachers: where every fold trained a teacher (the recipe without the pool), their out-of-fold
             predictions, chosen and measured the same way.
         pool: the teachers against the fold models, and whether the final model uses the pool.
+        fold_teachers: the teachers' averaged predictions of the pool, the final model's pseudo-labels.
     """
 
     indices: list[int]
@@ -59,6 +60,7 @@ class CrossValidation:
     last_training: TrainingResult
     teachers: OutOfFold | None = None
     pool: PoolCheck | None = None
+    fold_teachers: Teacher | None = None
 
     def summary(self, source: ImageSource, temperature: float) -> dict[str, Any]:
         """Per-fold and out-of-fold metrics, with the final model's temperature applied."""
@@ -202,6 +204,7 @@ def cross_validate(
         training,
         teachers,
         check,
+        averaged_teachers(recipe, summaries),
     )
 
 
@@ -217,6 +220,13 @@ def teachers_out_of_fold(
             return None
         candidates.append(list(logits))
     return OutOfFold.chosen(candidates, labels, name, balanced=balanced)
+
+
+def averaged_teachers(recipe: Recipe, summaries: list[Any]) -> Teacher | None:
+    """The fold teachers' averaged predictions of the pool, where every fold trained one; else None."""
+    pools = [recipe.methods.semi.teacher_pool(summary) for summary in summaries]
+    known = [probabilities for probabilities in pools if probabilities is not None]
+    return Teacher.averaged(known) if known and len(known) == len(pools) else None
 
 
 def joined(first: SplitImages, second: SplitImages) -> SplitImages:

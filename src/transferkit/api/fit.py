@@ -144,8 +144,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         if cv is not None:
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
-            if cv.pool is not None and not cv.pool.used:  # the pool did not help out of fold
-                recipe, cv = recipe.without_pool(), cv.without_pool()
+            recipe, cv = checked_out_of_fold(recipe, cv)
         final = final_model(recipe, backbone, data, paths, cv, resume=resume)
         backbone, training, choice, held_out, pool_check = final
         source = with_note(source, pool_check.note() if pool_check is not None else None)
@@ -183,6 +182,15 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             other_tasks=[other.task] if other else [],
         )
     return Run(paths, config, evaluation.metrics, wall_time)
+
+
+def checked_out_of_fold(recipe: Recipe, cv: CrossValidation) -> tuple[Recipe, CrossValidation]:
+    """The final model's recipe and out-of-fold predictions: where the pool did not help out of fold, the
+    recipe without it and its teachers' predictions; else a self-training model takes its pseudo-labels
+    from the fold teachers, each checked on the images its fold held out."""
+    if cv.pool is not None and not cv.pool.used:
+        return recipe.without_pool(), cv.without_pool()
+    return replace(recipe, teachers=cv.fold_teachers), cv
 
 
 def final_model(

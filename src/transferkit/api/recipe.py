@@ -6,7 +6,7 @@ import copy
 import functools
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -76,14 +76,16 @@ def with_auxiliary(
 
 @dataclass(frozen=True)
 class Recipe:
-    """The resolved config, its methods, the data source and the augmentation of a run, and the other
-    label an auxiliary head learns, if any."""
+    """The resolved config, its methods, the data source and the augmentation of a run, the other
+    label an auxiliary head learns, if any, and the teachers a self-training model learns from where they
+    trained before it (the cross-validation folds' `Teacher.averaged`; else it trains its own)."""
 
     config: FitConfig
     methods: Methods
     source: ImageSource
     augment: AugmentPreset
     auxiliary: AuxiliaryLabels | None = None
+    teachers: Teacher | None = None
 
     def backbone(self) -> Backbone:
         """A fresh pretrained model to train (one per cross-validation fold)."""
@@ -115,12 +117,12 @@ class Recipe:
             regularizer=methods.regularizer,
             auxiliary=self.auxiliary_head(backbone),
         )
-        # trained only when the method has no saved selection: a resumed student skips it
-        teacher = (
-            functools.partial(self.teach, backbone, data, paths, resume=resume, writes=writes)
-            if methods.semi.needs_teacher
-            else None
-        )
+        # called only when the method has no saved selection: a resumed student skips it
+        teacher: Callable[[], Teacher] | None = None
+        if methods.semi.needs_teacher and self.teachers is not None:
+            teacher = functools.partial(given, self.teachers)
+        elif methods.semi.needs_teacher:
+            teacher = functools.partial(self.teach, backbone, data, paths, resume=resume, writes=writes)
         plan = TrainingPlan(
             data, paths, config.runtime, balance == "sampler", train_counts, writes, teacher, keeps_best
         )
@@ -248,6 +250,11 @@ def chosen_candidate(
         return None, CalibrationSet(candidates[-1], labels, name)
     choice = choose_alpha(candidates, labels, name, balanced=balanced)
     return choice, CalibrationSet(candidates[ALPHAS.index(choice.alpha)], labels, name)
+
+
+def given(teacher: Teacher) -> Teacher:
+    """A teacher trained before, for the call a self-training run makes to get one."""
+    return teacher
 
 
 @contextmanager

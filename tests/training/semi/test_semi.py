@@ -23,11 +23,11 @@ from transferkit.data.splits import UNLABELED
 from transferkit.errors import ConfigError
 from transferkit.testing import tiny_fit_config
 from transferkit.training.interpolation import ALPHAS
-from transferkit.training.method_options import FlexMatchOptions, PseudoLabelOptions
+from transferkit.training.method_options import FlexMatchOptions, PseudoLabelOptions, SelfTrainingOptions
 from transferkit.training.semi import FixMatch, FlexMatch, PoolCheck, Teacher, pseudo_label
 from transferkit.training.semi.consistency import Consistency, consistency_loss
 from transferkit.training.semi.pseudo_label import PoolGate, pool_gate, select, self_train
-from transferkit.training.semi.self_training import teacher_labels
+from transferkit.training.semi.self_training import SelfTraining, teacher_labels
 
 
 def _blobs(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,22 +183,47 @@ def test_flexmatch_lowers_the_threshold_of_classes_it_has_learned_least() -> Non
     assert torch.allclose(method.thresholds(), torch.tensor([0.9, 0.9 * (1 / 3) / (5 / 3), 0.0]))
     restored = FlexMatch(FlexMatchOptions(threshold=0.9))
     restored.load_state_dict(method.state_dict())
-    restored.attach(method.pool, None, 3)  # type: ignore[arg-type]
+    restored.attach(method.pool, None, 3)
     assert torch.equal(restored.thresholds(), method.thresholds())  # a resume keeps what was learned
 
 
-def test_a_teacher_labels_its_confident_pool_images_within_each_class_share() -> None:
-    def split(labels: list[int]) -> SplitImages:
-        return SplitImages(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), torch.tensor(labels), [])
+def _split(labels: list[int]) -> SplitImages:
+    """Blank images with these labels, as a decoded split."""
+    return SplitImages(
+        torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), torch.tensor(labels), [*range(len(labels))]
+    )
 
+
+def test_a_teacher_labels_its_confident_pool_images_within_each_class_share() -> None:
     # labeled 3:1, so of a pool of 4 class 0 may take 3 images and class 1 one
-    data = {"train": split([0, 0, 0, 1]), "val": split([0, 1]), UNLABELED: split([0, 1, 1, -1])}
+    data = {"train": _split([0, 0, 0, 1]), "val": _split([0, 1]), UNLABELED: _split([0, 1, 1, -1])}
     pool = torch.tensor([[0.95, 0.05], [0.02, 0.98], [0.04, 0.96], [0.5, 0.5]])
     teacher = Teacher(pool, val=torch.tensor([[0.9, 0.1], [0.6, 0.4]]))
     labels = teacher_labels(teacher, data, threshold=0.9)
     assert labels.positions == [0, 1] and labels.labels == [0, 1]  # class 1's second is over its share
     assert labels.accuracy == 1.0 and labels.teacher_val_accuracy == 0.5
     assert teacher_labels(teacher, data, threshold=0.99).positions == []
+
+
+def test_fold_teachers_label_the_pool_together_and_a_resume_reads_their_work_back(tmp_path: Path) -> None:
+    data = {"train": _split([0, 1]), "val": _split([]), UNLABELED: _split([0, 1, 1])}
+    # each fold teacher is sure of one pool image the other doubts; together, only the third is sure
+    first, second = (
+        np.array([[0.99, 0.01], [0.3, 0.7], [0.0, 1.0]]),
+        np.array([[0.5, 0.5], [0.9, 0.1], [0.0, 1.0]]),
+    )
+    teachers = Teacher.averaged([first, second])
+    method = SelfTraining(SelfTrainingOptions(threshold=0.9))
+    _, labels = method.pseudo_label(
+        nn.Identity(), nn.Identity(), data, tmp_path, save=True, teacher=lambda: teachers
+    )
+    assert labels.positions == [2] and labels.labels == [1] and labels.teachers == 2
+    assert "the 2 cross-validation folds' teachers, averaged, gave 1 pool images" in str(
+        method.note([], labels)
+    )
+    _, read = method.pseudo_label(nn.Identity(), nn.Identity(), data, tmp_path, save=False)
+    assert read.positions == [2] and read.teachers == 2
+    assert np.array_equal(method.teacher_pool(read), (first + second) / 2)
 
 
 @pytest.mark.parametrize("semi", ["pseudo-label", "fixmatch", "flexmatch", "self-training"])
@@ -242,8 +267,16 @@ def test_the_pool_stays_out_of_a_gated_run_unless_its_students_beat_their_teache
 def test_a_cross_validated_self_training_fit_sets_its_students_against_its_teachers(
     image_folder: Path, tmp_path: Path
 ) -> None:
+    """Out of fold, the students against their teachers; the final model, which keeps its pool here,
+    takes its pseudo-labels from the fold teachers' averaged predictions and trains no teacher itself."""
     config = tiny_fit_config(image_folder, tmp_path).with_overrides(
-        {"train.semi": "self-training", "data.labels_per_class": 6, "cv.folds": 2}
+        {
+            "train.semi": "self-training",
+            "data.labels_per_class": 6,
+            "cv.folds": 2,
+            "train.semi.threshold": 0.34,
+            "train.semi.gate": False,
+        }
     )
     run = transferkit.fit(config)
     folds = [run.dir / "folds" / f"fold-{n}" for n in range(2)]
@@ -252,7 +285,7 @@ def test_a_cross_validated_self_training_fit_sets_its_students_against_its_teach
         logits = np.load(fold / "teacher_logits.npy")
         assert logits.shape[0] == len(ALPHAS) and logits.shape[2] == held_out.count(str(number))
     pool = json.loads(run.paths.metrics.read_text())["pool"]
-    assert pool["images"] == len(held_out) and pool["used"] == (pool["with_pool"] > pool["without"])
+    assert pool["images"] == len(held_out) and pool["helped"] == (pool["with_pool"] > pool["without"])
     report = (run.dir / "report.md").read_text()
     expected = (
         f"Out of fold, the recipe on the labeled images alone (the teacher) classified {pool['without']:.1%} "
@@ -260,6 +293,13 @@ def test_a_cross_validated_self_training_fit_sets_its_students_against_its_teach
         f"{pool['with_pool']:.1%}"
     )
     assert expected in report
+    assert pool["used"] and not (run.dir / "teacher").exists()
+    averaged = np.mean([np.load(fold / "teacher_pool.npy") for fold in folds], axis=0)
+    chosen = json.loads((run.dir / "pseudo_labels.json").read_text())
+    assert chosen["teachers"] == 2 and chosen["positions"]
+    assert chosen["labels"] == averaged[chosen["positions"]].argmax(1).tolist()
+    assert averaged[chosen["positions"]].max(1).min() >= 0.34
+    assert "Self-training: the 2 cross-validation folds' teachers, averaged, gave" in report
 
 
 def test_a_gated_self_training_fit_whose_pool_did_not_help_ends_as_the_fit_without_one(
@@ -286,7 +326,7 @@ def test_a_gated_self_training_fit_whose_pool_did_not_help_ends_as_the_fit_witho
         tiny_fit_config(image_folder, tmp_path / "kept").with_overrides({**semi, "train.semi.gate": False})
     )
     assert json.loads(kept.paths.metrics.read_text())["pool"]["used"]
-    assert (kept.dir / "pseudo_labels.json").is_file()  # the final model trained its own teacher
+    assert (kept.dir / "pseudo_labels.json").is_file()  # the fold teachers' pseudo-labels
 
 
 def test_a_teacher_leaves_the_student_as_it_would_train_without_one(

@@ -27,11 +27,20 @@ class Teacher:
     """What a network fine-tuned on the labeled images alone predicts: class probabilities (averaged
     over the test-time views) of each pool image and of each validation image, and the view logits of
     the validation images for every WiSE-FT candidate, ``(candidates, views, N, classes)`` (None
-    without validation images)."""
+    without validation images). `members` networks' probabilities are averaged: the cross-validation
+    fold teachers', or one teacher's."""
 
     pool: torch.Tensor
     val: torch.Tensor
     val_logits: np.ndarray | None = None
+    members: int = 1
+
+    @classmethod
+    def averaged(cls, pools: list[np.ndarray]) -> Teacher:
+        """The mean of several teachers' pool probabilities (each trained without one cross-validation
+        fold, and checked on it), with no validation images of its own."""
+        pool = torch.from_numpy(np.mean(pools, axis=0))
+        return cls(pool, pool.new_empty(0, pool.shape[1]), members=len(pools))
 
 
 @dataclass(frozen=True)
@@ -90,14 +99,18 @@ class SemiMethod:
             the splits and a summary for the report. A selection saved in the run directory is read
             back, so a resumed run trains on the same images. A method that `needs_teacher` takes
             one more keyword, `teacher`: a call that trains the run's recipe on the labeled images
-            alone (or reads it back) and returns its predictions (`Teacher`); a method that read its
-            selection back need not call it.
+            alone (or reads it back, or gives the fold teachers' average) and returns its predictions
+            (`Teacher`); a method that read its selection back need not call it.
         attach: the pool and the training augmentation, before the epoch loop.
         step_loss: an extra loss for one training step on pool images, or None.
         note: one sentence for the report, from the training history and the summary.
         teacher_logits: in a cross-validated run, what each fold's teacher predicted for the images the
             fold held out, from the fold's summary: the recipe without the pool, out of fold, against
             which the run measures whether the pool helped (and, where `gated`, leaves it out if not).
+        teacher_pool: what each fold's teacher predicted for the pool, from the fold's summary: the
+            final model takes its pseudo-labels from the fold teachers' average (each checked on the
+            images its fold held out) rather than from a teacher refit on every label, which nothing
+            checks.
         state_dict / load_state_dict: what the method learns while training, kept in the checkpoints
             so that a resumed run goes on exactly.
     """
@@ -133,6 +146,11 @@ class SemiMethod:
     def teacher_logits(self, summary: Any) -> np.ndarray | None:
         """The teacher's view logits of the validation images, per WiSE-FT candidate (`Teacher`), from
         a summary `pseudo_label` returned; None for a method without a teacher."""
+        return None
+
+    def teacher_pool(self, summary: Any) -> np.ndarray | None:
+        """The teacher's class probabilities of the pool images (`Teacher`), from a summary
+        `pseudo_label` returned; None for a method without a teacher."""
         return None
 
     @property

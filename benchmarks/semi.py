@@ -60,7 +60,7 @@ SETTINGS = [
             ("fixmatch", [*limit, "--semi", "fixmatch"]),
             ("flexmatch", [*limit, "--semi", "flexmatch"]),
             ("self-training", [*limit, "--semi", "self-training"]),
-            ("self-training 0.8", [*limit, "--semi", "self-training", "--set", "train.semi.threshold=0.8"]),
+            ("self-training 0.9", [*limit, "--semi", "self-training", "--set", "train.semi.threshold=0.9"]),
             ("fully labeled", []),
         ]
     ],
@@ -89,8 +89,17 @@ def main() -> None:
         metavar="NAME",
         help="results/NAME.csv of an earlier run (other seeds): its rows join this run's in the table",
     )
+    parser.add_argument(
+        "--baselines",
+        metavar="NAME",
+        nargs="+",
+        default=[],
+        help="results/NAME.csv of earlier runs: their labeled-only and fully-labeled rows (the gap's two "
+        "ends, which no --semi method changes) join this run's in the table",
+    )
     args = parser.parse_args()
     rows = read_rows(RESULTS / f"{args.earlier}.csv") if args.earlier else []
+    rows += [row for name in args.baselines for row in read_rows(RESULTS / f"{name}.csv") if is_baseline(row)]
     for dataset, budget, method, flags in SETTINGS:
         if (
             (args.budgets and budget not in args.budgets)
@@ -116,6 +125,11 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
     write(rows, "python benchmarks/semi.py " + shlex.join(sys.argv[1:]), args.name)
+
+
+def is_baseline(row: dict) -> bool:
+    """Whether a row is one end of the gap: labeled only or fully labeled."""
+    return row["method"].startswith(("labeled only", "fully labeled"))
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -207,8 +221,8 @@ def write(rows: list[dict], command: str, name: str = "semi") -> None:
         "epochs, the default rows run the default recipe; fixmatch and flexmatch add their consistency "
         "loss on the pool at every step (the pool per seed gives the confident targets in each epoch); "
         "self-training trains the same recipe on the "
-        "labeled images first and adds its confident pool predictions as labels (at 0.9 confidence, or "
-        "0.8 where the method says so), and keeps the pool only if the student beats its teacher out of "
+        "labeled images first and adds its confident pool predictions as labels (at 0.8 confidence, or "
+        "0.9 where the method says so), and keeps the pool only if the student beats its teacher out of "
         "fold or on validation (the pool per seed gives teacher -> student, then the final model's "
         "pseudo-labels: cross-validated, from the fold teachers' average). Out-of-fold "
         "accuracy: the run's fold models on the labeled images "

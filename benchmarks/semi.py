@@ -87,7 +87,8 @@ def main() -> None:
     parser.add_argument(
         "--earlier",
         metavar="NAME",
-        help="results/NAME.csv of an earlier run (other seeds): its rows join this run's in the table",
+        help="results/NAME.csv of an earlier run (other seeds, the same code): its rows join this run's in "
+        "the table",
     )
     parser.add_argument(
         "--baselines",

@@ -49,7 +49,8 @@ class CrossValidation:
         teachers: where every fold trained a teacher (the recipe without the pool), their out-of-fold
             predictions, chosen and measured the same way.
         pool: the teachers against the fold models, and whether the final model uses the pool.
-        fold_teachers: the teachers' averaged predictions of the pool, the final model's pseudo-labels.
+        fold_teachers: the teachers' averaged predictions of the pool, from which a final model trained on
+            every label takes its pseudo-labels.
     """
 
     indices: list[int]
@@ -226,6 +227,13 @@ def averaged_teachers(recipe: Recipe, summaries: list[Any]) -> Teacher | None:
     """The fold teachers' averaged predictions of the pool, where every fold trained one; else None."""
     pools = [recipe.methods.semi.teacher_pool(summary) for summary in summaries]
     known = [probabilities for probabilities in pools if probabilities is not None]
+    if known and len(known) < len(pools):
+        logger.warning(
+            "%d of %d folds kept no teacher_pool.npy (begun by an earlier transferkit): the final model "
+            "trains a teacher of its own for its pseudo-labels.",
+            len(pools) - len(known),
+            len(pools),
+        )
     return Teacher.averaged(known) if known and len(known) == len(pools) else None
 
 

@@ -187,7 +187,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
 def checked_out_of_fold(recipe: Recipe, cv: CrossValidation) -> tuple[Recipe, CrossValidation]:
     """The final model's recipe and out-of-fold predictions: where the pool did not help out of fold, the
     recipe without it and its teachers' predictions; else a self-training model takes its pseudo-labels
-    from the fold teachers, each checked on the images its fold held out."""
+    from the fold teachers, each measured on the images its fold held out."""
     if cv.pool is not None and not cv.pool.used:
         return recipe.without_pool(), cv.without_pool()
     return replace(recipe, teachers=cv.fold_teachers), cv

@@ -38,7 +38,7 @@ class Teacher:
     @classmethod
     def averaged(cls, pools: list[np.ndarray]) -> Teacher:
         """The mean of several teachers' pool probabilities (each trained without one cross-validation
-        fold, and checked on it), with no validation images of its own."""
+        fold, and measured on it), with no validation images of its own."""
         pool = torch.from_numpy(np.mean(pools, axis=0))
         return cls(pool, pool.new_empty(0, pool.shape[1]), members=len(pools))
 
@@ -108,9 +108,8 @@ class SemiMethod:
             fold held out, from the fold's summary: the recipe without the pool, out of fold, against
             which the run measures whether the pool helped (and, where `gated`, leaves it out if not).
         teacher_pool: what each fold's teacher predicted for the pool, from the fold's summary: the
-            final model takes its pseudo-labels from the fold teachers' average (each checked on the
-            images its fold held out) rather than from a teacher refit on every label, which nothing
-            checks.
+            final model takes its pseudo-labels from the fold teachers' average (each measured on the
+            images its fold held out) rather than from a teacher refit on every label, measured on none.
         state_dict / load_state_dict: what the method learns while training, kept in the checkpoints
             so that a resumed run goes on exactly.
     """

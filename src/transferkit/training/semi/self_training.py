@@ -10,10 +10,10 @@ The teacher is the run without the pool, so the run can tell whether the pool he
 its view logits of the validation images (``teacher_logits.npy``; a cross-validation fold's are the
 images it holds out), and where the student does no better than its teacher there (out of fold, or on
 validation), the final model is the teacher's recipe (`gated`, ``train.semi.gate``; `PoolCheck`). Where
-the pool helped out of fold, the final model's pseudo-labels come from the fold teachers' averaged
-predictions (``teacher_pool.npy`` in each fold): each was checked on the images its fold held out, where a
-teacher refit on every label would be checked by nothing (on ELPV binary, 10 labels per class, one such
-refit labelled 38 % of its pool right while the fold teachers labelled 57 to 80 % right).
+a cross-validated run keeps its pool, the final model's pseudo-labels come from the fold teachers' averaged
+predictions (``teacher_pool.npy`` in each fold), each teacher measured on the images its fold held out,
+where a teacher refit on every label would be measured on none (on ELPV binary, 10 labels per class, one
+such refit labelled 38 % of its pool right while the fold teachers labelled 57 to 80 % right).
 """
 
 from __future__ import annotations

@@ -227,14 +227,17 @@ def averaged_teachers(recipe: Recipe, summaries: list[Any]) -> Teacher | None:
     """The fold teachers' averaged predictions of the pool, where every fold trained one; else None."""
     pools = [recipe.methods.semi.teacher_pool(summary) for summary in summaries]
     known = [probabilities for probabilities in pools if probabilities is not None]
-    if known and len(known) < len(pools):
+    if not known:
+        return None
+    if len(known) < len(pools):
         logger.warning(
             "%d of %d folds kept no teacher_pool.npy (begun by an earlier transferkit): the final model "
             "trains a teacher of its own for its pseudo-labels.",
             len(pools) - len(known),
             len(pools),
         )
-    return Teacher.averaged(known) if known and len(known) == len(pools) else None
+        return None
+    return Teacher.averaged(known)
 
 
 def joined(first: SplitImages, second: SplitImages) -> SplitImages:

@@ -2,8 +2,8 @@
 
 Reports, per dataset and label budget, how much of the gap between labeled-only and fully labeled
 training the semi-supervised run recovers. Each run is its own process (`default_fit.run_seed`).
-Quick version (one seed; linear-probe runs, then 2 epochs of fine-tuning with each method on digits
-and ELPV with 10 % of the labels):
+Quick version (one seed; linear-probe runs, then 2 epochs of fine-tuning with each method on digits,
+ELPV with 10 % of the labels or 25 per class, and ELPV binary with 10 per class):
 
     python benchmarks/semi.py --seeds 0
 
@@ -52,6 +52,7 @@ SETTINGS = [
         for name, data, budget, limit in [
             ("digits", DIGITS, "10 per class", ["--labels-per-class", "10"]),
             ("elpv", ELPV, "10 %", ["--label-fraction", "0.1"]),
+            ("elpv", ELPV, "25 per class", ["--labels-per-class", "25"]),
             ("elpv-binary", ["--data", "elpv:binary"], "10 per class", ["--labels-per-class", "10"]),
         ]
         for method, extra in [

@@ -5,7 +5,7 @@ The chained task of `few_labels.py`: digits 5-9 at 64 px, starting from SOURCE, 
 0-4. Every weight of the start but its old head is blended, θ = (1 - β) θ_ancestor + β θ_SOURCE, for β on
 a grid (β = 0: the packaged ImageNet Lite0, β = 1: SOURCE); a logistic-regression head on each blend's
 frozen features (what the default keeps where WiSE-FT chooses α = 0) is scored on the test split, for
-several draws of the labeled images (``data.split_seed``), so the figure is not one draw's.
+several splits (``data.split_seed``: test and labeled images drawn anew), so the figure is not one draw's.
 
     python benchmarks/ancestor_blend.py                    # 10 draws of 5, 10 and 25 labels per class
 """
@@ -84,8 +84,8 @@ def write_markdown(name: str, rows: list[dict[str, Any]], source: dict[str, Any]
         f"Chained task: digits 5-9 at {IMAGE_SIZE} px; SOURCE is the default fit on every digit 0-4 "
         f"({source['accuracy']:.2%} test accuracy there). θ = (1 - β) θ_ImageNet + β θ_SOURCE for every "
         "weight but the old head; a logistic-regression head on each blend's frozen features (centre view), "
-        f"test accuracy on the split's held-out images, mean ± sd over {draws} draws of the labeled images "
-        "(`data.split_seed` 0, 1, ...).",
+        f"test accuracy on the split's test images, mean ± sd over {draws} splits (`data.split_seed` 0, 1, "
+        "...: the test images and the labeled images drawn anew).",
         "",
         "| labels per class | "
         + " | ".join(f"β = {beta:g}" for beta in BETAS)

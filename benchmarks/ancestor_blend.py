@@ -24,11 +24,13 @@ import torch
 from default_fit import RESULTS, _commit, _cpu, write_csv
 from few_labels import TASKS, Settings, source_run, write_digit_manifests
 from transferkit.config import DataConfig
+from transferkit.data import ImageSource
 from transferkit.data.cache import decode_splits
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
 from transferkit.models import resolve_model
 from transferkit.training.features import extract_feature_sets, fit_linear_head
+from transferkit.training.interpolation import cloned, interpolate
 from transferkit.training.semi.pseudo_label import L2, head_accuracy
 from transferkit.transforms.normalize import Normalize
 
@@ -37,29 +39,38 @@ BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 IMAGE_SIZE = 64
 
 
-def blended_features(source_spec: str, data: DataConfig, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features of every image of `data` (centre view) through the blend at `beta`, and labels."""
-    ancestor = resolve_model(ANCESTOR).model.state_dict()
+def blended_features(source_spec: str, source: ImageSource) -> tuple[dict[float, torch.Tensor], torch.Tensor]:
+    """Pooled features of every image of `source` (centre view) through the blend at each of `BETAS`,
+    and the images' labels; the images are decoded once."""
     backbone = resolve_model(source_spec)
-    state = backbone.model.state_dict()
-    for name, value in state.items():  # the old head's classes differ in shape: it stays SOURCE's
-        kept = ancestor.get(name)
-        if kept is not None and kept.shape == value.shape and value.is_floating_point():
-            state[name] = (1 - beta) * kept + beta * value
-    backbone.model.load_state_dict(state)
     backbone.preprocessing = backbone.preprocessing.resized(IMAGE_SIZE)
-    source = load_source(data)
+    tuned = cloned(backbone.model.state_dict())
+    ancestor = resolve_model(ANCESTOR).model.state_dict()
+    # the old head's classes differ in shape from ImageNet's: it stays SOURCE's at every β
+    start = {
+        name: ancestor[name] if name in ancestor and ancestor[name].shape == value.shape else value
+        for name, value in tuned.items()
+    }
     every = Splits(list(range(len(source.records))), [], [])
     images = decode_splits(source, every, backbone.preprocessing)["train"]
-    features = extract_feature_sets(backbone, Normalize(backbone.preprocessing), [images.images])[0]
+    normalize = Normalize(backbone.preprocessing)
+    features = {}
+    for beta in BETAS:
+        backbone.model.load_state_dict(interpolate(start, tuned, beta))
+        features[beta] = extract_feature_sets(backbone, normalize, [images.images])[0]
     return features, images.labels
 
 
 def probe_accuracies(
-    features: dict[float, torch.Tensor], labels: torch.Tensor, data: DataConfig, budget: int, draws: int
+    features: dict[float, torch.Tensor],
+    labels: torch.Tensor,
+    source: ImageSource,
+    data: DataConfig,
+    *,
+    budget: int,
+    draws: int,
 ) -> list[dict[str, Any]]:
-    """Test accuracy of a head on each blend's features, per draw of `budget` labels per class."""
-    source = load_source(data)
+    """Test accuracy of a head on each blend's features, per split with `budget` labels per class."""
     classes = len(source.class_names)
     rows = []
     for draw in range(draws):
@@ -73,7 +84,7 @@ def probe_accuracies(
     return rows
 
 
-def write_markdown(name: str, rows: list[dict[str, Any]], source: dict[str, Any], command: str) -> None:
+def write_markdown(name: str, rows: list[dict[str, Any]], start: dict[str, Any], command: str) -> None:
     budgets = sorted({row["budget"] for row in rows})
     draws = len({row["draw"] for row in rows})
     lines = [
@@ -82,7 +93,7 @@ def write_markdown(name: str, rows: list[dict[str, Any]], source: dict[str, Any]
         f"Command: `{command}` at commit {_commit()}; {_cpu()}.",
         "",
         f"Chained task: digits 5-9 at {IMAGE_SIZE} px; SOURCE is the default fit on every digit 0-4 "
-        f"({source['accuracy']:.2%} test accuracy there). θ = (1 - β) θ_ImageNet + β θ_SOURCE for every "
+        f"({start['accuracy']:.2%} test accuracy there). θ = (1 - β) θ_ImageNet + β θ_SOURCE for every "
         "weight but the old head; a logistic-regression head on each blend's frozen features (centre view), "
         f"test accuracy on the split's test images, mean ± sd over {draws} splits (`data.split_seed` 0, 1, "
         "...: the test images and the labeled images drawn anew).",
@@ -113,18 +124,18 @@ def main() -> None:
     args = parser.parse_args()
     task = TASKS["chained"]
     write_digit_manifests(args.out / "data")
-    source = source_run(Settings(args.out, None, 0, None), task)
+    start = source_run(Settings(args.out, None, 0, None), task)
     data = DataConfig(name=str(args.out / "data" / task.data), channels=1)
-    spec = f"run:{source['run_dir']}"
-    features: dict[float, torch.Tensor] = {}
-    for beta in BETAS:
-        features[beta], labels = blended_features(spec, data, beta)
+    dataset = load_source(data)
+    features, labels = blended_features(f"run:{start['run_dir']}", dataset)
     rows = [
-        row for budget in args.budgets for row in probe_accuracies(features, labels, data, budget, args.draws)
+        row
+        for budget in args.budgets
+        for row in probe_accuracies(features, labels, dataset, data, budget=budget, draws=args.draws)
     ]
     write_csv(args.name, rows)
     command = shlex.join(["python", "benchmarks/ancestor_blend.py", *sys.argv[1:]])
-    write_markdown(args.name, rows, source, command)
+    write_markdown(args.name, rows, start, command)
     print(RESULTS / f"{args.name}.md")
 
 

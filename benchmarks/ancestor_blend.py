@@ -1,5 +1,6 @@
-"""A chained start blended with its ImageNet ancestor in weight space: does the blend keep features better
-than either end?
+"""A chained start blended with its ImageNet ancestor in weight space, against either end alone.
+
+Does a blend keep features better than either end?
 
 The chained task of `few_labels.py`: digits 5-9 at 64 px, starting from SOURCE, a default fit on digits
 0-4. Every weight of the start but its old head is blended, θ = (1 - β) θ_ancestor + β θ_SOURCE, for β on
@@ -117,11 +118,20 @@ def write_markdown(name: str, rows: list[dict[str, Any]], start: dict[str, Any],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-blend"))
-    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 25])
-    parser.add_argument("--draws", type=int, default=10)
-    parser.add_argument("--name", default="ancestor_blend")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/bench-blend"),
+        help="the data and SOURCE's run (kept for reuse)",
+    )
+    parser.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 25], help="labels per class")
+    parser.add_argument("--draws", type=int, default=10, help="splits per budget (data.split_seed 0, 1, ...)")
+    parser.add_argument("--name", default="ancestor_blend", help="results/NAME.{csv,md}")
     args = parser.parse_args()
+    if args.draws < 2:
+        parser.error(
+            f"--draws {args.draws}: the table gives a standard deviation over splits; give 2 or more"
+        )
     task = TASKS["chained"]
     write_digit_manifests(args.out / "data")
     start = source_run(Settings(args.out, None, 0, None), task)

@@ -102,13 +102,19 @@ def main() -> None:
     args = parser.parse_args()
     rows = read_rows(RESULTS / f"{args.earlier}.csv") if args.earlier else []
     rows += [row for name in args.baselines for row in read_rows(RESULTS / f"{name}.csv") if is_baseline(row)]
-    for dataset, budget, method, flags in SETTINGS:
-        if (
-            (args.budgets and budget not in args.budgets)
-            or (args.datasets and dataset not in args.datasets)
-            or (args.methods and method not in args.methods)
-        ):
-            continue
+    chosen = [
+        (dataset, budget, method, flags)
+        for dataset, budget, method, flags in SETTINGS
+        if (not args.budgets or budget in args.budgets)
+        and (not args.datasets or dataset in args.datasets)
+        and (not args.methods or method in args.methods)
+    ]
+    if not chosen:
+        settings = sorted({f"{dataset} '{budget}'" for dataset, budget, _, _ in SETTINGS})
+        parser.error(
+            f"no setting matches --datasets, --budgets and --methods; the settings: {', '.join(settings)}"
+        )
+    for dataset, budget, method, flags in chosen:
         for seed in args.seeds:
             out = args.out / f"{dataset}-{budget}-{method}".replace(" ", "_").replace("%", "pct") / str(seed)
             fit = run_fit(["--seed", str(seed), "--out", str(out), *flags])

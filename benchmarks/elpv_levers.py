@@ -40,6 +40,10 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "lite1": ("EfficientNet-Lite1 at its 240 px", ["--model", "efficientnet_lite1"]),
     "lite2": ("EfficientNet-Lite2 at its 260 px", ["--model", "efficientnet_lite2"]),
     "aux-module-type": ("an auxiliary head on the module type (mono/poly)", ["--aux-label", "module_type"]),
+    "epochs-14": ("14 epochs instead of 7", ["--epochs", "14"]),
+    "ema": ("an exponential moving average of the weights (decay 0.998)", ["--ema"]),
+    "mixup": ("mixup, Beta(0.2, 0.2)", ["--mixup", "0.2"]),
+    "unfrozen": ("every layer group trains (none frozen)", ["--set", "train.strategy.frozen_groups=0"]),
 }
 KEYS = ("binary_accuracy", "accuracy", "accuracy_half_ci", "balanced_accuracy", "macro_f1", "recall_p1")
 

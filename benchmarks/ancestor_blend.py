@@ -14,6 +14,7 @@ several splits (``data.split_seed``: test and labeled images drawn anew), so the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import statistics
 import sys
@@ -75,7 +76,7 @@ def probe_accuracies(
     classes = len(source.class_names)
     rows = []
     for draw in range(draws):
-        config = DataConfig(name=data.name, channels=data.channels, split_seed=draw, labels_per_class=budget)
+        config = dataclasses.replace(data, split_seed=draw, labels_per_class=budget)
         splits = split_with_budget(source, config)
         labeled, test = torch.tensor(sorted(splits.train + splits.val)), torch.tensor(splits.test)
         for beta, x in features.items():

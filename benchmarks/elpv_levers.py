@@ -52,6 +52,7 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "unfrozen": ("every layer group trains (none frozen)", ["--set", "train.strategy.frozen_groups=0"]),
 }
 KEYS = ("binary_accuracy", "accuracy", "accuracy_half_ci", "balanced_accuracy", "macro_f1", "recall_p1")
+COSTS = ("wall_min", "peak_rss_gib")
 
 
 def measure(
@@ -86,7 +87,7 @@ def measure(
 
 
 def markdown(rows: list[dict[str, Any]], command: str, jobs: int, folds: int | None) -> str:
-    keys = [*KEYS, "wall_min", "peak_rss_gib"]
+    keys = [*KEYS, *COSTS]
     at_once = "one run at a time" if jobs == 1 else f"{jobs} runs at once, each on {_threads(jobs)} core(s)"
     images = rows[0]["images"]
     scored = (
@@ -140,9 +141,7 @@ def main() -> None:
         for run in runs:  # each lever's figures as soon as it finishes, the files rewritten with them
             rows.append(run.result())
             print(json.dumps(rows[-1]), flush=True)
-            write_csv(
-                args.name, rows, ["lever", "recipe", "flags", "images", *KEYS, "wall_min", "peak_rss_gib"]
-            )
+            write_csv(args.name, rows, ["lever", "recipe", "flags", "images", *KEYS, *COSTS])
             (RESULTS / f"{args.name}.md").write_text(markdown(rows, command.strip(), args.jobs, args.folds))
     print((RESULTS / f"{args.name}.md").read_text())
 

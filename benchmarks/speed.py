@@ -21,7 +21,9 @@ run's config.yaml, not always the other way round), and shared by both sides:
   as an image folder, or classified with each side's own bundle; check-data-elpv: ELPV's 2,624 PNGs;
 - few-label fit and rank: a manifest of digits 0 to 7 (8 classes) with 10 training images per class
   and the other 1,363 images of those classes as test images (digits holds no more); the validation
-  carve leaves 72 labelled training images, which ``rank`` scores.
+  carve leaves 72 labelled training images, which ``rank`` scores;
+- photo-fit: the default fit of a small photo task (300 JPEG files in two class folders), at 224 px
+  with random crops and flips, which no cache can hold.
 
     python benchmarks/speed.py                                       # every measurement but elpv-fit
     python benchmarks/speed.py --only help print-config --repeats 1  # start-up alone, in seconds
@@ -54,6 +56,7 @@ PACKAGED = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
 BUNDLE_RECIPE = ["fit", "--data", "digits", "--strategy", "linear-probe", "--image-size", "224"]
 FEW_LABEL_CLASSES, LABELS_PER_CLASS, PREDICT_IMAGES = 8, 10, 200
 PHOTOS, PHOTO_SIZE = 40, (4032, 3024)  # JPEG files as a 12-megapixel phone camera writes them
+PHOTO_SET, PHOTO_SET_SIZE, PHOTO_SET_TINT = 300, (320, 240), 24  # a small photo task, fitted at 224 px
 ELPV_IMAGES = 2624
 
 
@@ -66,6 +69,7 @@ class Inputs:
     images: Path | None = None  # a folder of PREDICT_IMAGES digit PNGs
     manifest: Path | None = None  # the few-label manifest (labels.csv)
     photos: Path | None = None  # a folder of PHOTOS camera-size JPEG files, two class subfolders
+    photo_set: Path | None = None  # PHOTO_SET smaller JPEG files, two class subfolders told apart by tint
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ MEASUREMENTS = (
         target="< 20 s",
         met=lambda _, new: new < 20,
     ),
+    Measurement("photo-fit", lambda i, _: ["fit", "--data", _given(i.photo_set)], needs=("photo_set",)),
     Measurement("elpv-fit", lambda _, __: ["fit"], target="≥ 1.5x", met=lambda old, new: old / new >= 1.5),
 )
 BY_NAME = {m.name: m for m in MEASUREMENTS}
@@ -203,7 +208,7 @@ def prepare_worktree(worktree: Path, scratch: Path) -> None:
 
 
 def make_inputs(needs: set[str], sides: dict[str, Path], scratch: Path) -> Inputs:
-    run = images = manifest = own_runs = photos = None
+    run = images = manifest = own_runs = photos = photo_set = None
     if "run" in needs:
         print(f"input: `transferkit {' '.join(BUNDLE_RECIPE)}` with the old commit", file=sys.stderr)
         _, stdout = transferkit(sides["old"], BUNDLE_RECIPE, scratch / "bundle")
@@ -220,21 +225,29 @@ def make_inputs(needs: set[str], sides: dict[str, Path], scratch: Path) -> Input
         manifest = write_few_label_manifest(scratch / "few-label")
     if "photos" in needs:
         photos = write_photos(scratch / "photos")
-    return Inputs(run=run, own_runs=own_runs, images=images, manifest=manifest, photos=photos)
+    if "photo_set" in needs:
+        photo_set = write_photos(scratch / "photo-set", PHOTO_SET, PHOTO_SET_SIZE, tint=PHOTO_SET_TINT)
+    return Inputs(
+        run=run, own_runs=own_runs, images=images, manifest=manifest, photos=photos, photo_set=photo_set
+    )
 
 
-def write_photos(folder: Path) -> Path:
-    """PHOTOS JPEG files of PHOTO_SIZE (quality 90) in folders a/ and b/: smooth colour fields with grain,
-    what a camera photo holds, so their files are of a photo's size (about 3 MB)."""
+def write_photos(
+    folder: Path, count: int = PHOTOS, size: tuple[int, int] = PHOTO_SIZE, tint: int = 0
+) -> Path:
+    """`count` JPEG files of `size` (quality 90) in folders a/ and b/: smooth colour fields with grain,
+    what a camera photo holds, so their files are of a photo's size (about 3 MB at PHOTO_SIZE); b's red
+    channel is `tint` higher, so that the classes can be told apart."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    width, height = PHOTO_SIZE
-    for index in range(PHOTOS):
-        coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(PHOTO_SIZE)
+    width, height = size
+    for index in range(count):
+        coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(size)
         grain = rng.normal(0, 6, (height, width, 3)).astype(np.float32)
-        pixels = np.clip(np.asarray(coarse, np.float32) + grain, 0, 255).astype(np.uint8)
+        shade = np.array([tint * (index % 2), 0, 0], np.float32)
+        pixels = np.clip(np.asarray(coarse, np.float32) + grain + shade, 0, 255).astype(np.uint8)
         (folder / "ab"[index % 2]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(folder / "ab"[index % 2] / f"{index:03d}.jpg", quality=90)
     return folder
@@ -369,6 +382,10 @@ def markdown(rows: list[dict[str, Any]], measurements: list[Measurement], contex
         "pixels (quality 90, smooth colour fields with grain), checked as an image folder, or classified "
         "with the bundle each side's own commit fitted; check-data-elpv: `transferkit check-data elpv` "
         f"({ELPV_IMAGES} PNG files of 300 x 300 pixels)",
+        f"- photo-fit: `transferkit fit` on {PHOTO_SET} JPEG files of {PHOTO_SET_SIZE[0]} x "
+        f"{PHOTO_SET_SIZE[1]} pixels in two class folders (the same fields, one class's red "
+        f"{PHOTO_SET_TINT} levels higher): the default recipe for photos, at 224 px with random crops and "
+        "flips",
         "- elpv-fit: `transferkit fit`, the embedded default",
         "",
         "| measurement | old median s | new median s | speed-up (old/new) | target | met |",

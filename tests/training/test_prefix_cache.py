@@ -11,11 +11,16 @@ import pytest
 import torch
 
 import transferkit
+from transferkit.config import TrainConfig
+from transferkit.data.cache import SplitImages
 from transferkit.models import resolve_model
 from transferkit.testing import tiny_fit_config
 from transferkit.training import fast_inference, prefix_cache
 from transferkit.training.data_order import SeededBatchSampler
-from transferkit.training.module import step_seed
+from transferkit.training.inference import run_batched
+from transferkit.training.module import TransferModule, step_seed
+from transferkit.training.strategies import create_strategy
+from transferkit.transforms import Normalize
 from transferkit.transforms.augment import d4_view, random_d4
 
 
@@ -127,3 +132,46 @@ def test_the_plan_holds_each_epochs_draws_and_fewer_pairs_than_epochs() -> None:
     torch.manual_seed(step_seed(3, 6, 4, rank=0))  # the last step of the last epoch, replayed
     last = sampler.order(6)[32:40]
     assert all(planned[image, random_d4.draw()] for image in last)
+
+
+@pytest.mark.parametrize("augment", ["light", "crop"])
+def test_frozen_layers_streamed_through_onnxruntime_train_as_pytorch_does(
+    augment: str,
+    image_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # random crops cannot be cached: the frozen layers run on onnxruntime inside each step instead
+    pytest.importorskip("onnxruntime")
+    with caplog.at_level(logging.INFO):
+        pytorch = _probabilities(image_folder, tmp_path / "pytorch", augment, epochs=3)
+    assert "in every training step" not in caplog.text  # too little work to pay for a translation
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        onnx = _probabilities(image_folder, tmp_path / "onnx", augment, epochs=3)
+    assert "Frozen layers below blocks.2 run on onnxruntime in every training step" in caplog.text
+    assert (onnx - pytorch).abs().max() < 1e-3
+    assert (onnx - onnx.mean(0)).abs().max() > 1e-3  # the model tells the images apart: not a constant
+
+
+def test_streamed_layers_stand_in_for_the_frozen_ones_only_inside_the_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)
+    backbone = resolve_model("timm:test_efficientnet", pretrained=False)
+    backbone.reset_head(3)
+    config = TrainConfig(strategy="fine-tune", epochs=2)
+    module = TransferModule(backbone, create_strategy(config), config, augment=random_d4)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    split = SplitImages(images, torch.zeros(6, dtype=torch.long), list(range(6)))
+    expected = run_batched(module, module, images)
+    with prefix_cache.streamed_prefix(module, {"train": split, "val": split}) as data:
+        assert data["train"] is split  # the images stay: the frozen layers run in the step
+        assert isinstance(module.normalize, prefix_cache.StreamedLayers)
+        assert torch.allclose(run_batched(module, module, images), expected, atol=1e-4)
+    assert isinstance(module.normalize, Normalize)
+    assert not any("forward" in vars(layer) for layer in module.model.modules())  # no layer bypassed
+    assert torch.equal(run_batched(module, module, images), expected)

@@ -32,7 +32,7 @@ from transferkit.training.interpolation import State, cloned
 from transferkit.training.lr_range import RangeTest, lr_range_test
 from transferkit.training.module import TransferModule
 from transferkit.training.padding import explicit_padding
-from transferkit.training.prefix_cache import cacheable, cached_prefix
+from transferkit.training.prefix_cache import cacheable, cached_prefix, streamed_prefix
 from transferkit.training.semi.base import Teacher
 from transferkit.training.trainer import create_trainer, quiet_lightning
 
@@ -129,9 +129,8 @@ def train_epochs(
     ever_trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
     for param in module.model.parameters():
         param.requires_grad_(id(param) in ever_trained)
-    uncached = contextlib.nullcontext(plan.data)
-    # Mixing blends network inputs: on cached activations it would blend something else.
-    caches = cacheable(module.augment) and module.mix is None and not module.semi.trains_on_pool_each_step
+    # Mixing blends network inputs: on activations of the frozen layers it would blend something else.
+    apart = module.mix is None and not module.semi.trains_on_pool_each_step  # frozen layers may run apart
     labels = plan.data["train"].labels
     sampler = SeededBatchSampler(
         len(labels),
@@ -143,7 +142,10 @@ def train_epochs(
     )
     # one process: the cache plans the views its batches will draw (with several, shards differ)
     one_process = plan.runtime.devices == 1 and plan.runtime.num_nodes == 1
-    prefix = cached_prefix(module, plan.data, sampler if one_process else None) if caches else uncached
+    prefix: contextlib.AbstractContextManager[dict[str, SplitImages]] = contextlib.nullcontext(plan.data)
+    if apart:  # cached once where the augmentation allows, else run on onnxruntime in each step
+        frozen_layers = cached_prefix if cacheable(module.augment) else streamed_prefix
+        prefix = frozen_layers(module, plan.data, sampler if one_process else None)
     with prefix as data, quiet_lightning():
         train, val = data["train"], data["val"]
         has_val = len(val.labels) > 0

@@ -16,6 +16,10 @@ Under D4, 7 epochs draw about 4.9 of an image's 8 views, against 7 passes uncach
 the frozen layers than recomputing, and it must fit in `cache_budget()`: a third of the memory
 available, at most `MAX_CACHE_BYTES`; else training runs uncached. On a CPU the frozen layers run on
 onnxruntime once their activations match PyTorch's (`lower_layers`), as predictions do.
+
+Where they cannot be cached (a random augmentation such as crops, or too little memory),
+`streamed_prefix` still runs them on onnxruntime, batch by batch inside each training step: nothing
+below the cut trains, so it is inference. At 224 px that is about a quarter of a fine-tuning step.
 """
 
 from __future__ import annotations
@@ -166,7 +170,8 @@ def cached_prefix(
     drawn = sum(map(len, sampler.batches(0))) if sampler else len(train.images)
     uncached_passes = module.strategy.train_epochs * (drawn + len(val.images))  # images a run draws
     if cut is None or passes >= uncached_passes or not _fits_in_memory(module, cut, train, passes):
-        yield data
+        with streamed_prefix(module, data, sampler) as streamed:
+            yield streamed
         return
     sample = finite.apply(train.images[:4], 0) if finite else train.images[:4]
     entering = _activations(module, cut, sample)  # what enters the cut in the whole network
@@ -183,6 +188,72 @@ def cached_prefix(
                 return
     logger.warning("Frozen layers below %s cannot be cached for this network; training runs uncached.", cut)
     yield data
+
+
+@contextmanager
+def streamed_prefix(
+    module: TransferModule, data: dict[str, SplitImages], sampler: SeededBatchSampler | None = None
+) -> Iterator[dict[str, SplitImages]]:
+    """Yields the splits as given, with the frozen layers below the cut run on onnxruntime inside each
+    training step (in place of the module's normalization, which they include) while the block lasts.
+
+    Only where onnxruntime runs them (a CPU, a job that pays for the translation, activations that match
+    PyTorch's) and the cut network on them gives the whole network's outputs; else training runs as
+    given. Unlike the cache, any augmentation may come first: its uint8 images enter the frozen layers.
+    """
+    trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
+    cut = cut_point(module.model, trained)
+    train, val = data["train"], data["val"]
+    if cut is None or not len(train.images):
+        yield data
+        return
+    drawn = sum(map(len, sampler.batches(0))) if sampler else len(train.images)
+    elements = module.strategy.train_epochs * (drawn + len(val.images)) * train.images[0].numel()
+    sample = _augmented(module, train.images[:4])
+    if sample.shape[1:] != train.images.shape[1:]:  # the translation takes one image size
+        yield data
+        return
+    entering = _activations(module, cut, sample)
+    expected = run_batched(module, module, sample)
+    with lower_layers(module, cut, elements) as lower:
+        lowered = lower(sample)  # the first batch chooses the backend
+    if not (isinstance(lower, CheckedModule) and lower.backend == "onnx"):
+        yield data  # PyTorch would run them in the step anyway
+        return
+    normalize = module.normalize
+    with bypassed(module.model, modules_before(module.model, cut)):
+        module.normalize = StreamedLayers(lower)
+        try:
+            if relative_difference(lowered, entering) <= FEATURE_TOLERANCE and torch.allclose(
+                run_batched(module, module, sample), expected, atol=1e-4
+            ):
+                logger.info("Frozen layers below %s run on onnxruntime in every training step.", cut)
+                yield data
+                return
+        finally:
+            module.normalize = normalize
+    logger.warning("Frozen layers below %s cannot run apart from this network; they run in PyTorch.", cut)
+    yield data
+
+
+def _augmented(module: TransferModule, images: torch.Tensor) -> torch.Tensor:
+    """`images` as the module's training augmentation makes them, without touching the random state."""
+    if module.augment is None:
+        return images
+    with torch.random.fork_rng(devices=[]):
+        return torch.stack([module.augment(image) for image in images])
+
+
+class StreamedLayers(nn.Module):
+    """Stands in for the normalization: uint8 batches -> the activations entering the cut, computed by
+    `lower` (the normalization and the frozen layers, on onnxruntime), in channels-last memory."""
+
+    def __init__(self, lower: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.lower = lower
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.lower(images).contiguous(memory_format=torch.channels_last)
 
 
 def _filled(

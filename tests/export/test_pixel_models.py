@@ -92,7 +92,7 @@ def test_a_translation_that_differs_falls_back_to_pytorch(
 def test_a_failed_translation_falls_back_to_pytorch(
     model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(*_: object) -> None:
+    def refuse(*_: object, **__: object) -> None:
         raise RuntimeError("an operator onnx lacks")
 
     monkeypatch.setattr(fast_inference, "in_memory_onnx", refuse)

@@ -172,6 +172,9 @@ def test_streamed_layers_stand_in_for_the_frozen_ones_only_inside_the_block(
         assert data["train"] is split  # the images stay: the frozen layers run in the step
         assert isinstance(module.normalize, prefix_cache.StreamedLayers)
         assert torch.allclose(run_batched(module, module, images), expected, atol=1e-4)
+        # between its calls PyTorch trains: onnxruntime's threads must not spin on the same cores
+        options = module.normalize.lower._onnx.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert isinstance(module.normalize, Normalize)
     assert not any("forward" in vars(layer) for layer in module.model.modules())  # no layer bypassed
     assert torch.equal(run_batched(module, module, images), expected)

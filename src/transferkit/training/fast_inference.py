@@ -66,6 +66,8 @@ class CheckedModule:
             falls back, with a warning) or "torch".
         difference: the distance `tolerance` bounds between onnxruntime's and PyTorch's outputs.
         on_match: called with the serialized translation once it has matched PyTorch (to keep it).
+        interleaved: PyTorch computes between its calls (a training step): onnxruntime's threads then
+            sleep between calls rather than spin, which would hold the cores PyTorch needs.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class CheckedModule:
         difference: Difference,
         tolerance: float,
         on_match: Callable[[bytes], None] | None = None,
+        interleaved: bool = False,
     ) -> None:
         if backend not in INFERENCE_BACKENDS:
             raise UnknownNameError("inference backend", backend, INFERENCE_BACKENDS)
@@ -85,6 +88,7 @@ class CheckedModule:
         self.requested = backend
         self.difference, self.tolerance = difference, tolerance
         self.on_match = on_match
+        self.interleaved = interleaved
         self.choice = InferenceChoice("torch", "asked for") if backend == "torch" else None
         self._onnx: OnnxSession | None = None
         self._large_job = False
@@ -133,7 +137,7 @@ class CheckedModule:
             return self.run_torch(inputs)
         sample = inputs[:PARITY_IMAGES]
         try:
-            onnx_session = in_memory_onnx(self.module, inputs[:2])
+            onnx_session = in_memory_onnx(self.module, inputs[:2], spinning=not self.interleaved)
             outputs = run_onnx(onnx_session, inputs)
             expected = self.run_torch(sample)
             # the batch axis is dynamic: a single image (as `serve` often sends) must agree too
@@ -173,7 +177,7 @@ def run_onnx(session: OnnxSession, inputs: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session(inputs.cpu().numpy()))
 
 
-def in_memory_onnx(module: nn.Module, example: torch.Tensor) -> OnnxSession:
+def in_memory_onnx(module: nn.Module, example: torch.Tensor, *, spinning: bool = True) -> OnnxSession:
     """`module` translated to ONNX in memory, with a dynamic batch axis, loaded in onnxruntime."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False):
@@ -188,7 +192,7 @@ def in_memory_onnx(module: nn.Module, example: torch.Tensor) -> OnnxSession:
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=17,
         )
-    return OnnxSession(buffer.getvalue())
+    return OnnxSession(buffer.getvalue(), spinning=spinning)
 
 
 def relative_difference(first: torch.Tensor, second: torch.Tensor) -> float:

@@ -19,14 +19,18 @@ class OnnxSession:
 
     Args:
         source: a .onnx file, or a serialized model held in memory.
+        spinning: whether onnxruntime's threads wait for the next operation busily (faster alone); False
+            where PyTorch computes between its calls, on the same cores.
     """
 
     backend = "onnx"
 
-    def __init__(self, source: Path | bytes) -> None:
+    def __init__(self, source: Path | bytes, *, spinning: bool = True) -> None:
         ort = optional_import("onnxruntime", "ONNX inference")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: the CPU provider warns about unused initializers
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             model = source if isinstance(source, bytes) else str(source)
             self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

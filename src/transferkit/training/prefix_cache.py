@@ -215,7 +215,7 @@ def streamed_prefix(
         return
     entering = _activations(module, cut, sample)
     expected = run_batched(module, module, sample)
-    with lower_layers(module, cut, elements) as lower:
+    with lower_layers(module, cut, elements, interleaved=True) as lower:
         lowered = lower(sample)  # the first batch chooses the backend
     if not (isinstance(lower, CheckedModule) and lower.backend == "onnx"):
         yield data  # PyTorch would run them in the step anyway
@@ -342,16 +342,19 @@ def _view_activations(
 
 @contextmanager
 def lower_layers(
-    module: TransferModule, cut: str, elements: int
+    module: TransferModule, cut: str, elements: int, *, interleaved: bool = False
 ) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """The network below `cut` (normalization included) as a function of uint8 batches, in inference
     mode, for a job of `elements` input values: on a CPU, onnxruntime once its activations match
-    PyTorch's on the first images (about three times faster), else PyTorch. The module's train/eval mode
-    is restored on exit."""
+    PyTorch's on the first images (about three times faster), else PyTorch; `interleaved` where the
+    training step runs between its calls (`CheckedModule`). The module's train/eval mode is restored on
+    exit."""
     was_training = module.training
     lower = nn.Sequential(module.normalize, module.model)  # the module's own layers, not copies
     with bypassed(module.model, modules_from(module.model, cut)):
-        checked = CheckedModule(lower, difference=relative_difference, tolerance=FEATURE_TOLERANCE)
+        checked = CheckedModule(
+            lower, difference=relative_difference, tolerance=FEATURE_TOLERANCE, interleaved=interleaved
+        )
         try:
             yield checked.for_work(elements)
         finally:

@@ -148,6 +148,7 @@ def test_frozen_layers_streamed_through_onnxruntime_train_as_pytorch_does(
         pytorch = _probabilities(image_folder, tmp_path / "pytorch", augment, epochs=3)
     assert "in every training step" not in caplog.text  # too little work to pay for a translation
     monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(prefix_cache, "STREAM_MIN_ELEMENTS", 0)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         onnx = _probabilities(image_folder, tmp_path / "onnx", augment, epochs=3)
@@ -161,6 +162,7 @@ def test_streamed_layers_stand_in_for_the_frozen_ones_only_inside_the_block(
 ) -> None:
     pytest.importorskip("onnxruntime")
     monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(prefix_cache, "STREAM_MIN_ELEMENTS", 0)
     backbone = resolve_model("timm:test_efficientnet", pretrained=False)
     backbone.reset_head(3)
     config = TrainConfig(strategy="fine-tune", epochs=2)

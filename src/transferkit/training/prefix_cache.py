@@ -59,6 +59,17 @@ class _Captured(Exception):  # control flow: stops the forward pass at the cut
         self.value = value
 
 
+def frozen_cut(module: TransferModule) -> str | None:
+    """`cut_point` for the parameters the module's strategy trains in any epoch."""
+    trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
+    return cut_point(module.model, trained)
+
+
+def images_drawn(sampler: SeededBatchSampler | None, train: SplitImages) -> int:
+    """Training images an epoch draws: the sampler's batches, or every image without one."""
+    return sum(map(len, sampler.batches(0))) if sampler else len(train.images)
+
+
 def cut_point(model: nn.Module, trained: set[int]) -> str | None:
     """The largest module, at the bottom of what trains, whose parameters all train; None if none."""
     params = list(model.named_parameters())
@@ -167,13 +178,12 @@ def cached_prefix(
     no step draws it: `planned_views`, from the `sampler` of a one-process run), and the module's
     augmentation picks one per step; both are put back on exit.
     """
-    trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
-    cut = cut_point(module.model, trained)
+    cut = frozen_cut(module)
     train, val = data["train"], data["val"]
     finite = module.augment if isinstance(module.augment, FiniteAugment) else None
     planned = _plan(module, len(train.images), finite, sampler) if cut is not None else None
     passes = (int(planned.sum()) if planned is not None else len(train.images)) + len(val.images)
-    drawn = sum(map(len, sampler.batches(0))) if sampler else len(train.images)
+    drawn = images_drawn(sampler, train)
     uncached_passes = module.strategy.train_epochs * (drawn + len(val.images))  # images a run draws
     if cut is None or passes >= uncached_passes or not _fits_in_memory(module, cut, train, passes):
         with streamed_prefix(module, data, sampler) as streamed:
@@ -208,17 +218,18 @@ def streamed_prefix(
     network's outputs; else training runs as given. Unlike the cache, any augmentation may come first:
     its uint8 images enter the frozen layers.
     """
-    trained = {id(p) for group in module.strategy.param_groups(module.backbone) for p in group["params"]}
-    cut = cut_point(module.model, trained)
+    cut = frozen_cut(module)
     train, val = data["train"], data["val"]
     if cut is None or not len(train.images):
         yield data
         return
-    drawn = sum(map(len, sampler.batches(0))) if sampler else len(train.images)
+    drawn = images_drawn(sampler, train)
     elements = module.strategy.train_epochs * (drawn + len(val.images)) * train.images[0].numel()
+    if elements < STREAM_MIN_ELEMENTS:
+        yield data
+        return
     sample = _augmented(module, train.images[:4])
-    # the translation takes one image size
-    if elements < STREAM_MIN_ELEMENTS or sample.shape[1:] != train.images.shape[1:]:
+    if sample.shape[1:] != train.images.shape[1:]:  # the translation takes one image size
         yield data
         return
     entering = _activations(module, cut, sample)

@@ -17,12 +17,20 @@ trains K models, each predicting the train images it did not see, so all 1,968 t
     python benchmarks/elpv_levers.py --levers default lr-1e-3 --jobs 2
     python benchmarks/elpv_levers.py --levers default bn-adapt --name elpv_levers_smoke -- \\
         --set data.subset=600 --image-size 64 --epochs 1             # a smoke test, minutes
+    python benchmarks/elpv_levers.py --summary    # every lever measured so far, in one table and plot
+
+`--summary` reads the results files this script wrote (``results/elpv_levers*.csv``) and sets each lever
+beside the default's row of the same invocation (or, for an invocation that ran none, of the one named in
+`BASELINES`, scored the same way): one table, out of fold first, and a plot of the 4-class differences
+with their intervals, in ``results/elpv_levers_summary.md`` and ``.png``. It runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +58,14 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "ema": ("an exponential moving average of the weights (decay 0.998)", ["--ema"]),
     "mixup": ("mixup, Beta(0.2, 0.2)", ["--mixup", "0.2"]),
     "unfrozen": ("every layer group trains (none frozen)", ["--set", "train.strategy.frozen_groups=0"]),
+}
+SUMMARY = f"{NAME}_summary"
+# Invocations that ran no default of their own -> the invocation whose default row they are compared with
+# (the same scoring, the nearest commit).
+BASELINES = {
+    "elpv_levers_balance": "elpv_levers_more",
+    "elpv_levers_cv_unfrozen": "elpv_levers_cv",
+    "elpv_levers_cv_epochs14": "elpv_levers_cv",
 }
 KEYS = ("binary_accuracy", "accuracy", "accuracy_half_ci", "balanced_accuracy", "macro_f1", "recall_p1")
 COSTS = ("wall_min", "peak_rss_gib")
@@ -115,6 +131,104 @@ def markdown(rows: list[dict[str, Any]], command: str, jobs: int, folds: int | N
     return "\n".join(lines) + "\n"
 
 
+def invocations() -> dict[str, list[dict[str, str]]]:
+    """Every invocation's rows as its results file holds them, by the file's name (the summary's aside)."""
+    paths = sorted(RESULTS.glob(f"{NAME}*.csv"))
+    return {path.stem: list(csv.DictReader(path.open())) for path in paths if path.stem != SUMMARY}
+
+
+def commit_of(name: str) -> str:
+    """The commit an invocation ran at, from the first line of its markdown that names one."""
+    found = re.search(r"at commit (\w+)", (RESULTS / f"{name}.md").read_text())
+    return found.group(1) if found else "?"
+
+
+def compared(runs: dict[str, list[dict[str, str]]]) -> list[dict[str, Any]]:
+    """Every row with its invocation, scoring and baseline: the default row it is set beside."""
+    rows = []
+    for name, levers in runs.items():
+        own = next((row for row in levers if row["lever"] == "default"), None)
+        other = BASELINES.get(name)
+        baseline = own or next((r for r in runs.get(other or "", []) if r["lever"] == "default"), None)
+        for row in levers:
+            out_of_fold = int(row["images"]) > 1000  # all 1,968 train images, against 197 validation ones
+            rows.append(
+                {
+                    **row,
+                    "invocation": name,
+                    "scored": "out of fold" if out_of_fold else "validation",
+                    "baseline": None if row is baseline else baseline,
+                    "baseline_from": name if own else other,
+                }
+            )
+    return sorted(rows, key=lambda row: row["scored"] != "out of fold")
+
+
+def _difference(row: dict[str, Any], key: str) -> float | None:
+    baseline = row["baseline"]
+    return None if baseline is None else float(row[key]) - float(baseline[key])
+
+
+def summary_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Every lever on the ELPV default so far (test not read)",
+        "",
+        "Command: `python benchmarks/elpv_levers.py --summary`: the rows of every results file "
+        "`elpv_levers.py` wrote, unchanged, each beside the default's row it was measured with (its own "
+        "invocation's, or the one `BASELINES` names where it ran none). Validation: 197 images, ± about 6 "
+        "points; out of fold: all 1,968 train images (`--folds 5`), ± about 1.8. A difference inside the "
+        "lever's own interval (`± half CI`) is no evidence either way. Invocations ran at different "
+        "commits and on different machines (each file says which), so compare a lever with its own "
+        "baseline only.",
+        "",
+        "| lever | scored | binary | 4-class ± half CI | balanced | macro-F1 | recall p = 1 | Δ 4-class "
+        "| Δ binary | wall (min) | invocation, commit | baseline |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in rows:
+        gaps = [_difference(row, key) for key in ("accuracy", "binary_accuracy")]
+        cells = [
+            row["recipe"],
+            row["scored"],
+            f"{float(row['binary_accuracy']):.1%}",
+            f"{float(row['accuracy']):.1%} ± {float(row['accuracy_half_ci']):.1%}",
+            *(f"{float(row[key]):.1%}" for key in ("balanced_accuracy", "macro_f1", "recall_p1")),
+            *("" if gap is None else f"{100 * gap:+.1f}" for gap in gaps),
+            f"{float(row['wall_min']):.1f}",
+            f"[{row['invocation']}]({row['invocation']}.md), {commit_of(row['invocation'])}",
+            "(baseline)" if row["baseline"] is None else f"default of {row['baseline_from']}",
+        ]
+        lines.append("| " + " | ".join(cells).replace("%", " %") + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Each lever's 4-class accuracy minus its baseline's, with the lever's 95 % interval, by scoring."""
+    from matplotlib.figure import Figure
+
+    levers = [row for row in rows if row["baseline"] is not None]
+    figure = Figure(figsize=(8, 0.35 * len(levers) + 1.2), dpi=110)
+    axes = figure.add_subplot()
+    for place, row in enumerate(reversed(levers)):
+        gap, half = 100 * (_difference(row, "accuracy") or 0.0), 100 * float(row["accuracy_half_ci"])
+        colour = "#2a7" if row["scored"] == "out of fold" else "#888"
+        axes.errorbar(gap, place, xerr=half, fmt="o", color=colour, capsize=3)
+    names = [f"{r['lever']}, {r['invocation'].removeprefix(NAME + '_') or NAME}" for r in reversed(levers)]
+    axes.set_yticks(range(len(levers)), names)
+    axes.axvline(0, color="k", linewidth=0.8)
+    axes.set_xlabel("4-class accuracy minus its default's (points), ± the lever's 95 % interval")
+    axes.set_title("green: out of fold (1,968 images); grey: validation (197 images)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def write_summary() -> None:
+    rows = compared(invocations())
+    (RESULTS / f"{SUMMARY}.md").write_text(summary_markdown(rows))
+    summary_plot(rows, RESULTS / f"{SUMMARY}.png")
+    print((RESULTS / f"{SUMMARY}.md").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levers", nargs="+", choices=list(LEVERS), default=list(LEVERS))
@@ -126,8 +240,11 @@ def main() -> None:
         type=int,
         help="score out of fold with K-fold cross-validation (K fits' time), not on validation",
     )
+    parser.add_argument("--summary", action="store_true", help="tabulate every lever measured; run nothing")
     parser.add_argument("extra", nargs="*", help="flags for every `transferkit fit`, after --")
     args = parser.parse_args()
+    if args.summary:
+        return write_summary()
     if args.folds is not None and args.folds < 2:
         parser.error("--folds needs at least 2 folds")
     args.out.mkdir(parents=True, exist_ok=True)

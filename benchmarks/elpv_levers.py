@@ -67,6 +67,8 @@ BASELINES = {
     "elpv_levers_cv_unfrozen": "elpv_levers_cv",
     "elpv_levers_cv_epochs14": "elpv_levers_cv",
 }
+# Made while the frozen-layer cache fine-tuned 3 layer groups instead of 6 (benchmarks/README.md).
+NARROW = {"elpv_levers", "elpv_levers_more", "elpv_levers_balance"}
 KEYS = ("binary_accuracy", "accuracy", "accuracy_half_ci", "balanced_accuracy", "macro_f1", "recall_p1")
 COSTS = ("wall_min", "peak_rss_gib")
 
@@ -179,7 +181,8 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
         "points; out of fold: all 1,968 train images (`--folds 5`), ± about 1.8. A difference inside the "
         "lever's own interval (`± half CI`) is no evidence either way. Invocations ran at different "
         "commits and on different machines (each file says which), so compare a lever with its own "
-        "baseline only.",
+        "baseline only. †: made while the frozen-layer cache fine-tuned 3 layer groups instead of 6 "
+        "(benchmarks/README.md), the default's included.",
         "",
         "| lever | scored | binary | 4-class ± half CI | balanced | macro-F1 | recall p = 1 | Δ 4-class "
         "| Δ binary | wall (min) | invocation, commit | baseline |",
@@ -195,7 +198,8 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
             *(f"{float(row[key]):.1%}" for key in ("balanced_accuracy", "macro_f1", "recall_p1")),
             *("" if gap is None else f"{100 * gap:+.1f}" for gap in gaps),
             f"{float(row['wall_min']):.1f}",
-            f"[{row['invocation']}]({row['invocation']}.md), {commit_of(row['invocation'])}",
+            f"[{row['invocation']}]({row['invocation']}.md){'†' * (row['invocation'] in NARROW)}, "
+            f"{commit_of(row['invocation'])}",
             "(baseline)" if row["baseline"] is None else f"default of {row['baseline_from']}",
         ]
         lines.append("| " + " | ".join(cells).replace("%", " %") + " |")

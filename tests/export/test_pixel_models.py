@@ -69,11 +69,14 @@ def test_auto_runs_onnxruntime_with_pytorchs_probabilities(model: torch.nn.Modul
 def test_view_logits_are_the_same_in_any_batch(model: torch.nn.Module) -> None:
     eager, pixels = _classifier(model, "torch"), _pixels(9)
     whole = eager.view_logits(pixels, batch_size=64)
-    assert whole.shape == (4, 9, 3)
+    assert whole.shape == (len(TEST_VIEWS), 9, 3)
     np.testing.assert_allclose(eager.view_logits(pixels, batch_size=4), whole, atol=1e-5)
     # each view's logits are the network's on that view of the images
+    names = list(TEST_VIEWS)
     flipped = eager.pixel_model(torch.flip(pixels, dims=[3]).numpy())
-    np.testing.assert_allclose(whole[1], flipped, atol=1e-5)
+    np.testing.assert_allclose(whole[names.index("hflip")], flipped, atol=1e-5)
+    turned = eager.pixel_model(torch.rot90(pixels, 1, dims=(2, 3)).contiguous().numpy())
+    np.testing.assert_allclose(whole[names.index("rot90")], turned, atol=1e-5)
 
 
 def test_a_translation_that_differs_falls_back_to_pytorch(
@@ -141,7 +144,8 @@ def test_frozen_features_come_from_onnxruntime_with_pytorchs_values(model: torch
 def test_a_job_too_small_to_pay_for_a_translation_runs_on_pytorch_undecided(
     model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 4 * 3 * 32 * 32 * 4)  # 4 images with their 4 views
+    views = len(TEST_VIEWS)
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 4 * 3 * 32 * 32 * views)  # 4 images, every view
     checked, eager = _classifier(model, "auto"), _classifier(model, "torch")
     small = _pixels(3)
     np.testing.assert_array_equal(checked.view_logits(small), eager.view_logits(small))
@@ -154,7 +158,8 @@ def test_a_job_too_small_to_pay_for_a_translation_runs_on_pytorch_undecided(
 def test_a_large_job_in_small_batches_translates(
     model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 8 * 3 * 32 * 32 * 4)  # 8 images with their 4 views
+    views = len(TEST_VIEWS)
+    monkeypatch.setattr(fast_inference, "MIN_ELEMENTS", 8 * 3 * 32 * 32 * views)  # 8 images, every view
     checked, eager = _classifier(model, "auto"), _classifier(model, "torch")
     images = list(_pixels(9).permute(0, 2, 3, 1).numpy())
     probabilities = checked.predict_proba(images, batch_size=2)  # every batch alone is too small

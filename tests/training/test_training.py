@@ -11,7 +11,7 @@ from transferkit.files import write_atomic
 from transferkit.training.callbacks import AtomicCheckpointIO, ResumePoints
 from transferkit.training.data_order import SeededBatchSampler
 from transferkit.training.module import adamw, warmup_cosine
-from transferkit.transforms.augment import create_augmentation, random_d4
+from transferkit.transforms.augment import create_augmentation, d4_view, random_d4
 
 
 def test_warmup_then_cosine_to_zero() -> None:
@@ -119,6 +119,13 @@ def test_d4_reaches_all_eight_symmetries() -> None:
     image = torch.arange(9, dtype=torch.uint8).reshape(1, 3, 3)
     seen = {tuple(random_d4(image).flatten().tolist()) for _ in range(400)}
     assert len(seen) == 8
+
+
+def test_d4_test_time_views_are_the_eight_symmetries_it_trains_on() -> None:
+    image = torch.arange(2 * 4 * 4, dtype=torch.uint8).reshape(1, 2, 4, 4)  # no symmetry of its own
+    trained = {d4_view(image, index).numpy().tobytes() for index in range(8)}
+    views = create_augmentation("d4", 4).tta_views
+    assert {view(image.numpy()).tobytes() for view in views} == trained and len(views) == 8
 
 
 @pytest.mark.parametrize("name", ["none", "crop", "light", "d4"])

@@ -29,5 +29,27 @@ def rot180(images: np.ndarray) -> np.ndarray:
     return np.flip(images, (-2, -1))
 
 
-TEST_VIEWS: dict[str, ImageView] = {view.__name__: view for view in (identity, hflip, vflip, rot180)}
+# The quarter turns and the diagonal mirrors need square images, as the network's input always is.
+def rot90(images: np.ndarray) -> np.ndarray:
+    return np.rot90(images, 1, axes=(-2, -1))
+
+
+def rot270(images: np.ndarray) -> np.ndarray:
+    return np.rot90(images, 3, axes=(-2, -1))
+
+
+def transpose(images: np.ndarray) -> np.ndarray:
+    """The mirror across the main diagonal."""
+    return np.swapaxes(images, -2, -1)
+
+
+def transverse(images: np.ndarray) -> np.ndarray:
+    """The mirror across the other diagonal."""
+    return np.flip(np.swapaxes(images, -2, -1), (-2, -1))
+
+
+D4_VIEWS = (identity, hflip, vflip, rot180, rot90, rot270, transpose, transverse)
+"""The 8 symmetries of the square."""
+
+TEST_VIEWS: dict[str, ImageView] = {view.__name__: view for view in D4_VIEWS}
 """Test-time views by name, as a bundle's config.json lists them."""

@@ -100,7 +100,7 @@ def d4_augmentation(image_size: int) -> AugmentPreset:
     Test time averages all 8 symmetries the model trained on. Out of fold on ELPV's 1,968 train images
     (the default's 5 fold models, benchmarks/results/elpv_test_views.md), the 8 views classified 32
     images right that the image, its two mirrors and its half turn had wrong, and 18 the other way: 4-class
-    accuracy 80.0 against 79.3 % (paired bootstrap interval of the gain 0.1 to 1.4 points), for twice the
+    accuracy 80.0 against 79.3 % (paired bootstrap interval of the gain 0.05 to 1.4 points), for twice the
     test-time passes.
     """
     return AugmentPreset("d4", random_d4, D4_VIEWS)

@@ -158,6 +158,7 @@ def compared(runs: dict[str, list[dict[str, str]]]) -> list[dict[str, Any]]:
                 {
                     **row,
                     "invocation": name,
+                    "commit": commit_of(name),
                     "scored": "out of fold" if out_of_fold else "validation",
                     "baseline": None if row is baseline else baseline,
                     "baseline_from": name if own else other,
@@ -199,7 +200,7 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
             *("" if gap is None else f"{100 * gap:+.1f}" for gap in gaps),
             f"{float(row['wall_min']):.1f}",
             f"[{row['invocation']}]({row['invocation']}.md){'†' * (row['invocation'] in NARROW)}, "
-            f"{commit_of(row['invocation'])}",
+            f"{row['commit']}",
             "(baseline)" if row["baseline"] is None else f"default of {row['baseline_from']}",
         ]
         lines.append("| " + " | ".join(cells).replace("%", " %") + " |")

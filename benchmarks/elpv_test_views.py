@@ -28,6 +28,7 @@ import yaml
 
 from default_fit import DEFECTIVE, RESULTS, _cpu, _source_state, write_csv
 from transferkit.data.packaged import ELPV_BINARY
+from transferkit.evaluation.calibration import tempered_probabilities
 from transferkit.evaluation.metrics import compute_metrics
 from transferkit.export.predictor import Classifier, load
 from transferkit.models import resolve_model
@@ -39,10 +40,12 @@ CHECK_ATOL = 1e-5  # oof_predictions.csv keeps 6 decimals
 BOOTSTRAP = 2000
 
 
-def fold_logits(run: Path, bundle: Classifier, fold: int, paths: list[str], alpha: float) -> np.ndarray:
-    """View logits (8, N, classes) of `paths` by fold `fold`'s weights at `alpha`, under `D4_VIEWS`."""
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    backbone = resolve_model(config["model"]["name"], pretrained=False)
+def fold_logits(
+    run: Path, model: str, bundle: Classifier, fold: int, paths: list[str], *, alpha: float
+) -> np.ndarray:
+    """View logits (8, N, classes) of `paths` by fold `fold`'s weights at `alpha` (the run's `model`
+    spec), under `D4_VIEWS`."""
+    backbone = resolve_model(model, pretrained=False)
     backbone.reset_head(len(bundle.label_names))
     checkpoints = run / "folds" / f"fold-{fold}" / "checkpoints"
     tuned = torch.load(checkpoints / "trained.pt", weights_only=True)
@@ -58,14 +61,6 @@ def fold_logits(run: Path, bundle: Classifier, fold: int, paths: list[str], alph
         backend="auto",
     )
     return classifier.view_logits(np.stack([bundle.pixels(path) for path in paths]))
-
-
-def probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(logits / temperature), averaged over the views (axis 0), as `Classifier` predicts."""
-    scaled = logits / temperature
-    scaled -= scaled.max(-1, keepdims=True)
-    exp = np.exp(scaled)
-    return (exp / exp.sum(-1, keepdims=True)).mean(0)
 
 
 def scores(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -88,6 +83,7 @@ def compare(run: Path, fewer: int) -> tuple[list[dict[str, Any]], dict[str, Any]
     own = [view.__name__ for view in bundle.views]
     if own != [view.__name__ for view in D4_VIEWS[: len(own)]]:
         raise SystemExit(f"{run}: its views {own} are not the first of the 8 symmetries")
+    model = yaml.safe_load((run / "config.yaml").read_text())["model"]["name"]
     metrics = json.loads((run / "metrics.json").read_text())
     alpha = (metrics.get("weight_choice") or {}).get("alpha", 1.0)
     with open(run / "oof_predictions.csv", newline="") as handle:
@@ -96,15 +92,15 @@ def compare(run: Path, fewer: int) -> tuple[list[dict[str, Any]], dict[str, Any]
     for fold in sorted({int(row["fold"]) for row in rows}):
         held_out = [row for row in rows if int(row["fold"]) == fold]
         started = time.perf_counter()
-        logits = fold_logits(run, bundle, fold, [row["path"] for row in held_out], alpha)
+        logits = fold_logits(run, model, bundle, fold, [row["path"] for row in held_out], alpha=alpha)
         seconds += time.perf_counter() - started
         written = np.array([[float(row[f"p_{name}"]) for name in names] for row in held_out])
-        mine = probabilities(logits[: len(own)], bundle.temperature)
+        mine = tempered_probabilities(logits[: len(own)], bundle.temperature)
         if not np.allclose(mine, written, atol=CHECK_ATOL):
             raise SystemExit(f"fold {fold}: the run's own views do not give back oof_predictions.csv")
         labels.append(np.array([names.index(row["true"]) for row in held_out]))
-        few_probs.append(probabilities(logits[:fewer], bundle.temperature))
-        all_probs.append(probabilities(logits, bundle.temperature))
+        few_probs.append(tempered_probabilities(logits[:fewer], bundle.temperature))
+        all_probs.append(tempered_probabilities(logits, bundle.temperature))
         print(
             f"fold {fold}: {len(held_out)} images, {len(D4_VIEWS)} views in {seconds:.0f} s so far",
             flush=True,

@@ -87,3 +87,19 @@ def test_fit_temperature_rejects_mismatched_inputs() -> None:
         fit_temperature(np.zeros((4, 3)), np.zeros(5, dtype=int))
     with pytest.raises(ValueError, match="shape"):
         fit_temperature(np.zeros(4), np.zeros(4, dtype=int))
+
+
+
+def test_fit_temperature_on_a_handful_of_images_stays_off_its_bound() -> None:
+    # 9 images of 30 classes under 2 views, each image right in one view and wrong in the other by a
+    # small margin: as T falls the view average becomes a vote, which costs each image at most log 2,
+    # so the likelihood alone drives T to its lower bound of 0.05 and makes every prediction certain.
+    rng = np.random.default_rng(0)
+    labels = np.arange(9)
+    views = rng.normal(0, 3, size=(2, 9, 30))
+    for view in range(2):
+        runner_up = np.where(np.eye(30)[labels] > 0, -np.inf, views[view]).max(axis=1)
+        right = (labels % 2 == view) | (labels == 8)
+        views[view, labels, labels] = runner_up + np.where(right, 1.0, -1.0)
+    assert np.mean(tempered_probabilities(views).argmax(axis=1) == labels) == pytest.approx(8 / 9)
+    assert fit_temperature(views, labels) > 0.3

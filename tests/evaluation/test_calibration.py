@@ -89,7 +89,6 @@ def test_fit_temperature_rejects_mismatched_inputs() -> None:
         fit_temperature(np.zeros(4), np.zeros(4, dtype=int))
 
 
-
 def test_fit_temperature_on_a_handful_of_images_stays_off_its_bound() -> None:
     # 9 images of 30 classes under 2 views, each image right in one view and wrong in the other by a
     # small margin: as T falls the view average becomes a vote, which costs each image at most log 2,

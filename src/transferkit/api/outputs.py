@@ -204,49 +204,26 @@ def write_run_outputs(
     the other label's classifier (`api.auxiliary`), goes into metrics.json and the report, and its head
     (`other_tasks`) into the bundle; `pool_check`, whether the unlabeled pool helped, into metrics.json's
     ``pool``."""
-    source, metrics = evaluation.source, evaluation.metrics
-    headline = headline_metrics(metrics)
-    cv = None
-    if cross_validation is not None:
-        final = "ensemble" if cross_validation.members else "refit"
-        cv = {**cross_validation.summary(source, evaluation.temperature), "final": final}
-    choice = weight_choice.to_dict() if weight_choice is not None else None
-    run_level = {
-        "calibration": evaluation.calibration,
-        "tta": evaluation.tta,
-        "cv": cv,
-        "weight_choice": choice,
-        "pool": pool_check.to_dict() if pool_check is not None else None,
-        "model_choice": model_choice.to_dict() if model_choice is not None else None,
-        "inference": evaluation.inference,
-        "auxiliary": auxiliary,
-    }
-    extras = {key: value for key, value in run_level.items() if value is not None}
-    write_json(paths.metrics, {"test": metrics, "headline": headline, **extras, "wall_time_s": wall_time_s})
+    document = metrics_document(
+        evaluation,
+        wall_time_s,
+        cross_validation=cross_validation,
+        weight_choice=weight_choice,
+        pool_check=pool_check,
+        model_choice=model_choice,
+        auxiliary=auxiliary,
+    )
+    write_json(paths.metrics, document)
     if data_checks is not None:
         write_json(paths.data_checks, data_checks.to_dict())
-    point = evaluation.operating_point
-    write_predictions(paths.predictions, source, evaluation.indices, evaluation.probabilities, point=point)
-    if cross_validation is not None:
-        oof = cross_validation.probabilities(evaluation.temperature)
-        write_predictions(
-            paths.oof_predictions, source, cross_validation.indices, oof, cross_validation.fold_of
-        )
-    info = BundleInfo(
-        source.class_names,
-        headline,
-        config.data.name,
-        evaluation.views,
-        source.channels,
-        temperature=evaluation.temperature,
-        intervals={name: bounds for name, bounds in metrics.get("intervals", {}).items() if name in headline},
-        test_images=len(evaluation.indices),
-        operating_point=evaluation.operating_point,
+    write_prediction_files(paths, evaluation, cross_validation)
+    save_model(
+        paths.model, config, evaluation, backbone, headline=document["headline"], other_tasks=other_tasks
     )
-    save_bundle(backbone, info, paths.model, onnx=evaluation.translation, other_tasks=other_tasks)
+    source = evaluation.source
     plots = create_run_plots(
         paths.plots,
-        metrics,
+        evaluation.metrics,
         training.history,
         source.class_names,
         true_labels=[source.records[i].label for i in evaluation.indices],
@@ -254,27 +231,100 @@ def write_run_outputs(
         open_image=lambda position: source.open(source.records[evaluation.indices[position]]),
         range_test=astuple(training.range_test) if training.range_test else None,
     )
+    notes = [
+        *source.notes,
+        *([model_choice.warning] if model_choice and model_choice.warning else []),
+        *([auxiliary_summary(auxiliary)] if auxiliary else []),
+    ]
     context = ReportContext(
         title=f"{config.data.name} · {config.model.name} · {method_name(config.train.strategy)}",
         run_dir=paths.root,
-        metrics=metrics,
+        metrics=evaluation.metrics,
         data_summary=counts,
         strategy=method_name(config.train.strategy),
         phases=[asdict(p) for p in phases],
         config=config.to_dict(),
         plots=plots,
-        notes=[
-            *source.notes,
-            *([model_choice.warning] if model_choice and model_choice.warning else []),
-            *([auxiliary_summary(auxiliary)] if auxiliary else []),
-        ],
+        notes=notes,
         wall_time_s=wall_time_s,
         data_checks=data_checks,
-        cross_validation=cv,
-        weight_choice=choice,
-        model_choice=extras.get("model_choice"),
+        cross_validation=document.get("cv"),
+        weight_choice=document.get("weight_choice"),
+        model_choice=document.get("model_choice"),
     )
     write_reports(context)
+
+
+def metrics_document(
+    evaluation: TestEvaluation,
+    wall_time_s: float,
+    *,
+    cross_validation: CrossValidation | None,
+    weight_choice: WeightChoice | None,
+    pool_check: PoolCheck | None,
+    model_choice: ModelChoice | None,
+    auxiliary: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """metrics.json: the test metrics, their headline, and what the run decided on the way (only what it
+    did: no key for a step it skipped)."""
+    cv = None
+    if cross_validation is not None:
+        final = "ensemble" if cross_validation.members else "refit"
+        cv = {**cross_validation.summary(evaluation.source, evaluation.temperature), "final": final}
+    run_level = {
+        "calibration": evaluation.calibration,
+        "tta": evaluation.tta,
+        "cv": cv,
+        "weight_choice": weight_choice.to_dict() if weight_choice is not None else None,
+        "pool": pool_check.to_dict() if pool_check is not None else None,
+        "model_choice": model_choice.to_dict() if model_choice is not None else None,
+        "inference": evaluation.inference,
+        "auxiliary": auxiliary,
+    }
+    extras = {key: value for key, value in run_level.items() if value is not None}
+    headline = headline_metrics(evaluation.metrics)
+    return {"test": evaluation.metrics, "headline": headline, **extras, "wall_time_s": wall_time_s}
+
+
+def write_prediction_files(
+    paths: RunPaths, evaluation: TestEvaluation, cross_validation: CrossValidation | None
+) -> None:
+    """predictions.csv (the test split, decided as the bundle decides), and with cross-validation
+    oof_predictions.csv (each train image by the fold model that did not see it)."""
+    source = evaluation.source
+    point = evaluation.operating_point
+    write_predictions(paths.predictions, source, evaluation.indices, evaluation.probabilities, point=point)
+    if cross_validation is not None:
+        oof = cross_validation.probabilities(evaluation.temperature)
+        write_predictions(
+            paths.oof_predictions, source, cross_validation.indices, oof, cross_validation.fold_of
+        )
+
+
+def save_model(
+    folder: Path,
+    config: FitConfig,
+    evaluation: TestEvaluation,
+    backbone: Backbone,
+    *,
+    headline: dict[str, Any],
+    other_tasks: Sequence[OtherTask],
+) -> None:
+    """The model bundle: the network, with what predicting needs (labels, views, temperature, operating
+    point, the checked ONNX graph) and what its model card shows (headline metrics and intervals)."""
+    intervals = evaluation.metrics.get("intervals", {})
+    info = BundleInfo(
+        evaluation.source.class_names,
+        headline,
+        config.data.name,
+        evaluation.views,
+        evaluation.source.channels,
+        temperature=evaluation.temperature,
+        intervals={name: bounds for name, bounds in intervals.items() if name in headline},
+        test_images=len(evaluation.indices),
+        operating_point=evaluation.operating_point,
+    )
+    save_bundle(backbone, info, folder, onnx=evaluation.translation, other_tasks=other_tasks)
 
 
 def auxiliary_summary(auxiliary: dict[str, Any]) -> str:

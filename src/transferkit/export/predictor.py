@@ -428,10 +428,6 @@ def load(
         raise UnknownNameError("backend", backend, BACKENDS)
     bundle = find_bundle(Path(path))
     config = read_bundle_config(bundle)
-    preprocessing = saved_preprocessing(config, bundle / "config.json")
-    labels, temperature = config["label_names"], bundle_temperature(config, bundle)
-    views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
-    point = bundle_operating_point(config, bundle)
     others = bundle_other_labels(config) if other_labels else []
     # model.onnx is the task's network alone: a bundle of several labels runs its weights
     onnx_model, translation = None, None
@@ -443,30 +439,54 @@ def load(
     if onnx_model is not None:
         logger.info("predicting with onnxruntime (%s)", onnx_model.path)
         backend = "onnx"
-    if backend != "onnx":
-        import torch
+    if backend == "onnx":
+        return _onnx_classifier(bundle, config, onnx_model, others)
+    return _torch_classifier(bundle, config, backend, device, others=others, translation=translation)
 
-        # timm and torch: only to run the weights
-        from transferkit.models.runs import load_run, read_other_heads
-        from transferkit.models.task_heads import install_task_heads
 
-        backbone = load_run(str(bundle), ModelConfig(f"run:{bundle}"))
-        model = backbone.model
-        if others:
-            install_task_heads(model, read_other_heads(bundle, config, backbone.num_features))
-        device_ = torch.device(device) if device else None
-        classifier = Classifier.from_network(
-            model,
-            labels,
-            preprocessing,
-            views=views,
-            data_channels=channels,
-            device=device_,
-            backend=backend,
-            other_labels=others,
-            on_translated=translation.store if translation is not None else None,
-        )
-        return classifier.with_temperature(temperature).with_operating_point(point)
+def _torch_classifier(
+    bundle: Path,
+    config: dict[str, Any],
+    backend: str,
+    device: str | None,
+    *,
+    others: list[OtherLabel],
+    translation: CachedTranslation | None,
+) -> Classifier:
+    """The bundle's weights on PyTorch, with its other labels' heads; `translation` keeps the ONNX graph
+    the classifier translates its weights to, for the next load."""
+    # a bad config fails before the weights load
+    preprocessing = saved_preprocessing(config, bundle / "config.json")
+    views, channels = bundle_views(config, bundle), bundle_channels(config, bundle)
+    temperature, point = bundle_temperature(config, bundle), bundle_operating_point(config, bundle)
+    import torch
+
+    # timm and torch: only to run the weights
+    from transferkit.models.runs import load_run, read_other_heads
+    from transferkit.models.task_heads import install_task_heads
+
+    backbone = load_run(str(bundle), ModelConfig(f"run:{bundle}"))
+    model = backbone.model
+    if others:
+        install_task_heads(model, read_other_heads(bundle, config, backbone.num_features))
+    classifier = Classifier.from_network(
+        model,
+        config["label_names"],
+        preprocessing,
+        views=views,
+        data_channels=channels,
+        device=torch.device(device) if device else None,
+        backend=backend,
+        other_labels=others,
+        on_translated=translation.store if translation is not None else None,
+    )
+    return classifier.with_temperature(temperature).with_operating_point(point)
+
+
+def _onnx_classifier(
+    bundle: Path, config: dict[str, Any], onnx_model: OnnxPixelModel | None, others: list[OtherLabel]
+) -> Classifier:
+    """The bundle's ONNX graph (`onnx_model`, else its model.onnx) on onnxruntime: the task alone."""
     if others:
         logger.warning(
             "%s predicts the task's label alone; the torch or auto backend also predicts %s.",
@@ -475,15 +495,14 @@ def load(
         )
     from transferkit.export.onnx_runtime import OnnxPixelModel  # onnxruntime is optional
 
-    onnx_model = onnx_model or OnnxPixelModel.from_bundle(bundle)
     return Classifier(
-        onnx_model,
-        labels,
-        preprocessing,
-        temperature,
-        views=views,
-        data_channels=channels,
-        operating_point=point,
+        onnx_model or OnnxPixelModel.from_bundle(bundle),
+        config["label_names"],
+        saved_preprocessing(config, bundle / "config.json"),
+        bundle_temperature(config, bundle),
+        views=bundle_views(config, bundle),
+        data_channels=bundle_channels(config, bundle),
+        operating_point=bundle_operating_point(config, bundle),
         ordinal=config.get("task") == "ordinal",
     )
 

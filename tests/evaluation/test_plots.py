@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from transferkit.evaluation import plot_confusion_matrix, plot_learning_curves
 from transferkit.evaluation.metrics import operating_point_metrics
 from transferkit.evaluation.operating_point import RecallTarget, operating_point
 from transferkit.evaluation.plots import (
+    confusion_figure,
     create_run_plots,
     list_confident_mistakes,
     plot_confident_mistakes,
@@ -45,6 +47,22 @@ def test_confusion_matrix_png(tmp_path: Path) -> None:
 def test_confusion_matrix_rejects_mismatched_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="matching class_names"):
         plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b", "c"], tmp_path / "c.png")
+
+
+@pytest.mark.parametrize("classes", [30, 120])
+def test_confusion_matrix_tick_labels_do_not_overlap(classes: int) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = [f"class_{index:03d}" for index in range(classes)]
+    figure = confusion_figure(np.eye(classes, dtype=np.int64), names, "Confusion matrix")
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    for axes in figure.axes[:2]:  # the two matrices, then their colour bars
+        boxes = sorted(
+            (label.get_window_extent(renderer) for label in axes.get_yticklabels()), key=lambda b: b.y0
+        )
+        assert len(boxes) >= 50 or len(boxes) == classes
+        assert all(lower.y1 <= upper.y0 for lower, upper in itertools.pairwise(boxes))
 
 
 def test_learning_curves_single_row(tmp_path: Path) -> None:

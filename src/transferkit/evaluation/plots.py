@@ -35,6 +35,10 @@ _MAX_GALLERY_LABEL = 22
 _MAX_ANNOTATED_CLASSES = 20
 # Tick labels longer than this collide horizontally and are rotated.
 _MAX_UPRIGHT_LABEL = 6
+# A confusion matrix gives each class this many inches, so that its tick labels do not overlap, up to a
+# largest panel; beyond that every k-th class is labelled.
+_MATRIX_INCHES_PER_CLASS = 0.22
+_MATRIX_PANEL_INCHES = (4.0, 14.0)
 
 
 def plot_confusion_matrix(
@@ -63,10 +67,17 @@ def plot_confusion_matrix(
             f"confusion must be a {len(class_names)}x{len(class_names)} matrix matching class_names, "
             f"got shape {counts.shape}."
         )
+    return save_figure(confusion_figure(counts, class_names, title), path)
+
+
+def confusion_figure(counts: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
+    """`plot_confusion_matrix`'s figure, sized for its number of classes."""
     row_sums = counts.sum(axis=1, keepdims=True)
     # Classes without test samples get an all-zero row instead of a division by zero.
     normalised = np.divide(counts, row_sums, out=np.zeros(counts.shape), where=row_sums > 0)
-    figure = Figure(figsize=(10, 4.5), layout="constrained")
+    smallest, largest = _MATRIX_PANEL_INCHES
+    panel = min(max(smallest, _MATRIX_INCHES_PER_CLASS * len(class_names)), largest)
+    figure = Figure(figsize=(2 * panel + 2, panel + 0.5), layout="constrained")
     count_axes, recall_axes = figure.subplots(1, 2)
     _draw_matrix(count_axes, counts, class_names, "counts", lambda v: f"{int(v)}")
     # A fixed 0..1 scale makes recall colours comparable between runs.
@@ -74,7 +85,7 @@ def plot_confusion_matrix(
         recall_axes, normalised, class_names, "row-normalised (recall)", lambda v: f"{v:.2f}", vmax=1.0
     )
     figure.suptitle(title)
-    return save_figure(figure, path)
+    return figure
 
 
 def plot_learning_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -422,12 +433,12 @@ def _draw_matrix(
 ) -> None:
     image = axes.imshow(values, cmap="Blues", vmin=0, vmax=vmax)
     axes.figure.colorbar(image, ax=axes, shrink=0.8)
-    ticks = np.arange(len(class_names))
-    rotate = max((len(name) for name in class_names), default=0) > _MAX_UPRIGHT_LABEL
-    axes.set_xticks(
-        ticks, [str(n) for n in class_names], rotation=45 if rotate else 0, ha="right" if rotate else "center"
-    )
-    axes.set_yticks(ticks, [str(n) for n in class_names])
+    largest = _MATRIX_PANEL_INCHES[1] / _MATRIX_INCHES_PER_CLASS
+    ticks = np.arange(0, len(class_names), math.ceil(len(class_names) / largest))
+    names = [str(class_names[tick]) for tick in ticks]
+    rotate = max((len(name) for name in names), default=0) > _MAX_UPRIGHT_LABEL
+    axes.set_xticks(ticks, names, rotation=45 if rotate else 0, ha="right" if rotate else "center")
+    axes.set_yticks(ticks, names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title(title)

@@ -433,8 +433,8 @@ def _draw_matrix(
 ) -> None:
     image = axes.imshow(values, cmap="Blues", vmin=0, vmax=vmax)
     axes.figure.colorbar(image, ax=axes, shrink=0.8)
-    largest = _MATRIX_PANEL_INCHES[1] / _MATRIX_INCHES_PER_CLASS
-    ticks = range(0, len(class_names), max(1, math.ceil(len(class_names) / largest)))
+    most_labels = _MATRIX_PANEL_INCHES[1] / _MATRIX_INCHES_PER_CLASS  # that fit the largest panel
+    ticks = range(0, len(class_names), max(1, math.ceil(len(class_names) / most_labels)))
     names = [str(class_names[tick]) for tick in ticks]
     rotate = max((len(name) for name in names), default=0) > _MAX_UPRIGHT_LABEL
     axes.set_xticks(ticks, names, rotation=45 if rotate else 0, ha="right" if rotate else "center")

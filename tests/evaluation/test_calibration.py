@@ -101,4 +101,5 @@ def test_fit_temperature_on_a_handful_of_images_stays_off_its_bound() -> None:
         right = (labels % 2 == view) | (labels == 8)
         views[view, labels, labels] = runner_up + np.where(right, 1.0, -1.0)
     assert np.mean(tempered_probabilities(views).argmax(axis=1) == labels) == pytest.approx(8 / 9)
+    assert fit_temperature(views, labels, prior_sd=None) < 0.06
     assert fit_temperature(views, labels) > 0.3

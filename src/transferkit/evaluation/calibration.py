@@ -20,7 +20,7 @@ _LOG_TEMPERATURE_BOUNDS = (-3.0, 3.0)
 # at T = 0.5 or 2 it weighs about one image's log-loss, nothing against hundreds of held-out images, but
 # on a handful of images whose right answers are unsure it stops their likelihood from driving T to the
 # lower bound (every prediction certain and, with several views, a different view-averaged argmax).
-_LOG_TEMPERATURE_PRIOR_SD = 0.5
+LOG_TEMPERATURE_PRIOR_SD = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,16 @@ class CalibrationSet:
         return float(np.mean(tempered_probabilities(self.logits).argmax(1) == self.labels))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, prior_sd: float | None = LOG_TEMPERATURE_PRIOR_SD
+) -> float:
     """The temperature minimizing the negative log-likelihood of the tempered, view-averaged softmax,
     under a weak prior that T is near 1.
 
     Objective: ``T* = argmin_T -mean_i log( mean_v softmax(logits[v, i] / T)[labels[i]] )
     + (log T)^2 / (2 s^2 N)``, the same averaging the predictor applies at test time (each view tempered,
-    then the probabilities averaged); the second term (``s`` = 0.5) matters only on a few images.
+    then the probabilities averaged); the second term (``s`` = `prior_sd`, None: none) matters only on a
+    few images.
 
     Shape:
         logits: ``(N, C)``, or ``(V, N, C)`` for ``V`` test-time views of the same ``N`` images.
@@ -82,7 +85,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     def negative_log_likelihood(log_temperature: float) -> float:
         log_probs = tempered_log_probabilities(views, float(np.exp(log_temperature)))
-        prior = log_temperature**2 / (2 * _LOG_TEMPERATURE_PRIOR_SD**2 * len(labels))
+        prior = log_temperature**2 / (2 * prior_sd**2 * len(labels)) if prior_sd else 0.0
         return float(-log_probs[np.arange(len(labels)), labels].mean()) + prior
 
     from scipy.optimize import minimize_scalar  # half a second to import; predicting never fits

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from transferkit.api.fit import ordinal_classes
 from transferkit.cli.main import main
-from transferkit.config import DataConfig
-from transferkit.data.class_map import with_class_order
+from transferkit.config import DataConfig, FitConfig
+from transferkit.data.class_map import natural_order, with_class_order
 from transferkit.data.labels import LabelGrouping
 from transferkit.data.load import load_source
 from transferkit.data.source import ImageRecord, ImageSource
@@ -58,3 +59,19 @@ def test_the_flags_set_task_order_and_recall_target(capsys: pytest.CaptureFixtur
     assert printed["train"]["task"] == "ordinal"
     assert printed["data"]["class_order"] == ["low", "mid", "high"]
     assert printed["decision"]["recall_target"] == "high:0.9"
+
+
+def test_natural_order_compares_numbers_by_value() -> None:
+    names = ["grade_10", "grade_2", "grade_1", "Grade_3", "9", "10", "x²"]
+    assert natural_order(names) == ["9", "10", "Grade_3", "grade_1", "grade_2", "grade_10", "x²"]
+
+
+def test_an_ordinal_fit_orders_numbered_folders_by_value_and_records_the_order(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path, classes=("1", "2", "10"), per_class=1, size=8)
+    config = FitConfig().with_overrides({"data.name": str(folder), "train.task": "ordinal"})
+    resolved, source = ordinal_classes(config, load_source(config.data))
+    assert source.class_names == ["1", "2", "10"] and source.ordered
+    assert resolved.data.class_order == ["1", "2", "10"]  # evaluate and --resume rebuild the same
+    assert load_source(resolved.data).class_names == ["1", "2", "10"]
+    plain, _ = ordinal_classes(config.with_overrides({"train.task": "classification"}), source)
+    assert plain.data.class_order is None

@@ -28,6 +28,7 @@ from transferkit.data import (
 )
 from transferkit.data.cache import DiskCache, SplitImages
 from transferkit.data.checks import CheckCache, DataReport, check_data
+from transferkit.data.class_map import natural_order, with_class_order
 from transferkit.data.load import load_source, split_with_budget
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError
@@ -112,7 +113,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     # Every name and method option is checked before any work: a typo must not cost a model load.
     methods = create_methods(config)
     config = with_resolved_methods(config, methods)
-    source = ordered_source(load_source(config.data), config.train.task)
+    config, source = ordinal_classes(config, load_source(config.data))
     recall_target = resolve_recall_target(config.decision.recall(), source.class_names)
     source, auxiliary = with_auxiliary(config, source, methods)
     # with several candidate models, the best-scoring one starts (a resumed run reads its choice back)
@@ -249,12 +250,18 @@ def resumed_choice(paths: RunPaths | None) -> ModelChoice | None:
     return ModelChoice.from_dict(json.loads(paths.model_choice.read_text()))
 
 
-def ordered_source(source: ImageSource, task: str) -> ImageSource:
-    """An ordinal run's classes are ordered as the source (or data.class_order) lists them."""
-    if task != "ordinal":
-        return source
+def ordinal_classes(config: FitConfig, source: ImageSource) -> tuple[FitConfig, ImageSource]:
+    """An ordinal run's classes, lowest first: data.class_order, the source's own order (ELPV's), or
+    their names in natural order (grade_2 before grade_10), which the run's config then records, so that
+    `evaluate` and `--resume` rebuild the same classes and splits."""
+    if config.train.task != "ordinal":
+        return config, source
+    if not source.ordered:
+        order = natural_order(source.class_names)
+        config = config.with_overrides({"data.class_order": order})
+        source = with_class_order(source, order)
     logger.info("Ordinal classes, lowest first: %s (data.class_order sets their order).", source.class_names)
-    return replace(source, ordered=True)
+    return config, source
 
 
 def with_batchnorm_for_random_init(config: FitConfig) -> FitConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
@@ -58,3 +59,13 @@ def with_class_order(source: ImageSource, order: Sequence[str]) -> ImageSource:
         for g in source.groupings
     )
     return replace(source, class_names=list(order), records=records, groupings=groupings, ordered=True)
+
+
+def natural_order(names: Sequence[str]) -> list[str]:
+    """`names` sorted with their runs of digits compared as numbers: grade_2 before grade_10."""
+
+    def key(name: str) -> tuple[list[str | int], str]:
+        parts = re.split(r"(\d+)", name)  # text, digits, text, ...: digits at the odd places
+        return [int(part) if place % 2 else part for place, part in enumerate(parts)], name
+
+    return sorted(names, key=key)

@@ -83,6 +83,16 @@ def test_image_column_names_the_path_column(tmp_path: Path, images: Path) -> Non
     assert len(load_manifest(manifest, image_column="file").records) == 6
 
 
+def test_columns_of_other_names_are_found_by_their_values(tmp_path: Path, images: Path) -> None:
+    """A spreadsheet's own names: the one column of image file names holds the paths, and the one column
+    left beside it (split aside) the labels."""
+    rows = [[label, path, "train"] for path, label in _rows()]
+    source = load_manifest(_write_csv(tmp_path / "labels.csv", ["defect", "filename", "split"], rows))
+    assert source.class_names == ["cat", "dog"]
+    assert [Path(r.path).name for r in source.records][:2] == ["cat_000.png", "cat_001.png"]
+    assert [r.split for r in source.records] == ["train"] * 6
+
+
 def test_header_and_values_may_carry_spaces_and_a_bom(tmp_path: Path, images: Path) -> None:
     lines = ["path , label"] + [f"{path} , {label}" for path, label in _rows()]
     manifest = tmp_path / "labels.csv"
@@ -99,9 +109,23 @@ def _missing_files(tmp_path: Path) -> Path:
 ERROR_CASES = {
     "empty file": ("m.csv", "", r"m\.csv is empty; write a header line"),
     "header only": ("m.csv", "path,label\n", r"lists no images"),
-    "no label column": ("m.csv", "path\nimages/cat/cat_000.png\n", r"no column 'label'.*\['path'\]"),
-    "no path column": ("m.csv", "image,label\na.png,cat\n", r"no path column.*'path' or 'file_name'"),
-    "no header": ("m.csv", "images/cat/cat_000.png,cat\n", r"no path column"),
+    "no label column": ("m.csv", "path\nimages/cat/cat_000.png\n", r"no 'label' column.*\['path'\]"),
+    "two label columns": (
+        "m.csv",
+        "path,kind,colour\nimages/cat/cat_000.png,cat,grey\n",
+        r"no 'label' column.*--label-column",
+    ),
+    "no path column": ("m.csv", "image,label\nphoto-1,cat\n", r"no path column.*'path'.*--image-column"),
+    "two columns of image names": (
+        "m.csv",
+        "image,mask,label\na.png,a_mask.png,cat\n",
+        r"no path column.*\['image', 'mask', 'label'\]",
+    ),
+    "no header": (
+        "m.csv",
+        "images/cat/cat_000.png,cat\nimages/dog/dog_000.png,dog\n",
+        r"starts with a row of data.*add one such as path,label,split",
+    ),
     "bad JSON": ("m.jsonl", '{"path": "a.png", "label": "cat"}\n{"path": \n', r"line 2 is not valid JSON"),
     "JSON array": (
         "m.jsonl",

@@ -3,7 +3,9 @@
 CSV files have a header line, ``path,label[,split][,group]``; JSON Lines files hold one object per line
 with the same keys. ``group`` names images that belong together (the cells of one solar module, the photos
 of one patient): cross-validation keeps each group within one fold. ``file_name`` may name the path column
-instead, as in the ``metadata.jsonl`` of a Hugging Face imagefolder. Paths are relative to the manifest's
+instead, as in the ``metadata.jsonl`` of a Hugging Face imagefolder; without either, the one column
+whose every value names an image file is the path column, and the one column left beside it (split and
+group aside) the label column. Paths are relative to the manifest's
 folder unless absolute. Any other column is a further label of the images, which an auxiliary head can
 learn (``data.aux_label``); an empty value means the image has none.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import reprlib
 from collections import Counter
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transferkit.data.class_map import train_class_names
+from transferkit.data.folder import IMAGE_SUFFIXES
 from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
 from transferkit.errors import DataError
 
@@ -30,6 +34,8 @@ LABEL_COLUMN = "label"
 SPLIT_COLUMN = "split"
 GROUP_COLUMN = "group"  # images that belong together: cross-validation keeps a group in one fold
 SHOWN = 5  # how many bad paths or rows an error message lists
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,10 @@ def load_manifest(
 
     Args:
         manifest: a ``.csv`` or ``.jsonl`` file.
-        image_column: the path column (default: ``path``, else ``file_name``).
-        label_column: the label column (default: ``label``). Labels may be strings or integers.
+        image_column: the path column (default: ``path``, else ``file_name``, else the one column of
+            image file names).
+        label_column: the label column (default: ``label``, else the one other column). Labels may be
+            strings or integers.
 
     Raises:
         DataError: the file cannot be parsed, a column or value is missing or invalid, listed files do
@@ -79,8 +87,7 @@ def load_manifest(
     """
     table = read_manifest(Path(manifest))
     path_key = manifest_path_column(table, image_column)
-    label_key = label_column or LABEL_COLUMN
-    _require_column(table, label_key, "label_column")
+    label_key = manifest_label_column(table, label_column, path_key)
     if not table.rows:
         raise DataError(
             f"Manifest {manifest} lists no images; add one row per image with its path and label."
@@ -117,17 +124,52 @@ def read_manifest(manifest: Path) -> Manifest:
 
 
 def manifest_path_column(manifest: Manifest, chosen: str | None) -> str:
-    """The column holding image paths: `chosen`, else ``path``, else ``file_name``."""
+    """The column holding image paths: `chosen`, else ``path``, else ``file_name``, else the one column
+    whose every value ends in an image suffix."""
     if chosen is not None:
         _require_column(manifest, chosen, "image_column")
         return chosen
     found = next((name for name in PATH_COLUMNS if name in manifest.columns), None)
-    if found is None:
+    if found is not None:
+        return found
+    if any(Path(column).suffix.lower() in IMAGE_SUFFIXES for column in manifest.columns):
         raise DataError(
-            f"Manifest {manifest.path} has no path column; its columns are {manifest.columns}. Name the "
-            f"column of image paths 'path' or 'file_name' (a CSV file needs a header line: path,label,split)."
+            f"Manifest {manifest.path} starts with a row of data, {manifest.columns}, where a header line "
+            f"belongs; add one such as path,label,split as its first line."
         )
-    return found
+    named_images = [column for column in manifest.columns if _names_images(manifest, column)]
+    if len(named_images) == 1:
+        logger.info("Manifest %s: the image paths are column %r.", manifest.path, named_images[0])
+        return named_images[0]
+    raise DataError(
+        f"Manifest {manifest.path} has no path column; its columns are {manifest.columns}. Name the "
+        f"column of image paths 'path', or pass --image-column COLUMN (data.image_column)."
+    )
+
+
+def manifest_label_column(manifest: Manifest, chosen: str | None, path_key: str) -> str:
+    """The column holding labels: `chosen`, else ``label``, else the one column left beside the paths,
+    the split and the group."""
+    if chosen is not None:
+        _require_column(manifest, chosen, "label_column")
+        return chosen
+    if LABEL_COLUMN in manifest.columns:
+        return LABEL_COLUMN
+    others = [c for c in manifest.columns if c not in {path_key, SPLIT_COLUMN, GROUP_COLUMN}]
+    if len(others) == 1:
+        logger.info("Manifest %s: the labels are column %r.", manifest.path, others[0])
+        return others[0]
+    raise DataError(
+        f"Manifest {manifest.path} has no 'label' column; its columns are {manifest.columns}. Name the "
+        f"column of labels 'label', or pass --label-column COLUMN (data.label_column)."
+    )
+
+
+def _names_images(manifest: Manifest, column: str) -> bool:
+    values = [row.values.get(column) for row in manifest.rows]
+    return bool(values) and all(
+        isinstance(value, str) and Path(value.strip()).suffix.lower() in IMAGE_SUFFIXES for value in values
+    )
 
 
 def manifest_paths(manifest: Manifest, path_key: str) -> list[str]:
@@ -204,7 +246,7 @@ def _require_column(manifest: Manifest, column: str, option: str) -> None:
     if column not in manifest.columns:
         raise DataError(
             f"Manifest {manifest.path} has no column {column!r}; its columns are {manifest.columns}. "
-            f"Add the column, or name the one to use with data.{option}."
+            f"Add the column, or name the one to use with --{option.replace('_', '-')} (data.{option})."
         )
 
 

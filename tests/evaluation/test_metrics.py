@@ -151,6 +151,27 @@ def test_bootstrap_is_seeded_and_the_interval_of_accuracy_matches_its_binomial_s
     assert first["resolution"] == pytest.approx(binomial_half_width, rel=0.15)
 
 
+@pytest.mark.parametrize(
+    ("correct", "images", "expected"),
+    # as scipy.stats.binomtest(correct, images).proportion_ci(method="wilson") gives them
+    [
+        (30, 30, (0.8865, 1.0)),
+        (29, 30, (0.8333, 0.9941)),
+        (0, 10, (0.0, 0.2775)),
+        (80, 100, (0.7112, 0.8666)),
+    ],
+)
+def test_accuracy_takes_the_wilson_interval_which_keeps_its_width_at_100_percent(
+    correct: int, images: int, expected: tuple[float, float]
+) -> None:
+    y_true = np.zeros(images, dtype=int)
+    probs = np.tile([0.9, 0.1], (images, 1))
+    probs[correct:] = [0.1, 0.9]  # the rest are mistakes
+    result = compute_metrics(y_true, probs, ("ok", "bad"))
+    assert result["accuracy"] == correct / images
+    assert result["intervals"]["accuracy"] == pytest.approx(expected, abs=1e-4)
+
+
 def test_noise_note_only_when_the_test_set_cannot_resolve_a_point() -> None:
     y_true, probs = _random_case(0, 200)
     small = compute_metrics(y_true, probs, CLASS_NAMES)

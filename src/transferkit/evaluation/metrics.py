@@ -4,10 +4,14 @@ Everything is derived from confusion matrices with numpy, so the numbers are che
 returned as plain Python types that ``json.dump`` accepts without a custom encoder. Intervals are 95 %
 percentile bootstrap intervals over the test images (Efron & Tibshirani, "An Introduction to the
 Bootstrap", 1993): the test set is resampled with replacement and every metric recomputed per resample.
+Accuracy, a proportion of test images, takes the Wilson score interval instead (Brown, Cai & DasGupta,
+"Interval Estimation for a Binomial Proportion", 2001): on a small test set scored at or near 100 % every
+resample repeats the few mistakes or none, and the percentile interval shrinks to a point.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +30,7 @@ _LOG_LOSS_EPS = 1e-12
 _ROW_SUM_TOLERANCE = 1e-3
 BOOTSTRAP_RESAMPLES = 1000
 _INTERVAL_PERCENTILES = (2.5, 97.5)
+_Z_95 = 1.959963984540054  # the standard normal quantile of a two-sided 95 % interval
 # Resample indices drawn at a time (resamples x test images): bounds memory for large test sets.
 _MAX_DRAWS_PER_CHUNK = 1 << 20
 TOP_K = (3, 5)
@@ -234,11 +239,13 @@ def _scores(labels: np.ndarray, probabilities: np.ndarray, bootstrap: _Bootstrap
     samples = bootstrap.apply(resampled)
     auroc = _macro_auroc(auroc_columns, np.ones((1, len(labels)), dtype=np.int64))[0]
     names = [*summary, "auroc"]
+    intervals = {name: _interval(samples[:, i]) for i, name in enumerate(names)}
+    intervals["accuracy"] = wilson_interval(int(np.trace(confusion)), int(confusion.sum()))
     return _Scores(
         confusion=confusion,
         summary=summary,
         auroc=None if np.isnan(auroc) else float(auroc),
-        intervals={name: _interval(samples[:, i]) for i, name in enumerate(names)},
+        intervals=intervals,
         f1_intervals=[_interval(column) for column in samples[:, len(names) :].T],
     )
 
@@ -389,6 +396,14 @@ def _macro_auroc(columns: Sequence[_RankedScores], weights: np.ndarray) -> np.nd
     count = defined.sum(axis=0)
     total = np.where(defined, per_column, 0.0).sum(axis=0)
     return np.divide(total, count, out=np.full(len(weights), np.nan), where=count > 0)
+
+
+def wilson_interval(successes: int, trials: int) -> list[float]:
+    """The 95 % Wilson score interval of a proportion `successes` / `trials` (trials > 0)."""
+    share, z2 = successes / trials, _Z_95**2
+    centre = (share + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = _Z_95 * math.sqrt(share * (1 - share) / trials + z2 / (4 * trials**2)) / (1 + z2 / trials)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _interval(samples: np.ndarray) -> list[float] | None:

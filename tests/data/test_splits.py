@@ -106,6 +106,15 @@ def test_a_class_missing_from_train_is_named(tmp_path: Path) -> None:
         load_image_folder(tmp_path)
 
 
+@pytest.mark.parametrize("splits", [(), ("train", "test")])
+def test_a_wrapping_folder_names_the_folder_to_pass(tmp_path: Path, splits: tuple[str, ...]) -> None:
+    """An unpacked archive's top folder, around the class folders or around their split folders."""
+    make_image_folder(tmp_path / "pets", classes=("cat", "dog"), per_class=2, splits=splits)
+    with pytest.raises(DataError, match=r"one class folder, pets/, with folders inside.*--data .*/pets\."):
+        load_image_folder(tmp_path)
+    assert load_image_folder(tmp_path / "pets").class_names == ["cat", "dog"]
+
+
 def test_an_empty_class_is_named(tmp_path: Path) -> None:
     make_image_folder(tmp_path, classes=("a", "b"), per_class=2)
     (tmp_path / "empty").mkdir()

@@ -18,6 +18,7 @@ def load_image_folder(root: str | Path) -> ImageSource:
     if split_dirs and "train" not in {d.name for d in split_dirs}:
         raise DataError(f"{root} has {[d.name for d in split_dirs]} but no train/ folder; add one.")
     layout = {d.name: _class_files(d) for d in split_dirs} if split_dirs else {"": _class_files(root)}
+    _check_not_wrapped(root, layout)
     class_names = train_class_names(str(root), layout, train="train/", fix="add them to train/")
     _check_empty_classes(root, layout)
     records = [
@@ -44,6 +45,21 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
 
 def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _check_not_wrapped(root: Path, layout: dict[str, dict[str, list[Path]]]) -> None:
+    """A single class folder that holds folders of its own is a wrapper (an unpacked archive's top
+    folder): name the folder to pass instead."""
+    classes = layout.get("train", layout.get("", {}))
+    if len(classes) != 1:
+        return
+    (name,) = classes
+    inner = root / ("train" if "train" in layout else "") / name
+    if _class_files(inner):
+        raise DataError(
+            f"{root} holds one class folder, {name}/, with folders inside: if those are the classes, "
+            f"pass --data {inner}."
+        )
 
 
 def _check_empty_classes(root: Path, layout: dict[str, dict[str, list[Path]]]) -> None:

@@ -172,6 +172,37 @@ def test_accuracy_takes_the_wilson_interval_which_keeps_its_width_at_100_percent
     assert result["intervals"]["accuracy"] == pytest.approx(expected, abs=1e-4)
 
 
+def _predicted(counts: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and one-hot predictions with (right, wrong) images per class; the wrong ones as class 0,
+    or class 1 for class 0's."""
+    labels, predictions = [], []
+    for label, (right, wrong) in enumerate(counts):
+        labels += [label] * (right + wrong)
+        predictions += [label] * right + [int(label == 0)] * wrong
+    return np.array(labels), np.eye(len(counts))[predictions]
+
+
+def test_balanced_accuracy_keeps_an_interval_when_a_rare_class_is_all_right() -> None:
+    """3 defective cells among 75, all found: the bootstrap's resamples all score 100 %; the posterior
+    of the defective recall, 3 of 3, is wide."""
+    labels, probs = _predicted([(70, 2), (3, 0)])
+    result = compute_metrics(labels, probs, ("ok", "defective"))
+    low, high = result["intervals"]["balanced_accuracy"]
+    assert result["balanced_accuracy"] == pytest.approx((70 / 72 + 1) / 2)
+    assert low < 0.85 < result["balanced_accuracy"] <= high
+    perfect = compute_metrics(*_predicted([(72, 0), (3, 0)]), ("ok", "defective"))
+    assert perfect["intervals"]["balanced_accuracy"][0] < 0.85
+    assert perfect["intervals"]["balanced_accuracy"][1] == 1.0
+
+
+def test_balanced_accuracy_interval_matches_the_spread_of_its_recalls() -> None:
+    labels, probs = _predicted([(320, 80), (240, 160)])  # recalls 0.8 and 0.6 of 400 images each
+    low, high = compute_metrics(labels, probs, ("a", "b"))["intervals"]["balanced_accuracy"]
+    half_width = 1.96 * np.sqrt(0.8 * 0.2 / 400 + 0.6 * 0.4 / 400) / 2
+    assert (high - low) / 2 == pytest.approx(half_width, rel=0.1)
+    assert (low + high) / 2 == pytest.approx(0.7, abs=0.005)
+
+
 def test_noise_note_only_when_the_test_set_cannot_resolve_a_point() -> None:
     y_true, probs = _random_case(0, 200)
     small = compute_metrics(y_true, probs, CLASS_NAMES)

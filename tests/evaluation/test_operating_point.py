@@ -122,7 +122,7 @@ def test_test_scores_follow_the_rule_and_have_intervals() -> None:
     test_probabilities, test_labels = _held_out(1)
     point = operating_point(RecallTarget("rare", 2, 0.9), probabilities, labels, "val (300 images)")
     assert point.held_out_recall >= 0.9
-    scores = operating_point_metrics(test_labels, test_probabilities, point, resamples=200)
+    scores = operating_point_metrics(test_labels, test_probabilities, point)
     predicted = decide(test_probabilities, point)
     flagged = predicted == 2
     assert scores["recall"] == pytest.approx(np.mean(flagged[test_labels == 2]))
@@ -133,6 +133,17 @@ def test_test_scores_follow_the_rule_and_have_intervals() -> None:
         low, high = scores["intervals"][name]
         assert low <= scores[name] <= high
     assert scores["point"]["threshold"] == point.threshold
+
+
+def test_a_recall_of_every_rare_image_keeps_a_wide_interval() -> None:
+    """3 rare test images, all flagged: recall 100 %, and its Wilson interval reaches below 50 %."""
+    probabilities = np.array([[0.8, 0.1, 0.1]] * 20 + [[0.1, 0.1, 0.8]] * 3)
+    labels = np.array([0] * 20 + [2] * 3)
+    point = OperatingPoint("rare", 2, 0.5, 1.0, 1.0, "val")
+    scores = operating_point_metrics(labels, probabilities, point)
+    assert scores["recall"] == 1.0 and scores["precision"] == 1.0
+    assert scores["intervals"]["recall"][0] < 0.5 and scores["intervals"]["recall"][1] == 1.0
+    assert scores["flagged"] == pytest.approx(3 / 23)
 
 
 def test_the_recall_target_names_a_class_of_the_data() -> None:

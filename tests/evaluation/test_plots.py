@@ -254,7 +254,7 @@ def _scored_point() -> tuple[np.ndarray, np.ndarray, float, dict]:
     held_out_labels, held_out = _rare_class(0)
     labels, probs = _rare_class(1)
     point = operating_point(RecallTarget("c", 2, 0.9), held_out, held_out_labels, "val (200 images)")
-    return labels, probs, point.threshold, operating_point_metrics(labels, probs, point, resamples=50)
+    return labels, probs, point.threshold, operating_point_metrics(labels, probs, point)
 
 
 def test_the_operating_point_lies_on_the_test_precision_recall_curve(tmp_path: Path) -> None:

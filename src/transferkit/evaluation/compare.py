@@ -24,6 +24,7 @@ import yaml
 
 from transferkit.config import method_name
 from transferkit.errors import ConfigError
+from transferkit.evaluation.metrics import wilson_interval
 from transferkit.evaluation.plots import save_figure
 from transferkit.files import write_atomic
 
@@ -32,7 +33,7 @@ RESAMPLES = 2000
 
 @dataclass(frozen=True)
 class RunRow:
-    """One run: what it was, its headline metrics, and its accuracy with a 95 % bootstrap interval."""
+    """One run: what it was, its headline metrics, and its accuracy with a 95 % Wilson interval."""
 
     run: str
     model: str
@@ -72,7 +73,7 @@ def compare_runs(runs: list[str | Path], seed: int = 0) -> list[RunRow]:
                 info["strategy"],
                 info["data"],
                 info["headline"],
-                _interval(np.array(list(correct.values()), dtype=float), rng),
+                _accuracy_interval(list(correct.values())),
                 info["wall_time_s"],
                 difference,
                 len(shared),
@@ -139,6 +140,11 @@ def _described(config: dict[str, Any], metrics: dict[str, Any], correct: dict[st
         "wall_time_s": metrics.get("wall_time_s"),
         "correct": correct,
     }
+
+
+def _accuracy_interval(correct: list[bool]) -> tuple[float, float]:
+    low, high = wilson_interval(sum(correct), len(correct))
+    return low, high
 
 
 def _interval(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:

@@ -4,9 +4,11 @@ Everything is derived from confusion matrices with numpy, so the numbers are che
 returned as plain Python types that ``json.dump`` accepts without a custom encoder. Intervals are 95 %
 percentile bootstrap intervals over the test images (Efron & Tibshirani, "An Introduction to the
 Bootstrap", 1993): the test set is resampled with replacement and every metric recomputed per resample.
-Accuracy, a proportion of test images, takes the Wilson score interval instead (Brown, Cai & DasGupta,
-"Interval Estimation for a Binomial Proportion", 2001): on a small test set scored at or near 100 % every
-resample repeats the few mistakes or none, and the percentile interval shrinks to a point.
+Proportions take intervals that keep their width where the percentile bootstrap shrinks to a point (a
+class whose few test images are all right is right in every resample): accuracy, and an operating point's
+recall and precision, the Wilson score interval (Brown, Cai & DasGupta, "Interval Estimation for a
+Binomial Proportion", 2001); balanced accuracy, a mean of recalls, the posterior of Brodersen et al.,
+"The balanced accuracy and its posterior distribution" (ICPR 2010), with Jeffreys priors.
 """
 
 from __future__ import annotations
@@ -131,16 +133,9 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def operating_point_metrics(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    point: OperatingPoint,
-    *,
-    seed: int = 0,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-) -> dict[str, Any]:
-    """Recall and precision of the point's class when it is predicted by its threshold (`decide`), with
-    bootstrap intervals, and the accuracy and share of images flagged under that rule.
+def operating_point_metrics(y_true: np.ndarray, probs: np.ndarray, point: OperatingPoint) -> dict[str, Any]:
+    """Recall and precision of the point's class when it is predicted by its threshold (`decide`), and the
+    accuracy and share of images flagged under that rule; the three proportions with Wilson intervals.
 
     Returns:
         ``point`` (the operating point), ``recall``, ``precision`` (None when nothing is flagged),
@@ -148,31 +143,18 @@ def operating_point_metrics(
     """
     labels = np.asarray(y_true, dtype=np.int64)
     predictions = decide(np.asarray(probs, dtype=np.float64), point)
-    num_classes = np.asarray(probs).shape[1]
-    confusion = _confusion_matrix(labels, predictions, num_classes)
-
-    def scores(confusions: np.ndarray) -> np.ndarray:
-        hits = confusions[..., point.class_index, point.class_index].astype(np.float64)
-        support, flagged = (
-            confusions[..., point.class_index, :].sum(-1),
-            confusions[..., point.class_index].sum(-1),
-        )
-        recall = np.divide(hits, support, out=np.full(hits.shape, np.nan), where=support > 0)
-        precision = np.divide(hits, flagged, out=np.full(hits.shape, np.nan), where=flagged > 0)
-        accuracy = np.trace(confusions, axis1=-2, axis2=-1) / confusions.sum(axis=(-2, -1))
-        return np.stack([recall, precision, accuracy, flagged / confusions.sum(axis=(-2, -1))], axis=-1)
-
-    values = scores(confusion)
-    samples = _Bootstrap(len(labels), resamples, seed).apply(
-        lambda draws: scores(_resampled_confusions(labels, predictions, num_classes, draws))
-    )
-    names = ("recall", "precision", "accuracy", "flagged")
+    confusion = _confusion_matrix(labels, predictions, np.asarray(probs).shape[1])
+    hits = int(confusion[point.class_index, point.class_index])
+    proportions = {  # successes, trials
+        "recall": (hits, int(confusion[point.class_index].sum())),
+        "precision": (hits, int(confusion[:, point.class_index].sum())),
+        "accuracy": (int(np.trace(confusion)), len(labels)),
+    }
     return {
         "point": point.to_dict(),
-        **{
-            name: None if np.isnan(value) else float(value) for name, value in zip(names, values, strict=True)
-        },
-        "intervals": {name: _interval(samples[:, i]) for i, name in enumerate(names[:3])},
+        **{name: k / n if n else None for name, (k, n) in proportions.items()},
+        "flagged": proportions["precision"][1] / len(labels),
+        "intervals": {name: wilson_interval(k, n) if n else None for name, (k, n) in proportions.items()},
     }
 
 
@@ -241,6 +223,9 @@ def _scores(labels: np.ndarray, probabilities: np.ndarray, bootstrap: _Bootstrap
     names = [*summary, "auroc"]
     intervals = {name: _interval(samples[:, i]) for i, name in enumerate(names)}
     intervals["accuracy"] = wilson_interval(int(np.trace(confusion)), int(confusion.sum()))
+    intervals["balanced_accuracy"] = balanced_accuracy_interval(
+        confusion, bootstrap.seed, bootstrap.resamples
+    )
     return _Scores(
         confusion=confusion,
         summary=summary,
@@ -404,6 +389,22 @@ def wilson_interval(successes: int, trials: int) -> list[float]:
     centre = (share + z2 / (2 * trials)) / (1 + z2 / trials)
     half = _Z_95 * math.sqrt(share * (1 - share) / trials + z2 / (4 * trials**2)) / (1 + z2 / trials)
     return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def balanced_accuracy_interval(confusion: np.ndarray, seed: int, draws: int) -> list[float] | None:
+    """The 95 % interval of balanced accuracy from its posterior: each class's recall drawn from
+    Beta(k + 1/2, n - k + 1/2), averaged over the classes with test images. The equal-tailed interval
+    misses an estimate of 0 or 1 (all of a class right); it is widened to hold it, as Brown, Cai &
+    DasGupta's modified Jeffreys interval does."""
+    support, correct = confusion.sum(axis=1), np.diag(confusion)
+    present = support > 0
+    if not present.any():
+        return None
+    hits, misses = correct[present], support[present] - correct[present]
+    recalls = np.random.default_rng(seed).beta(hits + 0.5, misses + 0.5, size=(draws, len(hits)))
+    low, high = np.percentile(recalls.mean(axis=1), _INTERVAL_PERCENTILES)
+    estimate = float((hits / support[present]).mean())
+    return [min(float(low), estimate), max(float(high), estimate)]
 
 
 def _interval(samples: np.ndarray) -> list[float] | None:

@@ -5,9 +5,9 @@ with the same keys. ``group`` names images that belong together (the cells of on
 of one patient): cross-validation keeps each group within one fold. ``file_name`` may name the path column
 instead, as in the ``metadata.jsonl`` of a Hugging Face imagefolder; without either, the one column
 whose every value names an image file is the path column, and the one column left beside it (split and
-group aside) the label column. Paths are relative to the manifest's
-folder unless absolute. Any other column is a further label of the images, which an auxiliary head can
-learn (``data.aux_label``); an empty value means the image has none.
+group aside) the label column. Paths are relative to the manifest's folder unless absolute. Any other
+column is a further label of the images, which an auxiliary head can learn (``data.aux_label``); an
+empty value means the image has none.
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ def test_a_clean_folder_has_no_errors_or_warnings(image_folder: Path) -> None:
     assert report.imbalance == 1.0
 
 
-def _memory_source(labels: list[int], splits: list[str], broken: int | None = None) -> ImageSource:
+def _memory_source(
+    labels: list[int], splits: list[str], broken: int | None = None, classes: list[str] | None = None
+) -> ImageSource:
     def load(record: ImageRecord, channels: int) -> Image.Image:
         index = int(record.path.split("/")[1])
         if index == broken:
@@ -98,7 +100,7 @@ def _memory_source(labels: list[int], splits: list[str], broken: int | None = No
         ImageRecord(f"memory/{i}", label, split)
         for i, (label, split) in enumerate(zip(labels, splits, strict=True))
     ]
-    return ImageSource("memory", ["a", "b", "c"], records, channels=1, loader=load)
+    return ImageSource("memory", classes or ["a", "b", "c"], records, channels=1, loader=load)
 
 
 def _own_splits(source: ImageSource) -> Splits:
@@ -142,7 +144,16 @@ def test_imbalance_tiny_classes_and_classes_without_train_images() -> None:
     assert report.classes_without_train == ["c"]
     assert any("no readable train image" in error for error in report.errors)
     assert any("imbalanced 20.0x (a: 60, b: 3)" in warning for warning in report.warnings)
-    assert any("fewer than 5 train images: b (3)" in warning for warning in report.warnings)
+    assert any("1 class(es) with fewer than 5 train images: b (3);" in warning for warning in report.warnings)
+
+
+def test_many_tiny_classes_are_counted_and_the_smallest_named() -> None:
+    labels = [k for k in range(30) for _ in range(4 if k % 10 else 2)]  # 30 classes of 2 or 4
+    source = _memory_source(labels, ["train"] * len(labels), classes=[f"class{k}" for k in range(30)])
+    (warning,) = [w for w in check_data(source, _own_splits(source)).warnings if "fewer than" in w]
+    assert warning.startswith("30 class(es) with fewer than 5 train images: ")
+    assert "images: class0 (2), class10 (2), class20 (2), class1 (4)," in warning
+    assert warning.count(" (") == 8 and "and 22 more;" in warning
 
 
 def _reference_difference_hash(image: Image.Image) -> int:

@@ -35,6 +35,7 @@ NEAR_CORRELATION = 0.999
 THUMBNAIL_SIZE = 32
 IMBALANCE_WARNING = 10.0  # largest / smallest train class
 TINY_CLASS = 5  # train images below which a class's metrics are noise
+TINY_CLASSES_SHOWN = 8  # the smallest classes a warning names
 _BLOCK = 1024  # rows of the pairwise hash distance computed at once (1024 x N float32)
 _GATHER_LIMIT = 8192  # candidate pairs of a block compared one by one; more take one matrix product
 _LOADER_ERRORS = (DataError, OSError, ValueError, SyntaxError)
@@ -497,11 +498,13 @@ def _warnings(report: DataReport) -> list[str]:
             f"Train classes are imbalanced {report.imbalance:.1f}x ({largest}: {train[largest]}, "
             f"{smallest}: {train[smallest]}); judge by balanced accuracy and macro-F1, not accuracy."
         )
-    tiny = {name: count for name, count in report.counts["train"].items() if 0 < count < TINY_CLASS}
+    train = report.counts["train"]
+    tiny = sorted((name for name, count in train.items() if 0 < count < TINY_CLASS), key=train.__getitem__)
     if tiny:
-        listing = ", ".join(f"{name} ({count})" for name, count in tiny.items())
+        listing = ", ".join(f"{name} ({train[name]})" for name in tiny[:TINY_CLASSES_SHOWN])
+        more = f" and {len(tiny) - TINY_CLASSES_SHOWN} more" if len(tiny) > TINY_CLASSES_SHOWN else ""
         warnings.append(
-            f"Classes with fewer than {TINY_CLASS} train images: {listing}; add images, "
+            f"{len(tiny)} class(es) with fewer than {TINY_CLASS} train images: {listing}{more}; add images, "
             "their metrics are mostly noise."
         )
     return warnings

@@ -203,6 +203,17 @@ def test_balanced_accuracy_interval_matches_the_spread_of_its_recalls() -> None:
     assert (low + high) / 2 == pytest.approx(0.7, abs=0.005)
 
 
+def test_balanced_accuracy_over_classes_of_one_image_keeps_the_estimate_inside() -> None:
+    """100 classes of one test image each, 35 right: the posterior alone, pulled toward 1/2 per class,
+    would lie above the estimate; joined with the bootstrap it holds the estimate well inside."""
+    labels = np.arange(100)
+    predictions = np.where(labels < 35, labels, (labels + 1) % 100)
+    result = compute_metrics(labels, np.eye(100)[predictions], [f"c{k}" for k in range(100)])
+    low, high = result["intervals"]["balanced_accuracy"]
+    assert result["balanced_accuracy"] == pytest.approx(0.35)
+    assert low < 0.30 and high > 0.40
+
+
 def test_noise_note_only_when_the_test_set_cannot_resolve_a_point() -> None:
     y_true, probs = _random_case(0, 200)
     small = compute_metrics(y_true, probs, CLASS_NAMES)

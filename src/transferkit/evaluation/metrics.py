@@ -7,8 +7,9 @@ Bootstrap", 1993): the test set is resampled with replacement and every metric r
 Proportions take intervals that keep their width where the percentile bootstrap shrinks to a point (a
 class whose few test images are all right is right in every resample): accuracy, and an operating point's
 recall and precision, the Wilson score interval (Brown, Cai & DasGupta, "Interval Estimation for a
-Binomial Proportion", 2001); balanced accuracy, a mean of recalls, the posterior of Brodersen et al.,
-"The balanced accuracy and its posterior distribution" (ICPR 2010), with Jeffreys priors.
+Binomial Proportion", 2001); balanced accuracy, a mean of recalls, the bootstrap's interval joined with
+its posterior's (Brodersen et al., "The balanced accuracy and its posterior distribution", ICPR 2010,
+with Jeffreys priors).
 """
 
 from __future__ import annotations
@@ -223,9 +224,8 @@ def _scores(labels: np.ndarray, probabilities: np.ndarray, bootstrap: _Bootstrap
     names = [*summary, "auroc"]
     intervals = {name: _interval(samples[:, i]) for i, name in enumerate(names)}
     intervals["accuracy"] = wilson_interval(int(np.trace(confusion)), int(confusion.sum()))
-    intervals["balanced_accuracy"] = balanced_accuracy_interval(
-        confusion, bootstrap.seed, bootstrap.resamples
-    )
+    posterior = balanced_accuracy_posterior(confusion, bootstrap.seed, bootstrap.resamples)
+    intervals["balanced_accuracy"] = _union(intervals["balanced_accuracy"], posterior)
     return _Scores(
         confusion=confusion,
         summary=summary,
@@ -391,11 +391,11 @@ def wilson_interval(successes: int, trials: int) -> list[float]:
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def balanced_accuracy_interval(confusion: np.ndarray, seed: int, draws: int) -> list[float] | None:
-    """The 95 % interval of balanced accuracy from its posterior: each class's recall drawn from
-    Beta(k + 1/2, n - k + 1/2), averaged over the classes with test images. The equal-tailed interval
-    misses an estimate of 0 or 1 (all of a class right); it is widened to hold it, as Brown, Cai &
-    DasGupta's modified Jeffreys interval does."""
+def balanced_accuracy_posterior(confusion: np.ndarray, seed: int, draws: int) -> list[float] | None:
+    """The 95 % equal-tailed interval of balanced accuracy's posterior: each class's recall drawn from
+    Beta(k + 1/2, n - k + 1/2), averaged over the classes with test images. Unlike the bootstrap it keeps
+    its width where a class's few images are all right; its priors pull a class of one or two images
+    toward a recall of 1/2, so it backs the bootstrap up rather than replacing it."""
     support, correct = confusion.sum(axis=1), np.diag(confusion)
     present = support > 0
     if not present.any():
@@ -403,8 +403,13 @@ def balanced_accuracy_interval(confusion: np.ndarray, seed: int, draws: int) -> 
     hits, misses = correct[present], support[present] - correct[present]
     recalls = np.random.default_rng(seed).beta(hits + 0.5, misses + 0.5, size=(draws, len(hits)))
     low, high = np.percentile(recalls.mean(axis=1), _INTERVAL_PERCENTILES)
-    estimate = float((hits / support[present]).mean())
-    return [min(float(low), estimate), max(float(high), estimate)]
+    return [float(low), float(high)]
+
+
+def _union(first: list[float] | None, second: list[float] | None) -> list[float] | None:
+    if first is None or second is None:
+        return first or second
+    return [min(first[0], second[0]), max(first[1], second[1])]
 
 
 def _interval(samples: np.ndarray) -> list[float] | None:

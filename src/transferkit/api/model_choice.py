@@ -175,12 +175,12 @@ def _weigh(ranking: Ranking, rows: list[dict[str, Any]], given: str, reference: 
     evidence = Evidence.between(results[best], results[reference])
     if not evidence.clear:
         logger.info(
-            "%s placed first, but its kNN gain over %s (%+.3f) is within one standard error (%.3f): "
-            "keeping %s",
+            "%s placed first, but its kNN accuracy gains %+.1f points over %s's, no more than one "
+            "standard error (%.1f): keeping %s",
             best,
+            100 * evidence.gain,
             reference,
-            evidence.gain,
-            evidence.standard_error,
+            100 * evidence.standard_error,
             reference,
         )
     return ModelChoice(rows, best if evidence.clear else reference, given, evidence=evidence.to_dict())

@@ -84,7 +84,7 @@ def run_seed(seed: int, out: Path, extra: list[str], threads: int | None = None)
 
 
 def test_sampling(test: dict[str, Any]) -> dict[str, float]:
-    """Half the width of the 95 % bootstrap interval of the test accuracies: how far the figure moves
+    """Half the width of the 95 % (Wilson) interval of the test accuracies: how far the figure moves
     with another draw of test images, beside the seed spread (which moves with training)."""
     half = {"accuracy_half_ci": (test["intervals"]["accuracy"][1] - test["intervals"]["accuracy"][0]) / 2}
     binary = test.get("groupings", {}).get("binary")
@@ -150,7 +150,7 @@ def markdown_table(rows: list[dict[str, float]], command: str, extra: list[str],
     lines += [f"| {row['seed']} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for row in rows]
     lines += ["| mean ± sd | " + " | ".join(summary(rows, k) for k in keys) + " |", ""]
     lines += [
-        "`*_half_ci`: half the 95 % bootstrap interval on the test split (another draw of test images), "
+        "`*_half_ci`: half the 95 % interval on the test split (another draw of test images), "
         "beside the mean ± sd over seeds (another training). "
         f"Machine: {_cpu()}.",
         "",

@@ -121,7 +121,7 @@ def markdown(rows: list[dict[str, Any]], command: str, jobs: int, folds: int | N
         f"Command: `{command}` at commit {_source_state()}; {_cpu()}; {at_once} (wall_min is that run's).",
         "",
         f"Each row is `transferkit fit FLAGS` (seed 0), {scored}. `accuracy_half_ci`: half the 95 % "
-        "bootstrap interval of the 4-class accuracy (another draw of those images). `recall_p1`: the share "
+        "interval of the 4-class accuracy (another draw of those images). `recall_p1`: the share "
         "of fully defective cells (p = 1) found.",
         "",
         "| lever | flags | " + " | ".join(keys) + " |",

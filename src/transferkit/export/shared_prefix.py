@@ -61,7 +61,7 @@ def view_logits_of_states(
             if per_image is not None and per_image * len(pixels) * len(classifier.views) <= cache_budget():
                 chunks = itertools.chain([first], batches)
                 return _split_at(classifier, network, cut, states, chunks, backend=backend)
-            logger.info("The WiSE-FT candidates run whole: the network is not split at %s.", cut)
+            logger.debug("The WiSE-FT candidates run whole: the network is not split at %s.", cut)
         return [whole_network_logits(classifier, state, pixels, backend) for state in states]
     finally:
         network.model.load_state_dict(kept)

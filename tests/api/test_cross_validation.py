@@ -119,7 +119,8 @@ def test_a_cross_validated_fit_reports_folds_and_calibrates_out_of_fold(
     # a finished fold keeps the weights a resume needs, not its Lightning checkpoints
     fold = run.dir / "folds" / "fold-0" / "checkpoints"
     assert (fold / "trained.pt").is_file() and not list(fold.glob("*.ckpt"))
-    assert "Cross-validation (train split)" in (run.dir / "report.md").read_text()
+    report = (run.dir / "report.md").read_text()
+    assert "Cross-validation (train split)" in report and "Validation is folded into train" in report
     # the final model trained on every train image, with no validation left; each fold validated on its own
     assert not any(row["val_accuracy"] for row in _history(run.dir))
     assert all(_history(run.dir / "folds" / f"fold-{k}")[-1]["val_accuracy"] for k in range(3))

@@ -93,6 +93,7 @@ def test_markdown_links_plots_and_has_tables(context: ReportContext) -> None:
     assert "binary accuracy" in text
     assert "input_size:" in text and "```yaml" in text
     assert text.index("Headline metrics") < text.index("Data") < text.index("Per-class metrics")
+    assert "Validation is folded into train" not in text  # no cross-validation ran
 
 
 def test_no_temporary_files_are_left_behind(context: ReportContext) -> None:

@@ -219,7 +219,7 @@ class _Code:
 def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
     return [
         *_headline_blocks(context),
-        *_data_blocks(context.data_summary),
+        *_data_blocks(context.data_summary, cross_validated=context.cross_validation is not None),
         *_data_check_blocks(context.data_checks),
         *_strategy_blocks(context.strategy, context.phases),
         *_cross_validation_blocks(context.cross_validation),
@@ -293,13 +293,21 @@ def _tta_sentence(metrics: dict[str, Any]) -> str | None:
     )
 
 
-def _data_blocks(data_summary: dict[str, dict[str, int]]) -> list[_Block]:
+def _data_blocks(data_summary: dict[str, dict[str, int]], *, cross_validated: bool) -> list[_Block]:
     splits = list(data_summary)
     # Classes in first-seen order, so a class missing from one split still gets a row.
     classes = list(dict.fromkeys(name for counts in data_summary.values() for name in counts))
     rows = [[name, *(str(data_summary[s].get(name, 0)) for s in splits)] for name in classes]
     rows.append(["total", *(str(sum(data_summary[s].values())) for s in splits)])
-    return [_Heading("Data"), _Table(["class", *splits], rows)]
+    blocks: list[_Block] = [_Heading("Data"), _Table(["class", *splits], rows)]
+    if cross_validated:
+        blocks.append(
+            _Paragraph(
+                "Validation is folded into train: cross-validation over train made the choices a "
+                "validation split would make, and the final model trained on every train image."
+            )
+        )
+    return blocks
 
 
 def _data_check_blocks(checks: DataReport | None) -> list[_Block]:

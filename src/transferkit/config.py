@@ -280,7 +280,8 @@ class CrossValidationConfig(Section):
     folds: int | Literal["auto"] | None = option(
         "auto",
         "folds of cross-validation over train; auto: 5 when the validation split would hold fewer than "
-        f"{SMALL_VALIDATION_PER_CLASS} images per class, else none; null: never",
+        f"{SMALL_VALIDATION_PER_CLASS} images per class, or too few of a --recall-target's class for its "
+        "threshold, else none; null: never",
         within=Interval(2),
         flag="folds",
     )

@@ -23,6 +23,7 @@ from transferkit.data.folds import make_folds
 from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError, ModelError
+from transferkit.evaluation.operating_point import RecallTarget
 from transferkit.export import export_model
 from transferkit.testing import tiny_fit_config
 from transferkit.training.methods import create_methods
@@ -85,6 +86,22 @@ def test_auto_cross_validates_only_when_validation_is_small(
 ) -> None:
     splits = Splits(train=list(range(60 - val)), val=list(range(60 - val, 60)), test=[])
     assert resolve_folds(_recipe(**{"cv.folds": folds}), splits) == expected
+
+
+@pytest.mark.parametrize(
+    ("class_index", "recall", "expected"),
+    [
+        (1, 0.95, None),  # 20 validation images of class 1: enough for 95 % (19 are)
+        (1, 0.99, 5),  # 99 would be
+        (0, 0.9, 5),  # no validation image of class 0
+    ],
+)
+def test_auto_cross_validates_when_validation_is_too_small_for_a_recall_target(
+    class_index: int, recall: float, expected: int | None
+) -> None:
+    splits = Splits(train=list(range(40)), val=list(range(40, 60)), test=[])  # val: 20 images of class 1
+    target = RecallTarget("ab"[class_index], class_index, recall)
+    assert resolve_folds(_recipe(**{"cv.folds": "auto"}), splits, target) == expected
 
 
 def test_on_several_devices_auto_leaves_the_choices_to_validation_and_asked_folds_are_refused() -> None:

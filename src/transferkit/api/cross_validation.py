@@ -21,6 +21,7 @@ from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError
 from transferkit.evaluation.calibration import CalibrationSet, tempered_probabilities
 from transferkit.evaluation.cross_validation import summarize_folds
+from transferkit.evaluation.operating_point import RecallTarget, attainable_recall
 from transferkit.faults import kill_point
 from transferkit.models import Backbone
 from transferkit.models.ensemble import Ensemble
@@ -111,41 +112,50 @@ class OutOfFold:
         return cls(held_out, choice)
 
 
-def resolve_folds(recipe: Recipe, splits: Splits) -> int | None:
+def resolve_folds(recipe: Recipe, splits: Splits, recall_target: RecallTarget | None = None) -> int | None:
     """The number of folds to cross-validate with, or None: ``cv.folds``, where ``auto`` means
-    `AUTO_FOLDS` when validation holds fewer than `SMALL_VALIDATION_PER_CLASS` images per class."""
-    config, classes = recipe.config, len(recipe.source.class_names)
+    `AUTO_FOLDS` when validation is too small to choose on (`_small_validation`)."""
+    config = recipe.config
     folds = config.cv.folds
     several_devices = config.runtime.devices > 1 or config.runtime.num_nodes > 1
     if folds == "auto":
-        if len(splits.val) >= SMALL_VALIDATION_PER_CLASS * classes:
+        reason = _small_validation(recipe, splits, recall_target)
+        if reason is None:
             return None
         if several_devices:
-            logger.warning(
-                "Validation holds %d images for %d classes, but cross-validation runs on one device: the "
-                "choices are made on validation.",
-                len(splits.val),
-                classes,
-            )
+            logger.warning("%s, but cross-validation runs on one device: the choices are made on it.", reason)
             return None
         labels = Counter(recipe.source.records[i].label for i in [*splits.train, *splits.val])
-        smallest = min(labels.get(k, 0) for k in range(classes))
+        smallest = min(labels.get(k, 0) for k in range(len(recipe.source.class_names)))
         if smallest < 2:
-            logger.warning(
-                "Validation is small, and a class has %d train image(s): no cross-validation.", smallest
-            )
+            logger.warning("%s, and a class has %d train image(s): no cross-validation.", reason, smallest)
             return None
         folds = min(AUTO_FOLDS, smallest)
         logger.info(
-            "Validation holds %d images for %d classes: %d-fold cross-validation over train chooses the "
-            "temperature instead (cv.folds).",
-            len(splits.val),
-            classes,
+            "%s: %d-fold cross-validation over train makes the choices instead (temperature, WiSE-FT, "
+            "threshold; cv.folds).",
+            reason,
             folds,
         )
     if folds is not None and several_devices:
         raise ConfigError("Cross-validation runs on one device: set cv.folds null with several devices.")
     return folds
+
+
+def _small_validation(recipe: Recipe, splits: Splits, recall_target: RecallTarget | None) -> str | None:
+    """Why validation is too small to choose on: fewer than `SMALL_VALIDATION_PER_CLASS` images a class,
+    or too few images of a recall target's class for its threshold to promise the recall; else None."""
+    classes = len(recipe.source.class_names)
+    if len(splits.val) < SMALL_VALIDATION_PER_CLASS * classes:
+        return f"Validation holds {len(splits.val)} images for {classes} classes"
+    if recall_target is not None:
+        positives = sum(recipe.source.records[i].label == recall_target.class_index for i in splits.val)
+        if attainable_recall(recall_target.recall, positives) < recall_target.recall:
+            return (
+                f"Validation holds {positives} image(s) of {recall_target.class_name!r}, too few for a "
+                f"threshold to promise {100 * recall_target.recall:.0f}% recall of it"
+            )
+    return None
 
 
 def cross_validate(

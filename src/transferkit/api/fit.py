@@ -131,7 +131,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
         checks, leave_out_bad_images(checks, splits, config.data.bad_images), methods.semi
     )
     recipe = Recipe(config, methods, source, augment, auxiliary)
-    folds = resolve_folds(recipe, splits)
+    folds = resolve_folds(recipe, splits, recall_target)
     paths = start_run_directory(config, source, backbone, paths)
     if model_choice is not None and not resume and is_main_process():
         write_json(paths.model_choice, model_choice.to_dict())

@@ -168,6 +168,11 @@ class DataConfig(Section):
         "skip", "unreadable files: leave out and list in the report (skip), or stop (error)", flag=True
     )
     cache: bool = option(True, "keep decoded, resized images on disk between runs")
+    keep_together: bool = option(
+        True,
+        "the splits and folds transferkit makes keep a manifest's groups and copies of one file (same "
+        "bytes) on one side",
+    )
     class_order: list[str] | None = option(
         None,
         "every class name once, in the classes' order (ordered classes: lowest first; their metrics then "
@@ -352,6 +357,23 @@ class RuntimeConfig(Section):
     )
 
 
+# Options that change what a run computes, added after runs were first written: the value the older
+# runs behaved as, so that `evaluate` and `--resume` rebuild them as they were made.
+OPTIONS_ADDED_SINCE_FIRST_RUNS: dict[str, Any] = {"data.keep_together": False}
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    # ValueError: not UTF-8, or a scalar YAML cannot build (a date like 2020-13-45, `!!float abc`);
+    # OverflowError: an escape like "\\UFFFFFFFF"; RecursionError: absurdly nested brackets.
+    except (OSError, ValueError, OverflowError, RecursionError, yaml.YAMLError) as err:
+        raise ConfigError(f"Cannot read config file {path}: {err}") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of keys, not {type(values).__name__}.")
+    return values
+
+
 @dataclass
 class FitConfig(Section):
     """Everything `transferkit fit` needs; written to `config.yaml` in the run directory."""
@@ -382,15 +404,19 @@ class FitConfig(Section):
     @classmethod
     def from_yaml(cls, path: str | Path, base: FitConfig | None = None) -> Self:
         """The config a YAML file gives; keys it leaves out keep `base`'s values (default: the defaults)."""
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        # ValueError: not UTF-8, or a scalar YAML cannot build (a date like 2020-13-45, `!!float abc`);
-        # OverflowError: an escape like "\\UFFFFFFFF"; RecursionError: absurdly nested brackets.
-        except (OSError, ValueError, OverflowError, RecursionError, yaml.YAMLError) as err:
-            raise ConfigError(f"Cannot read config file {path}: {err}") from err
-        if not isinstance(values, dict):
-            raise ConfigError(f"Config file {path} must hold a mapping of keys, not {type(values).__name__}.")
+        values = _read_yaml(path)
         return cls.from_dict(_merged(base.to_dict(), values) if base is not None else values)
+
+    @classmethod
+    def of_run(cls, path: str | Path) -> Self:
+        """A run's saved config.yaml; an option added after the run was written takes the value that
+        rebuilds the run as it was made (its splits, say), not today's default."""
+        values = _read_yaml(path)
+        for dotted, value in OPTIONS_ADDED_SINCE_FIRST_RUNS.items():
+            section, leaf = dotted.split(".")
+            if isinstance(values.get(section), dict) and leaf not in values[section]:
+                values[section][leaf] = value
+        return cls.from_dict(values)
 
     def with_overrides(self, overrides: dict[str, Any]) -> Self:
         """Returns a copy with dotted keys replaced, e.g. ``{"train.lr": 3e-4}``."""

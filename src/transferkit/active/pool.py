@@ -70,7 +70,7 @@ def run_labelled(run_dir: Path) -> Labelled | None:
             run_dir,
         )
         return None
-    data = FitConfig.from_yaml(config_path).data
+    data = FitConfig.of_run(config_path).data
     try:
         source = load_source(data)
     except DataError as err:

@@ -109,7 +109,7 @@ def evaluate(
 def _data_config(model: Path, data: str | None) -> DataConfig:
     """The run's data section (so its splits are rebuilt exactly), with `data` as the dataset if given."""
     run_config = model / "config.yaml"
-    saved = FitConfig.from_yaml(run_config).data if run_config.is_file() else None
+    saved = FitConfig.of_run(run_config).data if run_config.is_file() else None
     if data is None:
         if saved is None:
             raise ConfigError(

@@ -93,7 +93,7 @@ def fit(
         if config is not None or preset is not None or options:
             raise ConfigError("A resumed run keeps its own config.yaml; pass --resume RUN_DIR alone.")
         paths = RunPaths.existing(resume)
-        config = FitConfig.from_yaml(paths.config)
+        config = FitConfig.of_run(paths.config)
     else:
         config = with_batchnorm_for_random_init(resolve_config(config, preset=preset, **options))
     shared = os.environ.get(RUN_DIR_ENV)

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from transferkit.config import DataConfig
 from transferkit.data.class_map import with_class_order
+from transferkit.data.groups import with_copies_together
 from transferkit.data.resolve import resolve_data
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits, apply_label_budget, make_splits, subsample, with_unlabeled
@@ -26,13 +27,17 @@ def load_source(config: DataConfig) -> ImageSource:
         source = subsample(source, config.subset, config.split_seed)
     if config.unlabeled:
         source = with_unlabeled(source, load_unlabeled(config.unlabeled))
+    if config.keep_together:
+        source = with_copies_together(source)
     return source
 
 
 def split_with_budget(source: ImageSource, config: DataConfig) -> Splits:
     """Train/val/test, then the label budget: train and validation keep their labeled subset, the rest
     is unlabeled."""
-    splits = make_splits(source, config.val_fraction, config.test_fraction, config.split_seed)
+    splits = make_splits(
+        source, config.val_fraction, config.test_fraction, config.split_seed, config.keep_together
+    )
     return apply_label_budget(
         source, splits, config.split_seed, config.labels_per_class, config.label_fraction
     )

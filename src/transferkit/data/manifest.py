@@ -1,9 +1,10 @@
 """Manifests: a CSV or JSON Lines file listing image paths with their labels and, optionally, splits.
 
 CSV files have a header line, ``path,label[,split][,group]``; JSON Lines files hold one object per line
-with the same keys. ``group`` names images that belong together (the cells of one solar module, the photos
-of one patient): cross-validation keeps each group within one fold. ``file_name`` may name the path column
-instead, as in the ``metadata.jsonl`` of a Hugging Face imagefolder; without either, the one column
+with the same keys. ``group`` names images that belong together (the cells of one solar module, the
+photos of one patient): the splits and folds transferkit makes keep each group on one side.
+``file_name`` may name the path column instead, as in the ``metadata.jsonl`` of a Hugging Face
+imagefolder; without either, the one column
 whose every value names an image file is the path column, and the one column left beside it (split and
 group aside) the label column. Paths are relative to the manifest's folder unless absolute. Any other
 column is a further label of the images, which an auxiliary head can learn (``data.aux_label``); an
@@ -32,7 +33,7 @@ MANIFEST_SUFFIXES = (".csv", ".jsonl")
 PATH_COLUMNS = ("path", "file_name")  # file_name: the Hugging Face imagefolder convention
 LABEL_COLUMN = "label"
 SPLIT_COLUMN = "split"
-GROUP_COLUMN = "group"  # images that belong together: cross-validation keeps a group in one fold
+GROUP_COLUMN = "group"  # images that belong together: splits and folds keep a group on one side
 SHOWN = 5  # how many bad paths or rows an error message lists
 
 logger = logging.getLogger(__name__)

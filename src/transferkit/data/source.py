@@ -26,8 +26,8 @@ class ImageRecord:
         label: index into the source's class names.
         split: the split the source assigns it to ("train", "val", "test"), or "" to let transferkit split.
         stratum: extra stratification key, e.g. ELPV's module type, so splits keep its proportions.
-        group: images that belong together (e.g. the cells of one solar module): cross-validation
-            never puts one group in two folds. "" for none.
+        group: images that belong together (e.g. the cells of one solar module): the splits and folds
+            transferkit makes never put one group on two sides (``data.keep_together``). "" for none.
         other_labels: further labels of the image as (name, value) pairs, e.g. ELPV's module type:
             what an auxiliary head can learn beside the task (``data.aux_label``).
     """

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from transferkit.data.decode import decode_image
+from transferkit.data.groups import split_keeping_groups
 from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
 from transferkit.errors import DataError
 
@@ -44,14 +45,16 @@ class Splits:
         return Splits(train, val, test, unlabeled)
 
 
-def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+def make_splits(
+    source: ImageSource, val_fraction: float, test_fraction: float, seed: int, keep_together: bool = True
+) -> Splits:
     """Assigns every record to a split.
 
     Records the source placed stay where they are. Unplaced records form the test split when the source
     has none (`test_fraction` of them), and validation is carved out of train when the source has none.
     Both are stratified by label and by the record's stratum; where classes are too small for that
     (more classes than the split has images, or a class of one image), each class keeps an image in
-    train.
+    train. With `keep_together`, records of one `group` stay on one side of each cut.
     """
     by_split: dict[str, list[int]] = {name: [] for name in ("", *SPLIT_NAMES, UNLABELED)}
     for index, record in enumerate(source.records):
@@ -60,9 +63,13 @@ def make_splits(source: ImageSource, val_fraction: float, test_fraction: float, 
         by_split[record.split].append(index)
     train, val, test = by_split["train"] + by_split[""], by_split["val"], by_split["test"]
     if not test:
-        train, test = stratified_split(source, train, test_fraction, seed, key="data.test_fraction")
+        train, test = stratified_split(
+            source, train, test_fraction, seed, key="data.test_fraction", keep_groups=keep_together
+        )
     if not val and val_fraction > 0:
-        train, val = stratified_split(source, train, val_fraction, seed, key="data.val_fraction")
+        train, val = stratified_split(
+            source, train, val_fraction, seed, key="data.val_fraction", keep_groups=keep_together
+        )
     return Splits(sorted(train), sorted(val), sorted(test), by_split[UNLABELED])
 
 
@@ -127,9 +134,16 @@ class _FilesBesides:
 
 
 def stratified_split(
-    source: ImageSource, indices: Sequence[int], fraction: float, seed: int, key: str = "fraction"
+    source: ImageSource,
+    indices: Sequence[int],
+    fraction: float,
+    seed: int,
+    *,
+    key: str = "fraction",
+    keep_groups: bool = False,
 ) -> tuple[list[int], list[int]]:
-    """Splits `indices` into (rest, `fraction` of them), keeping class and stratum proportions."""
+    """Splits `indices` into (rest, `fraction` of them), keeping class and stratum proportions, and with
+    `keep_groups` each `group` on one side."""
     if not 0 < fraction < 1:
         raise DataError(f"{key} must lie between 0 and 1, got {fraction}.")
     part = math.ceil(fraction * len(indices))
@@ -139,6 +153,8 @@ def stratified_split(
             "source its own split (train/ and test/ folders)."
         )
     records = [source.records[i] for i in indices]
+    if keep_groups and any(r.group for r in records):
+        return split_keeping_groups(records, indices, part, seed, key)
     candidates = ([f"{r.label}/{r.stratum}" for r in records], [str(r.label) for r in records])
     keys = _stratification(candidates, smallest_part=min(part, len(indices) - part))
     if keys is None:

@@ -141,7 +141,7 @@ ERROR_CASES = {
     "bool label": ("m.jsonl", '{"path": "images/cat/cat_000.png", "label": true}\n', r"label is True"),
     "empty label": ("m.csv", "path,label\nimages/cat/cat_000.png,\n", r"line 2: label is ''"),
     "number as path": ("m.jsonl", '{"path": 7, "label": "cat"}\n', r"path is 7; give the image's path"),
-    "bad split": ("m.csv", "path,label,split\nimages/cat/cat_000.png,cat,training\n", r"split is 'training'"),
+    "bad split": ("m.csv", "path,label,split\nimages/cat/cat_000.png,cat,holdout\n", r"split is 'holdout'"),
     "not UTF-8": ("m.csv", b"path,label\n\xff\xfe\xfa,cat\n", r"not UTF-8 text"),
     "unclosed quote": ("m.csv", 'path,label\n"' + "x" * 200_000 + "\n", r"not valid CSV"),
 }

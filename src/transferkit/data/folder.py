@@ -2,32 +2,59 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from transferkit.data.class_map import train_class_names
-from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
+from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+# The names splits go by, as folders or in a manifest's split column (any case): Kaggle and Roboflow
+# exports use valid/, Hugging Face validation.
+SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation", "dev"),
+    "test": ("test", "testing"),
+}
+
+logger = logging.getLogger(__name__)
 
 
 def load_image_folder(root: str | Path) -> ImageSource:
     """Reads ``root/<class>/<image>`` or ``root/<split>/<class>/<image>``; hidden entries are ignored."""
     root = Path(root)
-    split_dirs = [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
-    if split_dirs and "train" not in {d.name for d in split_dirs}:
-        raise DataError(f"{root} has {[d.name for d in split_dirs]} but no train/ folder; add one.")
-    layout = {d.name: _class_files(d) for d in split_dirs} if split_dirs else {"": _class_files(root)}
-    _check_not_wrapped(root, layout)
+    split_dirs = split_folders(root)
+    if split_dirs and "train" not in split_dirs:
+        raise DataError(f"{root} has {[d.name for d in split_dirs.values()]} but no train/ folder; add one.")
+    folders = split_dirs or {"": root}
+    layout = {split: _class_files(folder) for split, folder in folders.items()}
+    _check_has_class_folders(folders, layout)
+    _check_not_wrapped(root, folders, layout)
     class_names = train_class_names(str(root), layout, train="train/", fix="add them to train/")
-    _check_empty_classes(root, layout)
+    _check_empty_classes(folders, layout)
     records = [
         ImageRecord(str(path), class_names.index(name), split)
         for split, classes in layout.items()
         for name, paths in sorted(classes.items())
         for path in paths
     ]
-    return ImageSource(str(root), class_names, records)
+    return ImageSource(str(root), class_names, records, notes=_left_beside(root, split_dirs))
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """The split folders directly in `root`, by split (``valid/`` as "val"); two for one split stop."""
+    found: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        split = next((s for s, names in SPLIT_ALIASES.items() if folder.name.lower() in names), None)
+        if split is not None:
+            found.setdefault(split, []).append(folder)
+    for split, folders in found.items():
+        if len(folders) > 1:
+            raise DataError(
+                f"{root} has {len(folders)} {split} folders, {[f.name for f in folders]}; keep one."
+            )
+    return {split: found[split][0] for split in SPLIT_ALIASES if split in found}  # train, val, test
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -47,14 +74,49 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _check_not_wrapped(root: Path, layout: dict[str, dict[str, list[Path]]]) -> None:
+def _left_beside(root: Path, split_dirs: dict[str, Path]) -> list[str]:
+    """Folders of images beside the split folders are not read: said in the log and the report."""
+    if not split_dirs:
+        return []
+    kept = set(split_dirs.values())
+    beside = {
+        folder.name: len(list_images(folder))
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and folder not in kept and not folder.name.startswith(".")
+    }
+    shown = [f"{name}/ ({count} images)" for name, count in beside.items() if count]
+    if not shown:
+        return []
+    splits = ", ".join(f"{d.name}/" for d in split_dirs.values())
+    note = f"Left out: {', '.join(shown)} in {root}, beside the split folders {splits}, is no split folder."
+    logger.warning(note)
+    return [note]
+
+
+def _check_has_class_folders(folders: dict[str, Path], layout: dict[str, dict[str, list[Path]]]) -> None:
+    """Images directly in the folder, with no class subfolders: say how to give their labels."""
+    for split, folder in folders.items():
+        loose = (
+            [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] if not layout[split] else []
+        )
+        if loose:
+            raise DataError(
+                f"{folder} holds {len(loose)} images but no class subfolders: put each class's images in "
+                "a subfolder named after it, or list them with their labels in a manifest (a CSV with a "
+                "header line path,label, or metadata.csv in the folder, as a Hugging Face imagefolder)."
+            )
+
+
+def _check_not_wrapped(
+    root: Path, folders: dict[str, Path], layout: dict[str, dict[str, list[Path]]]
+) -> None:
     """A single class folder that holds folders of its own is a wrapper (an unpacked archive's top
     folder): name the folder to pass instead."""
-    classes = layout.get("train", layout.get("", {}))
-    if len(classes) != 1:
+    split = "train" if "train" in layout else ""
+    if len(layout[split]) != 1:
         return
-    (name,) = classes
-    inner = root / ("train" if "train" in layout else "") / name
+    (name,) = layout[split]
+    inner = folders[split] / name
     if _class_files(inner):
         raise DataError(
             f"{root} holds one class folder, {name}/, with folders inside: if those are the classes, "
@@ -62,8 +124,8 @@ def _check_not_wrapped(root: Path, layout: dict[str, dict[str, list[Path]]]) -> 
         )
 
 
-def _check_empty_classes(root: Path, layout: dict[str, dict[str, list[Path]]]) -> None:
+def _check_empty_classes(folders: dict[str, Path], layout: dict[str, dict[str, list[Path]]]) -> None:
     for split, classes in layout.items():
         empty = sorted(name for name, paths in classes.items() if not paths and split in ("", "train"))
         if empty:
-            raise DataError(f"Class folders {empty} in {root / split} hold no images; fill or remove them.")
+            raise DataError(f"Class folders {empty} in {folders[split]} hold no images; fill or remove them.")

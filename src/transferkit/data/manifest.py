@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transferkit.data.class_map import train_class_names
-from transferkit.data.folder import IMAGE_SUFFIXES
+from transferkit.data.folder import IMAGE_SUFFIXES, SPLIT_ALIASES
 from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
 from transferkit.errors import DataError
 
@@ -299,8 +299,9 @@ def _split(manifest: Path, row: ManifestRow) -> str:
     split = value.strip() if isinstance(value, str) else value
     if split is None or split == "":
         return ""
-    if split in SPLIT_NAMES:
-        return str(split)
+    canonical = next((name for name, aliases in SPLIT_ALIASES.items() if str(split).lower() in aliases), None)
+    if canonical is not None:  # valid, validation, Test: the names splits go by
+        return canonical
     raise DataError(
         f"Manifest {manifest} line {row.line}: split is {reprlib.repr(value)}; use one of "
         f"{', '.join(SPLIT_NAMES)}, or leave it empty to let transferkit split."

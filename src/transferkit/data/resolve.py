@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transferkit.data.folder import load_image_folder
 from transferkit.data.hf_datasets import HF_PREFIX, is_saved_dataset, load_hf_dataset
+from transferkit.data.imagefolder import folder_metadata, load_imagefolder
 from transferkit.data.manifest import is_manifest, load_manifest
 from transferkit.data.source import ImageSource
 from transferkit.errors import DataError, UnknownNameError
@@ -23,8 +24,8 @@ def resolve_data(
 
     Specs, tried in this order: a packaged dataset (``elpv``, ``elpv:binary``, ``digits``); a Hugging Face
     dataset, ``hf:NAME`` from the local cache or the Hub, or ``hf:PATH`` or a bare PATH saved with
-    ``save_to_disk``; a folder of class subfolders; a CSV or JSON Lines manifest (``labels.csv``,
-    ``metadata.jsonl``).
+    ``save_to_disk``; a folder with a ``metadata.csv`` or ``.jsonl`` (a Hugging Face imagefolder); a folder
+    of class subfolders; a CSV or JSON Lines manifest (``labels.csv``, ``metadata.jsonl``).
 
     Args:
         spec: the data spec.
@@ -38,6 +39,9 @@ def resolve_data(
     if spec.startswith(HF_PREFIX) or is_saved_dataset(spec):
         return load_hf_dataset(spec, **columns)
     if Path(spec).is_dir():
+        metadata = folder_metadata(Path(spec))
+        if metadata:
+            return load_imagefolder(Path(spec), metadata, **columns)
         _refuse_columns(spec, "a folder of class subfolders", columns)
         return load_image_folder(spec)
     if is_manifest(spec):

@@ -73,6 +73,7 @@ def test_the_manifest_lists_picks_with_reasons_and_reads_back(
     assert [row["rank"] for row in rows] == ["1", "2", "3", "4", "5"]
     assert {row["method"] for row in rows} == {"badge"}
     assert all(row["score"] and row["predicted"] and row["nearest_labelled"] for row in rows)
+    assert all((out.parent / row["nearest_labelled"]).is_file() for row in rows)  # read as its paths are
     # The pool reader (`label`, `predict`, `fit --unlabeled`) gets the same files back, in rank order.
     assert load_unlabeled(str(out)) == [str(Path(path).absolute()) for path in result.paths]
 

@@ -196,8 +196,9 @@ def _nearest_labelled(inputs: SelectionInputs, picked: np.ndarray) -> tuple[np.n
 def write_suggestions(suggestions: Suggestions, out: Path) -> Path:
     """The picks as a CSV manifest (one image per row, best first), written atomically.
 
-    Its ``path`` column is relative to the manifest's folder for images below it, absolute otherwise, as
-    the manifest reader expects; `transferkit label`, `predict` and `fit --unlabeled` read it as it is.
+    Its ``path`` and ``nearest_labelled`` columns are relative to the manifest's folder for images below
+    it, absolute otherwise, as the manifest reader expects; `transferkit label`, `predict` and
+    `fit --unlabeled` read it as it is.
     """
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
@@ -212,7 +213,7 @@ def write_suggestions(suggestions: Suggestions, out: Path) -> Path:
                 suggestions.score_name,
                 pick.predicted,
                 _number(pick.probability),
-                pick.nearest_labelled,
+                manifest_path(pick.nearest_labelled, out) if pick.nearest_labelled else "",
                 _number(pick.distance),
             ]
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -129,10 +130,10 @@ def suggestions_table(result: Suggestions) -> Table:
         predicted = f"{pick.predicted} ({pick.probability:.2f})" if pick.predicted else ""
         table.add_row(
             str(pick.rank),
-            escape(pick.path),
+            escape(_shown(pick.path)),
             "" if math.isnan(pick.score) else f"{pick.score:.3f}",
             escape(predicted),
-            escape(pick.nearest_labelled),
+            escape(_shown(pick.nearest_labelled)),
             "" if math.isnan(pick.distance) else f"{pick.distance:.3f}",
         )
     return table
@@ -154,3 +155,11 @@ def run_label(args: argparse.Namespace) -> int:
     )
     serve_labelling(session, args.port)
     return 0
+
+
+def _shown(path: str) -> str:
+    """A path below the working folder as relative to it: the table's column stays readable."""
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return path

@@ -49,6 +49,14 @@ def test_loose_images_without_class_folders_say_how_to_label_them(tmp_path: Path
         resolve_data(str(tmp_path))
 
 
+def test_an_unlabeled_test_folder_is_left_out_and_test_drawn_from_train(tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "train", classes=("cat", "dog"), per_class=8)
+    _images(tmp_path / "test", [f"{n}.jpg" for n in range(5)])  # a competition's test set: no labels
+    source = resolve_data(str(tmp_path))
+    assert _splits(source) == {"train": 16}
+    assert any("test holds 5 images without class folders" in note for note in source.notes)
+
+
 def _images(folder: Path, names: list[str]) -> None:
     rng = np.random.default_rng(len(names))
     folder.mkdir(parents=True, exist_ok=True)

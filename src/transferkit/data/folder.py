@@ -29,7 +29,7 @@ def load_image_folder(root: str | Path) -> ImageSource:
         raise DataError(f"{root} has {[d.name for d in split_dirs.values()]} but no train/ folder; add one.")
     folders = split_dirs or {"": root}
     layout = {split: _class_files(folder) for split, folder in folders.items()}
-    _check_has_class_folders(folders, layout)
+    notes = _unlabeled_splits(folders, layout) + _left_beside(root, split_dirs)
     _check_not_wrapped(root, folders, layout)
     class_names = train_class_names(str(root), layout, train="train/", fix="add them to train/")
     _check_empty_classes(folders, layout)
@@ -39,7 +39,7 @@ def load_image_folder(root: str | Path) -> ImageSource:
         for name, paths in sorted(classes.items())
         for path in paths
     ]
-    return ImageSource(str(root), class_names, records, notes=_left_beside(root, split_dirs))
+    return ImageSource(str(root), class_names, records, notes=notes)
 
 
 def split_folders(root: Path) -> dict[str, Path]:
@@ -88,23 +88,38 @@ def _left_beside(root: Path, split_dirs: dict[str, Path]) -> list[str]:
     if not shown:
         return []
     splits = ", ".join(f"{d.name}/" for d in split_dirs.values())
-    note = f"Left out: {', '.join(shown)} in {root}, beside the split folders {splits}, is no split folder."
-    logger.warning(note)
-    return [note]
+    return [_noted(f"Left out: {', '.join(shown)} in {root}; only the split folders {splits} are read.")]
 
 
-def _check_has_class_folders(folders: dict[str, Path], layout: dict[str, dict[str, list[Path]]]) -> None:
-    """Images directly in the folder, with no class subfolders: say how to give their labels."""
+def _unlabeled_splits(folders: dict[str, Path], layout: dict[str, dict[str, list[Path]]]) -> list[str]:
+    """A val/ or test/ folder of images without class folders (a competition's unlabeled test set) is
+    left out, and said; loose images in train/ or the folder itself stop, saying how to label them."""
+    notes = []
     for split, folder in folders.items():
         loose = (
             [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] if not layout[split] else []
         )
-        if loose:
-            raise DataError(
-                f"{folder} holds {len(loose)} images but no class subfolders: put each class's images in "
-                "a subfolder named after it, or list them with their labels in a manifest (a CSV with a "
-                "header line path,label, or metadata.csv in the folder, as a Hugging Face imagefolder)."
+        if not loose:
+            continue
+        if split in ("val", "test"):
+            notes.append(
+                _noted(
+                    f"Left out: {folder} holds {len(loose)} images without class folders, so without labels; "
+                    f"the {split} split is drawn from train/ instead (transferkit predict labels them)."
+                )
             )
+            continue
+        raise DataError(
+            f"{folder} holds {len(loose)} images but no class subfolders: put each class's images in "
+            "a subfolder named after it, or list them with their labels in a manifest (a CSV with a "
+            "header line path,label, or metadata.csv in the folder, as a Hugging Face imagefolder)."
+        )
+    return notes
+
+
+def _noted(note: str) -> str:
+    logger.warning(note)
+    return note
 
 
 def _check_not_wrapped(

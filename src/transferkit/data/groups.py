@@ -80,8 +80,8 @@ def split_keeping_groups(
     blocks: dict[str, list[int]] = {}
     for position, record in enumerate(records):
         blocks.setdefault(record.group or f"\0{position}", []).append(position)  # no group: on its own
-    order = np.random.default_rng(seed).permutation(len(blocks))
-    groups = [list(blocks.values())[i] for i in order]
+    shuffled = list(blocks.values())
+    groups = [shuffled[i] for i in np.random.default_rng(seed).permutation(len(shuffled))]
     part_so_far = _Part(records, part)
     for block in groups:
         if part_so_far.may_take(block) and part_so_far.closer_to_share(block):

@@ -57,6 +57,13 @@ def test_an_unlabeled_test_folder_is_left_out_and_test_drawn_from_train(tmp_path
     assert any("test holds 5 images without class folders" in note for note in source.notes)
 
 
+@pytest.mark.parametrize("classes", [("bus", "car", "train"), ("control", "test")])
+def test_a_class_named_like_a_split_is_a_class(tmp_path: Path, classes: tuple[str, ...]) -> None:
+    source = resolve_data(str(make_image_folder(tmp_path, classes=classes, per_class=3)))
+    assert source.class_names == list(classes)
+    assert _splits(source) == {"": 3 * len(classes)}
+
+
 def _images(folder: Path, names: list[str]) -> None:
     rng = np.random.default_rng(len(names))
     folder.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ def load_image_folder(root: str | Path) -> ImageSource:
     """Reads ``root/<class>/<image>`` or ``root/<split>/<class>/<image>``; hidden entries are ignored."""
     root = Path(root)
     split_dirs = split_folders(root)
+    if _split_names_are_classes(root, split_dirs):
+        split_dirs = {}
     if split_dirs and "train" not in split_dirs:
         raise DataError(f"{root} has {[d.name for d in split_dirs.values()]} but no train/ folder; add one.")
     folders = split_dirs or {"": root}
@@ -55,6 +57,15 @@ def split_folders(root: Path) -> dict[str, Path]:
                 f"{root} has {len(folders)} {split} folders, {[f.name for f in folders]}; keep one."
             )
     return {split: found[split][0] for split in SPLIT_ALIASES if split in found}  # train, val, test
+
+
+def _split_names_are_classes(root: Path, split_dirs: dict[str, Path]) -> bool:
+    """Folders named like splits that hold images but no folders, beside other folders of images, are
+    classes: a class called train beside bus/ and car/."""
+    if not split_dirs or any(_class_files(folder) for folder in split_dirs.values()):
+        return False
+    named = {folder.name for folder in split_dirs.values()}
+    return any(images for name, images in _class_files(root).items() if name not in named)
 
 
 def list_images(folder: Path) -> list[Path]:

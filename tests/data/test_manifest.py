@@ -70,6 +70,12 @@ def test_absolute_paths_are_kept(tmp_path: Path, images: Path) -> None:
     assert [r.path for r in source.records] == [row[0] for row in rows]
 
 
+def test_paths_written_on_windows_are_read(tmp_path: Path, images: Path) -> None:
+    rows = [[path.replace("/", "\\"), label] for path, label in _rows()]
+    source = resolve_data(str(_write_csv(tmp_path / "labels.csv", ["path", "label"], rows)))
+    assert [Path(r.path) for r in source.records] == [tmp_path / path for path, _ in _rows()]
+
+
 def test_a_hugging_face_metadata_jsonl_uses_file_name(tmp_path: Path, images: Path) -> None:
     rows = [{"file_name": path.removeprefix("images/"), "species": label} for path, label in _rows()]
     manifest = _write_jsonl(images / "metadata.jsonl", rows)

@@ -278,7 +278,12 @@ def _path(manifest: Manifest, row: ManifestRow, key: str) -> str:
             f"Manifest {manifest.path} line {row.line}: {key} is {reprlib.repr(value)}; "
             f"give the image's path as text."
         )
-    return str(manifest.path.absolute().parent / value.strip())  # an absolute value replaces the folder
+    folder = manifest.path.absolute().parent
+    path = folder / value.strip()  # an absolute value replaces the folder
+    if "\\" in value and os.sep == "/" and not path.exists():  # a manifest written on Windows
+        written_on_windows = folder / value.strip().replace("\\", "/")
+        path = written_on_windows if written_on_windows.exists() else path
+    return str(path)
 
 
 def _label(manifest: Path, row: ManifestRow, key: str) -> str:

@@ -316,3 +316,16 @@ def test_a_source_without_other_labels_says_how_to_give_one(tmp_path: Path, imag
     source = resolve_data(str(_write_csv(tmp_path / "labels.csv", ["path", "label"], _rows())))
     with pytest.raises(DataError, match=r"it has none.*further columns"):
         auxiliary_labels(source, "crystal")
+
+
+def test_labels_that_differ_only_in_case_or_spacing_are_named(
+    tmp_path: Path, images: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [
+        [path, {"cat": "Cat", "dog": "dog", "fox": "cat "}[label]]
+        for path, label in _rows(("cat", "dog", "fox"))
+    ]
+    rows[-1][1] = "Cat"
+    source = resolve_data(str(_write_csv(tmp_path / "labels.csv", ["path", "label"], rows)))
+    assert source.class_names == ["Cat", "cat", "dog"]  # kept apart: only the user knows
+    assert "differ only in case, spaces or underscores: 'Cat' and 'cat'" in caplog.text

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from transferkit.data.source import ImageSource
 from transferkit.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 
 def train_class_names(
@@ -31,11 +34,28 @@ def train_class_names(
     names = sorted({*labels_by_split.get("", ()), *labels_by_split.get("train", ())})
     if len(names) < 2:
         raise DataError(f"{where} needs training images of at least two classes; found {names}.")
+    _warn_of_look_alikes(where, names)
     for split in ("val", "test"):
         unknown = sorted(set(labels_by_split.get(split, ())) - set(names))
         if unknown:
             raise DataError(f"{where} has {split} classes {unknown} that {train} lacks; {fix}.")
     return names
+
+
+def _warn_of_look_alikes(where: str, names: Sequence[str]) -> None:
+    """Class names that differ only in case, spaces, hyphens or underscores ("Cat" and "cat ", a typing
+    slip in a spreadsheet) are most likely one class split in two: said, not merged."""
+    by_form: dict[str, list[str]] = {}
+    for name in names:
+        by_form.setdefault(re.sub(r"[\s_-]+", "", name.casefold()), []).append(name)
+    alike = [group for group in by_form.values() if len(group) > 1]
+    if alike:
+        logger.warning(
+            "%s has classes that differ only in case, spaces or underscores: %s; each is a class of its own. "
+            "If they are one, give them one name.",
+            where,
+            "; ".join(" and ".join(repr(name) for name in group) for group in alike),
+        )
 
 
 def with_class_order(source: ImageSource, order: Sequence[str]) -> ImageSource:

@@ -143,6 +143,23 @@ def test_a_cross_validated_fit_reports_folds_and_calibrates_out_of_fold(
     assert all(_history(run.dir / "folds" / f"fold-{k}")[-1]["val_accuracy"] for k in range(3))
 
 
+def test_where_the_folds_keep_the_head_the_final_model_skips_fine_tuning(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from transferkit.api import recipe
+
+    chosen = recipe.choose_alpha
+    monkeypatch.setattr(recipe, "choose_alpha", lambda *a, **k: replace(chosen(*a, **k), alpha=0.0))
+    run = transferkit.fit(tiny_fit_config(image_folder, tmp_path, epochs=2).with_overrides({"cv.folds": 3}))
+    assert [row["phase"] for row in _history(run.dir)] == ["head"]  # no fine-tuning epoch
+    assert all(len(_history(run.dir / "folds" / f"fold-{k}")) == 3 for k in range(3))  # the folds did
+    metrics = json.loads((run.dir / "metrics.json").read_text())
+    assert metrics["weight_choice"]["alpha"] == 0
+    assert "its fine-tuning, which that choice discards, was skipped" in (run.dir / "report.md").read_text()
+
+
 def _history(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "metrics.csv", newline="") as handle:
         return list(csv.DictReader(handle))

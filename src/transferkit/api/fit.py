@@ -146,6 +146,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
             recipe, cv = checked_out_of_fold(recipe, cv)
+            recipe = without_discarded_fine_tuning(recipe, cv)
         final = final_model(recipe, backbone, data, paths, cv, resume=resume)
         backbone, training, choice, held_out, pool_check = final
         source = with_note(source, pool_check.note() if pool_check is not None else None)
@@ -170,7 +171,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             config,
             evaluation,
             backbone=backbone,
-            phases=methods.strategy.phases(),
+            phases=recipe.methods.strategy.phases(),
             training=training,
             counts=class_counts(source, splits),
             wall_time_s=wall_time,
@@ -216,6 +217,16 @@ def final_model(
         training, choice, held_out, check = checked_on_validation(recipe, backbone, training, data, paths)
     recipe.finish(backbone, training, choice.alpha if choice else 1.0)
     return backbone, training, choice, held_out, check
+
+
+def without_discarded_fine_tuning(recipe: Recipe, cv: CrossValidation) -> Recipe:
+    """The recipe of the final network: where the folds chose WiSE-FT's α 0, the fitted head alone, it
+    has no fine-tuning epochs, whose weights that choice would discard. (A semi-supervised run's pool
+    may change what its head is fitted on, and an ensemble is its fold models: they keep the recipe.)"""
+    if cv.choice is None or cv.choice.alpha != 0 or cv.members or recipe.methods.semi.name != "none":
+        return recipe
+    logger.info("Out of fold the head on frozen features predicted best: the final model is that head.")
+    return recipe.head_only()
 
 
 def checked_on_validation(

@@ -32,7 +32,7 @@ from transferkit.training.loop import TrainingPlan, TrainingResult, run_phases
 from transferkit.training.methods import Methods
 from transferkit.training.module import TransferModule
 from transferkit.training.semi import SemiMethod, Teacher
-from transferkit.training.strategies import FinetuneStrategy
+from transferkit.training.strategies import FinetuneStrategy, create_strategy
 from transferkit.transforms.augment import AugmentPreset
 from transferkit.transforms.views import identity
 
@@ -133,6 +133,13 @@ class Recipe:
         if self.auxiliary is None:
             return None
         return AuxiliaryHead(backbone.num_features, self.auxiliary, self.config.train.aux_weight)
+
+    def head_only(self) -> Recipe:
+        """This recipe with no fine-tuning epochs: the head fitted on frozen features is the model."""
+        config = self.config.with_overrides({"train.epochs": 0})
+        return replace(
+            self, config=config, methods=replace(self.methods, strategy=create_strategy(config.train))
+        )
 
     def without_pool(self) -> Recipe:
         """This recipe without its semi-supervised method: trained on the labeled images alone."""

@@ -224,7 +224,7 @@ def _build_blocks(context: ReportContext, run_dir: Path) -> list[_Block]:
         *_strategy_blocks(context.strategy, context.phases),
         *_cross_validation_blocks(context.cross_validation),
         *_model_choice_blocks(context.model_choice),
-        *_weight_choice_blocks(context.weight_choice),
+        *_weight_choice_blocks(context.weight_choice, context.phases),
         *_plot_blocks(context.plots, run_dir),
         *_operating_point_blocks(context.metrics.get("operating_point")),
         *_per_class_blocks(context.metrics),
@@ -424,9 +424,10 @@ def _model_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
     return blocks
 
 
-def _weight_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
+def _weight_choice_blocks(choice: dict[str, Any] | None, phases: list[dict[str, Any]]) -> list[_Block]:
     if choice is None:
         return []
+    head_only = choice["alpha"] == 0 and not any(phase["epochs"] for phase in phases)
     rows = [
         [f"{alpha:g}" + (" (kept)" if alpha == choice["alpha"] else ""), _percent(accuracy), f"{loss:.4f}"]
         for alpha, accuracy, loss in zip(
@@ -440,6 +441,12 @@ def _weight_choice_blocks(choice: dict[str, Any] | None) -> list[_Block]:
         f"the {choice['chosen_on']}, which weighs every image's probability where accuracy moves by whole "
         "images."
         + (" Training balanced the classes, so every class weighs the same here." if balanced else "")
+        + (
+            " With α = 0 chosen, the final model is the head fitted on every train image: its fine-tuning, "
+            "which that choice discards, was skipped."
+            if head_only
+            else ""
+        )
     )
     header = ["α", "balanced accuracy" if balanced else "accuracy", "log-loss"]
     return [_Heading("Final weights: head, fine-tuned, or between"), _Table(header, rows), _Paragraph(text)]

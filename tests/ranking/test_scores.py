@@ -22,7 +22,7 @@ from transferkit.ranking import (
 )
 from transferkit.ranking._linalg import thin_svd
 from transferkit.ranking.leep import softmax
-from transferkit.ranking.logme import Spectrum, Target, log_evidence, maximize_evidence
+from transferkit.ranking.logme import MAX_BETA, Spectrum, Target, log_evidence, maximize_evidence
 from transferkit.ranking.sfda import adaptive_shrinkage, lda_probabilities
 
 
@@ -94,6 +94,16 @@ def test_logme_is_the_mean_over_classes_of_the_maximum_evidence_per_image() -> N
     features, labels = _task(60, 8)
     expected = np.mean([naive_max_evidence(features, (labels == c).astype(float)) for c in range(3)]) / 60
     assert logme(features, labels) == pytest.approx(expected, abs=1e-7)
+
+
+def test_logme_stays_finite_where_the_features_explain_every_label_exactly() -> None:
+    # every direction well determined, one image more than directions, nothing outside their span: the
+    # evidence grows without bound with beta (a photo folder's features did this, and beta**2 overflowed)
+    spectrum = Spectrum(np.zeros((11, 10)), np.ones(10), num_samples=11, num_features=1280)
+    target = Target(np.full(10, 0.3), outside=0.0)
+    alpha, beta = maximize_evidence(spectrum, target)
+    assert math.isfinite(alpha) and math.isfinite(log_evidence(spectrum, target, alpha, beta))
+    assert beta == MAX_BETA  # at the ceiling, where it had run past any float
 
 
 # H-score -------------------------------------------------------------------------------------------

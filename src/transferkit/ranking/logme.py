@@ -20,6 +20,10 @@ from transferkit.ranking.base import ScoreInputs, one_hot, register_score
 MAX_ITERATIONS = 100
 TOLERANCE = 1e-6
 _TINY = 1e-300  # keeps alpha and beta finite when the target is exactly explained or orthogonal
+# The noise precision's ceiling. Where the features explain every label exactly (more dimensions than
+# images, classes far apart), the evidence grows without bound with beta, and the updates ran it past
+# what a float holds (beta**2 overflowed); every run that stayed below the ceiling is unchanged by it.
+MAX_BETA = 1e100
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def maximize_evidence(spectrum: Spectrum, target: Target) -> tuple[float, float]
         weight_norm, residual = _posterior_norms(spectrum, target, alpha, beta)
         gamma = float((beta * spectrum.eigenvalues / (alpha + beta * spectrum.eigenvalues)).sum())
         new_alpha = max(gamma, _TINY) / max(weight_norm, _TINY)
-        new_beta = max(spectrum.num_samples - gamma, _TINY) / max(residual, _TINY)
+        new_beta = min(max(spectrum.num_samples - gamma, _TINY) / max(residual, _TINY), MAX_BETA)
         converged = abs(new_alpha - alpha) <= TOLERANCE * alpha and abs(new_beta - beta) <= TOLERANCE * beta
         alpha, beta = new_alpha, new_beta
         if converged:

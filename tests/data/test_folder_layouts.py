@@ -111,3 +111,13 @@ def test_a_manifests_split_column_takes_the_same_names(tmp_path: Path) -> None:
     rows = ["path,label,split", *(f"{n},{n[:3]},{s}" for n, s in zip(names, splits, strict=True))]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     assert _splits(resolve_data(str(tmp_path / "labels.csv"))) == {"train": 2, "val": 2, "test": 2}
+
+
+def test_a_metadata_file_beside_class_folders_that_lists_no_labels_is_set_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_image_folder(tmp_path, classes=("ants", "bees"), per_class=3)
+    (tmp_path / "metadata.csv").write_text("camera,iso\nX100,200\n")  # a camera's, not a manifest
+    source = resolve_data(str(tmp_path))
+    assert source.class_names == ["ants", "bees"] and len(source.records) == 6
+    assert "does not list the images with labels" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from transferkit.registry import Registry
 
 DataLoaderFn = Callable[[str], ImageSource]
 data_sources: Registry[DataLoaderFn] = Registry("dataset")
+logger = logging.getLogger(__name__)
 
 
 def resolve_data(
@@ -39,11 +41,7 @@ def resolve_data(
     if spec.startswith(HF_PREFIX) or is_saved_dataset(spec):
         return load_hf_dataset(spec, **columns)
     if Path(spec).is_dir():
-        metadata = folder_metadata(Path(spec))
-        if metadata:
-            return load_imagefolder(Path(spec), metadata, **columns)
-        _refuse_columns(spec, "a folder of class subfolders", columns)
-        return load_image_folder(spec)
+        return _load_folder(spec, columns)
     if is_manifest(spec):
         return load_manifest(spec, **columns)
     if "/" in spec or "\\" in spec:
@@ -58,6 +56,27 @@ def resolve_data(
         "hf:<dataset>",
     ]
     raise UnknownNameError("dataset", spec, valid)
+
+
+def _load_folder(spec: str, columns: dict[str, str | None]) -> ImageSource:
+    """A Hugging Face imagefolder where a metadata file lists the images, else class subfolders. A
+    metadata file that lists no images with labels (a camera's, say) beside class folders is set aside."""
+    metadata = folder_metadata(Path(spec))
+    if not metadata:
+        _refuse_columns(spec, "a folder of class subfolders", columns)
+        return load_image_folder(spec)
+    try:
+        return load_imagefolder(Path(spec), metadata, **columns)
+    except DataError as err:
+        try:
+            source = load_image_folder(spec)
+        except DataError:
+            raise err from None
+        files = ", ".join(str(path) for path in metadata.values())
+        logger.warning(
+            "%s does not list the images with labels (%s): the class folders are read.", files, err
+        )
+        return source
 
 
 def _refuse_columns(spec: str, kind: str, columns: dict[str, str | None]) -> None:

@@ -106,11 +106,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit")
 
 
+# (path, size, modification time) -> SHA-256: the data check, the copies kept together and a model's
+# weights are each hashed once per process, however many steps ask.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def sha256_of_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    update_with_file(digest, path)
-    return digest.hexdigest()
+    """SHA-256 of a file's bytes; a file hashed before in this process and unchanged since (the same
+    size and modification time) is not read again."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        update_with_file(digest, path)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def update_with_file(digest: Any, path: str | Path) -> None:

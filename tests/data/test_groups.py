@@ -123,3 +123,12 @@ def test_a_run_written_before_keep_together_is_rebuilt_as_it_was_made(tmp_path: 
     newer = tmp_path / "new.yaml"
     newer.write_text(FitConfig().to_yaml())
     assert FitConfig.of_run(newer).data.keep_together is True
+
+
+def test_two_sets_of_copies_with_one_file_name_stay_two_groups(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "two", per_class=4)
+    for name in ("cat", "dog"):  # cat/0.png = cat/cat_000.png, dog/0.png = dog/dog_000.png: 0.png first
+        shutil.copy(root / name / f"{name}_000.png", root / name / "0.png")
+    source = load_source(DataConfig(name=str(root)))
+    groups = Counter(record.group for record in source.records if record.group)
+    assert sorted(groups.values()) == [2, 2]

@@ -31,7 +31,8 @@ def with_copies_together(source: ImageSource) -> ImageSource:
     records = list(source.records)
     for members in copied:
         named = sorted({records[i].group for i in members} - {""})
-        group = " + ".join(named) or f"copies of {Path(records[members[0]].path).name}"
+        first = members[0]  # a file name alone may repeat across folders: the digest tells sets apart
+        group = " + ".join(named) or f"copies of {Path(records[first].path).name} ({digests[first][:12]})"
         for index in members:
             records[index] = replace(records[index], group=group)
     note = (

@@ -121,3 +121,11 @@ def test_a_metadata_file_beside_class_folders_that_lists_no_labels_is_set_aside(
     source = resolve_data(str(tmp_path))
     assert source.class_names == ["ants", "bees"] and len(source.records) == 6
     assert "does not list the images with labels" in caplog.text
+
+
+def test_images_beside_the_class_folders_are_named_as_left_out(tmp_path: Path) -> None:
+    make_image_folder(tmp_path, classes=("ants", "bees"), per_class=3)
+    _images(tmp_path, ["unsorted_1.jpg", "unsorted_2.jpg"])
+    source = resolve_data(str(tmp_path))
+    assert len(source.records) == 6
+    assert any("Left out: 2 images directly in" in note for note in source.notes)

@@ -103,28 +103,33 @@ def _left_beside(root: Path, split_dirs: dict[str, Path]) -> list[str]:
 
 
 def _unlabeled_splits(folders: dict[str, Path], layout: dict[str, dict[str, list[Path]]]) -> list[str]:
-    """A val/ or test/ folder of images without class folders (a competition's unlabeled test set) is
-    left out, and said; loose images in train/ or the folder itself stop, saying how to label them."""
+    """Images outside every class folder have no label. Beside class folders, and in a val/ or test/
+    folder without any (a competition's unlabeled test set), they are left out, and said; in train/ or
+    a folder without class folders they stop, saying how to label them."""
     notes = []
     for split, folder in folders.items():
-        loose = (
-            [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] if not layout[split] else []
-        )
+        loose = [
+            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        ]
         if not loose:
             continue
-        if split in ("val", "test"):
+        if layout[split]:
+            notes.append(
+                _noted(f"Left out: {len(loose)} images directly in {folder}, outside every class folder.")
+            )
+        elif split in ("val", "test"):
             notes.append(
                 _noted(
                     f"Left out: {folder} holds {len(loose)} images without class folders, so without labels; "
                     f"the {split} split is drawn from train/ instead (transferkit predict labels them)."
                 )
             )
-            continue
-        raise DataError(
-            f"{folder} holds {len(loose)} images but no class subfolders: put each class's images in "
-            "a subfolder named after it, or list them with their labels in a manifest (a CSV with a "
-            "header line path,label, or metadata.csv in the folder, as a Hugging Face imagefolder)."
-        )
+        else:
+            raise DataError(
+                f"{folder} holds {len(loose)} images but no class subfolders: put each class's images in "
+                "a subfolder named after it, or list them with their labels in a manifest (a CSV with a "
+                "header line path,label, or metadata.csv in the folder, as a Hugging Face imagefolder)."
+            )
     return notes
 
 

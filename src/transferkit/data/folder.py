@@ -44,11 +44,16 @@ def load_image_folder(root: str | Path) -> ImageSource:
     return ImageSource(str(root), class_names, records, notes=notes)
 
 
+def split_named(name: str) -> str | None:
+    """The split a folder or a manifest's split value names ("Validation" is "val"); None for none."""
+    return next((split for split, aliases in SPLIT_ALIASES.items() if name.lower() in aliases), None)
+
+
 def split_folders(root: Path) -> dict[str, Path]:
     """The split folders directly in `root`, by split (``valid/`` as "val"); two for one split stop."""
     found: dict[str, list[Path]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        split = next((s for s, names in SPLIT_ALIASES.items() if folder.name.lower() in names), None)
+        split = split_named(folder.name)
         if split is not None:
             found.setdefault(split, []).append(folder)
     for split, folders in found.items():
@@ -62,10 +67,10 @@ def split_folders(root: Path) -> dict[str, Path]:
 def _split_names_are_classes(root: Path, split_dirs: dict[str, Path]) -> bool:
     """Folders named like splits that hold images but no folders, beside other folders of images, are
     classes: a class called train beside bus/ and car/."""
-    if not split_dirs or any(_class_files(folder) for folder in split_dirs.values()):
+    if not split_dirs or any(_subfolders(folder) for folder in split_dirs.values()):
         return False
-    named = {folder.name for folder in split_dirs.values()}
-    return any(images for name, images in _class_files(root).items() if name not in named)
+    named = set(split_dirs.values())
+    return any(list_images(folder) for folder in _subfolders(root) if folder not in named)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -75,10 +80,13 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    """The folders directly in `folder`, sorted; hidden ones are skipped."""
+    return [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+
+
 def _class_files(folder: Path) -> dict[str, list[Path]]:
-    return {
-        d.name: list_images(d) for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")
-    }
+    return {d.name: list_images(d) for d in _subfolders(folder)}
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -90,11 +98,7 @@ def _left_beside(root: Path, split_dirs: dict[str, Path]) -> list[str]:
     if not split_dirs:
         return []
     kept = set(split_dirs.values())
-    beside = {
-        folder.name: len(list_images(folder))
-        for folder in sorted(root.iterdir())
-        if folder.is_dir() and folder not in kept and not folder.name.startswith(".")
-    }
+    beside = {folder.name: len(list_images(folder)) for folder in _subfolders(root) if folder not in kept}
     shown = [f"{name}/ ({count} images)" for name, count in beside.items() if count]
     if not shown:
         return []
@@ -148,7 +152,7 @@ def _check_not_wrapped(
         return
     (name,) = layout[split]
     inner = folders[split] / name
-    if _class_files(inner):
+    if _subfolders(inner):
         raise DataError(
             f"{root} holds one class folder, {name}/, with folders inside: if those are the classes, "
             f"pass --data {inner}."

@@ -4,11 +4,10 @@ CSV files have a header line, ``path,label[,split][,group]``; JSON Lines files h
 with the same keys. ``group`` names images that belong together (the cells of one solar module, the
 photos of one patient): the splits and folds transferkit makes keep each group on one side.
 ``file_name`` may name the path column instead, as in the ``metadata.jsonl`` of a Hugging Face
-imagefolder; without either, the one column
-whose every value names an image file is the path column, and the one column left beside it (split and
-group aside) the label column. Paths are relative to the manifest's folder unless absolute. Any other
-column is a further label of the images, which an auxiliary head can learn (``data.aux_label``); an
-empty value means the image has none.
+imagefolder; without either, the one column whose every value names an image file is the path column,
+and the one column left beside it (split and group aside) the label column. Paths are relative to the
+manifest's folder unless absolute. Any other column is a further label of the images, which an
+auxiliary head can learn (``data.aux_label``); an empty value means the image has none.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transferkit.data.class_map import train_class_names
-from transferkit.data.folder import IMAGE_SUFFIXES, SPLIT_ALIASES
+from transferkit.data.folder import IMAGE_SUFFIXES, split_named
 from transferkit.data.source import SPLIT_NAMES, ImageRecord, ImageSource
 from transferkit.errors import DataError
 
@@ -304,7 +303,7 @@ def _split(manifest: Path, row: ManifestRow) -> str:
     split = value.strip() if isinstance(value, str) else value
     if split is None or split == "":
         return ""
-    canonical = next((name for name, aliases in SPLIT_ALIASES.items() if str(split).lower() in aliases), None)
+    canonical = split_named(str(split))
     if canonical is not None:  # valid, validation, Test: the names splits go by
         return canonical
     raise DataError(

@@ -134,6 +134,7 @@ class _Part:
         return sum(self.share[self.labels[p]] - self.taken[self.labels[p]] for p in block)
 
     def take(self, block: list[int]) -> None:
+        counts = self.counts(block)
         self.positions.update(block)
-        self.taken.update(self.counts(block))
-        self.left.subtract(self.counts(block))
+        self.taken.update(counts)
+        self.left.subtract(counts)

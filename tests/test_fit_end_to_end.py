@@ -144,6 +144,23 @@ def test_four_channel_images_fit_and_chain(tmp_path: Path) -> None:
     assert chained.model.conv_stem.in_channels == 4
 
 
+def test_elongated_images_are_squashed_whole_and_predicted_so(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path / "strips", per_class=8)
+    for path in folder.rglob("*.png"):  # each image becomes a strip four times as wide as it is high
+        image = Image.open(path)
+        image.resize((image.width * 2, image.height // 2)).save(path)
+    run = transferkit.fit(tiny_fit_config(folder, tmp_path / "runs"))
+    assert yaml.safe_load((run.dir / "config.yaml").read_text())["preprocess"]["crop"] == "squash"
+    assert "a centre crop would keep 25% of each" in (run.dir / "report.md").read_text()
+    model = transferkit.load(run.dir)
+    assert model.preprocessing.crop_mode == "squash"
+    explicit = transferkit.fit(
+        tiny_fit_config(folder, tmp_path / "runs").with_overrides({"preprocess.crop": "weights"})
+    )
+    assert transferkit.load(explicit.dir).preprocessing.crop_mode == "center"
+    assert "centre crop would keep" not in (explicit.dir / "report.md").read_text()
+
+
 def test_metrics_have_intervals_calibration_and_the_tta_gain(run: transferkit.Run) -> None:
     saved = json.loads((run.dir / "metrics.json").read_text())
     test = saved["test"]

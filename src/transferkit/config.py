@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar, get_args
 
 import yaml
 
@@ -190,6 +190,11 @@ class DataConfig(Section):
         )
 
 
+# preprocess.crop: a crop mode of `transforms.preprocessing`, the weights' own, or auto (chosen per dataset)
+CropSetting = Literal["auto", "weights", "center", "squash", "border"]
+CROP_SETTINGS: tuple[str, ...] = get_args(CropSetting)
+
+
 @dataclass
 class PreprocessConfig(Section):
     """Step 3: input size and augmentation; normalization always comes from the model."""
@@ -199,6 +204,13 @@ class PreprocessConfig(Section):
         None, "input size in px (null: what the weights expect)", within=Interval(16), flag=True
     )
     augment: str = option("auto", "augmentation preset; auto: what the dataset recommends", flag=True)
+    crop: CropSetting = option(
+        "auto",
+        "how an image becomes the square input: weights: as the weights were evaluated (mostly a centre "
+        "crop); center; squash (aspect ratio not kept); border (padded); auto: the weights' own, but "
+        "squash images so elongated that a centre crop would keep less than two thirds of them",
+        flag=True,
+    )
     tta: bool = option(True, "average predictions over the deterministic transforms of augment", flag=True)
 
 
@@ -359,7 +371,7 @@ class RuntimeConfig(Section):
 
 # Options that change what a run computes, added after runs were first written: the value the older
 # runs behaved as, so that `evaluate` and `--resume` rebuild them as they were made.
-OPTIONS_ADDED_SINCE_FIRST_RUNS: dict[str, Any] = {"data.keep_together": False}
+OPTIONS_ADDED_SINCE_FIRST_RUNS: dict[str, Any] = {"data.keep_together": False, "preprocess.crop": "weights"}
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from transferkit.data import ImageRecord, ImageSource, Splits, checks, load_imag
 from transferkit.data.checks import (
     CheckCache,
     DataReport,
+    Spread,
     check_data,
     difference_hash,
     near_duplicate_pairs,
@@ -145,6 +146,19 @@ def test_imbalance_tiny_classes_and_classes_without_train_images() -> None:
     assert any("no readable train image" in error for error in report.errors)
     assert any("imbalanced 20.0x (a: 60, b: 3)" in warning for warning in report.warnings)
     assert any("1 class(es) with fewer than 5 train images: b (3);" in warning for warning in report.warnings)
+
+
+def test_elongation_is_read_off_the_train_and_validation_images_only(tmp_path: Path) -> None:
+    sizes = {"train": [(400, 100), (100, 300), (120, 100)], "val": [(200, 100)], "test": [(1000, 10)]}
+    records = []
+    for split, shapes in sizes.items():
+        for n, (width, height) in enumerate(shapes):
+            path = tmp_path / f"{split}{n}.png"
+            Image.new("RGB", (width, height), (n * 40, 90, 30)).save(path)
+            records.append(ImageRecord(str(path), n % 2, split))
+    source = ImageSource("shapes", ["a", "b"], records)
+    report = check_data(source, Splits([0, 1, 2], [3], [4]))
+    assert report.elongation == Spread(1.2, 2.5, 4.0)  # the test image's 100 : 1 takes no part
 
 
 def test_many_tiny_classes_are_counted_and_the_smallest_named() -> None:

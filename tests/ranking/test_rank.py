@@ -95,6 +95,20 @@ def test_random_init_candidates_are_seeded(data: DataConfig) -> None:
     assert other_seed.candidates[0].scores != first.candidates[0].scores
 
 
+def test_candidates_see_elongated_images_as_fit_would_crop_them(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path / "strips", per_class=8)
+    for path in folder.rglob("*.png"):  # strips four times as wide as high: auto squashes them whole
+        image = Image.open(path)
+        image.resize((image.width * 2, image.height // 2)).save(path)
+    scores = {
+        crop: rank(str(folder), [RANDOM_TINY], "logme", image_size=32, cache=False, crop=crop)
+        .candidates[0]
+        .scores["logme"]
+        for crop in ("auto", "squash", "weights")
+    }
+    assert scores["auto"] == scores["squash"] != scores["weights"]
+
+
 def test_scores_that_need_a_source_head_are_left_out_with_a_note() -> None:
     features = CandidateFeatures(
         RANDOM_TINY, "test_efficientnet", torch.randn(12, 5), torch.empty(0, 5), None, 10, 1.0, 0.0, True
@@ -125,6 +139,7 @@ def test_the_ranking_is_written_as_json_csv_and_a_plot(ranking: Ranking, tmp_pat
         ("all", [], {}, ConfigError, "No models to rank"),
         ("all", [RANDOM_TINY, ModelConfig("timm:test_efficientnet", False)], {}, ConfigError, "listed twice"),
         ("all", [RANDOM_TINY], {"image_size": 8}, ConfigError, "image_size must be at least 16"),
+        ("all", [RANDOM_TINY], {"crop": "squish"}, ConfigError, "crop must be one of auto, weights"),
         ("all", [RANDOM_TINY], {"batch_size": 0}, ConfigError, "batch_size must be at least 1"),
     ],
 )

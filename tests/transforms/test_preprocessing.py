@@ -104,3 +104,32 @@ def test_bundles_without_a_crop_mode_read_as_centre() -> None:
     assert Preprocessing.from_dict(values).crop_mode == "squash"
     del values["crop_mode"]
     assert Preprocessing.from_dict(values).crop_mode == "center"
+
+
+@pytest.mark.parametrize(
+    ("setting", "weights_mode", "elongation", "expected"),
+    [
+        ("auto", "center", 4.0, "squash"),  # a strip: a centre crop would keep a quarter of it
+        ("auto", "center", 16 / 9, "squash"),
+        ("auto", "center", 3 / 2, "center"),  # camera photos keep the crop the weights were evaluated with
+        ("auto", "center", 4 / 3, "center"),
+        ("auto", "center", None, "center"),  # nothing readable: nothing to go by
+        ("auto", "border", 4.0, "border"),  # weights that keep the whole image already keep their mode
+        ("weights", "center", 4.0, "center"),
+        ("border", "center", 1.0, "border"),
+        ("center", "squash", 4.0, "center"),
+    ],
+)
+def test_crop_auto_squashes_only_elongated_images(
+    setting: str, weights_mode: str, elongation: float | None, expected: str
+) -> None:
+    weights = Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875, weights_mode)
+    assert weights.with_crop(setting, elongation).crop_mode == expected
+
+
+def test_a_squashed_strip_keeps_its_ends() -> None:
+    strip = Image.new("L", (400, 100), 128)
+    strip.paste(255, (0, 0, 40, 100))  # a bright mark at the left end
+    weights = Preprocessing((1, 32, 32), (0.5,), (0.5,), "bicubic", 1.0)
+    assert weights.resize(strip).max() == 128  # the centre crop never sees the mark
+    assert weights.with_crop("auto", 4.0).resize(strip)[0, :, 0].min() == 255

@@ -130,6 +130,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     splits = check_unlabeled_pool(
         checks, leave_out_bad_images(checks, splits, config.data.bad_images), methods.semi
     )
+    config, source = with_chosen_crop(config, source, backbone, checks)
     recipe = Recipe(config, methods, source, augment, auxiliary)
     folds = resolve_folds(recipe, splits, recall_target)
     paths = start_run_directory(config, source, backbone, paths)
@@ -347,6 +348,29 @@ def check_unlabeled_pool(checks: DataReport, splits: Splits, semi: SemiMethod) -
 def with_note(source: ImageSource, note: str | None) -> ImageSource:
     """The source with one more fact for the report (none when `note` is None)."""
     return source if note is None else replace(source, notes=[*source.notes, note])
+
+
+def with_chosen_crop(
+    config: FitConfig, source: ImageSource, backbone: Backbone, checks: DataReport
+) -> tuple[FitConfig, ImageSource]:
+    """``preprocess.crop: auto`` decided on the shapes of the train and validation images and set on
+    `backbone`: the config names the crop that ran (so that the folds, config.yaml and ``--resume``
+    agree), and the source notes it for the report where it is not the weights' own."""
+    if config.preprocess.crop != "auto":
+        return config, source
+    elongation = checks.elongation.median if checks.elongation else None
+    weights = backbone.preprocessing
+    backbone.preprocessing = weights.with_crop("auto", elongation)
+    if elongation is None or backbone.preprocessing == weights:
+        return config.with_overrides({"preprocess.crop": "weights"}), source
+    mode, size = backbone.preprocessing.crop_mode, backbone.preprocessing.image_size
+    note = (
+        f"The images are elongated ({elongation:.1f} : 1 at the median, long side to short): a centre crop "
+        f"would keep {1 / elongation:.0%} of each, so they were resized to {size} x {size} px whole, their "
+        f"aspect ratio not kept (preprocess.crop: auto chose {mode}; --crop weights keeps the weights' "
+        f"{weights.crop_mode} crop)."
+    )
+    return config.with_overrides({"preprocess.crop": mode}), with_note(source, note)
 
 
 def leave_out_bad_images(checks: DataReport, splits: Splits, policy: str) -> Splits:

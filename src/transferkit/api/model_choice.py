@@ -147,6 +147,7 @@ def choose_start(config: FitConfig) -> tuple[FitConfig, ModelChoice | None]:
             image_size=config.preprocess.image_size,
             cache=config.data.cache,
             seed=config.seed,
+            crop=config.preprocess.crop,
         )
     except TransferkitError as err:
         if not chained:

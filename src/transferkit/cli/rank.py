@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from transferkit.config import CROP_SETTINGS
+
 if TYPE_CHECKING:
     from transferkit.ranking import Ranking
 
@@ -45,6 +47,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="second opinion: validation accuracy of a logistic-regression head on the cached features",
     )
     rank.add_argument("--image-size", type=int, help="input size in px (default: what each model expects)")
+    rank.add_argument(
+        "--crop",
+        choices=CROP_SETTINGS,
+        default="auto",
+        help="how an image becomes the square input, as fit --crop takes it (default: auto)",
+    )
     rank.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     rank.add_argument("--subset", type=int, help="a stratified random subset of this many images")
     rank.add_argument("--no-cache", dest="cache", action="store_false", help="neither read nor write caches")
@@ -65,6 +73,7 @@ def run_rank(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         batch_size=args.batch_size,
         cache=args.cache,
+        crop=args.crop,
     )
     paths = write_ranking(ranking, create_ranking_dir(args.out, args.data))
     if args.json:

@@ -101,6 +101,8 @@ class DataReport:
         imbalance: largest / smallest train class among classes with train images.
         errors: problems that make results wrong (unreadable files, leakage, classes without train images).
         warnings: problems worth a look (duplicates inside a split, imbalance, tiny classes).
+        elongation: long side over short side of the readable train and validation images (what
+            ``preprocess.crop: auto`` goes by; test images take no part in a choice).
     """
 
     num_images: int
@@ -116,6 +118,7 @@ class DataReport:
     classes_without_train: list[str]
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    elongation: Spread | None = None
 
     @property
     def bad_indices(self) -> set[int]:
@@ -184,6 +187,7 @@ def check_data(source: ImageSource, splits: Splits, cache: CheckCache | None = N
         duplicates=_duplicate_groups(source, split_of, scans, readable),
         imbalance=_imbalance(counts["train"]),
         classes_without_train=[name for name, count in counts["train"].items() if count == 0],
+        elongation=_spread([_elongation(scans[i].size) for i in kept.train + kept.val]),
     )
     report.errors, report.warnings = _errors(report), _warnings(report)
     return report
@@ -453,7 +457,12 @@ def _common_folder(records: Sequence[ImageRecord]) -> str:
         return ""
 
 
-def _spread(values: list[int]) -> Spread | None:
+def _elongation(size: tuple[int, int]) -> float:
+    """Long side over short side: 1 for a square, 4 for a strip four times as long as it is wide."""
+    return max(size) / min(size)
+
+
+def _spread(values: Sequence[float]) -> Spread | None:
     if not values:
         return None
     return Spread(float(min(values)), float(np.median(values)), float(max(values)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from transferkit.config import ModelConfig
+from transferkit.config import CROP_SETTINGS, ModelConfig
 from transferkit.data.cache import DiskCache, decode_splits
 from transferkit.data.source import ImageSource
 from transferkit.data.splits import Splits
@@ -40,12 +40,16 @@ class RankSettings:
     batch_size: int = 64
     cache: bool = True  # decoded images and features on disk between runs
     seed: int = 0  # random-init candidates are the networks `fit` builds with this seed
+    crop: str = "auto"  # preprocess.crop, as fit takes it
+    elongation: float | None = None  # the median train image's long side over its short side
 
     def __post_init__(self) -> None:
         if self.image_size is not None and self.image_size < 16:
             raise ConfigError(f"image_size must be at least 16 px or None, got {self.image_size}.")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}.")
+        if self.crop not in CROP_SETTINGS:
+            raise ConfigError(f"crop must be one of {', '.join(CROP_SETTINGS)}, got {self.crop!r}.")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def load_candidate(
     torch.manual_seed(settings.seed)  # fit seeds before building the model: the same random init
     backbone = resolve_model(candidate.spec, candidate.pretrained)
     backbone.adapt_input_channels(source.channels)
+    backbone.preprocessing = backbone.preprocessing.with_crop(settings.crop, settings.elongation)
     if settings.image_size:
         backbone.preprocessing = backbone.preprocessing.resized(settings.image_size)
     images = decode_splits(

@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -108,6 +108,7 @@ def rank(
     batch_size: int = 64,
     cache: bool = True,
     seed: int = 0,
+    crop: str = "auto",
 ) -> Ranking:
     """Scores how well each model is expected to transfer to `data`, from its frozen features.
 
@@ -121,6 +122,7 @@ def rank(
         batch_size: images per forward pass; also the batch the speed is measured with.
         cache: reuse decoded images and features on disk, and store new ones.
         seed: seeds random-init models as `fit` does with the same seed.
+        crop: how an image becomes each model's square input, as ``preprocess.crop`` in `fit`.
 
     Returns:
         The Ranking, best candidate first.
@@ -128,10 +130,11 @@ def rank(
     started = time.perf_counter()
     names = resolve_methods(methods if isinstance(methods, str) else list(methods))
     candidates = resolve_candidates(list(models))
-    settings = RankSettings(image_size, batch_size, cache, seed)
+    settings = RankSettings(image_size, batch_size, cache, seed, crop)
     config = data if isinstance(data, DataConfig) else DataConfig(name=data)
     source = load_source(config)
-    splits = scoring_splits(source, config, race, cache=cache)
+    splits, elongation = scoring_splits(source, config, race, cache=cache)
+    settings = replace(settings, elongation=elongation)
     labels = {name: _labels(source, indices) for name, indices in splits.items()}
     results = []
     for candidate in candidates:
@@ -151,9 +154,12 @@ def rank(
     )
 
 
-def scoring_splits(source: ImageSource, config: DataConfig, race: bool, *, cache: bool = True) -> Splits:
-    """The labeled train split `fit` would train on (unreadable files left out), and val for a race; with
-    `cache`, the data check of files checked before is read back."""
+def scoring_splits(
+    source: ImageSource, config: DataConfig, race: bool, *, cache: bool = True
+) -> tuple[Splits, float | None]:
+    """The labeled train split `fit` would train on (unreadable files left out), and val for a race, with
+    the median elongation of the images `fit` would choose its crop on; with `cache`, the data check of
+    files checked before is read back."""
     splits = split_with_budget(source, config)
     report = check_data(source, splits, CheckCache.default() if cache else None)
     if report.bad_images and config.bad_images == "error":
@@ -170,7 +176,8 @@ def scoring_splits(source: ImageSource, config: DataConfig, race: bool, *, cache
         )
     if race and not splits.val:
         raise DataError(f"{config.name} has no validation split for the race; set data.val_fraction above 0.")
-    return Splits(splits.train, splits.val if race else [], [])
+    elongation = report.elongation.median if report.elongation else None
+    return Splits(splits.train, splits.val if race else [], []), elongation
 
 
 def score_candidate(

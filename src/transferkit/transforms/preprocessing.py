@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 CropMode = Literal["center", "squash", "border"]
 CROP_MODES: tuple[str, ...] = get_args(CropMode)
+# Long side over short side beyond which `crop: auto` squashes: a centre crop would keep less than two
+# thirds of the image (4:3 and 3:2 photos keep the weights' crop; 16:9 frames, strips and pages do not).
+ELONGATED = 1.5
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,16 @@ class Preprocessing:
     def resized(self, image_size: int) -> Preprocessing:
         """The same preprocessing at another square input size."""
         return replace(self, input_size=(self.channels, image_size, image_size))
+
+    def with_crop(self, setting: str, elongation: float | None = None) -> Preprocessing:
+        """The crop `setting` asks for (``preprocess.crop``): ``weights`` keeps the weights' own mode, and
+        so does ``auto`` unless the images are elongated beyond `ELONGATED` (`elongation`: the median
+        image's long side over its short side) and the weights crop their centre: then ``squash``, which
+        keeps the whole image where a centre crop would drop its ends."""
+        if setting == "auto":
+            elongated = elongation is not None and elongation > ELONGATED
+            setting = "squash" if elongated and self.crop_mode == "center" else "weights"
+        return self if setting == "weights" else replace(self, crop_mode=setting)
 
     def with_channels(self, channels: int) -> Preprocessing:
         """Mean and std repeated cyclically over `channels`, as timm's ``adapt_input_conv`` repeats the

@@ -150,10 +150,14 @@ def test_elongated_images_are_squashed_whole_and_predicted_so(tmp_path: Path) ->
         image = Image.open(path)
         image.resize((image.width * 2, image.height // 2)).save(path)
     run = transferkit.fit(tiny_fit_config(folder, tmp_path / "runs"))
-    assert yaml.safe_load((run.dir / "config.yaml").read_text())["preprocess"]["crop"] == "squash"
-    assert "a centre crop would keep 25% of each" in (run.dir / "report.md").read_text()
+    saved = yaml.safe_load((run.dir / "config.yaml").read_text())["preprocess"]
+    assert (saved["crop"], saved["crop_pct"]) == ("squash", 1.0)
+    assert (
+        "a centre crop would keep 25% of each, so they were resized to 32 x 32 px (whole)"
+        in (run.dir / "report.md").read_text()
+    )
     model = transferkit.load(run.dir)
-    assert model.preprocessing.crop_mode == "squash"
+    assert (model.preprocessing.crop_mode, model.preprocessing.crop_pct) == ("squash", 1.0)
     explicit = transferkit.fit(
         tiny_fit_config(folder, tmp_path / "runs").with_overrides({"preprocess.crop": "weights"})
     )

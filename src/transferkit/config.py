@@ -208,7 +208,14 @@ class PreprocessConfig(Section):
         "auto",
         "how an image becomes the square input: weights: as the weights were evaluated (mostly a centre "
         "crop); center; squash (aspect ratio not kept); border (padded); auto: the weights' own, but "
-        "squash images so elongated that a centre crop would keep less than two thirds of them",
+        "squash images so elongated that a centre crop would keep less than two thirds of them, whole",
+        flag=True,
+    )
+    crop_pct: float | None = option(
+        None,
+        "the share of the resized image's side the crop keeps (null: the weights' own, or 1 where crop "
+        "auto squashes; 1: the whole image)",
+        within=Interval(0, 1, "right"),
         flag=True,
     )
     tta: bool = option(True, "average predictions over the deterministic transforms of augment", flag=True)

@@ -100,13 +100,14 @@ def test_candidates_see_elongated_images_as_fit_would_crop_them(tmp_path: Path) 
     for path in folder.rglob("*.png"):  # strips four times as wide as high: auto squashes them whole
         image = Image.open(path)
         image.resize((image.width * 2, image.height // 2)).save(path)
+    settings = {"auto": {}, "whole": {"crop": "squash", "crop_pct": 1.0}, "weights": {"crop": "weights"}}
     scores = {
-        crop: rank(str(folder), [RANDOM_TINY], "logme", image_size=32, cache=False, crop=crop)
+        name: rank(str(folder), [RANDOM_TINY], "logme", image_size=32, cache=False, **crop)
         .candidates[0]
         .scores["logme"]
-        for crop in ("auto", "squash", "weights")
+        for name, crop in settings.items()
     }
-    assert scores["auto"] == scores["squash"] != scores["weights"]
+    assert scores["auto"] == scores["whole"] != scores["weights"]
 
 
 def test_scores_that_need_a_source_head_are_left_out_with_a_note() -> None:

@@ -107,29 +107,32 @@ def test_bundles_without_a_crop_mode_read_as_centre() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "weights_mode", "elongation", "expected"),
+    ("setting", "weights_mode", "elongation", "crop_pct", "expected"),
     [
-        ("auto", "center", 4.0, "squash"),  # a strip: a centre crop would keep a quarter of it
-        ("auto", "center", 16 / 9, "squash"),
-        ("auto", "center", 3 / 2, "center"),  # camera photos keep the crop the weights were evaluated with
-        ("auto", "center", 4 / 3, "center"),
-        ("auto", "center", None, "center"),  # nothing readable: nothing to go by
-        ("auto", "border", 4.0, "border"),  # weights that keep the whole image already keep their mode
-        ("weights", "center", 4.0, "center"),
-        ("border", "center", 1.0, "border"),
-        ("center", "squash", 4.0, "center"),
+        ("auto", "center", 4.0, None, ("squash", 1.0)),  # a strip: a centre crop would keep a quarter
+        ("auto", "center", 16 / 9, None, ("squash", 1.0)),
+        ("auto", "center", 4.0, 0.9, ("squash", 0.9)),  # a crop_pct given is kept
+        ("auto", "center", 3 / 2, None, ("center", 0.875)),  # camera photos keep the weights' crop
+        ("auto", "center", 4 / 3, 1.0, ("center", 1.0)),
+        ("auto", "center", None, None, ("center", 0.875)),  # nothing readable: nothing to go by
+        ("auto", "border", 4.0, None, ("border", 0.875)),  # weights that keep the whole image keep theirs
+        ("weights", "center", 4.0, None, ("center", 0.875)),
+        ("border", "center", 1.0, None, ("border", 0.875)),
+        ("center", "squash", 4.0, 1.0, ("center", 1.0)),
     ],
 )
-def test_crop_auto_squashes_only_elongated_images(
-    setting: str, weights_mode: str, elongation: float | None, expected: str
+def test_crop_auto_squashes_only_elongated_images_whole(
+    setting: str, weights_mode: str, elongation: float | None, crop_pct: float | None, expected: tuple
 ) -> None:
     weights = Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875, weights_mode)
-    assert weights.with_crop(setting, elongation).crop_mode == expected
+    chosen = weights.with_crop(setting, elongation, crop_pct)
+    assert (chosen.crop_mode, chosen.crop_pct) == expected
 
 
 def test_a_squashed_strip_keeps_its_ends() -> None:
     strip = Image.new("L", (400, 100), 128)
     strip.paste(255, (0, 0, 40, 100))  # a bright mark at the left end
-    weights = Preprocessing((1, 32, 32), (0.5,), (0.5,), "bicubic", 1.0)
+    weights = Preprocessing((1, 32, 32), (0.5,), (0.5,), "bicubic", 0.875)
     assert weights.resize(strip).max() == 128  # the centre crop never sees the mark
-    assert weights.with_crop("auto", 4.0).resize(strip)[0, :, 0].min() == 255
+    squashed = weights.with_crop("auto", 4.0).resize(strip)
+    assert squashed[0, :, :2].min() == 255  # the mark's 10 % of the strip: 3 of 32 px, the first 2 intact

@@ -356,21 +356,23 @@ def with_chosen_crop(
     """``preprocess.crop: auto`` decided on the shapes of the train and validation images and set on
     `backbone`: the config names the crop that ran (so that the folds, config.yaml and ``--resume``
     agree), and the source notes it for the report where it is not the weights' own."""
-    if config.preprocess.crop != "auto":
+    prep = config.preprocess
+    if prep.crop != "auto":
         return config, source
     elongation = checks.elongation.median if checks.elongation else None
     weights = backbone.preprocessing
-    backbone.preprocessing = weights.with_crop("auto", elongation)
-    if elongation is None or backbone.preprocessing == weights:
+    backbone.preprocessing = chosen = weights.with_crop("auto", elongation, prep.crop_pct)
+    if elongation is None or chosen.crop_mode == weights.crop_mode:
         return config.with_overrides({"preprocess.crop": "weights"}), source
-    mode, size = backbone.preprocessing.crop_mode, backbone.preprocessing.image_size
+    kept = "whole" if chosen.crop_pct == 1 else f"{chosen.crop_pct:.0%} of each side kept"
     note = (
         f"The images are elongated ({elongation:.1f} : 1 at the median, long side to short): a centre crop "
-        f"would keep {1 / elongation:.0%} of each, so they were resized to {size} x {size} px whole, their "
-        f"aspect ratio not kept (preprocess.crop: auto chose {mode}; --crop weights keeps the weights' "
-        f"{weights.crop_mode} crop)."
+        f"would keep {1 / elongation:.0%} of each, so they were resized to {chosen.image_size} x "
+        f"{chosen.image_size} px ({kept}), their aspect ratio not kept (preprocess.crop: auto chose "
+        f"{chosen.crop_mode}; --crop weights keeps the weights' own, {weights.crop_mode})."
     )
-    return config.with_overrides({"preprocess.crop": mode}), with_note(source, note)
+    overrides = {"preprocess.crop": chosen.crop_mode, "preprocess.crop_pct": chosen.crop_pct}
+    return config.with_overrides(overrides), with_note(source, note)
 
 
 def leave_out_bad_images(checks: DataReport, splits: Splits, policy: str) -> Splits:

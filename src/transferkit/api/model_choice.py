@@ -148,6 +148,7 @@ def choose_start(config: FitConfig) -> tuple[FitConfig, ModelChoice | None]:
             cache=config.data.cache,
             seed=config.seed,
             crop=config.preprocess.crop,
+            crop_pct=config.preprocess.crop_pct,
         )
     except TransferkitError as err:
         if not chained:

@@ -47,9 +47,10 @@ def build_backbone(config: FitConfig, source: ImageSource, strategy: FinetuneStr
     backbone.reset_head(len(source.class_names), ordinal=config.train.task == "ordinal")
     backbone.adapt_input_channels(source.channels)
     strategy.adapt(backbone)
-    backbone.preprocessing = backbone.preprocessing.with_crop(config.preprocess.crop)
-    if config.preprocess.image_size:
-        backbone.preprocessing = backbone.preprocessing.resized(config.preprocess.image_size)
+    prep = config.preprocess
+    backbone.preprocessing = backbone.preprocessing.with_crop(prep.crop, crop_pct=prep.crop_pct)
+    if prep.image_size:
+        backbone.preprocessing = backbone.preprocessing.resized(prep.image_size)
     return backbone
 
 

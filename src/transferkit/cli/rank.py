@@ -53,6 +53,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="auto",
         help="how an image becomes the square input, as fit --crop takes it (default: auto)",
     )
+    rank.add_argument(
+        "--crop-pct", type=float, help="the share of the side the crop keeps, as fit --crop-pct takes it"
+    )
     rank.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     rank.add_argument("--subset", type=int, help="a stratified random subset of this many images")
     rank.add_argument("--no-cache", dest="cache", action="store_false", help="neither read nor write caches")
@@ -74,6 +77,7 @@ def run_rank(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         cache=args.cache,
         crop=args.crop,
+        crop_pct=args.crop_pct,
     )
     paths = write_ranking(ranking, create_ranking_dir(args.out, args.data))
     if args.json:

@@ -41,6 +41,7 @@ class RankSettings:
     cache: bool = True  # decoded images and features on disk between runs
     seed: int = 0  # random-init candidates are the networks `fit` builds with this seed
     crop: str = "auto"  # preprocess.crop, as fit takes it
+    crop_pct: float | None = None  # preprocess.crop_pct, as fit takes it
     elongation: float | None = None  # the median train image's long side over its short side
 
     def __post_init__(self) -> None:
@@ -50,6 +51,8 @@ class RankSettings:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}.")
         if self.crop not in CROP_SETTINGS:
             raise ConfigError(f"crop must be one of {', '.join(CROP_SETTINGS)}, got {self.crop!r}.")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise ConfigError(f"crop_pct must be in (0, 1] or None, got {self.crop_pct}.")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,9 @@ def load_candidate(
     torch.manual_seed(settings.seed)  # fit seeds before building the model: the same random init
     backbone = resolve_model(candidate.spec, candidate.pretrained)
     backbone.adapt_input_channels(source.channels)
-    backbone.preprocessing = backbone.preprocessing.with_crop(settings.crop, settings.elongation)
+    backbone.preprocessing = backbone.preprocessing.with_crop(
+        settings.crop, settings.elongation, settings.crop_pct
+    )
     if settings.image_size:
         backbone.preprocessing = backbone.preprocessing.resized(settings.image_size)
     images = decode_splits(

@@ -109,6 +109,7 @@ def rank(
     cache: bool = True,
     seed: int = 0,
     crop: str = "auto",
+    crop_pct: float | None = None,
 ) -> Ranking:
     """Scores how well each model is expected to transfer to `data`, from its frozen features.
 
@@ -122,7 +123,8 @@ def rank(
         batch_size: images per forward pass; also the batch the speed is measured with.
         cache: reuse decoded images and features on disk, and store new ones.
         seed: seeds random-init models as `fit` does with the same seed.
-        crop: how an image becomes each model's square input, as ``preprocess.crop`` in `fit`.
+        crop, crop_pct: how an image becomes each model's square input, as ``preprocess.crop`` and
+            ``preprocess.crop_pct`` in `fit`.
 
     Returns:
         The Ranking, best candidate first.
@@ -130,7 +132,7 @@ def rank(
     started = time.perf_counter()
     names = resolve_methods(methods if isinstance(methods, str) else list(methods))
     candidates = resolve_candidates(list(models))
-    settings = RankSettings(image_size, batch_size, cache, seed, crop)
+    settings = RankSettings(image_size, batch_size, cache, seed, crop, crop_pct)
     config = data if isinstance(data, DataConfig) else DataConfig(name=data)
     source = load_source(config)
     splits, elongation = scoring_splits(source, config, race, cache=cache)

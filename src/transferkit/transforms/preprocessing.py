@@ -75,15 +75,22 @@ class Preprocessing:
         """The same preprocessing at another square input size."""
         return replace(self, input_size=(self.channels, image_size, image_size))
 
-    def with_crop(self, setting: str, elongation: float | None = None) -> Preprocessing:
-        """The crop `setting` asks for (``preprocess.crop``): ``weights`` keeps the weights' own mode, and
-        so does ``auto`` unless the images are elongated beyond `ELONGATED` (`elongation`: the median
-        image's long side over its short side) and the weights crop their centre: then ``squash``, which
-        keeps the whole image where a centre crop would drop its ends."""
+    def with_crop(
+        self, setting: str, elongation: float | None = None, crop_pct: float | None = None
+    ) -> Preprocessing:
+        """The crop `setting` asks for (``preprocess.crop``), keeping `crop_pct` of the resized side
+        where given (``preprocess.crop_pct``). ``weights`` keeps the weights' own mode, and so does
+        ``auto`` unless the images are elongated beyond `ELONGATED` (`elongation`: the median image's
+        long side over its short side) and the weights crop their centre: then the whole image, squashed
+        (``squash`` at a `crop_pct` of 1 unless one is given), where a centre crop would drop its ends."""
         if setting == "auto":
             elongated = elongation is not None and elongation > ELONGATED
-            setting = "squash" if elongated and self.crop_mode == "center" else "weights"
-        return self if setting == "weights" else replace(self, crop_mode=setting)
+            if elongated and self.crop_mode == "center":
+                setting, crop_pct = "squash", 1.0 if crop_pct is None else crop_pct
+            else:
+                setting = "weights"
+        chosen = self if setting == "weights" else replace(self, crop_mode=setting)
+        return chosen if crop_pct is None else replace(chosen, crop_pct=crop_pct)
 
     def with_channels(self, channels: int) -> Preprocessing:
         """Mean and std repeated cyclically over `channels`, as timm's ``adapt_input_conv`` repeats the

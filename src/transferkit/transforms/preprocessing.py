@@ -131,7 +131,8 @@ class Preprocessing:
         size, scaled = self.image_size, self.scaled_size
         how = {
             "center": f"the shorter side to {scaled} px, then the centre {size} x {size}",
-            "squash": f"both sides to {scaled} px (aspect ratio not kept), then the centre {size} x {size}",
+            "squash": f"both sides to {scaled} px (aspect ratio not kept)"
+            + (f", then the centre {size} x {size}" if scaled > size else ""),
             "border": f"the longer side to {scaled} px, padded with the mean colour to {size} x {size}",
         }[self.crop_mode]
         return f"{self.interpolation} resize of {how} (timm's eval transform, crop_mode {self.crop_mode})"

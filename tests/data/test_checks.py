@@ -161,6 +161,55 @@ def test_elongation_is_read_off_the_train_and_validation_images_only(tmp_path: P
     assert report.elongation == Spread(1.2, 2.5, 4.0)  # the test image's 100 : 1 takes no part
 
 
+def _collected(tmp_path: Path, shapes: dict[str, list[tuple[int, int, str]]]) -> DataReport:
+    """A train-only folder: each class's images at the (width, height, mode) listed for it."""
+    rng = np.random.default_rng(0)
+    records = []
+    for label, (name, images) in enumerate(shapes.items()):
+        for n, (width, height, mode) in enumerate(images):
+            path = tmp_path / f"{name}{n}.png"
+            Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).convert(mode).save(path)
+            records.append(ImageRecord(str(path), label, "train"))
+    source = ImageSource("collected", list(shapes), records)
+    return check_data(source, Splits(list(range(len(records))), [], []))
+
+
+def _shortcuts(report: DataReport) -> list[str]:
+    return [warning for warning in report.warnings if "alone tells the train classes apart" in warning]
+
+
+def test_classes_told_apart_by_image_size_or_colour_mode_are_flagged(tmp_path: Path) -> None:
+    # healthy scans at one scanner's size and in colour, sick ones at another's and in grey: a shortcut
+    report = _collected(
+        tmp_path, {"healthy": [(40, 30, "RGB")] * 9 + [(32, 32, "RGB")], "sick": [(32, 32, "L")] * 10}
+    )
+    size, mode = _shortcuts(report)
+    assert "The image size alone" in size and "healthy: 40 x 30 (9 of 10); sick: 32 x 32 (10 of 10)" in size
+    assert "gets 95% right" in size  # the one healthy image at 32 x 32 is named sick
+    assert "The colour mode alone" in mode and "healthy: RGB (10 of 10); sick: L (10 of 10)" in mode
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        {"a": [(32, 32, "RGB")] * 10, "b": [(32, 32, "RGB")] * 10},  # one size for all
+        {
+            "a": [(30 + n, 32, "RGB") for n in range(10)],
+            "b": [(50 + n, 32, "RGB") for n in range(10)],
+        },  # each its own
+        {
+            "a": [(32, 32, "RGB"), (40, 30, "RGB")] * 5,
+            "b": [(32, 32, "RGB"), (40, 30, "RGB")] * 5,
+        },  # mixed alike
+        {"a": [(32, 32, "RGB")] * 18, "b": [(40, 30, "RGB"), (32, 32, "RGB")]},  # b's odd one is alone
+    ],
+)
+def test_sizes_that_do_not_tell_the_classes_apart_are_not_flagged(
+    tmp_path: Path, shapes: dict[str, list[tuple[int, int, str]]]
+) -> None:
+    assert _shortcuts(_collected(tmp_path, shapes)) == []
+
+
 def test_many_tiny_classes_are_counted_and_the_smallest_named() -> None:
     labels = [k for k in range(30) for _ in range(4 if k % 10 else 2)]  # 30 classes of 2 or 4
     source = _memory_source(labels, ["train"] * len(labels), classes=[f"class{k}" for k in range(30)])

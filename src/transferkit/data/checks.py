@@ -36,6 +36,10 @@ THUMBNAIL_SIZE = 32
 IMBALANCE_WARNING = 10.0  # largest / smallest train class
 TINY_CLASS = 5  # train images below which a class's metrics are noise
 TINY_CLASSES_SHOWN = 8  # the smallest classes a warning names
+# A file property (size, colour mode) that names the class of this share of each class's train images
+# (on average over classes), by the majority of the other images that share it, is a shortcut a model
+# can learn instead of the content: the classes were collected differently.
+SHORTCUT_AGREEMENT = 0.9
 _BLOCK = 1024  # rows of the pairwise hash distance computed at once (1024 x N float32)
 _GATHER_LIMIT = 8192  # candidate pairs of a block compared one by one; more take one matrix product
 _LOADER_ERRORS = (DataError, OSError, ValueError, SyntaxError)
@@ -190,6 +194,7 @@ def check_data(source: ImageSource, splits: Splits, cache: CheckCache | None = N
         elongation=_spread([_elongation(scans[i].size) for i in kept.train + kept.val]),
     )
     report.errors, report.warnings = _errors(report), _warnings(report)
+    report.warnings += _shortcut_warnings(source, kept.train, scans)
     return report
 
 
@@ -517,6 +522,49 @@ def _warnings(report: DataReport) -> list[str]:
             "their metrics are mostly noise."
         )
     return warnings
+
+
+def _shortcut_warnings(source: ImageSource, train: list[int], scans: list[_Scan]) -> list[str]:
+    """Where the image size or colour mode alone tells the train classes apart."""
+    labels = [source.class_names[source.records[i].label] for i in train]
+    properties = {
+        "image size": ["{} x {}".format(*scans[i].size) for i in train],
+        "colour mode": [scans[i].mode for i in train],
+    }
+    warnings = []
+    for name, values in properties.items():
+        agreement = _balanced_agreement(values, labels)
+        if agreement < SHORTCUT_AGREEMENT:
+            continue
+        by_class: dict[str, Counter[str]] = {}
+        for value, label in zip(values, labels, strict=True):
+            by_class.setdefault(label, Counter())[value] += 1
+        listing = "; ".join(
+            f"{label}: {counts.most_common(1)[0][0]} ({counts.most_common(1)[0][1]} of {counts.total()})"
+            for label, counts in list(by_class.items())[:TINY_CLASSES_SHOWN]
+        )
+        warnings.append(
+            f"The {name} alone tells the train classes apart ({listing}): naming each train image's class "
+            f"by the other images of its {name} gets {agreement:.0%} right (balanced over classes). A model "
+            "can learn it instead of the content, and a test split collected alike will not show it. Check "
+            f"how each class was collected; if it is an artefact, bring the images to one {name}."
+        )
+    return warnings
+
+
+def _balanced_agreement(values: list[str], labels: list[str]) -> float:
+    """The mean over classes of the share of a class's images that the majority label of the other images
+    with their value names (an image alone with its value, or in a tie, is not named)."""
+    groups: dict[str, Counter[str]] = {}
+    for value, label in zip(values, labels, strict=True):
+        groups.setdefault(value, Counter())[label] += 1
+    named: Counter[str] = Counter()
+    for counts in groups.values():
+        for label, count in counts.items():
+            rival = max((other for name, other in counts.items() if name != label), default=0)
+            named[label] += count if count - 1 > rival else 0
+    sizes = Counter(labels)
+    return sum(named[label] / size for label, size in sizes.items()) / len(sizes) if sizes else 0.0
 
 
 def _duplicate_warnings(report: DataReport) -> list[str]:

@@ -525,11 +525,14 @@ def _warnings(report: DataReport) -> list[str]:
 
 
 def _shortcut_warnings(source: ImageSource, train: list[int], scans: list[_Scan]) -> list[str]:
-    """Where the image size or colour mode alone tells the train classes apart."""
-    labels = [source.class_names[source.records[i].label] for i in train]
+    """Where the image size or colour mode alone tells the train classes apart (images without one of
+    the classes, such as those an active-learning pool adds, take no part)."""
+    names = source.class_names
+    labelled = [i for i in train if 0 <= source.records[i].label < len(names)]
+    labels = [names[source.records[i].label] for i in labelled]
     properties = {
-        "image size": ["{} x {}".format(*scans[i].size) for i in train],
-        "colour mode": [scans[i].mode for i in train],
+        "image size": ["{} x {}".format(*scans[i].size) for i in labelled],
+        "colour mode": [scans[i].mode for i in labelled],
     }
     warnings = []
     for name, values in properties.items():

@@ -202,6 +202,7 @@ def test_classes_told_apart_by_image_size_or_colour_mode_are_flagged(tmp_path: P
             "b": [(32, 32, "RGB"), (40, 30, "RGB")] * 5,
         },  # mixed alike
         {"a": [(32, 32, "RGB")] * 18, "b": [(40, 30, "RGB"), (32, 32, "RGB")]},  # b's odd one is alone
+        {"a": [(32, 32, "RGB")] * 10, "b": []},  # one class: nothing to tell apart
     ],
 )
 def test_sizes_that_do_not_tell_the_classes_apart_are_not_flagged(

@@ -530,6 +530,8 @@ def _shortcut_warnings(source: ImageSource, train: list[int], scans: list[_Scan]
     names = source.class_names
     labelled = [i for i in train if 0 <= source.records[i].label < len(names)]
     labels = [names[source.records[i].label] for i in labelled]
+    if len(set(labels)) < 2:
+        return []  # nothing to tell apart
     properties = {
         "image size": ["{} x {}".format(*scans[i].size) for i in labelled],
         "colour mode": [scans[i].mode for i in labelled],

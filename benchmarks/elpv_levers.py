@@ -70,8 +70,12 @@ BASELINES = {
     "elpv_levers_balance": "elpv_levers_more",
     "elpv_levers_cv_unfrozen": "elpv_levers_cv",
     "elpv_levers_cv_epochs14": "elpv_levers_cv",
-    "elpv_levers_cv_whole": "elpv_levers_cv",
+    "elpv_levers_cv_whole": "elpv_test_views",
 }
+# Since 429eddd d4 runs average all 8 symmetries at test time; an invocation after it is compared with
+# the default's out-of-fold figures with 8 views: `elpv_test_views.py` re-scored elpv_levers_cv's fold
+# models so (its 4-view row reproduces elpv_levers_cv's default).
+EIGHT_VIEWS = "elpv_test_views"
 # Made while the frozen-layer cache fine-tuned 3 layer groups instead of 6 (benchmarks/README.md).
 NARROW = {"elpv_levers", "elpv_levers_more", "elpv_levers_balance"}
 KEYS = ("binary_accuracy", "accuracy", "accuracy_half_ci", "balanced_accuracy", "macro_f1", "recall_p1")
@@ -156,7 +160,8 @@ def compared(runs: dict[str, list[dict[str, str]]]) -> list[dict[str, Any]]:
     for name, levers in runs.items():
         own = next((row for row in levers if row["lever"] == "default"), None)
         other = BASELINES.get(name)
-        baseline = own or next((r for r in runs.get(other or "", []) if r["lever"] == "default"), None)
+        defaults = eight_view_default() if other == EIGHT_VIEWS else runs.get(other or "", [])
+        baseline = own or next((r for r in defaults if r["lever"] == "default"), None)
         for row in levers:
             out_of_fold = int(row["images"]) > 1000  # all 1,968 train images, against 197 validation ones
             rows.append(
@@ -172,6 +177,12 @@ def compared(runs: dict[str, list[dict[str, str]]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: row["scored"] != "out of fold")
 
 
+def eight_view_default() -> list[dict[str, str]]:
+    """The default's out-of-fold row with all 8 test-time views, as `EIGHT_VIEWS` holds it."""
+    rows = csv.DictReader((RESULTS / f"{EIGHT_VIEWS}.csv").open())
+    return [{**row, "lever": "default"} for row in rows if row["count"] == "8"]
+
+
 def _difference(row: dict[str, Any], key: str) -> float | None:
     baseline = row["baseline"]
     return None if baseline is None else float(row[key]) - float(baseline[key])
@@ -183,7 +194,8 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
         "",
         "Command: `python benchmarks/elpv_levers.py --summary`: the rows of every results file "
         "`elpv_levers.py` wrote, unchanged, each beside the default's row it was measured with (its own "
-        "invocation's, or the one `BASELINES` names where it ran none). Validation: 197 images, ± about 6 "
+        "invocation's, or the one `BASELINES` names where it ran none; after d4 runs averaged 8 test-time views, "
+        "the default's fold models re-scored with 8 views, `elpv_test_views`). Validation: 197 images, ± about 6 "
         "points; out of fold: all 1,968 train images (`--folds 5`), ± about 1.8. A difference inside the "
         "lever's own interval (`± half CI`) is no evidence either way. Invocations ran at different "
         "commits and on different machines (each file says which), so compare a lever with its own "

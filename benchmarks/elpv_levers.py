@@ -194,8 +194,9 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
         "",
         "Command: `python benchmarks/elpv_levers.py --summary`: the rows of every results file "
         "`elpv_levers.py` wrote, unchanged, each beside the default's row it was measured with (its own "
-        "invocation's, or the one `BASELINES` names where it ran none; after d4 runs averaged 8 test-time views, "
-        "the default's fold models re-scored with 8 views, `elpv_test_views`). Validation: 197 images, ± about 6 "
+        "invocation's, or the one `BASELINES` names where it ran none; after d4 runs averaged 8 test-time "
+        "views, the default's fold models re-scored with 8 views, `elpv_test_views`). Validation: 197 "
+        "images, ± about 6 "
         "points; out of fold: all 1,968 train images (`--folds 5`), ± about 1.8. A difference inside the "
         "lever's own interval (`± half CI`) is no evidence either way. Invocations ran at different "
         "commits and on different machines (each file says which), so compare a lever with its own "

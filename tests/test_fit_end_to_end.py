@@ -59,6 +59,17 @@ def test_metrics_are_computed_from_the_real_predictions(run: transferkit.Run) ->
     assert np.allclose(probabilities.sum(1), 1.0, atol=1e-4)
 
 
+def test_the_time_of_each_step_is_recorded_and_reported(run: transferkit.Run) -> None:
+    saved = json.loads((run.dir / "metrics.json").read_text())
+    timings = saved["timings_s"]
+    assert {"data", "model", "decoding", "final_model", "test"} <= set(timings)
+    assert "cross_validation" not in timings  # a step the run skipped is not listed
+    assert all(seconds > 0 for seconds in timings.values())
+    assert sum(timings.values()) <= saved["wall_time_s"]
+    wall_time = next(line for line in (run.dir / "report.md").read_text().splitlines() if "wall time" in line)
+    assert "final model" in wall_time and "decoding" in wall_time
+
+
 def test_config_yaml_writes_out_every_default(run: transferkit.Run) -> None:
     written = yaml.safe_load((run.dir / "config.yaml").read_text())
     assert FitConfig.from_dict(written) == run.config

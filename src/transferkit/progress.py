@@ -5,6 +5,7 @@ only draws bars."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -26,3 +27,17 @@ def progress_task(description: str, total: int) -> Iterator[Callable[[int], None
             progress.advance(task, steps)
 
         yield advance
+
+
+class Laps:
+    """Where the time of a long job went: `lap(name)` charges the seconds since the previous lap (or
+    since the start) to `name`; a name charged twice adds up."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now

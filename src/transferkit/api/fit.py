@@ -34,10 +34,11 @@ from transferkit.data.splits import Splits
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation import headline_metrics
 from transferkit.evaluation.calibration import CalibrationSet
-from transferkit.evaluation.operating_point import resolve_recall_target
+from transferkit.evaluation.operating_point import RecallTarget, resolve_recall_target
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic, write_json
 from transferkit.models import Backbone
+from transferkit.progress import Laps
 from transferkit.run_dir import RUN_DIR_ENV, RunPaths, build_manifest
 from transferkit.training.interpolation import WeightChoice
 from transferkit.training.loop import TrainingResult
@@ -109,20 +110,40 @@ def fit(
     return _fit(config, paths, started, resume=resume is not None)
 
 
-def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: bool) -> Run:
+@dataclass(frozen=True)
+class Prepared:
+    """Steps 1 and 2 done, before anything is decoded or trained: the recipe (with the crop and the
+    source it settled on), its pretrained network, the checked splits, and the run directory."""
+
+    recipe: Recipe
+    backbone: Backbone
+    splits: Splits
+    checks: DataReport
+    folds: int | None
+    paths: RunPaths
+    recall_target: RecallTarget | None
+    model_choice: ModelChoice | None
+
+
+def prepare(config: FitConfig, paths: RunPaths | None, laps: Laps, *, resume: bool) -> Prepared:
+    """The model, the data and the run directory, every option checked; `laps` gets the time taken."""
     # Every name and method option is checked before any work: a typo must not cost a model load.
     methods = create_methods(config)
     config = with_resolved_methods(config, methods)
     config, source = ordinal_classes(config, load_source(config.data))
     recall_target = resolve_recall_target(config.decision.recall(), source.class_names)
     source, auxiliary = with_auxiliary(config, source, methods)
+    laps.lap("data")
     # with several candidate models, the best-scoring one starts (a resumed run reads its choice back)
     config, model_choice = (config, resumed_choice(paths)) if resume else choose_start(config)
+    if model_choice is not None and not resume:
+        laps.lap("model_choice")
     augment_name = resolve_augment_name(config.preprocess.augment, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # 1. the pretrained model, with a new head, at the input size it is trained at
     backbone = build_backbone(config, source, methods.strategy)
     augment = create_augmentation(augment_name, backbone.preprocessing.image_size)
+    laps.lap("model")
     # 2. the new dataset, split, with its label budget; unreadable files found before any training
     splits = split_with_budget(source, config.data)
     source = with_budget_note(source, splits, config.data)
@@ -136,20 +157,32 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
     paths = start_run_directory(config, source, backbone, paths)
     if model_choice is not None and not resume and is_main_process():
         write_json(paths.model_choice, model_choice.to_dict())
+    laps.lap("data")
+    return Prepared(recipe, backbone, splits, checks, folds, paths, recall_target, model_choice)
+
+
+def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: bool) -> Run:
+    laps = Laps()  # where the time went, for metrics.json and the report
+    prepared = prepare(config, paths, laps, resume=resume)
+    recipe, backbone, splits, paths = prepared.recipe, prepared.backbone, prepared.splits, prepared.paths
+    config, source, methods = recipe.config, recipe.source, recipe.methods
     with paths.lock() if is_main_process() else contextlib.nullcontext(), sharing_run_dir(paths):
         # 3. preprocessing: the size, crop and normalization the weights expect, decoded once
         cache = DiskCache.default() if config.data.cache else None
         data = decode_splits(source, splits, backbone.preprocessing, cache, unlabeled=methods.semi.needs_pool)
+        laps.lap("decoding")
         # 4. fine-tuning: with cross-validation, one model per fold first, then one on every train image
         #    (or the ensemble of the fold models)
-        cv = cross_validate(recipe, data, folds, paths, resume=resume) if folds else None
+        cv = cross_validate(recipe, data, prepared.folds, paths, resume=resume) if prepared.folds else None
         if cv is not None:
+            laps.lap("cross_validation")
             data = {**data, "train": joined(data["train"], data["val"]), "val": subset(data["val"], [])}
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
             recipe, cv = checked_out_of_fold(recipe, cv)
             recipe = without_discarded_fine_tuning(recipe, cv)
         final = final_model(recipe, backbone, data, paths, cv, resume=resume)
         backbone, training, choice, held_out, pool_check = final
+        laps.lap("final_model")
         source = with_note(source, pool_check.note() if pool_check is not None else None)
         source = with_note(source, recipe.methods.semi.note(training.history, training.semi_summary))
         if not is_main_process():
@@ -163,9 +196,12 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             source,
             data["test"],
             held_out,
-            recall_target,
+            prepared.recall_target,
         )
+        laps.lap("test")
         other = fit_auxiliary_task(recipe, backbone, data, paths)  # the other label's classifier
+        if other is not None:
+            laps.lap("other_label")
         wall_time = time.perf_counter() - started
         write_run_outputs(
             paths,
@@ -176,11 +212,12 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             training=training,
             counts=class_counts(source, splits),
             wall_time_s=wall_time,
-            data_checks=checks,
+            timings_s=laps.seconds,
+            data_checks=prepared.checks,
             cross_validation=cv,
             weight_choice=choice,
             pool_check=pool_check,
-            model_choice=model_choice,
+            model_choice=prepared.model_choice,
             auxiliary=other.record if other else None,
             other_tasks=[other.task] if other else [],
         )

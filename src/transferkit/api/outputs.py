@@ -191,6 +191,7 @@ def write_run_outputs(
     training: TrainingResult,
     counts: dict[str, dict[str, int]],
     wall_time_s: float,
+    timings_s: dict[str, float] | None = None,
     data_checks: DataReport | None = None,
     cross_validation: CrossValidation | None = None,
     weight_choice: WeightChoice | None = None,
@@ -203,10 +204,12 @@ def write_run_outputs(
     and with cross-validation its summary (metrics.json's ``cv``) and oof_predictions.csv; `auxiliary`,
     the other label's classifier (`api.auxiliary`), goes into metrics.json and the report, and its head
     (`other_tasks`) into the bundle; `pool_check`, whether the unlabeled pool helped, into metrics.json's
-    ``pool``."""
+    ``pool``; `timings_s`, the seconds of each step of the run (`progress.Laps`), into metrics.json and
+    the report."""
     document = metrics_document(
         evaluation,
         wall_time_s,
+        timings_s=timings_s,
         cross_validation=cross_validation,
         weight_choice=weight_choice,
         pool_check=pool_check,
@@ -247,6 +250,7 @@ def write_run_outputs(
         plots=plots,
         notes=notes,
         wall_time_s=wall_time_s,
+        timings_s=timings_s,
         data_checks=data_checks,
         cross_validation=document.get("cv"),
         weight_choice=document.get("weight_choice"),
@@ -259,6 +263,7 @@ def metrics_document(
     evaluation: TestEvaluation,
     wall_time_s: float,
     *,
+    timings_s: dict[str, float] | None = None,
     cross_validation: CrossValidation | None,
     weight_choice: WeightChoice | None,
     pool_check: PoolCheck | None,
@@ -283,7 +288,8 @@ def metrics_document(
     }
     extras = {key: value for key, value in run_level.items() if value is not None}
     headline = headline_metrics(evaluation.metrics)
-    return {"test": evaluation.metrics, "headline": headline, **extras, "wall_time_s": wall_time_s}
+    timings = {"timings_s": timings_s} if timings_s else {}
+    return {"test": evaluation.metrics, "headline": headline, **extras, "wall_time_s": wall_time_s, **timings}
 
 
 def write_prediction_files(

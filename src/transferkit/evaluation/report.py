@@ -69,6 +69,8 @@ class ReportContext:
         plots: Caption -> PNG path, normally inside ``run_dir/plots``.
         notes: Extra lines shown under the headline metrics, e.g. published reference numbers.
         wall_time_s: Total run time in seconds, if known.
+        timings_s: Seconds of each step of the run by its name (``data``, ``decoding``,
+            ``cross_validation``, ``final_model``, ``test``, ...), shown beside the wall time.
         data_checks: What :func:`transferkit.data.checks.check_data` found, if the data was checked.
         cross_validation: :func:`transferkit.evaluation.cross_validation.summarize_folds`'s output, if the
             run cross-validated.
@@ -88,6 +90,7 @@ class ReportContext:
     plots: dict[str, Path]
     notes: list[str] = field(default_factory=list)
     wall_time_s: float | None = None
+    timings_s: dict[str, float] | None = None
     data_checks: DataReport | None = None
     cross_validation: dict[str, Any] | None = None
     weight_choice: dict[str, Any] | None = None
@@ -250,7 +253,7 @@ def _headline_blocks(context: ReportContext) -> list[_Block]:
     if "log_loss" in metrics:
         rows.append(["log-loss", f"{float(metrics['log_loss']):.4f}"])
     if context.wall_time_s is not None:
-        rows.append(["wall time", _duration(context.wall_time_s)])
+        rows.append(["wall time", _duration(context.wall_time_s) + _steps(context.timings_s)])
     header = ["metric", "value [95 % interval]" if intervals else "value"]
     blocks: list[_Block] = [_Heading("Headline metrics (test split)"), _Table(header, rows)]
     sentences = [noise_note(metrics), _calibration_sentence(metrics), _tta_sentence(metrics)]
@@ -589,6 +592,14 @@ def _score(value: float, interval: Sequence[float] | None = None) -> str:
     """A score on a 0..1 scale such as AUROC: ``0.912``, or ``0.912 [0.884, 0.938]``."""
     text = f"{float(value):.3f}"
     return text if interval is None else f"{text} [{float(interval[0]):.3f}, {float(interval[1]):.3f}]"
+
+
+def _steps(timings_s: dict[str, float] | None) -> str:
+    """The run's steps, longest first: " (final model 40 s, test 9.1 s)"; nothing without timings."""
+    if not timings_s:
+        return ""
+    longest = sorted(timings_s.items(), key=lambda item: -item[1])
+    return " (" + ", ".join(f"{name.replace('_', ' ')} {_duration(s)}" for name, s in longest) + ")"
 
 
 def _duration(seconds: float) -> str:

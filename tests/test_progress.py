@@ -1,0 +1,17 @@
+"""Laps: where the time of a run went."""
+
+from __future__ import annotations
+
+import pytest
+
+from transferkit import progress
+
+
+def test_each_lap_is_charged_the_time_since_the_previous_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([10.0, 12.5, 13.0, 20.0, 20.01])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    laps = progress.Laps()  # starts at 10.0
+    for name in ("data", "model", "data", "test"):
+        laps.lap(name)
+    assert laps.seconds == pytest.approx({"data": 2.5 + 7.0, "model": 0.5, "test": 0.01})
+    assert list(laps.seconds) == ["data", "model", "test"]  # the order first charged

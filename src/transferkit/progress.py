@@ -1,7 +1,8 @@
-"""Progress bars for long work outside the epoch loop (decoding, feature extraction).
+"""Progress bars for long work outside the epoch loop (decoding, feature extraction), and `Laps`, the
+time each step of a run took.
 
 Findings go through `logging` (the ``transferkit`` loggers), which the command line shows; this module
-only draws bars."""
+only draws bars and keeps time."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from transferkit import progress
@@ -9,9 +11,17 @@ from transferkit import progress
 
 def test_each_lap_is_charged_the_time_since_the_previous_one(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([10.0, 12.5, 13.0, 20.0, 20.01])
-    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    # progress's own reference to the time module: nothing else reads this clock
+    monkeypatch.setattr(progress, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     laps = progress.Laps()  # starts at 10.0
     for name in ("data", "model", "data", "test"):
         laps.lap(name)
     assert laps.seconds == pytest.approx({"data": 2.5 + 7.0, "model": 0.5, "test": 0.01})
     assert list(laps.seconds) == ["data", "model", "test"]  # the order first charged
+
+
+def test_laps_may_start_at_an_earlier_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "time", SimpleNamespace(perf_counter=lambda: 7.0))
+    laps = progress.Laps(started=4.0)
+    laps.lap("data")
+    assert laps.seconds == {"data": 3.0}

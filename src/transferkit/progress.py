@@ -32,11 +32,12 @@ def progress_task(description: str, total: int) -> Iterator[Callable[[int], None
 
 class Laps:
     """Where the time of a long job went: `lap(name)` charges the seconds since the previous lap (or
-    since the start) to `name`; a name charged twice adds up."""
+    since `started`, a `time.perf_counter()` reading, by default now) to `name`; a name charged twice adds
+    up."""
 
-    def __init__(self) -> None:
+    def __init__(self, started: float | None = None) -> None:
         self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
+        self._last = time.perf_counter() if started is None else started
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()

@@ -162,7 +162,7 @@ def prepare(config: FitConfig, paths: RunPaths | None, laps: Laps, *, resume: bo
 
 
 def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: bool) -> Run:
-    laps = Laps()  # where the time went, for metrics.json and the report
+    laps = Laps(started)  # where the time went, for metrics.json and the report
     prepared = prepare(config, paths, laps, resume=resume)
     recipe, backbone, splits, paths = prepared.recipe, prepared.backbone, prepared.splits, prepared.paths
     config, source, methods = recipe.config, recipe.source, recipe.methods

@@ -16,6 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 _stderr = Console(stderr=True)
 
 
+def interactive() -> bool:
+    """Whether stderr redraws a bar in place (a terminal or a notebook); a log file or CI gets lines."""
+    return _stderr.is_terminal or _stderr.is_jupyter
+
+
 @contextmanager
 def progress_task(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Shows a bar for `total` steps; yields `advance(steps)`."""

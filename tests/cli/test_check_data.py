@@ -67,6 +67,15 @@ def test_clean_folder_exits_0_with_counts(tmp_path: Path, capsys: pytest.Capture
     assert "RGB: 36" in out and "no problems found" in out
 
 
+def test_the_dataset_may_be_named_as_fit_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = make_image_folder(tmp_path, classes=("cat", "dog"), per_class=6)
+    assert main(["check-data", "--data", str(folder)]) == 0
+    assert "│ total │" in _output(capsys)
+    with pytest.raises(SystemExit, match="2"):
+        main(["check-data", str(folder), "--data", str(folder)])
+    assert "not allowed with argument SPEC" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -94,7 +94,11 @@ def add_check_data_parser(commands: argparse._SubParsersAction[argparse.Argument
         "Exit code 1 when there are errors: unreadable images, test images copied in train or val, "
         "classes without train images.",
     )
-    check.add_argument("spec", metavar="SPEC", help="dataset, as fit --data takes it")
+    dataset = check.add_mutually_exclusive_group()
+    dataset.add_argument(
+        "spec", metavar="SPEC", nargs="?", help=f"dataset, as fit --data takes it ({defaults.name})"
+    )
+    dataset.add_argument("--data", dest="data", metavar="SPEC", help="SPEC, spelled as fit spells it")
     check.add_argument(
         "--val-fraction", type=float, default=defaults.val_fraction, help="share of train held out for val"
     )
@@ -141,7 +145,7 @@ def run_check_data(args: argparse.Namespace) -> int:
     from transferkit.data.load import load_source, split_with_budget
 
     config = DataConfig(
-        name=args.spec,
+        name=args.spec or args.data or DataConfig().name,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         split_seed=args.split_seed,

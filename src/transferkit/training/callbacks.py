@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -13,11 +14,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 from transferkit.errors import TrainingInterrupted
 from transferkit.faults import kill_point
 from transferkit.files import write_atomic
+from transferkit.progress import interactive
 from transferkit.training.data_order import SeededBatchSampler
 
 HISTORY_FIELDS = (
@@ -92,6 +94,12 @@ def _number(value: torch.Tensor | None) -> float | None:
     return None if value is None else round(float(value), 6)
 
 
+def progress_bar(phase: str) -> ProgressBar:
+    """Rich's redrawn bar where stderr is a terminal or a notebook; elsewhere (a log file, CI) one line
+    per epoch, which a redrawn bar would turn into several lines of columns."""
+    return PhaseProgressBar(phase) if interactive() else EpochLines(phase)
+
+
 class PhaseProgressBar(RichProgressBar):
     """Lightning's rich bar, with the strategy phase in front of the epoch count."""
 
@@ -107,6 +115,42 @@ class PhaseProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
+
+
+class EpochLines(ProgressBar):
+    """One line on stderr per epoch: ``fine-tune · epoch 2/7: 4 batches in 1.2 s, loss 0.690,
+    val_accuracy 0.562``."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__()
+        self.phase = phase
+        self._enabled = True
+        self._started = time.perf_counter()
+
+    def disable(self) -> None:  # Lightning disables the bar on every process but the first
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._enabled:
+            return
+        seconds = time.perf_counter() - self._started
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        metrics = self.get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        shown = "".join(f", {name} {_shown(value)}" for name, value in metrics.items())
+        epoch = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        counted = f"{batches} batch" + ("" if batches == 1 else "es")
+        print(f"{self.phase} · {epoch}: {counted} in {seconds:.1f} s{shown}", file=sys.stderr, flush=True)
+
+
+def _shown(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

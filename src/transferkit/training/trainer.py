@@ -17,10 +17,10 @@ from transferkit.run_dir import RunPaths
 from transferkit.training.callbacks import (
     AtomicCheckpointIO,
     EpochHistory,
-    PhaseProgressBar,
     ResumePoints,
     StopOnSignal,
     WeightAverage,
+    progress_bar,
 )
 from transferkit.training.data_order import SeededBatchSampler
 
@@ -44,7 +44,7 @@ def create_trainer(
     callbacks: list[L.Callback] = [WeightAverage(config.ema_decay)] if config.ema else []
     callbacks += [
         EpochHistory(paths.history, history, phase),
-        PhaseProgressBar(phase),
+        progress_bar(phase),
         ResumePoints(paths.last_checkpoint, runtime.checkpoint_every, sampler),
         StopOnSignal(paths.last_checkpoint, paths.root),
     ]

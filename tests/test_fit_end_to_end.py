@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import transferkit
+from transferkit.api.outputs import view_logits_with_progress
 from transferkit.config import FitConfig
 from transferkit.data.source import ImageSource
 from transferkit.models import resolve_model
@@ -68,6 +69,17 @@ def test_the_time_of_each_step_is_recorded_and_reported(run: transferkit.Run) ->
     assert sum(timings.values()) <= saved["wall_time_s"]
     wall_time = next(line for line in (run.dir / "report.md").read_text().splitlines() if "wall time" in line)
     assert "final model" in wall_time and "decoding" in wall_time
+
+
+def test_the_test_pass_shows_its_progress_and_chunks_change_no_logit(
+    run: transferkit.Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    classifier = transferkit.load(run.dir)
+    size = classifier.preprocessing.image_size
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 3, size, size), dtype=np.uint8)
+    logits = view_logits_with_progress(classifier, pixels)  # three chunks
+    assert f"test: 300 images x {len(classifier.views)} views" in capsys.readouterr().err
+    assert np.allclose(logits, classifier.view_logits(pixels), rtol=0, atol=1e-6)
 
 
 def test_config_yaml_writes_out_every_default(run: transferkit.Run) -> None:

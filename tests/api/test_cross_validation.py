@@ -2,7 +2,9 @@
 
 import csv
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,6 +162,21 @@ def test_where_the_folds_keep_the_head_the_final_model_skips_fine_tuning(
     assert "its fine-tuning, which that choice discards, was skipped" in (run.dir / "report.md").read_text()
 
 
+def test_between_the_folds_and_the_final_model_the_choice_is_said(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    from transferkit.api import recipe
+
+    chosen = recipe.choose_alpha
+    monkeypatch.setattr(recipe, "choose_alpha", lambda *a, **k: replace(chosen(*a, **k), alpha=1.0))
+    caplog.set_level(logging.INFO, logger="transferkit")
+    transferkit.fit(tiny_fit_config(image_folder, tmp_path, epochs=1).with_overrides({"cv.folds": 2}))
+    said = r"Out of fold, WiSE-FT α 1 predicted best \(\d+\.\d % accuracy\): the final model trains on all 27"
+    assert any(re.match(said, message) for message in caplog.messages), caplog.messages
+
+
 def _history(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "metrics.csv", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -196,10 +213,12 @@ def test_a_cross_validated_run_killed_between_folds_resumes_to_the_same_model(
 
 
 def test_the_ensemble_of_the_fold_models_is_one_bundle_that_load_and_onnx_predict_with(
-    image_folder: Path, tmp_path: Path
+    image_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="transferkit")
     config = tiny_fit_config(image_folder, tmp_path).with_overrides({"cv.folds": 3, "cv.final": "ensemble"})
     run = transferkit.fit(config)
+    assert "The final model is the ensemble of the 3 fold models." in caplog.messages
     bundle = json.loads((run.dir / "model" / "config.json").read_text())
     assert bundle["ensemble_members"] == 3
     with open(run.dir / "predictions.csv", newline="") as handle:

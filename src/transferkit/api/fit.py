@@ -180,6 +180,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
             recipe, cv = checked_out_of_fold(recipe, cv)
             recipe = without_discarded_fine_tuning(recipe, cv)
+            note_final_model(cv, len(splits.train))
         final = final_model(recipe, backbone, data, paths, cv, resume=resume)
         backbone, training, choice, held_out, pool_check = final
         laps.lap("final_model")
@@ -265,6 +266,24 @@ def without_discarded_fine_tuning(recipe: Recipe, cv: CrossValidation) -> Recipe
         return recipe
     logger.info("Out of fold the head on frozen features predicted best: the final model is that head.")
     return recipe.head_only()
+
+
+def note_final_model(cv: CrossValidation, train_images: int) -> None:
+    """Says, between the folds' epochs and the final model's, what the folds chose and what trains next."""
+    if cv.members:
+        logger.info("The final model is the ensemble of the %d fold models.", len(cv.members))
+        return
+    choice = cv.choice
+    if choice is not None and choice.alpha == 0:
+        return  # without_discarded_fine_tuning has said so
+    final = f"the final model trains on all {train_images} train images"
+    if choice is None:
+        logger.info("%s.", final.capitalize())
+        return
+    accuracy = choice.accuracy[choice.alphas.index(choice.alpha)]
+    kind = "balanced accuracy" if choice.balanced else "accuracy"
+    best = f"WiSE-FT α {choice.alpha:g} predicted best ({100 * accuracy:.1f} % {kind})"
+    logger.info("Out of fold, %s: %s.", best, final)
 
 
 def checked_on_validation(

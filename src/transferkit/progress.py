@@ -35,6 +35,12 @@ def progress_task(description: str, total: int) -> Iterator[Callable[[int], None
         yield advance
 
 
+def duration(seconds: float) -> str:
+    """``42.0 s``, or ``2 min 5 s`` from a minute on."""
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
+
+
 class Laps:
     """Where the time of a long job went: `lap(name)` charges the seconds since the previous lap (or
     since `started`, a `time.perf_counter()` reading, by default now) to `name`; a name charged twice adds

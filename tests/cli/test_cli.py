@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,8 @@ def test_fit_prints_the_report_path(
     ]
     argv += ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path)]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert re.search(r"test split, \d+ images \(fit: \d+\.\d s\)", err)  # the metrics table's title
     report = Path(out.split("report: ")[1].split()[0])
     assert report.is_file()
     assert report.parent.parent == tmp_path

@@ -84,6 +84,15 @@ def test_table_and_manifest_input(
     )
 
 
+def test_the_table_names_the_images_folder_once(
+    run: transferkit.Run, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["predict", str(run.dir), str(folder / "cat_000.png"), str(folder / "nested")]) == 0
+    out = capsys.readouterr().out
+    assert f"images in {folder.resolve()}" in " ".join(out.split())
+    assert "│ cat_000.png " in out and "│ nested/fox_001.png " in out
+
+
 def test_no_readable_image_exits_1(
     run: transferkit.Run, folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,6 +25,7 @@ from transferkit.cli import active, assess, rank, serve, ship
 from transferkit.cli.flags import add_config_flags
 from transferkit.config import PRESETS, SHORTCUTS, DataConfig, parse_override, resolve_config
 from transferkit.errors import ConfigError, TrainingInterrupted, TransferkitError
+from transferkit.progress import duration
 from transferkit.registry import Registry
 
 if TYPE_CHECKING:
@@ -134,7 +135,8 @@ def run_fit(args: argparse.Namespace) -> int:
         return stop.exit_code
     if not run.metrics:
         return 0  # a worker process of a multi-process run: the main process reports
-    console.print(assess.metrics_table(run.metrics, f"test split ({run.wall_time_s / 60:.1f} min)"))
+    title = f"test split, {run.metrics['num_samples']} images (fit: {duration(run.wall_time_s)})"
+    console.print(assess.metrics_table(run.metrics, title))
     print(f"report: {run.paths.report_html}")
     print(f"model:  {run.paths.model}")
     return 0

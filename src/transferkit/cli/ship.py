@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,10 @@ def print_predictions(
         json.dump([prediction_record(result) for result in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        stdout.print(prediction_table(results, top_k, other_labels))
+        folder = common_folder([result.path for result in results])
+        stdout.print(prediction_table(results, top_k, other_labels, folder))
+        if folder:  # the rows name each image from there; unbroken, to copy whole
+            stdout.print(f"images in {escape(folder)}", soft_wrap=True, highlight=False)
 
 
 def prediction_record(result: FilePrediction) -> dict[str, Any]:
@@ -150,8 +154,9 @@ def write_csv(results: Sequence[FilePrediction], top_k: int, other_labels: Seque
 
 
 def prediction_table(
-    results: Sequence[FilePrediction], top_k: int, other_labels: Sequence[str] = ()
+    results: Sequence[FilePrediction], top_k: int, other_labels: Sequence[str] = (), folder: str = ""
 ) -> Table:
+    """One row per file, its path from `folder` (the whole path without one)."""
     table = Table(title=f"predictions ({top_k} most probable labels)" if top_k > 1 else "predictions")
     table.add_column("image", overflow="fold")
     table.add_column("label" if top_k == 1 else "labels", overflow="fold")
@@ -161,7 +166,7 @@ def prediction_table(
     for result in results:
         if result.prediction is None:
             error = f"[red]error: {escape(result.error or '')}[/]"
-            table.add_row(escape(result.path), error, "", *([""] * len(other_labels)))
+            table.add_row(escape(shown(result.path, folder)), error, "", *([""] * len(other_labels)))
             continue
         labels = "\n".join(escape(label) for label in result.prediction.labels)
         probabilities = "\n".join(f"{100 * p:.1f} %" for p in result.prediction.probabilities)
@@ -169,8 +174,24 @@ def prediction_table(
             f"{escape(other.label)} ({100 * other.probability:.1f} %)" if other else ""
             for other in (result.other_labels.get(name) for name in other_labels)
         ]
-        table.add_row(escape(result.path), labels, probabilities, *others)
+        table.add_row(escape(shown(result.path, folder)), labels, probabilities, *others)
     return table
+
+
+def common_folder(paths: Sequence[str]) -> str:
+    """The folder all `paths` lie in, which the table names once so that its rows fit a terminal; ''
+    where they share none."""
+    if not paths:
+        return ""
+    try:
+        folder = os.path.commonpath([os.path.dirname(os.path.abspath(path)) for path in paths])
+    except ValueError:  # on different drives
+        return ""
+    return "" if folder == os.path.dirname(folder) else folder  # the file system's root says nothing
+
+
+def shown(path: str, folder: str) -> str:
+    return os.path.relpath(os.path.abspath(path), folder) if folder else path
 
 
 def run_export(args: argparse.Namespace) -> int:

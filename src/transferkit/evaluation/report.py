@@ -19,6 +19,7 @@ import yaml
 
 from transferkit.evaluation.metrics import noise_note
 from transferkit.files import write_atomic
+from transferkit.progress import duration
 
 if TYPE_CHECKING:  # the report reads a DataReport; importing transferkit.data would pull in torch
     from transferkit.data.checks import DataReport
@@ -253,7 +254,7 @@ def _headline_blocks(context: ReportContext) -> list[_Block]:
     if "log_loss" in metrics:
         rows.append(["log-loss", f"{float(metrics['log_loss']):.4f}"])
     if context.wall_time_s is not None:
-        rows.append(["wall time", _duration(context.wall_time_s) + _steps(context.timings_s)])
+        rows.append(["wall time", duration(context.wall_time_s) + _steps(context.timings_s)])
     header = ["metric", "value [95 % interval]" if intervals else "value"]
     blocks: list[_Block] = [_Heading("Headline metrics (test split)"), _Table(header, rows)]
     sentences = [noise_note(metrics), _calibration_sentence(metrics), _tta_sentence(metrics)]
@@ -599,12 +600,7 @@ def _steps(timings_s: dict[str, float] | None) -> str:
     if not timings_s:
         return ""
     longest = sorted(timings_s.items(), key=lambda item: -item[1])
-    return " (" + ", ".join(f"{name.replace('_', ' ')} {_duration(s)}" for name, s in longest) + ")"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(float(seconds), 60)
-    return f"{int(minutes)} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
+    return " (" + ", ".join(f"{name.replace('_', ' ')} {duration(s)}" for name, s in longest) + ")"
 
 
 def _cell(value: Any) -> str:

@@ -197,7 +197,38 @@ def test_the_command_prints_a_table(
     assert _run_cli([*argv, "--method", "hscore"]) == 0
     table = capsys.readouterr().out
     assert "hscore" in table
-    assert "images/s" in table
+    assert "img/s" in table
+
+
+def test_the_table_of_three_packaged_models_and_six_scores_fits_80_columns() -> None:
+    from rich.console import Console
+
+    from transferkit.ranking.ranking import CandidateResult
+
+    methods = ["hscore", "knn", "leep", "logme", "nce", "sfda"]
+    scores = dict(zip(methods, [1.976, 0.727, -0.836, -0.435, -12.377, 1.0], strict=True))
+    candidates = [
+        CandidateResult(
+            f"efficientnet_lite{k}",
+            f"efficientnet_lite{k}",
+            True,
+            "x",
+            4_800_000,
+            123.4,
+            scores,
+            None,
+            1.0,
+            False,
+        )
+        for k in range(3)
+    ]
+    console = Console(width=80, record=True)
+    console.print(rank_cli.ranking_table(Ranking("elpv", methods, "logme", 72, 0, candidates, 9.0)))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    assert any(
+        "efficientnet_lite2  4.8 M   123  1.976 0.727 -0.836 -0.435 -12.377 1.000" in line for line in lines
+    )
 
 
 class _Ranked(Exception):

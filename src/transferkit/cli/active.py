@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from transferkit.cli.paths import common_folder, from_folder
 
 if TYPE_CHECKING:
     from transferkit.active import Suggestions
@@ -106,6 +108,7 @@ def run_suggest(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     stdout.print(suggestions_table(result))
+    stdout.print(folders_line(result), soft_wrap=True, highlight=False)
     if result.excluded:
         reasons: dict[str, int] = {}
         for exclusion in result.excluded:
@@ -118,25 +121,41 @@ def run_suggest(args: argparse.Namespace) -> int:
 
 
 def suggestions_table(result: Suggestions) -> Table:
+    """The picks best first, each image from the pool's folder and its nearest labelled image from the
+    labelled images' folder (`folders_line` names both)."""
+    pool, labelled = _folders(result)
     table = Table(
         title=f"{len(result.picks)} of {result.pool_size} pool images by {result.method} "
-        f"({result.model}, {result.labelled_size} labelled, {result.wall_time_s:.0f} s)"
+        f"({result.model}, {result.labelled_size} labelled, {result.wall_time_s:.0f} s)",
+        box=box.SIMPLE_HEAD,  # a rule under the header, spaces between columns
+        show_edge=False,
+        collapse_padding=True,
     )
-    for column in ("rank", "image", result.score_name, "predicted", "nearest labelled", "distance"):
-        table.add_column(
-            column, overflow="fold", justify="right" if column in ("rank", "distance") else "left"
-        )
+    for column in ("#", "image", result.score_name, "predicted", "nearest labelled", "distance"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("#", "distance") else "left")
     for pick in result.picks:
         predicted = f"{pick.predicted} ({pick.probability:.2f})" if pick.predicted else ""
         table.add_row(
             str(pick.rank),
-            escape(_shown(pick.path)),
+            escape(from_folder(pick.path, pool)),
             "" if math.isnan(pick.score) else f"{pick.score:.3f}",
             escape(predicted),
-            escape(_shown(pick.nearest_labelled)),
+            escape(from_folder(pick.nearest_labelled, labelled) if pick.nearest_labelled else ""),
             "" if math.isnan(pick.distance) else f"{pick.distance:.3f}",
         )
     return table
+
+
+def folders_line(result: Suggestions) -> str:
+    """Where the table's images lie: ``images in POOL; nearest labelled in FOLDER``."""
+    pool, labelled = _folders(result)
+    named = (("images", pool), ("nearest labelled", labelled))
+    return "; ".join(f"{what} in {escape(folder)}" for what, folder in named if folder)
+
+
+def _folders(result: Suggestions) -> tuple[str, str]:
+    nearest = [pick.nearest_labelled for pick in result.picks if pick.nearest_labelled]
+    return common_folder([pick.path for pick in result.picks]), common_folder(nearest)
 
 
 def run_label(args: argparse.Namespace) -> int:
@@ -155,11 +174,3 @@ def run_label(args: argparse.Namespace) -> int:
     )
     serve_labelling(session, args.port)
     return 0
-
-
-def _shown(path: str) -> str:
-    """A path below the working folder as relative to it: the table's column stays readable."""
-    try:
-        return str(Path(path).absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from transferkit.catalog import BACKENDS, BACKENDS_HELP
+from transferkit.cli.paths import common_folder, from_folder
 
 if TYPE_CHECKING:
     from transferkit.export.formats import ExportReport, QuantizationReport
@@ -166,7 +166,7 @@ def prediction_table(
     for result in results:
         if result.prediction is None:
             error = f"[red]error: {escape(result.error or '')}[/]"
-            table.add_row(escape(shown(result.path, folder)), error, "", *([""] * len(other_labels)))
+            table.add_row(escape(from_folder(result.path, folder)), error, "", *([""] * len(other_labels)))
             continue
         labels = "\n".join(escape(label) for label in result.prediction.labels)
         probabilities = "\n".join(f"{100 * p:.1f} %" for p in result.prediction.probabilities)
@@ -174,24 +174,8 @@ def prediction_table(
             f"{escape(other.label)} ({100 * other.probability:.1f} %)" if other else ""
             for other in (result.other_labels.get(name) for name in other_labels)
         ]
-        table.add_row(escape(shown(result.path, folder)), labels, probabilities, *others)
+        table.add_row(escape(from_folder(result.path, folder)), labels, probabilities, *others)
     return table
-
-
-def common_folder(paths: Sequence[str]) -> str:
-    """The folder all `paths` lie in, which the table names once so that its rows fit a terminal; ''
-    where they share none."""
-    if not paths:
-        return ""
-    try:
-        folder = os.path.commonpath([os.path.dirname(os.path.abspath(path)) for path in paths])
-    except ValueError:  # on different drives
-        return ""
-    return "" if folder == os.path.dirname(folder) else folder  # the file system's root says nothing
-
-
-def shown(path: str, folder: str) -> str:
-    return os.path.relpath(os.path.abspath(path), folder) if folder else path
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
-"""Laps: where the time of a run went."""
+"""Progress bars, durations, and Laps: where the time of a run went."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -25,3 +26,15 @@ def test_laps_may_start_at_an_earlier_reading(monkeypatch: pytest.MonkeyPatch) -
     laps = progress.Laps(started=4.0)
     laps.lap("data")
     assert laps.seconds == {"data": 3.0}
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(0.04, "0.0 s"), (42.04, "42.0 s"), (125.4, "2 min 5 s")])
+def test_durations_read_in_seconds_then_minutes(seconds: float, said: str) -> None:
+    assert progress.duration(seconds) == said
+
+
+def test_a_finished_bar_keeps_the_time_it_took(capsys: pytest.CaptureFixture[str]) -> None:
+    with progress.progress_task("decode 2 images", 2) as advance:
+        time.sleep(1.1)  # rich counts whole seconds
+        advance(2)
+    assert capsys.readouterr().err.split()[-2:] == ["2/2", "0:00:01"]  # remaining time would say 0:00:00

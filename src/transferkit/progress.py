@@ -24,7 +24,9 @@ def interactive() -> bool:
 @contextmanager
 def progress_task(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Shows a bar for `total` steps; yields `advance(steps)`."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # the time left while it runs, the time it took once done (what a log file keeps)
+    remaining = TimeRemainingColumn(elapsed_when_finished=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), remaining)
     # stderr: stdout carries what a command was asked for (tables, csv, json).
     with Progress(*columns, transient=False, console=_stderr) as progress:
         task = progress.add_task(description, total=total)

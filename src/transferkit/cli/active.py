@@ -9,12 +9,11 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli.paths import common_folder, from_folder
+from transferkit.cli.tables import common_folder, compact_table, from_folder
 
 if TYPE_CHECKING:
     from transferkit.active import Suggestions
@@ -124,12 +123,9 @@ def suggestions_table(result: Suggestions) -> Table:
     """The picks best first, each image from the pool's folder and its nearest labelled image from the
     labelled images' folder (`folders_line` names both)."""
     pool, labelled = _folders(result)
-    table = Table(
-        title=f"{len(result.picks)} of {result.pool_size} pool images by {result.method} "
-        f"({result.model}, {result.labelled_size} labelled, {result.wall_time_s:.0f} s)",
-        box=box.SIMPLE_HEAD,  # a rule under the header, spaces between columns
-        show_edge=False,
-        collapse_padding=True,
+    table = compact_table(
+        f"{len(result.picks)} of {result.pool_size} pool images by {result.method} "
+        f"({result.model}, {result.labelled_size} labelled, {result.wall_time_s:.0f} s)"
     )
     for column in ("#", "image", result.score_name, "predicted", "nearest labelled", "distance"):
         table.add_column(column, overflow="fold", justify="right" if column in ("#", "distance") else "left")

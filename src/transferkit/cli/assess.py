@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from transferkit.catalog import BACKENDS, BACKENDS_HELP
+from transferkit.cli.tables import compact_table
 from transferkit.files import write_json
 
 if TYPE_CHECKING:
@@ -119,12 +119,9 @@ def comparison_table(rows: list[RunRow]) -> Table:
     }
     shared = [values[0] for values in described.values() if len(set(values)) == 1]
     differing = {name: values for name, values in described.items() if len(set(values)) > 1}
-    table = Table(
-        title="runs against run 1, paired over their shared test images",
-        caption=f"every run: {escape(', '.join(shared))}" if shared else None,
-        box=box.SIMPLE_HEAD,  # a rule under the header, spaces between columns
-        show_edge=False,
-        collapse_padding=True,
+    table = compact_table(
+        "runs against run 1, paired over their shared test images",
+        f"every run: {escape(', '.join(shared))}" if shared else None,
     )
     table.add_column("#", justify="right")
     for name in differing:

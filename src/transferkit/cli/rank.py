@@ -6,11 +6,11 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from transferkit.cli.tables import compact_table
 from transferkit.config import CROP_SETTINGS
 
 if TYPE_CHECKING:
@@ -96,13 +96,11 @@ def ranking_table(ranking: Ranking) -> Table:
     """The candidates best first, in 80 columns with the six default scores: model names whole, rules
     only under the header, scores to three decimals."""
     race = ranking.num_val_images > 0
-    table = Table(
-        title=f"transferability to {ranking.data}: {ranking.num_images} training images, "
+    table = compact_table(
+        f"transferability to {ranking.data}: {ranking.num_images} training images, "
         f"ordered by {ranking.primary} ({ranking.wall_time_s:.0f} s)",
-        caption="higher is better for every score; img/s: forward passes to the features on this machine",
-        box=box.SIMPLE_HEAD,  # a rule under the header, spaces between columns
-        padding=0,
-        show_edge=False,
+        "higher is better for every score; img/s: forward passes to the features on this machine",
+        tight=True,
     )
     table.add_column("#", justify="right")
     table.add_column("model", no_wrap=True)

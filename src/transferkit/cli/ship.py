@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from transferkit.catalog import BACKENDS, BACKENDS_HELP
-from transferkit.cli.paths import common_folder, from_folder
+from transferkit.cli.tables import common_folder, from_folder
 
 if TYPE_CHECKING:
     from transferkit.export.formats import ExportReport, QuantizationReport

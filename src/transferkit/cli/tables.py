@@ -1,10 +1,19 @@
-"""How the command line's tables show file paths: from the folder they share, named once below the
-table, so that rows fit a terminal and the folder can be copied whole."""
+"""Tables that fit an 80-column terminal: a rule under the header and spaces between columns, and file
+paths shown from the folder they share, which the command names once below the table (whole, to copy)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+
+from rich import box
+from rich.table import Table
+
+
+def compact_table(title: str, caption: str | None = None, *, tight: bool = False) -> Table:
+    """A table without side rules: columns one space apart where `tight`, else two."""
+    spacing = {"padding": 0} if tight else {"collapse_padding": True}
+    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, **spacing)
 
 
 def common_folder(paths: Sequence[str]) -> str:

@@ -146,7 +146,7 @@ def test_a_cross_validated_fit_reports_folds_and_calibrates_out_of_fold(
 
 
 def test_where_the_folds_keep_the_head_the_final_model_skips_fine_tuning(
-    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from dataclasses import replace
 
@@ -154,8 +154,11 @@ def test_where_the_folds_keep_the_head_the_final_model_skips_fine_tuning(
 
     chosen = recipe.choose_alpha
     monkeypatch.setattr(recipe, "choose_alpha", lambda *a, **k: replace(chosen(*a, **k), alpha=0.0))
+    caplog.set_level(logging.INFO, logger="transferkit")
     run = transferkit.fit(tiny_fit_config(image_folder, tmp_path, epochs=2).with_overrides({"cv.folds": 3}))
     assert [row["phase"] for row in _history(run.dir)] == ["head"]  # no fine-tuning epoch
+    said = "Out of fold the head on frozen features predicted best: the final model is that head."
+    assert caplog.messages.count(said) == 1
     assert all(len(_history(run.dir / "folds" / f"fold-{k}")) == 3 for k in range(3))  # the folds did
     metrics = json.loads((run.dir / "metrics.json").read_text())
     assert metrics["weight_choice"]["alpha"] == 0

@@ -180,7 +180,7 @@ def _fit(config: FitConfig, paths: RunPaths | None, started: float, *, resume: b
             splits = replace(splits, train=[*splits.train, *splits.val], val=[])
             recipe, cv = checked_out_of_fold(recipe, cv)
             recipe = without_discarded_fine_tuning(recipe, cv)
-            note_final_model(cv, len(splits.train))
+            note_final_model(recipe, cv, len(splits.train))
         final = final_model(recipe, backbone, data, paths, cv, resume=resume)
         backbone, training, choice, held_out, pool_check = final
         laps.lap("final_model")
@@ -259,31 +259,33 @@ def final_model(
 
 
 def without_discarded_fine_tuning(recipe: Recipe, cv: CrossValidation) -> Recipe:
-    """The recipe of the final network: where the folds chose WiSE-FT's α 0, the fitted head alone, it
-    has no fine-tuning epochs, whose weights that choice would discard. (A semi-supervised run's pool
-    may change what its head is fitted on, and an ensemble is its fold models: they keep the recipe.)"""
-    if cv.choice is None or cv.choice.alpha != 0 or cv.members or recipe.methods.semi.name != "none":
-        return recipe
-    logger.info("Out of fold the head on frozen features predicted best: the final model is that head.")
-    return recipe.head_only()
+    """The recipe of the final network: without fine-tuning epochs where `discards_fine_tuning`."""
+    return recipe.head_only() if discards_fine_tuning(recipe, cv) else recipe
 
 
-def note_final_model(cv: CrossValidation, train_images: int) -> None:
+def discards_fine_tuning(recipe: Recipe, cv: CrossValidation) -> bool:
+    """Whether the folds chose WiSE-FT's α 0, the fitted head alone, so that the final network's
+    fine-tuning would be discarded. (A semi-supervised run's pool may change what its head is fitted on,
+    and an ensemble is its fold models: they keep the recipe.)"""
+    choice = cv.choice
+    return choice is not None and choice.alpha == 0 and not cv.members and recipe.methods.semi.name == "none"
+
+
+def note_final_model(recipe: Recipe, cv: CrossValidation, train_images: int) -> None:
     """Says, between the folds' epochs and the final model's, what the folds chose and what trains next."""
+    choice = cv.choice
+    final = f"the final model trains on all {train_images} train images"
     if cv.members:
         logger.info("The final model is the ensemble of the %d fold models.", len(cv.members))
-        return
-    choice = cv.choice
-    if choice is not None and choice.alpha == 0:
-        return  # without_discarded_fine_tuning has said so
-    final = f"the final model trains on all {train_images} train images"
-    if choice is None:
+    elif discards_fine_tuning(recipe, cv):
+        logger.info("Out of fold the head on frozen features predicted best: the final model is that head.")
+    elif choice is None:
         logger.info("%s.", final.capitalize())
-        return
-    accuracy = choice.accuracy[choice.alphas.index(choice.alpha)]
-    kind = "balanced accuracy" if choice.balanced else "accuracy"
-    best = f"WiSE-FT α {choice.alpha:g} predicted best ({100 * accuracy:.1f} % {kind})"
-    logger.info("Out of fold, %s: %s.", best, final)
+    else:
+        accuracy = choice.accuracy[choice.alphas.index(choice.alpha)]
+        kind = "balanced accuracy" if choice.balanced else "accuracy"
+        best = f"WiSE-FT α {choice.alpha:g} predicted best ({100 * accuracy:.1f} % {kind})"
+        logger.info("Out of fold, %s: %s.", best, final)
 
 
 def checked_on_validation(

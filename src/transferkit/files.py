@@ -1,4 +1,5 @@
-"""Writing files so that a crash leaves the old or the new content, never a mix; hashing them."""
+"""Writing files so that a crash leaves the old or the new content, never a mix; hashing them; the folder
+they share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -128,3 +129,12 @@ def update_with_file(digest: Any, path: str | Path) -> None:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+
+
+def common_folder(paths: Sequence[str]) -> str:
+    """The deepest folder every one of `paths` lies in; '' for no paths, or paths on different drives."""
+    folders = [os.path.dirname(os.path.abspath(path)) for path in paths]
+    try:
+        return os.path.commonpath(folders) if folders else ""
+    except ValueError:
+        return ""

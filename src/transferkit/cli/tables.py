@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from rich import box
 from rich.table import Table
 
+from transferkit import files
+
 
 def compact_table(title: str, caption: str | None = None, *, tight: bool = False) -> Table:
     """A table without side rules: columns one space apart where `tight`, else two."""
@@ -18,12 +20,7 @@ def compact_table(title: str, caption: str | None = None, *, tight: bool = False
 
 def common_folder(paths: Sequence[str]) -> str:
     """The folder all `paths` lie in; '' where they share none but the file system's root."""
-    if not paths:
-        return ""
-    try:
-        folder = os.path.commonpath([os.path.dirname(os.path.abspath(path)) for path in paths])
-    except ValueError:  # on different drives
-        return ""
+    folder = files.common_folder(paths)
     return "" if folder == os.path.dirname(folder) else folder
 
 

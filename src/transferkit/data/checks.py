@@ -23,7 +23,7 @@ from transferkit.data.source import ImageRecord, ImageSource
 from transferkit.data.splits import Splits, class_counts
 from transferkit.data.threads import map_in_threads
 from transferkit.errors import DataError
-from transferkit.files import cache_root, sha256_of_file, write_atomic
+from transferkit.files import cache_root, common_folder, sha256_of_file, write_atomic
 from transferkit.progress import progress_task
 
 NEAR_HASH_DISTANCE = 4  # differing bits of the 64-bit difference hash that still count as near
@@ -181,7 +181,7 @@ def check_data(source: ImageSource, splits: Splits, cache: CheckCache | None = N
     sizes = [scans[i].size for i in readable]
     report = DataReport(
         num_images=len(source.records),
-        root=_common_folder(source.records),
+        root=common_folder([r.path for r in source.records if os.path.isabs(r.path)]),
         class_names=list(source.class_names),
         counts=counts,
         widths=_spread([width for width, _ in sizes]),
@@ -452,14 +452,6 @@ def _group(kind: str, members: list[int], source: ImageSource, split_of: dict[in
 
 def _label_name(source: ImageSource, label: int) -> str:
     return source.class_names[label] if label >= 0 else "(unlabeled)"
-
-
-def _common_folder(records: Sequence[ImageRecord]) -> str:
-    folders = [os.path.dirname(r.path) for r in records if os.path.isabs(r.path)]
-    try:
-        return os.path.commonpath(folders) if folders else ""
-    except ValueError:  # paths on different drives
-        return ""
 
 
 def _elongation(size: tuple[int, int]) -> float:

@@ -133,7 +133,8 @@ def view_logits_with_progress(classifier: Classifier, pixels: np.ndarray) -> np.
     classifier.expect(len(pixels))
     views, classes = len(classifier.views), len(classifier.label_names)
     chunks = [np.empty((views, 0, classes), np.float32)]
-    with progress_task(f"test: {len(pixels)} images x {views} views", len(pixels)) as advance:
+    shown = f"test: {len(pixels)} images x {views} view" + ("" if views == 1 else "s")
+    with progress_task(shown, len(pixels)) as advance:
         for start in range(0, len(pixels), _PROGRESS_CHUNK):
             chunk = pixels[start : start + _PROGRESS_CHUNK]
             chunks.append(classifier.view_logits(chunk))
